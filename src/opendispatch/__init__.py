@@ -1,0 +1,1 @@
+"""Open-Dispatch: run AI coding agents in ephemeral sprites from chat."""

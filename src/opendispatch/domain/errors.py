@@ -1,0 +1,72 @@
+"""The error tree. Every `DispatchError`'s `str()` is a sentence a chat user can act on.
+
+Subclasses are grouped by what the user can do about them, not by where they were raised.
+"""
+
+from __future__ import annotations
+
+
+class DispatchError(Exception):
+    """Base of every error whose message may be shown in chat as it is."""
+
+
+class UsageError(DispatchError):
+    """The user typed a command we cannot parse; the message carries the usage line."""
+
+
+class NotAllowed(DispatchError):
+    """The user, channel, repository or image is not allowed by the operator."""
+
+
+class UnknownJob(DispatchError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"No job {job_id}. `/od-jobs` lists recent jobs.")
+        self.job_id = job_id
+
+
+class JobAlreadyFinished(DispatchError):
+    """A command (cancel) aimed at a job that has already ended."""
+
+
+class InvalidTransition(DispatchError):
+    """A job was asked to move to a state its current state does not allow.
+
+    This is a programming or protocol error, but its message still names both states so a
+    log reader knows what happened.
+    """
+
+    def __init__(self, job_id: str, current: str, wanted: str) -> None:
+        super().__init__(f"Job {job_id} cannot go from {current} to {wanted}.")
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+class InvalidToken(DispatchError):
+    """A webhook token is missing, malformed, expired, or for another job.
+
+    One message for every case, so a caller cannot tell which check failed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("Invalid or expired job token.")
+
+
+class SpriteError(DispatchError):
+    """The sprite backend could not do what was asked; the message says what to check."""
+
+
+class SpawnFailed(SpriteError):
+    pass
+
+
+class SpriteProviderUnavailable(SpriteError):
+    pass
+
+
+class NotAvailableYet(DispatchError):
+    """A command that parses but whose capability has not landed in this build."""
+
+
+class ConfigError(DispatchError):
+    """Configuration is missing or invalid; the message names the variable and the fix."""

@@ -1,0 +1,173 @@
+"""The Job and its state machine.
+
+A `Job` is an immutable value; every transition returns a new one and refuses moves that the
+table below does not allow, so a late or duplicated sidecar report cannot resurrect a job.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Self
+
+import attrs
+
+from .errors import InvalidTransition
+from .job_spec import JobSpec
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+)
+
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.CANCELLED, JobState.FAILED, JobState.LOST}),
+    JobState.STARTING: frozenset(
+        {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+    ),
+    **{state: frozenset() for state in FINAL_STATES},
+}
+
+
+class FailureStage(enum.Enum):
+    """Where a failed job broke, so the card can say which step to look at."""
+
+    SPAWN = "spawn"
+    SIDECAR = "sidecar"
+    CLONE = "clone"
+    AGENT_START = "agent start"
+    AGENT = "agent exit"
+    RELAY = "relay"
+    TIMEOUT = "timeout"
+
+    @classmethod
+    def from_wire(cls, text: str | None) -> FailureStage:
+        """Map the sidecar's optional `stage` field; unknown or absent means the agent."""
+        aliases = {"agent_start": cls.AGENT_START, "agent": cls.AGENT, "agent_exit": cls.AGENT}
+        if text is None:
+            return cls.AGENT
+        key = text.strip().lower()
+        if key in aliases:
+            return aliases[key]
+        for stage in cls:
+            if stage.value == key:
+                return stage
+        return cls.AGENT
+
+
+@attrs.frozen
+class Conversation:
+    """Where a command came from and where its replies go; opaque to everything but its adapter."""
+
+    platform: str
+    channel: str
+    thread: str | None = None
+
+
+@attrs.frozen
+class User:
+    id: str
+    name: str
+
+
+@attrs.frozen
+class Artifact:
+    name: str
+    url: str
+    type: str = "link"
+
+
+@attrs.frozen
+class Failure:
+    stage: FailureStage
+    reason: str
+
+
+@attrs.frozen
+class Job:
+    id: str
+    spec: JobSpec
+    conversation: Conversation
+    requested_by: User
+    created_at: float
+    state: JobState = JobState.QUEUED
+    started_at: float | None = None
+    finished_at: float | None = None
+    sprite_id: str | None = None
+    exit_code: int | None = None
+    failure: Failure | None = None
+    cancelled_by: str | None = None
+    artifacts: tuple[Artifact, ...] = ()
+
+    @classmethod
+    def queued(cls, job_id: str, spec: JobSpec, conversation: Conversation, user: User, at: float) -> Job:
+        return cls(id=job_id, spec=spec, conversation=conversation, requested_by=user, created_at=at)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state.is_final
+
+    def can_become(self, state: JobState) -> bool:
+        return state in ALLOWED_TRANSITIONS[self.state]
+
+    def duration_s(self, now: float) -> float:
+        """From the moment a sprite was requested (or queued) to the end (or now)."""
+        start = self.started_at if self.started_at is not None else self.created_at
+        end = self.finished_at if self.finished_at is not None else now
+        return max(0.0, end - start)
+
+    def _move(self, to: JobState, **changes: object) -> Self:
+        if not self.can_become(to):
+            raise InvalidTransition(self.id, self.state.value, to.value)
+        return attrs.evolve(self, state=to, **changes)  # type: ignore[arg-type]
+
+    def starting(self, at: float) -> Job:
+        return self._move(JobState.STARTING, started_at=at)
+
+    def with_sprite(self, sprite_id: str) -> Job:
+        return attrs.evolve(self, sprite_id=sprite_id)
+
+    def running(self) -> Job:
+        return self._move(JobState.RUNNING)
+
+    def succeeded(self, at: float, exit_code: int = 0) -> Job:
+        return self._move(JobState.SUCCEEDED, finished_at=at, exit_code=exit_code)
+
+    def failed(self, stage: FailureStage, reason: str, at: float, exit_code: int | None = None) -> Job:
+        return self._move(
+            JobState.FAILED, finished_at=at, exit_code=exit_code, failure=Failure(stage, reason)
+        )
+
+    def cancelled(self, by: str, at: float, exit_code: int | None = None) -> Job:
+        return self._move(JobState.CANCELLED, finished_at=at, cancelled_by=by, exit_code=exit_code)
+
+    def timed_out(self, at: float) -> Job:
+        reason = "the job ran past its timeout"
+        return self._move(
+            JobState.TIMED_OUT, finished_at=at, failure=Failure(FailureStage.TIMEOUT, reason)
+        )
+
+    def lost(self, reason: str, at: float) -> Job:
+        return self._move(JobState.LOST, finished_at=at, failure=Failure(FailureStage.RELAY, reason))
+
+    def with_artifacts(self, new: tuple[Artifact, ...]) -> Job:
+        """Add artifacts we have not seen yet, keeping their order; repeats are ignored."""
+        merged = self.artifacts + tuple(a for a in new if a not in self.artifacts)
+        return attrs.evolve(self, artifacts=merged)

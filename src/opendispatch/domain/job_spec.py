@@ -1,0 +1,115 @@
+"""What a job asks for: repository, branch, image, agent, timeout and the task text.
+
+Validation here is the last line of defence: the values end up as argv elements in the
+sprite (`git clone -- REPO`), so anything that could be read as an option is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import attrs
+
+from .errors import UsageError
+
+DEFAULT_BRANCH = "main"
+DEFAULT_TIMEOUT_S = 600.0
+MIN_TIMEOUT_S = 1.0
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+class AgentKind(enum.Enum):
+    CLAUDE = "claude"
+    OPENCODE = "opencode"
+    SHELL = "shell"
+
+    @classmethod
+    def parse(cls, text: str) -> AgentKind:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            choices = ", ".join(kind.value for kind in cls)
+            raise UsageError(f"Unknown agent {text!r}: choose one of {choices}.") from None
+
+
+_GITHUB_SLUG = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+_GIT_URL = re.compile(r"(?:https?|ssh|git|file)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+")
+_LOCAL_PATH = re.compile(r"(?:/|\./|\.\./|~/)[^\x00-\x1f]*")
+_BRANCH = re.compile(r"[A-Za-z0-9._/+-]{1,200}")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}", re.IGNORECASE)
+
+
+def validate_repo(text: str) -> str:
+    """Accept `owner/repo`, a git URL, or a local path; refuse anything option-like."""
+    repo = text.strip()
+    if repo.endswith("/") and len(repo) > 1 and not _LOCAL_PATH.fullmatch(repo):
+        repo = repo.rstrip("/")
+    if repo.startswith("-") or not repo:
+        raise UsageError(f"Bad repository {text!r}: use owner/repo, a git URL or a local path.")
+    if _GITHUB_SLUG.fullmatch(repo) and ".." not in repo.split("/")[1]:
+        return repo
+    if _GIT_URL.fullmatch(repo) or _LOCAL_PATH.fullmatch(repo):
+        return repo
+    raise UsageError(f"Bad repository {text!r}: use owner/repo, a git URL or a local path.")
+
+
+def validate_branch(text: str) -> str:
+    branch = text.strip()
+    if (
+        not _BRANCH.fullmatch(branch)
+        or branch.startswith(("-", "/", "."))
+        or branch.endswith(("/", ".", ".lock"))
+        or ".." in branch
+        or "//" in branch
+    ):
+        raise UsageError(f"Bad branch name {text!r}: use a git branch such as main or feature-x.")
+    return branch
+
+
+def validate_image(text: str) -> str:
+    image = text.strip()
+    if not _IMAGE.fullmatch(image):
+        raise UsageError(
+            f"Bad image {text!r}: use an alias from SPRITE_IMAGES or an image reference "
+            "such as registry.fly.io/my-sprites/agent:latest."
+        )
+    return image
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `10m`, `1h`, `1h30m` or plain seconds, between 1 second and 24 hours."""
+    match = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*", text.lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise UsageError(f"Bad timeout {text!r}: use a duration such as 90s, 10m or 1h.")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = float(hours * 3600 + minutes * 60 + seconds)
+    if not MIN_TIMEOUT_S <= total <= MAX_TIMEOUT_S:
+        raise UsageError(f"Bad timeout {text!r}: it must be between 1s and 24h.")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration` for whole seconds, and a readable elapsed time."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+@attrs.frozen
+class JobSpec:
+    """A fully resolved request: aliases expanded, defaults applied, values validated."""
+
+    task: str
+    agent: AgentKind
+    repo: str | None = None
+    branch: str = DEFAULT_BRANCH
+    image: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def summary(self) -> str:
+        """`owner/repo @ branch · agent · image`, the line every first reply echoes."""
+        where = f"{self.repo} @ {self.branch}" if self.repo else "no repository"
+        return f"{where} · {self.agent.value} · {self.image or 'default image'}"

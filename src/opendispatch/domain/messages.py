@@ -1,0 +1,87 @@
+"""What the application says in chat, independent of any platform.
+
+Every chat adapter renders these same values (plain text, Block Kit, embeds, Adaptive Cards),
+so a feature added here shows up everywhere and nothing platform-specific leaks inward.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .job import Conversation, Job, User
+
+
+@attrs.frozen
+class Inbound:
+    """A line of text a user sent us, already stripped of platform mentions."""
+
+    conversation: Conversation
+    user: User
+    text: str
+
+
+@attrs.frozen
+class Notice:
+    """A short answer: usage, an error a user can act on, a confirmation."""
+
+    text: str
+    ephemeral: bool = False
+
+
+@attrs.frozen
+class JobAccepted:
+    """The first reply to `/od-run`: what was resolved, and the job id to refer to it by."""
+
+    job: Job
+
+
+@attrs.frozen
+class LiveOutput:
+    """One live output message (a page). Edited in place until `sealed`."""
+
+    job: Job
+    page: int
+    lines: tuple[str, ...]
+    omitted: int
+    elapsed_s: float
+    sealed: bool
+
+
+@attrs.frozen
+class JobCard:
+    """The final card: status, exit code, duration, artifacts and the last lines."""
+
+    job: Job
+    tail: tuple[str, ...]
+    total_lines: int
+    duration_s: float
+
+
+@attrs.frozen
+class JobTable:
+    """`/od-jobs` and `/od-list`: a list of jobs with their age at `now`."""
+
+    title: str
+    jobs: tuple[Job, ...]
+    now: float
+    empty_text: str = "No jobs yet. Start one with /od-run."
+
+
+@attrs.frozen
+class LogExcerpt:
+    """`/od-logs`: stored output of one job."""
+
+    job: Job
+    lines: tuple[str, ...]
+    total_lines: int
+
+
+ChatMessage = Notice | JobAccepted | LiveOutput | JobCard | JobTable | LogExcerpt
+
+
+@attrs.frozen
+class MessageRef:
+    """A message we posted, so that it can be edited or replied to; `id` is the adapter's."""
+
+    conversation: Conversation
+    id: str

@@ -1,0 +1,50 @@
+"""Durable jobs and their output. SQLite by default, in memory for tests and embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
+
+from ..domain.job import Job, JobState
+
+
+class JobStore(Protocol):
+    async def add(self, job: Job) -> None:
+        """Store a new job; adding an id twice is a programming error (ValueError)."""
+        ...
+
+    async def get(self, job_id: str) -> Job:
+        """The job, or `UnknownJob`."""
+        ...
+
+    async def save(self, job: Job) -> None:
+        """Replace the stored job with this newer value (`UnknownJob` if it was never added)."""
+        ...
+
+    async def recent(
+        self,
+        *,
+        limit: int,
+        states: Collection[JobState] | None = None,
+        user_id: str | None = None,
+    ) -> list[Job]:
+        """Newest first, optionally only in `states` and only requested by `user_id`."""
+        ...
+
+    async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
+        """Store a batch of lines once. False when a batch with this `seq` is already stored.
+
+        Batches with a `seq` read back in `seq` order whatever order they arrived in;
+        batches without one (old sidecars) read back in arrival order.
+        """
+        ...
+
+    async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
+        """Stored lines of a job in order; only the last `tail` when given."""
+        ...
+
+    async def output_line_count(self, job_id: str) -> int: ...
+
+    async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
+        """A named server secret, created with `create()` and kept on first use."""
+        ...
