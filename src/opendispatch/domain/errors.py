@@ -70,3 +70,11 @@ class NotAvailableYet(DispatchError):
 
 class ConfigError(DispatchError):
     """Configuration is missing or invalid; the message names the variable and the fix."""
+
+
+class JobClosed(DispatchError):
+    """A sidecar wrote to a job that finished longer ago than the grace period (HTTP 409)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id} has finished; no more reports are accepted.")
+        self.job_id = job_id

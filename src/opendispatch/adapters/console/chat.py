@@ -1,0 +1,218 @@
+"""`ConsoleChat`: the ChatPort for a terminal (stdin/stdout), used by `opendispatch demo`.
+
+A terminal cannot edit a line it printed long ago, so an "edit" of live output prints only
+the lines that are new since the last print for that message, each tagged with the job id and
+elapsed time (`j-1234abcd  0:03 │ line`). Several jobs can therefore stream at once and stay
+readable. Every other message is printed as `render_text` gives it, with a one-character mark
+for its kind; an edit of one of those simply prints the new version.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+import attrs
+import trio
+
+from ...domain.job import Conversation, JobState, User
+from ...domain.messages import (
+    ChatMessage,
+    Inbound,
+    JobAccepted,
+    JobCard,
+    JobTable,
+    LiveOutput,
+    LogExcerpt,
+    MessageRef,
+    Notice,
+)
+from ...domain.render import render_lines
+from ...ports.chat import InboundHandler
+
+PROMPT = "od> "
+CONSOLE_CONVERSATION = Conversation("console", "console")
+QUIT_WORDS = frozenset({"quit", "exit"})
+
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_RED = "\x1b[31m"
+_GREEN = "\x1b[32m"
+_YELLOW = "\x1b[33m"
+_BLUE = "\x1b[34m"
+_CYAN = "\x1b[36m"
+_CLEAR_LINE = "\r\x1b[K"
+
+_KIND_MARKS: dict[type, tuple[str, str]] = {
+    Notice: ("•", _CYAN),
+    JobAccepted: ("»", _BLUE),
+    JobTable: ("≡", _BOLD),
+    LogExcerpt: ("¶", _BOLD),
+    LiveOutput: ("│", _DIM),
+}
+_CARD_COLORS = {JobState.SUCCEEDED: _GREEN, JobState.CANCELLED: _YELLOW}
+
+
+def clock_format(seconds: float) -> str:
+    """Elapsed time as a stopwatch shows it (`0:03`, `12:34`, `1:02:03`), right-aligned."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+    return text.rjust(5)
+
+
+@attrs.define
+class _PrintedLive:
+    """How far a live-output message has been printed: its page and absolute line count."""
+
+    job_id: str
+    page: int
+    printed_end: int
+
+
+class ConsoleChat:
+    """A ChatPort that prints to one text stream and reads commands from another.
+
+    `color=None` turns colours on only for a terminal that has not set `NO_COLOR`.
+    `env` (default `os.environ`) is read once, here, for `NO_COLOR` and `USER`.
+    """
+
+    def __init__(
+        self,
+        output: TextIO | None = None,
+        input_stream: TextIO | None = None,
+        *,
+        color: bool | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = os.environ if env is None else env
+        self._out = sys.stdout if output is None else output
+        self._in = sys.stdin if input_stream is None else input_stream
+        self._tty = _isatty(self._out)
+        self._color = (self._tty and "NO_COLOR" not in environ) if color is None else color
+        self._user = User("console", environ.get("USER") or "you")
+        self._next_id = 0
+        self._live: dict[MessageRef, _PrintedLive] = {}
+        self._prompt_visible = False
+
+    async def send(
+        self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
+    ) -> MessageRef:
+        """Print the message; a terminal has no threads, so `reply_to` is ignored."""
+        await trio.lowlevel.checkpoint()
+        self._next_id += 1
+        ref = MessageRef(where, str(self._next_id))
+        self._show(ref, message)
+        return ref
+
+    async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
+        """Print what changed: new live lines only, or the whole new version of anything else."""
+        await trio.lowlevel.checkpoint()
+        self._show(ref, message)
+
+    async def listen(
+        self,
+        handler: InboundHandler,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Read commands line by line until end of input, `quit` or `exit`, or cancellation."""
+        task_status.started()
+        while True:
+            self._show_prompt()
+            line = await trio.to_thread.run_sync(self._in.readline, abandon_on_cancel=True)
+            self._after_input(line)
+            if not line:
+                return
+            text = line.strip()
+            if not text:
+                continue
+            if text.lower() in QUIT_WORDS:
+                return
+            await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
+
+    def _show(self, ref: MessageRef, message: ChatMessage) -> None:
+        if isinstance(message, LiveOutput):
+            self._emit(self._live_update(ref, message))
+            return
+        self._live.pop(ref, None)
+        self._emit(self._decorated(message))
+
+    def _live_update(self, ref: MessageRef, message: LiveOutput) -> list[str]:
+        """Lines of `message` not yet printed for `ref`, plus a note for any dropped unseen."""
+        job_id = message.job.id
+        previous = self._live.get(ref)
+        same_page = previous is not None and (previous.job_id, previous.page) == (
+            job_id,
+            message.page,
+        )
+        printed_end = previous.printed_end if previous is not None and same_page else 0
+        unseen = message.omitted - printed_end
+        start = max(0, -unseen)
+        new_end = message.omitted + len(message.lines)
+        self._live[ref] = _PrintedLive(job_id, message.page, max(printed_end, new_end))
+        out: list[str] = []
+        if unseen > 0:
+            noun = "line" if unseen == 1 else "lines"
+            gap = f"… {unseen} {noun} not shown (/od-logs {job_id} for all)"
+            out.append(self._live_line(message, gap))
+        out.extend(self._live_line(message, line) for line in message.lines[start:])
+        return out
+
+    def _live_line(self, message: LiveOutput, line: str) -> str:
+        gutter = f"{message.job.id} {clock_format(message.elapsed_s)} │"
+        return f"{self._paint(gutter, _DIM)} {line}"
+
+    def _decorated(self, message: ChatMessage) -> list[str]:
+        """`render_text` with a kind mark on the first line and the rest indented under it."""
+        mark, colour = _mark_for(message)
+        first, *rest = render_lines(message)
+        return [f"{self._paint(mark, colour)} {first}", *(f"  {line}" for line in rest)]
+
+    def _paint(self, text: str, colour: str) -> str:
+        return f"{colour}{text}{_RESET}" if self._color else text
+
+    def _emit(self, lines: list[str]) -> None:
+        """Write whole lines, keeping an open prompt from being mixed into them."""
+        if not lines:
+            return
+        reprompt = self._prompt_visible and self._tty
+        if self._prompt_visible:
+            self._write(_CLEAR_LINE if self._tty else "\n")
+            self._prompt_visible = False
+        self._write("".join(f"{line}\n" for line in lines))
+        if reprompt:
+            self._show_prompt()
+
+    def _show_prompt(self) -> None:
+        self._write(self._paint(PROMPT, _BOLD))
+        self._prompt_visible = True
+
+    def _after_input(self, line: str) -> None:
+        """End the prompt line; echo piped input, which a terminal would have echoed itself."""
+        if self._prompt_visible and not _isatty(self._in):
+            self._write(line if line.endswith("\n") else f"{line}\n")
+        elif not line:
+            self._write("\n")
+        self._prompt_visible = False
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+
+def _mark_for(message: ChatMessage) -> tuple[str, str]:
+    if isinstance(message, JobCard):
+        return "■", _CARD_COLORS.get(message.job.state, _RED)
+    return _KIND_MARKS[type(message)]
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

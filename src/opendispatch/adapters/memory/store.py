@@ -1,0 +1,121 @@
+"""An in-memory `JobStore` for tests, demos and embedding: the reference the SQLite store must match."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Collection, Sequence
+
+import attrs
+
+from ...domain.errors import UnknownJob
+from ...domain.job import Job, JobState
+
+
+@attrs.frozen
+class _Batch:
+    """One stored batch; `order` sorts seq'd batches by seq, then seq-less ones by arrival."""
+
+    order: tuple[int, int, int]
+    lines: tuple[str, ...]
+
+
+def _batch_order(seq: int | None, arrival: int) -> tuple[int, int, int]:
+    """Seq'd batches first in seq order, seq-less (old sidecar) batches after them by arrival.
+
+    A job's sidecar either sends seqs or it does not, so the mixed case only needs to be
+    deterministic; both stores use this same order.
+    """
+    if seq is None:
+        return (1, 0, arrival)
+    return (0, seq, arrival)
+
+
+@attrs.define
+class _JobOutput:
+    seqs: set[int] = attrs.Factory(set)
+    batches: list[_Batch] = attrs.Factory(list)
+    line_count: int = 0
+
+
+@attrs.define
+class MemoryJobStore:
+    """Keeps `Job` values in a dict and each job's output as ordered batches.
+
+    Output may be appended for any job id (the relay has already checked the token), so an
+    unknown id simply has no output.
+    """
+
+    _jobs: dict[str, Job] = attrs.field(factory=dict, init=False)
+    _output: dict[str, _JobOutput] = attrs.field(factory=dict, init=False)
+    _secrets: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
+
+    async def add(self, job: Job) -> None:
+        if job.id in self._jobs:
+            raise ValueError(f"job {job.id} is already stored")
+        self._jobs[job.id] = job
+
+    async def get(self, job_id: str) -> Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise UnknownJob(job_id) from None
+
+    async def save(self, job: Job) -> None:
+        if job.id not in self._jobs:
+            raise UnknownJob(job.id)
+        self._jobs[job.id] = job
+
+    async def recent(
+        self,
+        *,
+        limit: int,
+        states: Collection[JobState] | None = None,
+        user_id: str | None = None,
+    ) -> list[Job]:
+        # Reversed insertion order first, so a stable sort breaks created_at ties newest-added first.
+        newest_added_first = reversed(list(self._jobs.values()))
+        ordered = sorted(newest_added_first, key=lambda job: job.created_at, reverse=True)
+        wanted = [
+            job
+            for job in ordered
+            if (states is None or job.state in states)
+            and (user_id is None or job.requested_by.id == user_id)
+        ]
+        return wanted[: max(limit, 0)]
+
+    async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
+        output = self._output.setdefault(job_id, _JobOutput())
+        if seq is not None:
+            if seq in output.seqs:
+                return False
+            output.seqs.add(seq)
+        batch = _Batch(order=_batch_order(seq, next(self._arrivals)), lines=tuple(lines))
+        bisect.insort(output.batches, batch, key=lambda b: b.order)
+        output.line_count += len(batch.lines)
+        return True
+
+    async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
+        output = self._output.get(job_id)
+        if output is None:
+            return []
+        if tail is None:
+            return [line for batch in output.batches for line in batch.lines]
+        if tail <= 0:
+            return []
+        wanted: list[str] = []
+        for batch in reversed(output.batches):
+            wanted[:0] = batch.lines
+            if len(wanted) >= tail:
+                break
+        return wanted[-tail:]
+
+    async def output_line_count(self, job_id: str) -> int:
+        output = self._output.get(job_id)
+        return 0 if output is None else output.line_count
+
+    async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
+        if name not in self._secrets:
+            self._secrets[name] = create()
+        return self._secrets[name]

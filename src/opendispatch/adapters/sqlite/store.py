@@ -1,0 +1,280 @@
+"""`SqliteJobStore`: the durable `JobStore`, on stdlib sqlite3 run in a worker thread.
+
+One connection, guarded by a lock, so calls are serialised and each one sees the previous
+one's writes; WAL with `synchronous=NORMAL` keeps appends cheap and the file readable by
+`sqlite3` while the service runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
+
+import cattrs.preconf.json
+import trio
+
+from ...domain.errors import ConfigError, UnknownJob
+from ...domain.job import Job, JobState
+
+SCHEMA_VERSION = 1
+
+# Output order: seq'd batches by seq, then seq-less (old sidecar) batches by arrival.
+# `unsequenced` and `seq_key` encode that order so one index serves both reads and tails.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
+
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    seq INTEGER,
+    line_count INTEGER NOT NULL,
+    UNIQUE (job_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS output_lines (
+    job_id TEXT NOT NULL,
+    unsequenced INTEGER NOT NULL,
+    seq_key INTEGER NOT NULL,
+    batch_id INTEGER NOT NULL,
+    line_no INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (job_id, unsequenced, seq_key, batch_id, line_no)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+_ORDER = "unsequenced {dir}, seq_key {dir}, batch_id {dir}, line_no {dir}"
+
+_T = TypeVar("_T")
+
+_converter = cattrs.preconf.json.make_converter()
+
+
+def job_to_json(job: Job) -> str:
+    return _converter.dumps(job)
+
+
+def job_from_json(text: str) -> Job:
+    return _converter.loads(text, Job)
+
+
+class SqliteJobStore:
+    """Use `open_sqlite_store(path)`; constructing one directly is for that function only."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` in a worker thread, one call at a time.
+
+        The thread is not abandoned on cancellation, so a write always completes or rolls back
+        before the caller sees `Cancelled`.
+        """
+
+        def locked() -> _T:
+            with self._lock:
+                return work(self._connection)
+
+        return await trio.to_thread.run_sync(locked)
+
+    async def add(self, job: Job) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO jobs (id, created_at, state, user_id, body) VALUES (?, ?, ?, ?, ?)",
+                    (job.id, job.created_at, job.state.value, job.requested_by.id, job_to_json(job)),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"job {job.id} is already stored") from None
+
+        await self._run(insert)
+
+    async def get(self, job_id: str) -> Job:
+        def select(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        body = await self._run(select)
+        if body is None:
+            raise UnknownJob(job_id)
+        return job_from_json(body)
+
+    async def save(self, job: Job) -> None:
+        def update(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "UPDATE jobs SET created_at = ?, state = ?, user_id = ?, body = ? WHERE id = ?",
+                (job.created_at, job.state.value, job.requested_by.id, job_to_json(job), job.id),
+            )
+            return cursor.rowcount
+
+        if await self._run(update) == 0:
+            raise UnknownJob(job.id)
+
+    async def recent(
+        self,
+        *,
+        limit: int,
+        states: Collection[JobState] | None = None,
+        user_id: str | None = None,
+    ) -> list[Job]:
+        if limit <= 0 or (states is not None and not states):
+            return []
+        where: list[str] = []
+        params: list[object] = []
+        if states is not None:
+            wanted = sorted({state.value for state in states})
+            where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        query = "SELECT body FROM jobs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            return [str(row[0]) for row in db.execute(query, params)]
+
+        return [job_from_json(body) for body in await self._run(select)]
+
+    async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
+        batch = list(lines)
+
+        def insert(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)",
+                    (job_id, seq, len(batch)),
+                )
+                if cursor.rowcount == 0:
+                    return False
+                batch_id = cursor.lastrowid
+                unsequenced, seq_key = (1, 0) if seq is None else (0, seq)
+                db.executemany(
+                    "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (job_id, unsequenced, seq_key, batch_id, line_no, text)
+                        for line_no, text in enumerate(batch)
+                    ],
+                )
+                return True
+
+        return await self._run(insert)
+
+    async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
+        if tail is not None and tail <= 0:
+            return []
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            if tail is None:
+                rows = db.execute(
+                    f"SELECT text FROM output_lines WHERE job_id = ? ORDER BY {_ORDER.format(dir='ASC')}",
+                    (job_id,),
+                ).fetchall()
+                return [str(row[0]) for row in rows]
+            rows = db.execute(
+                f"SELECT text FROM output_lines WHERE job_id = ?"
+                f" ORDER BY {_ORDER.format(dir='DESC')} LIMIT ?",
+                (job_id, tail),
+            ).fetchall()
+            return [str(row[0]) for row in reversed(rows)]
+
+        return await self._run(select)
+
+    async def output_line_count(self, job_id: str) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT COALESCE(SUM(line_count), 0) FROM batches WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(count)
+
+    async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
+        """Get-or-create under the lock and in one transaction, so the first value always wins."""
+
+        def get_or_create(db: sqlite3.Connection) -> bytes:
+            with _transaction(db):
+                row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+                if row is not None:
+                    return bytes(row[0])
+                value = create()
+                db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
+                return value
+
+        return await self._run(get_or_create)
+
+    async def _close(self) -> None:
+        await self._run(lambda db: db.close())
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` takes the write lock up front, so a read-then-write cannot race."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"The job database was written by a newer Open-Dispatch (schema {version}, "
+            f"this build knows {SCHEMA_VERSION}); upgrade, or point the store at another file."
+        )
+    if version < SCHEMA_VERSION:
+        with _transaction(db):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@asynccontextmanager
+async def open_sqlite_store(path: str | os.PathLike[str]) -> AsyncIterator[SqliteJobStore]:
+    """Open (creating if needed) the job database at `path`; the connection closes on exit."""
+    store = SqliteJobStore(await trio.to_thread.run_sync(_connect, path))
+    try:
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store._close()

@@ -1,0 +1,94 @@
+"""The webhook routes. Thin: parse at the door, let the Relay decide, map errors to codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ...domain.errors import InvalidToken, JobClosed
+from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
+from . import wire
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+OK: dict[str, Any] = {"ok": True}
+
+
+class ReportSink(Protocol):
+    """What the webhook needs from the application (the Relay satisfies it)."""
+
+    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> None: ...
+    async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
+    async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
+
+
+def _error(status: int, message: str) -> Response:
+    response = Response(json.dumps({"ok": False, "error": message}), status=status, mimetype="application/json")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="open-dispatch"'
+    return response
+
+
+async def _json_body() -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    raw = await request.get_data(as_text=False)
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise wire.BadRequest("the body must be valid JSON") from None
+
+
+def build_webhook_app(sink: ReportSink, *, health: Callable[[], dict[str, Any]] | None = None) -> QuartTrio:
+    app = QuartTrio("opendispatch.webhook")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["JSON_SORT_KEYS"] = False
+
+    def route(path: str, parse: Callable[[Any], Any], accept: Callable[..., Awaitable[None]]) -> None:
+        async def endpoint() -> Response | tuple[dict[str, Any], int]:
+            try:
+                report = parse(await _json_body())
+                await accept(request.headers.get("Authorization"), report)
+            except wire.BadRequest as exc:
+                return _error(400, str(exc))
+            except InvalidToken as exc:
+                return _error(401, str(exc))
+            except RequestEntityTooLarge:
+                return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+            except JobClosed as exc:
+                return _error(409, str(exc))
+            return OK, 200
+
+        endpoint.__name__ = "receive_" + path.rsplit("/", 1)[-1]
+        app.add_url_rule(path, view_func=endpoint, methods=["POST"])
+
+    route("/webhooks/logs", wire.log_batch, sink.accept_logs)
+    route("/webhooks/status", wire.status_report, sink.accept_status)
+    route("/webhooks/artifacts", wire.artifact_report, sink.accept_artifacts)
+
+    @app.get("/health")
+    async def health_check() -> dict[str, Any]:
+        return {"ok": True, **(health() if health else {})}
+
+    @app.errorhandler(413)
+    async def too_large(_: Exception) -> Response:
+        return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+
+    @app.errorhandler(404)
+    async def not_found(_: Exception) -> Response:
+        return _error(404, "no such endpoint")
+
+    @app.errorhandler(405)
+    async def wrong_method(_: Exception) -> Response:
+        return _error(405, "method not allowed")
+
+    return app

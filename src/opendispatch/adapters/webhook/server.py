@@ -1,0 +1,36 @@
+"""Serving the webhook app under the caller's nursery, reporting the bound URL when ready."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from quart_trio import QuartTrio
+
+GRACEFUL_TIMEOUT_S = 5.0
+
+
+def _hypercorn_config(bind: str) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [bind]
+    config.graceful_timeout = GRACEFUL_TIMEOUT_S
+    config.accesslog = None
+    config.errorlog = "-"
+    config.keep_alive_timeout = 75.0  # sidecars keep one connection open between batches
+    return config
+
+
+async def serve_webhooks(
+    app: QuartTrio, bind: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until cancelled; `started()` reports the real base URL (port 0 works)."""
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, app, _hypercorn_config(bind), mode="asgi"))
+        task_status.started(_public_url(binds[0]))
+
+
+def _public_url(bound: str) -> str:
+    """hypercorn reports `http://127.0.0.1:PORT`; a wildcard bind is reached via loopback."""
+    return bound.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")

@@ -1,0 +1,115 @@
+"""Request bodies → domain values, strictly, with messages a sidecar author can act on.
+
+The seed's Node sidecar sends `{jobId, text}`, `{jobId, status, exitCode, error}` and
+`{jobId, artifacts}`; ours adds `seq`, `lines` and `stage`. Anything else (wrong types,
+`null`, booleans posing as numbers) is a 400 here and never reaches the application.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...domain.job import Artifact
+from ...domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
+
+MAX_LINES_PER_BATCH = 100_000
+MAX_ARTIFACTS = 100
+MAX_FIELD_CHARS = 4096
+
+
+class BadRequest(ValueError):
+    """The body is not what the contract says; `str()` is the client's error message."""
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def job_id_of(body: Any) -> object:
+    """The claimed job id, unchecked: authorisation decides what it is worth."""
+    return body.get("jobId") if isinstance(body, dict) else None
+
+
+def _string(body: dict[str, Any], key: str, *, required: bool = True, default: str = "") -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def _optional_int(body: dict[str, Any], key: str, *, minimum: int | None = None) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{key} must be an integer")
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"{key} must be at least {minimum}")
+    if abs(value) > 2**53:
+        raise BadRequest(f"{key} is out of range")
+    return value
+
+
+def log_batch(body: Any) -> LogBatch:
+    data = _object(body)
+    job_id = _string(data, "jobId")
+    seq = _optional_int(data, "seq", minimum=0)
+    if "lines" in data and data["lines"] is not None:
+        lines = data["lines"]
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise BadRequest("lines must be a list of strings")
+        if len(lines) > MAX_LINES_PER_BATCH:
+            raise BadRequest(f"at most {MAX_LINES_PER_BATCH} lines per batch")
+        return LogBatch(job_id=job_id, lines=tuple(lines), seq=seq)
+    if "text" not in data:
+        raise BadRequest("a log batch needs text (a string) or lines (a list of strings)")
+    return LogBatch.from_text(job_id, _string(data, "text"), seq=seq)
+
+
+def status_report(body: Any) -> StatusReport:
+    data = _object(body)
+    job_id = _string(data, "jobId")
+    raw_status = _string(data, "status")
+    try:
+        status = ReportedStatus(raw_status)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ReportedStatus)
+        raise BadRequest(f"status must be one of {allowed}") from None
+    error = _string(data, "error", required=False)[:MAX_FIELD_CHARS]
+    stage = data.get("stage")
+    if stage is not None and not isinstance(stage, str):
+        raise BadRequest("stage must be a string")
+    return StatusReport(
+        job_id=job_id,
+        status=status,
+        exit_code=_optional_int(data, "exitCode"),
+        error=error,
+        stage=stage[:64] if stage else None,
+    )
+
+
+def artifact_report(body: Any) -> ArtifactReport:
+    data = _object(body)
+    job_id = _string(data, "jobId")
+    items = data.get("artifacts")
+    if not isinstance(items, list):
+        raise BadRequest("artifacts must be a list")
+    if len(items) > MAX_ARTIFACTS:
+        raise BadRequest(f"at most {MAX_ARTIFACTS} artifacts per request")
+    artifacts = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(f"artifacts[{index}] must be an object with name, url and type")
+        name = _string(item, "name", required=False)[:MAX_FIELD_CHARS]
+        url = _string(item, "url", required=False)[:MAX_FIELD_CHARS]
+        kind = _string(item, "type", required=False, default="link")[:64] or "link"
+        if not name and not url:
+            raise BadRequest(f"artifacts[{index}] needs a name or a url")
+        artifacts.append(Artifact(name=name or url, url=url, type=kind))
+    return ArtifactReport(job_id=job_id, artifacts=tuple(artifacts))

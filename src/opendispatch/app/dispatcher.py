@@ -1,0 +1,169 @@
+"""Chat commands in, jobs and replies out: the application's front door.
+
+`handle` is the one chat boundary: a `DispatchError` becomes its message, anything else is
+logged with a reference and the user sees only that reference, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+import trio
+
+from ..domain.commands import (
+    CancelJob,
+    Command,
+    ListJobs,
+    ListSessions,
+    ParseSettings,
+    RunJob,
+    SendToSession,
+    ShowHelp,
+    ShowLogs,
+    StartSession,
+    StopSession,
+    help_text,
+    is_command,
+    parse_command,
+)
+from ..domain.errors import DispatchError, JobAlreadyFinished, NotAvailableYet
+from ..domain.ids import job_id_from_hex
+from ..domain.job import Conversation, Job, JobState, User
+from ..domain.job_spec import JobSpec, format_duration
+from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, LogExcerpt, MessageRef, Notice
+from ..ports.chat import ChatPort
+from ..ports.job_store import JobStore
+from .job_runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
+SESSIONS_NOT_YET = (
+    "Persistent sessions are not available yet in this build. "
+    "Use /od-run for one-shot jobs; /od-help lists what works."
+)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        chat: ChatPort,
+        runner: JobRunner,
+        parse_settings: ParseSettings,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.chat = chat
+        self.runner = runner
+        self.parse_settings = parse_settings
+        self.wall_clock = wall_clock
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[Dispatcher] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the job tasks. Cancelling this cancels every job, and each destroys its sprite."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    async def handle(self, inbound: Inbound) -> None:
+        """Answer one line of chat. Never raises for anything the user typed."""
+        try:
+            await self._handle(inbound)
+        except DispatchError as exc:
+            await self._reply(inbound.conversation, Notice(str(exc), ephemeral=True))
+        except Exception:
+            ref = secrets.token_hex(3)
+            log.exception("command failed (ref %s)", ref)
+            await self._reply(
+                inbound.conversation, Notice(f"Something went wrong on our side (ref {ref}).", ephemeral=True)
+            )
+
+    async def _handle(self, inbound: Inbound) -> None:
+        if not is_command(inbound.text):
+            await self._reply(inbound.conversation, Notice("Not a command. Type /od-help for the list."))
+            return
+        command = parse_command(inbound.text, self.parse_settings)
+        await self.execute(command, inbound.conversation, inbound.user)
+
+    async def execute(self, command: Command, conversation: Conversation, user: User) -> Job | None:
+        """Carry out a parsed command; returns the job it started, if any."""
+        match command:
+            case RunJob(spec=spec):
+                return await self.submit(spec, conversation, user)
+            case ListJobs():
+                await self._list_jobs(command, conversation, user)
+            case CancelJob(job_id=job_id):
+                await self.cancel(job_id, user, conversation)
+            case ShowLogs(job_id=job_id, tail=tail):
+                job = await self.store.get(job_id)
+                lines = await self.store.output(job_id, tail=tail)
+                total = await self.store.output_line_count(job_id)
+                await self._reply(conversation, LogExcerpt(job=job, lines=tuple(lines), total_lines=total))
+            case ShowHelp(topic=topic):
+                await self._reply(conversation, Notice(help_text(topic), ephemeral=True))
+            case ListSessions():
+                jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
+                await self._reply(
+                    conversation,
+                    JobTable(
+                        title="Running jobs (persistent sessions are not available yet)",
+                        jobs=tuple(jobs),
+                        now=self.wall_clock(),
+                        empty_text="Nothing is running. Start a job with /od-run.",
+                    ),
+                )
+            case StartSession() | StopSession() | SendToSession():
+                raise NotAvailableYet(SESSIONS_NOT_YET)
+        return None
+
+    async def submit(self, spec: JobSpec, conversation: Conversation, user: User) -> Job:
+        """Queue a one-shot job, say what was resolved, and start its task."""
+        if self._nursery is None:
+            raise RuntimeError("Dispatcher.run must be started before jobs are submitted")
+        job = Job.queued(job_id_from_hex(secrets.token_hex(4)), spec, conversation, user, at=self.wall_clock())
+        await self.store.add(job)
+        accepted = await self._reply(conversation, JobAccepted(job))
+        await self._nursery.start(self.runner.run, job, accepted)
+        return job
+
+    async def cancel(self, job_id: str, user: User, conversation: Conversation) -> None:
+        job = await self.store.get(job_id)
+        if job.is_finished:
+            ago = format_duration(self.wall_clock() - (job.finished_at or job.created_at))
+            raise JobAlreadyFinished(f"Job {job_id} already ended ({job.state.value}) {ago} ago.")
+        if not await self.runner.cancel(job_id, by=user.name):
+            raise JobAlreadyFinished(f"Job {job_id} is not running in this dispatcher.")
+        await self._reply(conversation, Notice(f"Cancelling {job_id}…"))
+
+    async def wait_finished(self, job_id: str) -> Job:
+        """Return the job once it has ended and its final card was posted."""
+        live = self.runner.live(job_id)
+        if live is not None:
+            await live.done.wait()
+        return await self.store.get(job_id)
+
+    async def wait_idle(self) -> None:
+        """Return once no job is running in this process (the demo waits on this)."""
+        while self.runner.relay.live:
+            live = next(iter(self.runner.relay.live.values()))
+            await live.done.wait()
+
+    async def _list_jobs(self, command: ListJobs, conversation: Conversation, user: User) -> None:
+        states = (command.status,) if command.status is not None else None
+        jobs = await self.store.recent(
+            limit=command.limit, states=states, user_id=None if command.all else user.id
+        )
+        title = "Recent jobs" if command.all else f"Recent jobs of {user.name}"
+        await self._reply(conversation, JobTable(title=title, jobs=tuple(jobs), now=self.wall_clock()))
+
+    async def _reply(self, conversation: Conversation, message: ChatMessage) -> MessageRef | None:
+        try:
+            return await self.chat.send(conversation, message)
+        except Exception:
+            log.warning("could not reply in chat", exc_info=True)
+            return None

@@ -1,0 +1,250 @@
+"""One task per job: spawn its sprite, relay its output, end it, and always clean up.
+
+The job's timeout is a cancel-scope deadline and `/od-cancel` cancels the job's own scope;
+whatever way the task ends, its `finally` destroys the sprite and posts the final card
+inside a shielded scope with a bounded timeout, so shutdown never leaves machines behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Mapping
+
+import attrs
+import trio
+
+from ..domain.errors import DispatchError
+from ..domain.job import FailureStage, Job
+from ..domain.messages import JobCard, LiveOutput, MessageRef
+from ..domain.output_buffer import OutputBuffer, PageUpdate
+from ..domain.redaction import Redactor
+from ..domain.sidecar import sprite_environment
+from ..domain.tokens import TokenIssuer
+from ..ports.chat import ChatPort
+from ..ports.job_store import JobStore
+from ..ports.sprites import Sprite, SpritePort, SpriteRequest
+from .ledger import JobLedger
+from .live_job import LiveJob
+from .relay import Relay
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class RunnerSettings:
+    """Bounds that keep a job task finite on every path; the defaults suit production."""
+
+    cleanup_timeout_s: float = 30.0
+    exit_settle_s: float = 3.0
+    unsequenced_settle_s: float = 0.5
+    token_slack_s: float = 3600.0
+    tail_lines: int = 10
+    page_chars: int = 3000
+    edit_interval_s: float = 1.0
+    heartbeat_s: float = 10.0
+    max_pages: int = 5
+
+    def new_buffer(self) -> OutputBuffer:
+        return OutputBuffer(
+            max_chars=self.page_chars,
+            min_interval_s=self.edit_interval_s,
+            heartbeat_s=self.heartbeat_s,
+            max_pages=self.max_pages,
+        )
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        ledger: JobLedger,
+        relay: Relay,
+        sprites: SpritePort,
+        chat: ChatPort,
+        tokens: TokenIssuer,
+        redactor: Redactor,
+        callback_url: str,
+        passthrough: Mapping[str, str],
+        wall_clock: Callable[[], float],
+        settings: RunnerSettings = RunnerSettings(),
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.relay = relay
+        self.sprites = sprites
+        self.chat = chat
+        self.tokens = tokens
+        self.redactor = redactor
+        self.callback_url = callback_url
+        self.passthrough = dict(passthrough)
+        self.wall_clock = wall_clock
+        self.settings = settings
+        self.sprites_by_job: dict[str, Sprite] = {}
+
+    def live(self, job_id: str) -> LiveJob | None:
+        return self.relay.live.get(job_id)
+
+    async def run(
+        self,
+        job: Job,
+        accepted_ref: MessageRef | None,
+        *,
+        task_status: trio.TaskStatus[LiveJob] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        live = LiveJob(
+            job=job, buffer=self.settings.new_buffer(), redactor=self.redactor, started_ref=accepted_ref
+        )
+        self.relay.live[job.id] = live
+        task_status.started(live)
+        try:
+            with live.cancel_scope:
+                await self._supervise(live)
+        except Exception:
+            ref = secrets.token_hex(3)
+            log.exception("job %s: internal error (ref %s)", job.id, ref)
+            with trio.CancelScope(shield=True):
+                await self._finish(
+                    live,
+                    lambda j: j.failed(
+                        FailureStage.RELAY, f"something went wrong on our side (ref {ref})", at=self.wall_clock()
+                    ),
+                )
+        finally:
+            with trio.move_on_after(self.settings.cleanup_timeout_s) as cleanup:
+                cleanup.shield = True
+                await self._clean_up(live)
+            if cleanup.cancelled_caught:
+                log.error("job %s: clean-up did not finish in %ss", job.id, self.settings.cleanup_timeout_s)
+            self.relay.live.pop(job.id, None)
+            self.ledger.forget(job.id)
+            live.done.set()
+
+    async def cancel(self, job_id: str, by: str) -> bool:
+        """End a job running in this process; False when it is not ours to cancel."""
+        live = self.live(job_id)
+        if live is None:
+            return False
+        now = self.wall_clock()
+        await self._finish(live, lambda j: j.cancelled(by=by, at=now))
+        live.cancel_scope.cancel()
+        return True
+
+    async def _supervise(self, live: LiveJob) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump_output, live)
+            with trio.move_on_after(live.job.spec.timeout_s) as deadline:
+                sprite = await self._spawn(live)
+                if sprite is not None:
+                    nursery.start_soon(self._watch_exit, live, sprite)
+                await live.finished.wait()
+            if deadline.cancelled_caught:
+                now = self.wall_clock()
+                await self._finish(live, lambda j: j.timed_out(at=now))
+            nursery.cancel_scope.cancel()
+
+    async def _spawn(self, live: LiveJob) -> Sprite | None:
+        now = self.wall_clock()
+        job = await self._change(live, lambda j: j.starting(at=now))
+        expires_at = int(now + job.spec.timeout_s + self.settings.token_slack_s)
+        token = self.tokens.issue(job.id, expires_at)
+        live.redactor = live.redactor.with_secrets(token)
+        env = sprite_environment(job, token=token, callback_url=self.callback_url, passthrough=self.passthrough)
+        try:
+            sprite = await self.sprites.spawn(SpriteRequest(job_id=job.id, image=job.spec.image, env=env))
+        except DispatchError as exc:
+            reason = live.redactor.redact(str(exc))
+            await self._finish(live, lambda j: j.failed(FailureStage.SPAWN, reason, at=self.wall_clock()))
+            return None
+        self.sprites_by_job[job.id] = sprite
+        await self._change(live, lambda j: j.with_sprite(sprite.id))
+        return sprite
+
+    async def _watch_exit(self, live: LiveJob, sprite: Sprite) -> None:
+        """A sprite that stops without a final report still ends its job, with the reason."""
+        exit_code = await self.sprites.wait_exited(sprite.id)
+        with trio.move_on_after(self.settings.exit_settle_s):
+            await live.finished.wait()
+        if live.finished.is_set():
+            return
+        if exit_code == 2:
+            stage, reason = FailureStage.SIDECAR, (
+                "the sidecar refused to start (exit 2): a required variable is missing or invalid; "
+                "see the sprite's log"
+            )
+        else:
+            stage, reason = FailureStage.RELAY, (
+                f"the sprite stopped (exit code {exit_code}) without reporting a final status; "
+                "check that OPEN_DISPATCH_URL is reachable from sprites and see the sprite's log"
+            )
+        now = self.wall_clock()
+        await self._finish(live, lambda j: j.failed(stage, reason, at=now, exit_code=exit_code))
+
+    async def _pump_output(self, live: LiveJob) -> None:
+        """Turn buffered lines into live chat messages at the pace the buffer allows."""
+        while True:
+            flush_at = live.buffer.next_flush_at()
+            with trio.move_on_at(math.inf if flush_at is None else flush_at):
+                await live.wait_output_changed()
+            await self._show_pages(live, live.buffer.flush(trio.current_time()))
+
+    async def _show_pages(self, live: LiveJob, updates: list[PageUpdate]) -> None:
+        for update in updates:
+            message = LiveOutput(
+                job=live.job,
+                page=update.page,
+                lines=update.lines,
+                omitted=update.omitted,
+                elapsed_s=live.job.duration_s(self.wall_clock()),
+                sealed=update.sealed,
+            )
+            try:
+                ref = live.page_refs.get(update.page)
+                if ref is None:
+                    live.page_refs[update.page] = await self.chat.send(
+                        live.job.conversation, message, reply_to=live.started_ref
+                    )
+                else:
+                    await self.chat.edit(ref, message)
+            except Exception:
+                # Chat being down must not stop the job; the store keeps every line for /od-logs.
+                log.warning("job %s: could not update live output in chat", live.job.id, exc_info=True)
+
+    async def _clean_up(self, live: LiveJob) -> None:
+        if not live.finished.is_set():
+            now = self.wall_clock()
+            await self._finish(live, lambda j: j.cancelled(by="the dispatcher shutting down", at=now))
+        sprite = self.sprites_by_job.pop(live.job.id, None)
+        if sprite is not None:
+            try:
+                await self.sprites.destroy(sprite.id)
+            except Exception:
+                log.exception("job %s: could not destroy sprite %s", live.job.id, sprite.id)
+        if live.saw_unsequenced:
+            await trio.sleep(self.settings.unsequenced_settle_s)  # old sidecars post chunks concurrently
+        live.release_held(trio.current_time())
+        await self._show_pages(live, live.buffer.flush_final(trio.current_time()))
+        await self._post_card(live)
+
+    async def _post_card(self, live: LiveJob) -> None:
+        job = live.job
+        try:
+            tail = await self.store.output(job.id, tail=self.settings.tail_lines)
+            total = await self.store.output_line_count(job.id)
+            card = JobCard(job=job, tail=tuple(tail), total_lines=total, duration_s=job.duration_s(self.wall_clock()))
+            await self.chat.send(job.conversation, card, reply_to=live.started_ref)
+        except Exception:
+            log.exception("job %s: could not post the final card", job.id)
+
+    async def _change(self, live: LiveJob, update: Callable[[Job], Job]) -> Job:
+        live.job = await self.ledger.change(live.job.id, update)
+        return live.job
+
+    async def _finish(self, live: LiveJob, transition: Callable[[Job], Job]) -> None:
+        """Move to a final state unless something else got there first; wake the job task."""
+        live.job = await self.ledger.change_if_possible(
+            live.job.id, lambda j: None if j.is_finished else transition(j)
+        )
+        live.finished.set()

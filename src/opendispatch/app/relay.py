@@ -1,0 +1,130 @@
+"""Applies what sidecars report (output, status, artifacts) to jobs, the store and chat.
+
+The webhook adapter calls these methods after structuring a request; every method first
+checks the job token, so the adapter needs no knowledge of tokens or jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from ..domain.errors import InvalidToken, JobClosed, UnknownJob
+from ..domain.job import FailureStage, Job, JobState
+from ..domain.redaction import Redactor
+from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
+from ..domain.tokens import TokenIssuer, bearer_token
+from ..ports.job_store import JobStore
+from .ledger import JobLedger
+from .live_job import LiveJob
+
+log = logging.getLogger(__name__)
+
+FINISHED_GRACE_S = 60.0
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        ledger: JobLedger,
+        tokens: TokenIssuer,
+        redactor: Redactor,
+        wall_clock: Callable[[], float],
+        finished_grace_s: float = FINISHED_GRACE_S,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.tokens = tokens
+        self.redactor = redactor
+        self.wall_clock = wall_clock
+        self.finished_grace_s = finished_grace_s
+        self.live: dict[str, LiveJob] = {}
+        self.lines_relayed = 0
+
+    async def authorize(self, authorization: str | None, job_id: object) -> Job:
+        """The job, if the Bearer token was issued for it; `InvalidToken` for any other case.
+
+        An unknown job id gives the same answer as a bad token so ids cannot be probed.
+        """
+        token = bearer_token(authorization)
+        if not isinstance(job_id, str):
+            raise InvalidToken()
+        self.tokens.verify(token, job_id, now=self.wall_clock())
+        try:
+            return await self.store.get(job_id)
+        except UnknownJob:
+            raise InvalidToken() from None
+
+    def _refuse_if_closed(self, job: Job) -> None:
+        if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:
+            raise JobClosed(job.id)
+
+    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> None:
+        job = await self.authorize(authorization, batch.job_id)
+        self._refuse_if_closed(job)
+        live = self.live.get(job.id)
+        redactor = live.redactor if live else self.redactor
+        lines = redactor.redact_lines(batch.lines)
+        if not await self.store.append_output(job.id, batch.seq, lines):
+            return  # a retry of a batch we already have: acknowledged, not repeated
+        self.lines_relayed += len(lines)
+        if live is not None and not job.is_finished:
+            live.accept(batch.seq, lines, trio.current_time())
+        if job.state is JobState.STARTING:
+            await self.ledger.change_if_possible(job.id, _mark_running)
+
+    async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
+        job = await self.authorize(authorization, report.job_id)
+        self._refuse_if_closed(job)
+        if job.is_finished:
+            return  # a repeated or late final status changes nothing
+        now = self.wall_clock()
+        live = self.live.get(job.id)
+        redactor = live.redactor if live else self.redactor
+        updated = await self.ledger.change_if_possible(
+            job.id, lambda current: _apply_status(current, report, now, redactor)
+        )
+        if updated.is_finished and live is not None:
+            live.job = updated
+            live.finished.set()
+
+    async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None:
+        job = await self.authorize(authorization, report.job_id)
+        self._refuse_if_closed(job)
+        updated = await self.ledger.change(job.id, lambda current: current.with_artifacts(report.artifacts))
+        live = self.live.get(job.id)
+        if live is not None:
+            live.job = updated
+
+
+def _mark_running(job: Job) -> Job | None:
+    return job.running() if job.state is JobState.STARTING else None
+
+
+def _apply_status(job: Job, report: StatusReport, now: float, redactor: Redactor) -> Job | None:
+    """Map a reported status to a transition; None when it changes nothing.
+
+    Old sidecars may skip `running`, so a final report on a starting job passes through it.
+    """
+    if job.is_finished:
+        return None
+    if report.status is ReportedStatus.RUNNING:
+        return _mark_running(job)
+    if job.state is JobState.STARTING:
+        job = job.running()
+    elif job.state is JobState.QUEUED:
+        return None
+    exit_code = report.exit_code
+    if report.status is ReportedStatus.COMPLETED and (exit_code or 0) == 0:
+        return job.succeeded(at=now, exit_code=0)
+    if report.status is ReportedStatus.CANCELLED:
+        return job.cancelled(by="the sprite (stopped by a signal)", at=now, exit_code=exit_code)
+    stage = FailureStage.from_wire(report.stage)
+    reason = redactor.redact(report.error.strip()) if report.error.strip() else ""
+    if not reason:
+        reason = f"the agent exited with code {exit_code}" if exit_code is not None else "the sprite reported a failure"
+    return job.failed(stage, reason, at=now, exit_code=exit_code)

@@ -1,0 +1,66 @@
+"""`opendispatch demo | console | serve | doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from .config import Config
+from .domain.errors import ConfigError
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opendispatch", description="Run AI coding agents in sprites from chat.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the service does")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the embedded default with a throwaway project")
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument("--script", action="store_true", help="run the scripted demo even on a terminal")
+    mode.add_argument("--interactive", action="store_true", help="type the commands yourself")
+    commands.add_parser("console", help="an interactive prompt on the embedded default (throwaway project)")
+    commands.add_parser("serve", help="run the service from configuration until SIGTERM/SIGINT")
+    commands.add_parser("doctor", help="show what is configured and what is missing (no secrets printed)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose or args.command == "serve")
+    try:
+        if args.command == "doctor":
+            from .doctor import doctor
+
+            return doctor()
+        config = Config.from_env()
+        if args.command in ("demo", "console"):
+            from .demo import main as demo_main
+
+            interactive = True if args.command == "console" or args.interactive else (False if args.script else None)
+            return demo_main(config, interactive=interactive)
+        from .bootstrap import serve
+
+        trio.run(partial(serve, config))
+        return 0
+    except ConfigError as exc:
+        print(f"opendispatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Configuration from the environment (and a `.env` file), read once, validated early.
+
+This is the only module that reads `os.environ`. Names follow the seed's table; new ones
+are prefixed `OPENDISPATCH_`. Secret values never appear in `repr()` or in `doctor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+from dotenv import dotenv_values
+
+from .domain.errors import ConfigError
+from .domain.job_spec import AgentKind, validate_image
+from .domain.sidecar import PASSTHROUGH_SECRETS
+
+CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
+AVAILABLE_CHAT_PROVIDERS = ("console",)
+SPRITE_BACKENDS = ("local",)
+DEFAULT_DB_PATH = ".opendispatch/jobs.db"
+
+#: Every variable whose value is a secret: redacted from chat, the store and logs.
+SECRET_VARIABLES = (
+    "GH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "DATABASE_URL",
+    "FLY_API_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "TEAMS_APP_PASSWORD",
+    "DISCORD_BOT_TOKEN",
+    "OPENDISPATCH_TOKEN_SECRET",
+)
+
+
+def _hidden(_: object) -> str:
+    return "***"
+
+
+@attrs.frozen
+class Config:
+    chat_provider: str = "console"
+    sprite_backend: str = "local"
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8080
+    open_dispatch_url: str | None = None
+    database_path: str = DEFAULT_DB_PATH
+    sprite_image: str | None = None
+    sprite_images: Mapping[str, str] = attrs.field(factory=dict)
+    agent_type: AgentKind = AgentKind.CLAUDE
+    token_secret: str | None = attrs.field(default=None, repr=_hidden)
+    passthrough: Mapping[str, str] = attrs.field(factory=dict, repr=_hidden)
+    secret_values: tuple[str, ...] = attrs.field(default=(), repr=_hidden)
+    local_sprite_log_dir: str | None = None
+    environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def webhook_bind(self) -> str:
+        return f"{self.webhook_host}:{self.webhook_port}"
+
+    @classmethod
+    def embedded(cls, **overrides: object) -> Config:
+        """The no-configuration default: console chat, local sprites, SQLite, loopback."""
+        return attrs.evolve(cls(), **overrides)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env") -> Config:
+        return cls._parse(read_environment(environ, dotenv=dotenv))
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> Config:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        provider = (get("CHAT_PROVIDER") or "console").lower()
+        if provider not in CHAT_PROVIDERS:
+            raise ConfigError(f"CHAT_PROVIDER={provider!r} is not known: use one of {', '.join(CHAT_PROVIDERS)}.")
+        backend = (get("OPENDISPATCH_SPRITES") or "local").lower()
+        if backend not in SPRITE_BACKENDS:
+            raise ConfigError(
+                f"OPENDISPATCH_SPRITES={backend!r} is not available in this build: use one of {', '.join(SPRITE_BACKENDS)}."
+            )
+        port_text = get("WEBHOOK_PORT") or "8080"
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ConfigError(f"WEBHOOK_PORT={port_text!r} must be a port number (0-65535).")
+        agent_text = get("SPRITE_AGENT_TYPE") or "claude"
+        try:
+            agent = AgentKind(agent_text.lower())
+        except ValueError:
+            raise ConfigError(f"SPRITE_AGENT_TYPE={agent_text!r} must be claude, opencode or shell.") from None
+        image = get("SPRITE_IMAGE")
+        if image is not None:
+            _check_image("SPRITE_IMAGE", image)
+        extra = [name.strip() for name in (get("OPENDISPATCH_PASSTHROUGH_ENV") or "").split(",") if name.strip()]
+        passthrough = {name: env[name] for name in (*PASSTHROUGH_SECRETS, *extra) if env.get(name)}
+        secrets = tuple(env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name))
+        return cls(
+            chat_provider=provider,
+            sprite_backend=backend,
+            webhook_host=get("OPENDISPATCH_WEBHOOK_HOST") or "127.0.0.1",
+            webhook_port=int(port_text),
+            open_dispatch_url=get("OPEN_DISPATCH_URL"),
+            database_path=get("OPENDISPATCH_DB") or DEFAULT_DB_PATH,
+            sprite_image=image,
+            sprite_images=_image_aliases(get("SPRITE_IMAGES")),
+            agent_type=agent,
+            token_secret=get("OPENDISPATCH_TOKEN_SECRET"),
+            passthrough=passthrough,
+            secret_values=secrets,
+            local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
+            environ=dict(env),
+        )
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env"
+) -> dict[str, str]:
+    """The process environment layered over `.env` (real variables win, as with docker/fly)."""
+    env: dict[str, str] = {}
+    if dotenv is not None and Path(dotenv).is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
+def _check_image(name: str, image: str) -> None:
+    try:
+        validate_image(image)
+    except Exception:
+        raise ConfigError(f"{name}={image!r} is not an image reference such as registry.fly.io/app/agent:latest.") from None
+
+
+def _image_aliases(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        aliases = json.loads(text)
+    except ValueError:
+        raise ConfigError('SPRITE_IMAGES must be a JSON object such as {"py": "registry.fly.io/app/py:1"}.') from None
+    if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise ConfigError('SPRITE_IMAGES must be a JSON object mapping alias names to image references.')
+    for alias, image in aliases.items():
+        _check_image(f"SPRITE_IMAGES[{alias}]", image)
+    return dict(aliases)

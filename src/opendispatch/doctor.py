@@ -1,0 +1,104 @@
+"""`opendispatch doctor`: what is configured, what is missing, and how to get it.
+
+Secret values are never printed: a secret shows as "set" with its length class only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Mapping
+
+import attrs
+
+from .config import SECRET_VARIABLES, Config, read_environment
+from .domain.errors import ConfigError
+
+
+@attrs.frozen
+class Variable:
+    name: str
+    required: bool
+    how: str
+    default: str | None = None
+
+
+GENERAL = (
+    Variable("CHAT_PROVIDER", False, "console (default), slack, teams or discord", "console"),
+    Variable("OPENDISPATCH_SPRITES", False, "sprite backend: local (default)", "local"),
+    Variable("WEBHOOK_PORT", False, "port the webhook server listens on", "8080"),
+    Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
+    Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output", ".opendispatch/jobs.db"),
+    Variable("SPRITE_IMAGE", False, "default image for sprites (Fly backend)", None),
+    Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),
+    Variable("SPRITE_AGENT_TYPE", False, "default agent: claude, opencode or shell", "claude"),
+    Variable("OPENDISPATCH_TOKEN_SECRET", False, "key for job tokens (else generated once and kept in the DB)", None),
+    Variable("GH_TOKEN", False, "GitHub token passed to sprites for private clones: `gh auth token`", None),
+    Variable("ANTHROPIC_API_KEY", False, "passed to sprites for Claude Code: console.anthropic.com", None),
+    Variable("DATABASE_URL", False, "passed to sprites when your agents need a database", None),
+)
+
+PROVIDERS: Mapping[str, tuple[Variable, ...]] = {
+    "console": (),
+    "slack": (
+        Variable("SLACK_BOT_TOKEN", True, "xoxb- token: Slack app → OAuth & Permissions"),
+        Variable("SLACK_APP_TOKEN", False, "xapp- token for Socket Mode: Basic Information → App-Level Tokens"),
+        Variable("SLACK_SIGNING_SECRET", False, "for HTTP mode: Basic Information → Signing Secret"),
+    ),
+    "teams": (
+        Variable("TEAMS_APP_ID", True, "Azure Bot registration → Microsoft App ID"),
+        Variable("TEAMS_APP_PASSWORD", True, "Azure Bot registration → client secret"),
+    ),
+    "discord": (
+        Variable("DISCORD_BOT_TOKEN", True, "Discord developer portal → Bot → Token"),
+        Variable("DISCORD_CLIENT_ID", True, "Discord developer portal → General Information → Application ID"),
+    ),
+}
+
+
+def describe(name: str, env: Mapping[str, str]) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        return "missing"
+    if name in SECRET_VARIABLES:
+        return "set (secret, not shown)"
+    return f"set: {value}"
+
+
+def report(env: Mapping[str, str]) -> tuple[list[str], int]:
+    """The doctor's lines and its exit status (0 when nothing required is missing)."""
+    lines: list[str] = []
+    problems = 0
+    try:
+        config = Config.from_env(env, dotenv=None)
+        lines.append(f"Configuration is valid: chat={config.chat_provider}, sprites={config.sprite_backend}.")
+        provider = config.chat_provider
+    except ConfigError as exc:
+        lines.append(f"✗ {exc}")
+        problems += 1
+        provider = env.get("CHAT_PROVIDER", "console").strip().lower() or "console"
+    lines.append("")
+    for variable in (*GENERAL, *PROVIDERS.get(provider, ())):
+        state = describe(variable.name, env)
+        if state == "missing" and variable.required:
+            mark, problems = "✗", problems + 1
+        elif state == "missing":
+            mark = "·"
+            state = f"not set (default: {variable.default})" if variable.default else "not set"
+        else:
+            mark = "✓"
+        lines.append(f"{mark} {variable.name:<27} {state}  — {variable.how}")
+    lines.append("")
+    lines.append(f"{'✓' if shutil.which('git') else '✗'} git on PATH (needed by local sprites to clone)")
+    if not shutil.which("git"):
+        problems += 1
+    lines.append(f"{'✓' if sys.version_info >= (3, 9) else '✗'} python {sys.version.split()[0]} for the sidecar")
+    lines.append("")
+    lines.append("Nothing required is missing." if problems == 0 else f"{problems} problem(s) to fix before `serve`.")
+    return lines, 0 if problems == 0 else 1
+
+
+def doctor() -> int:
+    lines, status = report(read_environment())
+    print("\n".join(lines))
+    return status

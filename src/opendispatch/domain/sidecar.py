@@ -1,0 +1,79 @@
+"""What a sidecar tells us, and what we hand a sidecar, independent of HTTP.
+
+The webhook adapter structures request bodies into these values; the Relay applies them.
+The environment handed to a sprite is built here so every backend (local, Fly) agrees on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+from .job import Artifact, Job
+
+
+class ReportedStatus(enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@attrs.frozen
+class LogBatch:
+    job_id: str
+    lines: tuple[str, ...]
+    seq: int | None = None
+
+    @classmethod
+    def from_text(cls, job_id: str, text: str, seq: int | None = None) -> LogBatch:
+        """The seed's `{jobId, text}`: a chunk that may hold several lines.
+
+        One trailing newline ends the last line rather than adding an empty one, while an
+        empty `text` is a real blank line (the original server dropped it).
+        """
+        body = text[:-1] if text.endswith("\n") else text
+        return cls(job_id=job_id, lines=tuple(body.replace("\r\n", "\n").split("\n")), seq=seq)
+
+
+@attrs.frozen
+class StatusReport:
+    job_id: str
+    status: ReportedStatus
+    exit_code: int | None = None
+    error: str = ""
+    stage: str | None = None
+
+
+@attrs.frozen
+class ArtifactReport:
+    job_id: str
+    artifacts: tuple[Artifact, ...]
+
+
+PASSTHROUGH_SECRETS = ("GH_TOKEN", "ANTHROPIC_API_KEY", "DATABASE_URL")
+
+
+def sprite_environment(
+    job: Job, *, token: str, callback_url: str, passthrough: Mapping[str, str]
+) -> dict[str, str]:
+    """The seed's "injected automatically" table, plus `AGENT` and `TASK` for our sidecar.
+
+    `COMMAND` names the agent program only (never user text) so an old sidecar that
+    validates it still starts; the task travels alone in `TASK` and becomes one argv element.
+    """
+    env = {
+        "JOB_ID": job.id,
+        "JOB_TOKEN": token,
+        "OPEN_DISPATCH_URL": callback_url.rstrip("/"),
+        "AGENT": job.spec.agent.value,
+        "COMMAND": job.spec.agent.value,
+        "TASK": job.spec.task,
+        "BRANCH": job.spec.branch,
+    }
+    if job.spec.repo:
+        env["REPO"] = job.spec.repo
+    env.update({name: value for name, value in passthrough.items() if value})
+    return env

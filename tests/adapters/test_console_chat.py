@@ -1,0 +1,217 @@
+"""ConsoleChat on in-memory text streams: live output is printed once, commands are read."""
+
+from __future__ import annotations
+
+import io
+
+import trio
+
+from opendispatch.adapters.console import ConsoleChat
+from opendispatch.domain.job import Conversation, FailureStage, Job, User
+from opendispatch.domain.job_spec import AgentKind, JobSpec
+from opendispatch.domain.messages import Inbound, JobAccepted, JobCard, LiveOutput, Notice
+from opendispatch.domain.render import render_text
+
+WHERE = Conversation("console", "console")
+SPEC = JobSpec(task="run the tests", agent=AgentKind.SHELL, repo="owner/repo")
+CEILING_S = 5
+
+
+def running_job(job_id: str = "j-1234abcd") -> Job:
+    job = Job.queued(job_id, SPEC, WHERE, User("console", "you"), at=0.0)
+    return job.starting(at=1.0).running()
+
+
+def live(
+    job: Job, lines: tuple[str, ...], *, omitted: int = 0, page: int = 0, elapsed: float = 3.0
+) -> LiveOutput:
+    return LiveOutput(job, page=page, lines=lines, omitted=omitted, elapsed_s=elapsed, sealed=False)
+
+
+def plain_console(output: io.StringIO, input_text: str = "") -> ConsoleChat:
+    return ConsoleChat(output, io.StringIO(input_text), color=False, env={"USER": "ada"})
+
+
+def printed_lines(output: io.StringIO, job_id: str = "j-1234abcd") -> list[str]:
+    """The text of each printed live line of one job, without its gutter."""
+    prefix = f"{job_id} "
+    return [
+        line.split(" │ ", 1)[1]
+        for line in output.getvalue().splitlines()
+        if line.startswith(prefix) and " │ " in line
+    ]
+
+
+async def test_send_and_edits_print_each_live_line_exactly_once_in_order() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+
+    ref = await chat.send(WHERE, live(job, ("one",)))
+    await chat.edit(ref, live(job, ("one", "two", "three")))
+    await chat.edit(ref, live(job, ("one", "two", "three")))  # only the clock moved
+    await chat.edit(ref, live(job, ("one", "two", "three", "four"), elapsed=7.0))
+
+    assert printed_lines(output) == ["one", "two", "three", "four"]
+    assert "j-1234abcd  0:03 │ one" in output.getvalue().splitlines()
+    assert "j-1234abcd  0:07 │ four" in output.getvalue().splitlines()
+
+
+async def test_a_rolling_page_prints_only_its_new_tail() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+
+    ref = await chat.send(WHERE, live(job, ("a", "b", "c")))
+    await chat.edit(ref, live(job, ("c", "d", "e"), omitted=2))  # a, b rolled off; d, e new
+    await chat.edit(ref, live(job, ("e", "f"), omitted=4))
+
+    assert printed_lines(output) == ["a", "b", "c", "d", "e", "f"]
+
+
+async def test_lines_dropped_between_two_prints_are_reported_not_invented() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+
+    ref = await chat.send(WHERE, live(job, ("a", "b")))
+    await chat.edit(ref, live(job, ("y", "z"), omitted=5))  # lines 2..4 never reached us
+
+    assert printed_lines(output) == [
+        "a",
+        "b",
+        "… 3 lines not shown (/od-logs j-1234abcd for all)",
+        "y",
+        "z",
+    ]
+
+
+async def test_two_jobs_streaming_at_once_stay_apart() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    first, second = running_job("j-00000001"), running_job("j-00000002")
+
+    ref1 = await chat.send(WHERE, live(first, ("1a",)))
+    ref2 = await chat.send(WHERE, live(second, ("2a",)))
+    await chat.edit(ref1, live(first, ("1a", "1b")))
+    await chat.edit(ref2, live(second, ("2a", "2b")))
+
+    assert printed_lines(output, "j-00000001") == ["1a", "1b"]
+    assert printed_lines(output, "j-00000002") == ["2a", "2b"]
+
+
+async def test_a_new_page_prints_all_of_its_lines() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+
+    first_page = await chat.send(WHERE, live(job, ("a", "b")))
+    await chat.edit(first_page, live(job, ("a", "b", "c")))
+    await chat.send(WHERE, live(job, ("d",), page=1))
+
+    assert printed_lines(output) == ["a", "b", "c", "d"]
+
+
+async def test_other_messages_print_their_rendering_and_edits_reprint_them() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+
+    ref = await chat.send(WHERE, JobAccepted(job))
+    card = JobCard(
+        job.failed(FailureStage.CLONE, "repository not found", at=5.0, exit_code=128),
+        tail=("fatal: not found",),
+        total_lines=1,
+        duration_s=4.0,
+    )
+    await chat.edit(ref, card)
+
+    text = output.getvalue()
+    for message in (JobAccepted(job), card):
+        for line in render_text(message).splitlines():
+            assert line in text
+    assert "Failed at clone: repository not found" in text
+    assert "\x1b[" not in text
+
+
+async def test_refs_are_distinct_and_name_the_conversation() -> None:
+    chat = plain_console(io.StringIO())
+    first = await chat.send(WHERE, Notice("one"))
+    second = await chat.send(WHERE, Notice("two"))
+    assert first != second
+    assert first.conversation == WHERE
+
+
+async def test_colour_is_used_only_when_asked() -> None:
+    output = io.StringIO()
+    chat = ConsoleChat(output, io.StringIO(), color=True, env={})
+    await chat.send(WHERE, Notice("hello"))
+    assert "\x1b[" in output.getvalue()
+    assert "hello" in output.getvalue()
+
+
+async def test_auto_colour_is_off_for_a_stream_that_is_not_a_terminal() -> None:
+    output = io.StringIO()
+    chat = ConsoleChat(output, io.StringIO(), env={})
+    await chat.send(WHERE, Notice("hello"))
+    assert "\x1b[" not in output.getvalue()
+
+
+async def test_listen_calls_the_handler_for_each_non_blank_line_then_returns_on_eof() -> None:
+    output = io.StringIO()
+    commands = "/od-jobs\n\n   \n/od-run --agent shell 'echo hi'\n/od-logs j-1234abcd"
+    chat = plain_console(output, commands)
+    received: list[Inbound] = []
+
+    async def handler(inbound: Inbound) -> None:
+        received.append(inbound)
+        await chat.send(inbound.conversation, Notice(f"got {inbound.text}"))
+
+    with trio.fail_after(CEILING_S):
+        await chat.listen(handler)
+
+    assert [inbound.text for inbound in received] == [
+        "/od-jobs",
+        "/od-run --agent shell 'echo hi'",
+        "/od-logs j-1234abcd",
+    ]
+    assert all(inbound.user == User("console", "ada") for inbound in received)
+    assert all(inbound.conversation == Conversation("console", "console") for inbound in received)
+    assert "od> /od-jobs\n• got /od-jobs\n" in output.getvalue()
+
+
+async def test_quit_ends_listening_before_the_rest_of_the_input() -> None:
+    chat = plain_console(io.StringIO(), "/od-jobs\nquit\n/od-jobs\n")
+    received: list[str] = []
+
+    async def handler(inbound: Inbound) -> None:
+        received.append(inbound.text)
+
+    with trio.fail_after(CEILING_S):
+        await chat.listen(handler)
+
+    assert received == ["/od-jobs"]
+
+
+async def test_listen_reports_ready_when_started_in_a_nursery() -> None:
+    chat = plain_console(io.StringIO(), "exit\n")
+
+    async def handler(inbound: Inbound) -> None:
+        raise AssertionError(f"no command expected, got {inbound.text!r}")
+
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(chat.listen, handler)
+
+
+async def test_user_name_falls_back_when_user_is_unset() -> None:
+    chat = ConsoleChat(io.StringIO(), io.StringIO("hi\n"), color=False, env={})
+    names: list[str] = []
+
+    async def handler(inbound: Inbound) -> None:
+        names.append(inbound.user.name)
+
+    with trio.fail_after(CEILING_S):
+        await chat.listen(handler)
+
+    assert names == ["you"]

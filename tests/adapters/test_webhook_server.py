@@ -1,0 +1,148 @@
+"""The webhook server over real HTTP on 127.0.0.1: each endpoint and each error answer."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import trio
+
+from harness import open_harness
+from opendispatch.domain.job import JobState
+
+
+async def test_health_answers_ok() -> None:
+    async with open_harness() as h:
+        response = await h.http.get("/health")
+        assert response.status_code == 200 and response.json()["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "path,body,message",
+    [
+        ("/webhooks/logs", None, "JSON object"),
+        ("/webhooks/logs", [], "JSON object"),
+        ("/webhooks/logs", {"jobId": 5, "text": "x"}, "jobId must be a string"),
+        ("/webhooks/logs", {"jobId": "J", "lines": "x"}, "lines must be a list of strings"),
+        ("/webhooks/logs", {"jobId": "J", "lines": [1]}, "lines must be a list of strings"),
+        ("/webhooks/logs", {"jobId": "J", "lines": ["x"], "seq": -1}, "seq must be at least 0"),
+        ("/webhooks/logs", {"jobId": "J", "lines": ["x"], "seq": True}, "seq must be an integer"),
+        ("/webhooks/logs", {"jobId": "J", "lines": ["x"], "seq": "1"}, "seq must be an integer"),
+        ("/webhooks/logs", {"jobId": "J"}, "needs text"),
+        ("/webhooks/status", {"jobId": "J", "status": "exploded"}, "status must be one of"),
+        ("/webhooks/status", {"jobId": "J", "status": "failed", "exitCode": "1"}, "exitCode must be an integer"),
+        ("/webhooks/status", {"jobId": "J", "status": "failed", "error": 5}, "error must be a string"),
+        ("/webhooks/artifacts", {"jobId": "J", "artifacts": [None]}, "artifacts[0] must be an object"),
+        ("/webhooks/artifacts", {"jobId": "J", "artifacts": {}}, "artifacts must be a list"),
+    ],
+)
+async def test_malformed_bodies_get_400_with_a_message(path: str, body: object, message: str) -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        if isinstance(body, dict) and body.get("jobId") == "J":
+            body = {**body, "jobId": job.id}
+        response = await sidecar.post(path, body)
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]
+        assert (await h.store.get(job.id)).state is JobState.STARTING
+        assert await h.store.output(job.id) == []
+
+
+async def test_invalid_json_gets_400() -> None:
+    async with open_harness() as h:
+        await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        response = await h.http.post(
+            "/webhooks/logs", content=b'{"jobId": ', headers={"Authorization": f"Bearer {sidecar.token}"}
+        )
+        assert response.status_code == 400 and "valid JSON" in response.json()["error"]
+
+
+async def test_missing_bad_expired_or_foreign_tokens_and_unknown_jobs_all_get_the_same_401() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        tokens = h.running.dispatcher.runner.tokens
+        body = {"jobId": job.id, "lines": ["x"]}
+        answers = [
+            await h.http.post("/webhooks/logs", json=body),
+            await sidecar.post("/webhooks/logs", body, token="not-a-token"),
+            await sidecar.post("/webhooks/logs", body, token=tokens.issue(job.id, expires_at=1)),
+            await sidecar.post("/webhooks/logs", body, token=tokens.issue("j-99999999", expires_at=2**40)),
+            await sidecar.post("/webhooks/logs", {"jobId": "j-99999999", "lines": ["x"]}),
+            await h.http.post("/webhooks/logs", json=body, headers={"Authorization": f"Basic {sidecar.token}"}),
+        ]
+        assert [a.status_code for a in answers] == [401] * len(answers)
+        assert len({a.text for a in answers}) == 1
+        assert await h.store.output(job.id) == []
+
+
+async def test_bodies_over_one_mebibyte_get_413() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        huge = {"jobId": job.id, "lines": ["x" * (1024 * 1024)]}
+        response = await sidecar.post("/webhooks/logs", huge)
+        assert response.status_code == 413
+        try:  # no Content-Length: the server stops reading at the limit, answers 413 and closes
+            streamed = await h.http.post(
+                "/webhooks/logs",
+                content=_chunks(json.dumps(huge).encode()),
+                headers={"Authorization": f"Bearer {sidecar.token}", "Content-Type": "application/json"},
+                timeout=2,
+            )
+            assert streamed.status_code == 413
+        except httpx.TransportError:
+            pass  # the client was still writing when the server closed: refused all the same
+        assert (await h.http.get("/health")).status_code == 200
+        assert await h.store.output(job.id) == []
+
+
+async def _chunks(data: bytes):  # type: ignore[no-untyped-def]
+    for start in range(0, len(data), 65536):
+        yield data[start : start + 65536]
+
+
+async def test_writes_after_the_grace_period_get_409_but_repeats_within_it_are_fine(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["done"], seq=0)
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        assert (await sidecar.status("completed", 0)).status_code == 200
+        assert (await sidecar.logs(["done"], seq=0)).status_code == 200
+        await trio.sleep(120)
+        assert (await sidecar.logs(["late"], seq=1)).status_code == 409
+        assert (await sidecar.status("failed", 1)).status_code == 409
+        assert await h.store.output(job.id) == ["done"]
+
+
+async def test_unknown_paths_and_methods_answer_json() -> None:
+    async with open_harness() as h:
+        assert (await h.http.get("/nope")).status_code == 404
+        response = await h.http.get("/webhooks/logs")
+        assert response.status_code == 405 and response.json()["ok"] is False
+
+
+async def test_concurrent_unsequenced_chunks_are_all_kept() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+
+        async def post(n: int) -> None:
+            response = await sidecar.post("/webhooks/logs", {"jobId": job.id, "text": f"chunk {n}"})
+            assert response.status_code == 200
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(post, n)
+        await sidecar.status("completed", 0)
+        card = await h.card(job.id)
+        assert sorted(await h.store.output(job.id)) == sorted(f"chunk {n}" for n in range(20))
+        assert card.total_lines == 20
+        assert isinstance(h.http, httpx.AsyncClient)

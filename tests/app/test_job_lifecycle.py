@@ -1,0 +1,229 @@
+"""A job from command to card through the real Dispatcher, Relay and webhook server."""
+
+from __future__ import annotations
+
+import trio
+
+from harness import ALICE, BOB, open_harness
+from opendispatch.adapters.memory.sprites import FakeSprites
+from opendispatch.adapters.memory.store import MemoryJobStore
+from opendispatch.config import Config
+from opendispatch.domain.job import FailureStage, JobState
+from opendispatch.domain.messages import JobAccepted, JobTable, LiveOutput, LogExcerpt
+
+
+def live_lines(chat, job_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every line shown live for a job, page by page, in the final version of each page."""
+    pages = [m for m in chat.messages() if isinstance(m, LiveOutput) and m.job.id == job_id]
+    return [line for page in sorted(pages, key=lambda p: p.page) for line in page.lines]
+
+
+async def test_a_job_runs_end_to_end_and_its_sprite_is_destroyed() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run --repo owner/project --agent shell "run the tests"')
+        accepted = h.chat.sent[0].message
+        assert isinstance(accepted, JobAccepted)
+        assert accepted.job.spec.summary() == "owner/project @ main · shell · default image"
+        sidecar = await h.sidecar()
+        env = sidecar.request.env
+        assert env["JOB_ID"] == job.id and env["REPO"] == "owner/project" and env["BRANCH"] == "main"
+        assert env["TASK"] == "run the tests" and env["AGENT"] == "shell"
+        assert env["OPEN_DISPATCH_URL"] == h.running.webhook_url
+
+        assert (await sidecar.status("running")).status_code == 200
+        assert (await sidecar.logs(["collecting...", "", "3 passed"], seq=0)).json() == {"ok": True}
+        assert (await sidecar.status("completed", 0)).status_code == 200
+
+        card = await h.card(job.id)
+        assert card.job.state is JobState.SUCCEEDED and card.job.exit_code == 0
+        assert card.tail == ("collecting...", "", "3 passed")
+        assert live_lines(h.chat, job.id) == ["collecting...", "", "3 passed"]
+        assert h.sprites.destroyed == [sidecar.sprite.id]
+        assert (await h.store.get(job.id)).state is JobState.SUCCEEDED
+        # every live message and the card are threaded under the first reply
+        first = h.chat.sent[0].ref
+        assert all(s.reply_to == first for s in h.chat.sent[1:] if not isinstance(s.message, JobAccepted))
+
+
+async def test_batches_arriving_out_of_order_are_shown_and_stored_in_seq_order() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["c", "d"], seq=1)
+        await sidecar.logs(["e"], seq=2)
+        await sidecar.logs(["a", "b"], seq=0)
+        await sidecar.logs(["a", "b"], seq=0)  # a retry: acknowledged, not repeated
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        assert await h.store.output(job.id) == ["a", "b", "c", "d", "e"]
+        assert live_lines(h.chat, job.id) == ["a", "b", "c", "d", "e"]
+
+
+async def test_the_seeds_original_bodies_are_accepted_unchanged() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        for body in (
+            {"jobId": job.id, "status": "running"},
+            {"jobId": job.id, "text": "line one\nline two\n"},
+            {"jobId": job.id, "text": ""},
+            {"jobId": job.id, "artifacts": [{"name": "PR", "url": "https://github.com/o/r/pull/7", "type": "pr"}]},
+        ):
+            path = "/webhooks/status" if "status" in body else "/webhooks/artifacts" if "artifacts" in body else "/webhooks/logs"
+            response = await sidecar.post(path, body)
+            assert response.status_code == 200, response.text
+        response = await sidecar.post("/webhooks/status", {"jobId": job.id, "status": "failed", "exitCode": 2, "error": "boom"})
+        assert response.status_code == 200
+        card = await h.card(job.id)
+        assert card.job.state is JobState.FAILED and card.job.exit_code == 2
+        assert card.job.failure is not None and card.job.failure.reason == "boom"
+        assert card.job.failure.stage is FailureStage.AGENT
+        assert [a.url for a in card.job.artifacts] == ["https://github.com/o/r/pull/7"]
+        assert await h.store.output(job.id) == ["line one", "line two", ""]
+
+
+async def test_a_failing_agent_says_which_stage_failed_and_shows_the_last_lines() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["fatal: branch nope not found"], seq=0)
+        await sidecar.status("failed", 128, "could not clone owner/r at branch nope", stage="clone")
+        card = await h.card(job.id)
+        assert card.job.failure is not None
+        assert card.job.failure.stage is FailureStage.CLONE
+        assert "could not clone" in card.job.failure.reason
+        assert card.tail == ("fatal: branch nope not found",)
+
+
+async def test_spawn_failure_is_reported_with_the_backends_advice() -> None:
+    async with open_harness(sprites=FakeSprites(fail_spawn_with="check FLY_API_TOKEN with `fly auth whoami`")) as h:
+        job = await h.run('/od-run -a shell "x"')
+        card = await h.card(job.id)
+        assert card.job.state is JobState.FAILED
+        assert card.job.failure is not None and card.job.failure.stage is FailureStage.SPAWN
+        assert "fly auth whoami" in card.job.failure.reason
+
+
+async def test_a_sprite_that_stops_without_reporting_fails_the_job_at_the_relay_stage() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        h.sprites.exit(sidecar.sprite.id, 137)
+        card = await h.card(job.id)
+        assert card.job.state is JobState.FAILED and card.job.exit_code == 137
+        assert card.job.failure is not None and card.job.failure.stage is FailureStage.RELAY
+        assert "OPEN_DISPATCH_URL" in card.job.failure.reason
+
+
+async def test_timeout_ends_the_job_and_destroys_the_sprite(autojump_clock: trio.abc.Clock) -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell --timeout 90s "sleep forever"')
+        sidecar = await h.sidecar()
+        await h.sprites.wait_exited(sidecar.sprite.id)  # returns when destroyed at the deadline
+        card = await h.card(job.id)
+        assert card.job.state is JobState.TIMED_OUT
+        assert card.duration_s == 90
+        assert h.sprites.destroyed == [sidecar.sprite.id]
+
+
+async def test_cancel_says_who_cancelled_and_destroys_the_sprite() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["working"], seq=0)
+        await h.say(f"/od-cancel {job.id}", BOB)
+        card = await h.card(job.id)
+        assert card.job.state is JobState.CANCELLED and card.job.cancelled_by == "bob"
+        assert h.sprites.destroyed == [sidecar.sprite.id]
+        # the sidecar's own "cancelled" report after the kill changes nothing
+        assert (await sidecar.status("cancelled", 143, "cancelled")).status_code == 200
+        assert (await h.store.get(job.id)).cancelled_by == "bob"
+        await h.say(f"/od-cancel {job.id}")
+        assert "already ended (cancelled)" in h.notices()[-1]
+
+
+async def test_cancelling_the_whole_service_ends_every_job_and_destroys_every_sprite() -> None:
+    sprites = FakeSprites()
+    async with open_harness(sprites=sprites) as h:
+        jobs = [await h.run(f'/od-run -a shell "job {n}"') for n in range(3)]
+        spawned = [await h.sidecar() for _ in jobs]
+    assert sorted(sprites.destroyed) == sorted(s.sprite.id for s in spawned)
+    assert sprites.live == set()
+    for job in jobs:
+        stored = await h.store.get(job.id)
+        assert stored.state is JobState.CANCELLED and stored.cancelled_by == "the dispatcher shutting down"
+
+
+async def test_secrets_and_the_job_token_never_reach_chat_or_the_store() -> None:
+    config = Config.from_env({"GH_TOKEN": "ghp_supersecretvalue123", "ANTHROPIC_API_KEY": "sk-ant-0123456789"}, dotenv=None)
+    async with open_harness(config=config) as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        assert sidecar.request.env["GH_TOKEN"] == "ghp_supersecretvalue123"  # passed through to the sprite
+        await sidecar.logs(["token ghp_supersecretvalue123", f"mine {sidecar.token}", "key=sk-ant-0123456789"], seq=0)
+        await sidecar.status("failed", 1, f"leaked {sidecar.token}")
+        await h.card(job.id)
+        everything = h.chat.transcript() + "\n".join(await h.store.output(job.id))
+        for secret in ("ghp_supersecretvalue123", sidecar.token, "sk-ant-0123456789"):
+            assert secret not in everything
+        assert "token ***" in everything
+        assert "ghp_supersecretvalue123" not in repr(config)
+
+
+class StoreOnFire(MemoryJobStore):
+    async def output_line_count(self, job_id: str) -> int:
+        raise RuntimeError("disk on fire")
+
+
+async def test_bad_commands_get_usage_and_internal_errors_get_a_reference() -> None:
+    async with open_harness(store=StoreOnFire()) as h:
+        await h.say("/od-run --bogus x")
+        await h.say("/od-frobnicate")
+        await h.say("/od-start mybot --persistent")
+        await h.say("hello there")
+        notices = h.notices()
+        assert "--bogus" in notices[0] and "Usage" in notices[0]
+        assert "od-run" in notices[1]
+        assert "not available yet" in notices[2]
+        assert "/od-help" in notices[3]
+        assert all("Traceback" not in n for n in notices)
+        job = await h.run('/od-run -a shell "x"')
+        await h.say(f"/od-logs {job.id}")
+        assert h.notices()[-1].startswith("Something went wrong on our side (ref ")
+        assert "disk on fire" not in h.notices()[-1]
+
+
+async def test_jobs_and_logs_come_from_the_store() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs([f"line {n}" for n in range(5)], seq=0)
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        other = await h.run('/od-run -a shell "y"', BOB)
+        await h.say(f"/od-logs {job.id} --tail 2")
+        excerpt = h.chat.messages()[-1]
+        assert isinstance(excerpt, LogExcerpt) and excerpt.lines == ("line 3", "line 4") and excerpt.total_lines == 5
+        await h.say("/od-jobs")
+        mine = h.chat.messages()[-1]
+        assert isinstance(mine, JobTable) and [j.id for j in mine.jobs] == [job.id]
+        await h.say("/od-jobs --all")
+        everyone = h.chat.messages()[-1]
+        assert isinstance(everyone, JobTable) and [j.id for j in everyone.jobs] == [other.id, job.id]
+        await h.say(f"/od-logs j-00000000")
+        assert "No job j-00000000" in h.notices()[-1]
+
+
+async def test_a_token_only_opens_its_own_job() -> None:
+    async with open_harness() as h:
+        first = await h.run('/od-run -a shell "x"')
+        sidecar_a = await h.sidecar()
+        await h.run('/od-run -a shell "y"')
+        sidecar_b = await h.sidecar()
+        response = await sidecar_a.post("/webhooks/logs", {"jobId": sidecar_b.job_id, "lines": ["intrusion"]})
+        assert response.status_code == 401
+        assert await h.store.output(sidecar_b.job_id) == []
+        assert first.id == sidecar_a.job_id
+        assert ALICE.name == "alice"
+
+

@@ -1,0 +1,236 @@
+"""One `JobStore` contract, run against the in-memory store and the SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from opendispatch.adapters.memory import MemoryJobStore
+from opendispatch.adapters.sqlite import open_sqlite_store
+from opendispatch.domain.errors import UnknownJob
+from opendispatch.domain.job import Artifact, Conversation, FailureStage, Job, JobState, User
+from opendispatch.domain.job_spec import AgentKind, JobSpec
+from opendispatch.ports.job_store import JobStore
+
+CEILING_S = 10.0
+SPEC = JobSpec(task="run the tests", agent=AgentKind.SHELL, repo="owner/repo")
+WHERE = Conversation("console", "c1", thread="t1")
+ALICE = User("u1", "alice")
+BOB = User("u2", "bob")
+
+
+def queued(job_id: str, at: float, user: User = ALICE) -> Job:
+    return Job.queued(job_id, SPEC, WHERE, user, at=at)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
+    with trio.fail_after(CEILING_S):
+        if request.param == "memory":
+            yield MemoryJobStore()
+            return
+        async with open_sqlite_store(tmp_path / "jobs.sqlite3") as sqlite_store:
+            yield sqlite_store
+
+
+async def test_add_then_get_returns_the_same_job(store: JobStore) -> None:
+    job = queued("j-00000001", at=100.0)
+    await store.add(job)
+    assert await store.get(job.id) == job
+
+
+async def test_save_replaces_the_job_and_every_field_round_trips(store: JobStore) -> None:
+    spec = attrs.evolve(SPEC, image="registry.fly.io/x:1", timeout_s=90.5, branch="feature/x")
+    job = Job.queued("j-00000001", spec, Conversation("slack", "C1"), ALICE, at=100.0)
+    await store.add(job)
+    finished = (
+        job.starting(at=101.0)
+        .with_sprite("local-j-00000001-1")
+        .running()
+        .with_artifacts((Artifact("PR", "https://example.test/pr/1", "pull_request"),))
+        .failed(FailureStage.AGENT_START, "claude not found", at=130.25, exit_code=127)
+    )
+    await store.save(finished)
+    assert await store.get(job.id) == finished
+
+
+async def test_get_unknown_job_raises_unknown_job(store: JobStore) -> None:
+    with pytest.raises(UnknownJob) as caught:
+        await store.get("j-0000dead")
+    assert caught.value.job_id == "j-0000dead"
+
+
+async def test_save_of_a_never_added_job_raises_unknown_job(store: JobStore) -> None:
+    with pytest.raises(UnknownJob):
+        await store.save(queued("j-0000dead", at=1.0))
+    with pytest.raises(UnknownJob):
+        await store.get("j-0000dead")
+
+
+async def test_adding_an_id_twice_is_a_value_error(store: JobStore) -> None:
+    await store.add(queued("j-00000001", at=1.0))
+    with pytest.raises(ValueError):
+        await store.add(queued("j-00000001", at=2.0))
+    assert (await store.get("j-00000001")).created_at == 1.0
+
+
+async def test_recent_is_newest_first(store: JobStore) -> None:
+    for job_id, at in [("j-00000002", 20.0), ("j-00000001", 10.0), ("j-00000003", 30.0)]:
+        await store.add(queued(job_id, at=at))
+    assert [job.id for job in await store.recent(limit=10)] == ["j-00000003", "j-00000002", "j-00000001"]
+
+
+async def test_recent_breaks_created_at_ties_by_latest_added(store: JobStore) -> None:
+    await store.add(queued("j-00000001", at=10.0))
+    await store.add(queued("j-00000002", at=10.0))
+    assert [job.id for job in await store.recent(limit=10)] == ["j-00000002", "j-00000001"]
+
+
+async def test_recent_filters_by_state_after_saves(store: JobStore) -> None:
+    running = queued("j-00000001", at=1.0)
+    failed = queued("j-00000002", at=2.0)
+    still_queued = queued("j-00000003", at=3.0)
+    for job in (running, failed, still_queued):
+        await store.add(job)
+    await store.save(running.starting(at=1.5).running())
+    await store.save(failed.failed(FailureStage.SPAWN, "no capacity", at=2.5))
+
+    only_running = await store.recent(limit=10, states={JobState.RUNNING})
+    assert [job.id for job in only_running] == ["j-00000001"]
+    active = await store.recent(limit=10, states=[JobState.RUNNING, JobState.QUEUED])
+    assert [job.id for job in active] == ["j-00000003", "j-00000001"]
+    assert await store.recent(limit=10, states=set()) == []
+
+
+async def test_recent_filters_by_user_and_respects_limit(store: JobStore) -> None:
+    for n in range(1, 6):
+        await store.add(queued(f"j-0000000{n}", at=float(n), user=ALICE if n % 2 else BOB))
+    alices = await store.recent(limit=10, user_id=ALICE.id)
+    assert [job.id for job in alices] == ["j-00000005", "j-00000003", "j-00000001"]
+    assert [job.id for job in await store.recent(limit=2)] == ["j-00000005", "j-00000004"]
+    assert [job.id for job in await store.recent(limit=1, user_id=BOB.id)] == ["j-00000004"]
+    assert await store.recent(limit=0) == []
+
+
+async def test_a_batch_with_a_seen_seq_is_stored_once(store: JobStore) -> None:
+    assert await store.append_output("j-00000001", 0, ["cloning", "done"]) is True
+    assert await store.append_output("j-00000001", 0, ["cloning", "done"]) is False
+    assert await store.output("j-00000001") == ["cloning", "done"]
+    assert await store.output_line_count("j-00000001") == 2
+
+
+async def test_seqs_are_per_job(store: JobStore) -> None:
+    assert await store.append_output("j-00000001", 0, ["a"]) is True
+    assert await store.append_output("j-00000002", 0, ["b"]) is True
+    assert await store.output("j-00000001") == ["a"]
+    assert await store.output("j-00000002") == ["b"]
+
+
+async def test_out_of_order_batches_read_back_in_seq_order(store: JobStore) -> None:
+    for seq in (2, 0, 3, 1):
+        assert await store.append_output("j-00000001", seq, [f"{seq}.a", f"{seq}.b"])
+    assert await store.output("j-00000001") == [
+        "0.a", "0.b", "1.a", "1.b", "2.a", "2.b", "3.a", "3.b",
+    ]
+
+
+async def test_seqless_batches_read_back_in_arrival_order(store: JobStore) -> None:
+    for batch in (["third?"], ["no", "seq"], ["third?"]):
+        assert await store.append_output("j-00000001", None, batch) is True
+    assert await store.output("j-00000001") == ["third?", "no", "seq", "third?"]
+    assert await store.output_line_count("j-00000001") == 4
+
+
+async def test_mixed_batches_put_seqd_ones_first(store: JobStore) -> None:
+    """The documented order for a job that somehow sends both kinds."""
+    await store.append_output("j-00000001", None, ["old"])
+    await store.append_output("j-00000001", 1, ["one"])
+    await store.append_output("j-00000001", 0, ["zero"])
+    assert await store.output("j-00000001") == ["zero", "one", "old"]
+
+
+async def test_empty_lines_and_empty_batches_are_kept(store: JobStore) -> None:
+    assert await store.append_output("j-00000001", 0, ["", "x", ""]) is True
+    assert await store.append_output("j-00000001", 1, []) is True
+    assert await store.append_output("j-00000001", 1, ["late duplicate"]) is False
+    assert await store.output("j-00000001") == ["", "x", ""]
+    assert await store.output_line_count("j-00000001") == 3
+
+
+async def test_unicode_and_control_characters_round_trip(store: JobStore) -> None:
+    lines = ["héllo wörld ✓ 日本語 🚀", "\x1b[31mred\x1b[0m\ttab\rcr", "nul\x00byte", "\u2028sep'\"; --"]
+    await store.append_output("j-00000001", 0, lines)
+    assert await store.output("j-00000001") == lines
+
+
+async def test_output_tail_returns_the_last_lines_across_batches(store: JobStore) -> None:
+    await store.append_output("j-00000001", 1, ["c", "d", "e"])
+    await store.append_output("j-00000001", 0, ["a", "b"])
+    assert await store.output("j-00000001", tail=4) == ["b", "c", "d", "e"]
+    assert await store.output("j-00000001", tail=1) == ["e"]
+    assert await store.output("j-00000001", tail=50) == ["a", "b", "c", "d", "e"]
+    assert await store.output("j-00000001", tail=0) == []
+
+
+async def test_a_job_without_output_has_none(store: JobStore) -> None:
+    assert await store.output("j-00000009") == []
+    assert await store.output("j-00000009", tail=3) == []
+    assert await store.output_line_count("j-00000009") == 0
+
+
+async def test_secret_is_created_once_and_then_kept(store: JobStore) -> None:
+    made: list[bytes] = []
+
+    def create() -> bytes:
+        made.append(b"first-value-%d" % len(made))
+        return made[-1]
+
+    first = await store.secret("webhook-hmac", create)
+    second = await store.secret("webhook-hmac", create)
+    other = await store.secret("other", lambda: b"other-value")
+    assert first == second == b"first-value-0"
+    assert made == [b"first-value-0"]
+    assert other == b"other-value"
+
+
+async def test_concurrent_first_secret_calls_agree(store: JobStore) -> None:
+    values: list[bytes] = []
+    counter = iter(range(100))
+
+    async def fetch() -> None:
+        values.append(await store.secret("webhook-hmac", lambda: b"v%d" % next(counter)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(fetch)
+    assert len(values) == 5
+    assert len(set(values)) == 1
+
+
+async def test_sqlite_data_survives_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    job = queued("j-00000001", at=5.0).starting(at=6.0).running()
+    with trio.fail_after(CEILING_S):
+        async with open_sqlite_store(path) as first:
+            await first.add(queued("j-00000001", at=5.0))
+            await first.save(job)
+            await first.add(queued("j-00000002", at=7.0, user=BOB))
+            await first.append_output(job.id, 1, ["b"])
+            await first.append_output(job.id, 0, ["a"])
+            await first.append_output("j-00000002", None, ["x"])
+            secret = await first.secret("webhook-hmac", lambda: b"kept")
+
+        async with open_sqlite_store(path) as second:
+            assert await second.get(job.id) == job
+            assert [j.id for j in await second.recent(limit=5)] == ["j-00000002", "j-00000001"]
+            assert await second.output(job.id) == ["a", "b"]
+            assert await second.output("j-00000002") == ["x"]
+            assert await second.output_line_count(job.id) == 2
+            assert await second.append_output(job.id, 0, ["a again"]) is False
+            assert await second.secret("webhook-hmac", lambda: b"replaced") == secret == b"kept"
+            with pytest.raises(ValueError):
+                await second.add(queued("j-00000001", at=9.0))
