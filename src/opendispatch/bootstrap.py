@@ -104,7 +104,11 @@ async def open_dispatcher(
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(
                 serve_webhooks,
-                build_webhook_app(relay, health=lambda: {"liveJobs": len(relay.live)}),
+                build_webhook_app(
+                    relay,
+                    health=lambda: {"liveJobs": len(relay.live)},
+                    extra_routes=chat.http_routes() if hasattr(chat, "http_routes") else (),
+                ),
                 bind or config.webhook_bind,
             )
             runner = JobRunner(

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ..domain.job import Conversation
 from ..domain.messages import ChatMessage, Inbound, MessageRef
+from .http import HttpRoute
 
 InboundHandler = Callable[[Inbound], Awaitable[None]]
 
@@ -25,3 +26,9 @@ class ChatPort(Protocol):
     async def listen(self, handler: InboundHandler, *, task_status: Any = ...) -> None:
         """Receive commands until cancelled, calling `handler` for each; report readiness first."""
         ...
+
+
+class ChatWithRoutes(ChatPort, Protocol):
+    """A chat adapter that also receives HTTP on our server (Slack HTTP mode, Teams, Discord)."""
+
+    def http_routes(self) -> list[HttpRoute]: ...

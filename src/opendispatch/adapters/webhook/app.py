@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from quart import Response, request
@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
+from ...ports.http import HttpRequest, HttpRoute
 from . import wire
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,40 @@ async def _json_body() -> Any:
         raise wire.BadRequest("the body must be valid JSON") from None
 
 
-def build_webhook_app(sink: ReportSink, *, health: Callable[[], dict[str, Any]] | None = None) -> QuartTrio:
+def _mount(app: QuartTrio, route: HttpRoute) -> None:
+    """Serve an adapter's framework-free route; its body is capped like ours."""
+
+    async def endpoint(**_: Any) -> Response:
+        try:
+            body = await request.get_data(as_text=False)
+        except RequestEntityTooLarge:
+            return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        answer = await route.handler(
+            HttpRequest(
+                method=request.method,
+                path=request.path,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                query=dict(request.args.items()),
+            )
+        )
+        response = Response(answer.body, status=answer.status, mimetype=answer.content_type)
+        response.headers.update(dict(answer.headers))
+        return response
+
+    endpoint.__name__ = "route_" + route.path.strip("/").replace("/", "_").replace("-", "_")
+    app.add_url_rule(route.path, view_func=endpoint, methods=list(route.methods))
+
+
+def build_webhook_app(
+    sink: ReportSink,
+    *,
+    health: Callable[[], dict[str, Any]] | None = None,
+    extra_routes: Sequence[HttpRoute] = (),
+) -> QuartTrio:
     app = QuartTrio("opendispatch.webhook")
+    for extra in extra_routes:
+        _mount(app, extra)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["JSON_SORT_KEYS"] = False
 
