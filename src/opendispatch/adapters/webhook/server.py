@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import trio
@@ -17,7 +18,7 @@ def _hypercorn_config(bind: str) -> HypercornConfig:
     config.bind = [bind]
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("opendispatch.webhook.server")  # through our logging setup
     config.keep_alive_timeout = 75.0  # sidecars keep one connection open between batches
     return config
 
