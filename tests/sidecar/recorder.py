@@ -1,0 +1,257 @@
+"""A loopback stand-in for the webhook server: the sidecar's side of the wire contract.
+
+It answers exactly as the real server promises (DESIGN.md, "The wire contract"):
+200 `{"ok": true}` on success and on a duplicate `seq`; 400 `{"error": ...}` for a malformed
+body; 401 for a bad token or an unknown job; 409 for a write to a finished job; 413 for a
+body over the size limit. It records what arrived so tests can assert on it, and it can be
+told to fail the next N requests to exercise the sidecar's retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import hypercorn.config
+import hypercorn.trio
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from opendispatch.domain.errors import InvalidToken
+from opendispatch.domain.tokens import TokenIssuer, bearer_token
+
+MAX_BODY_BYTES = 1024 * 1024
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+TOKEN_EXPIRES_AT = 4_000_000_000  # far future; the recorder verifies with now=0
+
+
+@attrs.define
+class RecordedJob:
+    """Everything one job's sidecar sent, as the server stored it."""
+
+    batches: dict[int, list[str]] = attrs.field(factory=dict)
+    texts: list[str] = attrs.field(factory=list)  # the seed's `{jobId, text}` chunks
+    statuses: list[dict[str, Any]] = attrs.field(factory=list)
+    artifacts: list[dict[str, Any]] = attrs.field(factory=list)
+    timeline: list[tuple[str, Any]] = attrs.field(factory=list)  # ("logs", seq) / ("status", name) / ...
+    arrived_at: dict[int, float] = attrs.field(factory=dict)  # seq -> trio.current_time() when stored
+    final: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.final.is_set()
+
+
+@attrs.define
+class Recorder:
+    """The receiving end for sidecar tests; `url` is set once it is served."""
+
+    issuer: TokenIssuer = attrs.field(factory=lambda: TokenIssuer(secret=b"recorder-secret-0123456789"))
+    url: str = ""
+    max_body_bytes: int = MAX_BODY_BYTES
+    batch_interval_ms: int | None = None
+    jobs: dict[str, RecordedJob] = attrs.field(factory=dict)
+    raw_bodies: list[bytes] = attrs.field(factory=list)
+    injected: int = 0
+    answered: list[int] = attrs.field(factory=list)  # every status code sent, in order
+    _fail_next: int = 0
+    _fail_status: int = 503
+    _fail_retry_after: str | None = None
+    _fail_after_storing: bool = False
+    _fail_only: str | None = None
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    # ---- set-up ----
+
+    def new_job(self, job_id: str | None = None) -> tuple[str, str]:
+        """Register a job and return its id and webhook token."""
+        job_id = job_id or f"job-{len(self.jobs) + 1}"
+        self.jobs[job_id] = RecordedJob()
+        return job_id, self.issuer.issue(job_id, TOKEN_EXPIRES_AT)
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        retry_after: str | None = None,
+        *,
+        after_storing: bool = False,
+        only: str | None = None,
+    ) -> None:
+        """Answer `status` to the next `count` webhook requests (only to path `only`, if given).
+
+        With `after_storing`, the request is stored first: the answer is "lost", as when a
+        connection drops after the server did its work, so the sidecar must retry the same seq.
+        """
+        self._fail_next, self._fail_status, self._fail_retry_after = count, status, retry_after
+        self._fail_after_storing, self._fail_only = after_storing, only
+
+    # ---- what arrived ----
+
+    def lines(self, job_id: str) -> list[str]:
+        batches = self.jobs[job_id].batches
+        return [line for seq in sorted(batches) for line in batches[seq]]
+
+    def seqs(self, job_id: str) -> list[int]:
+        return sorted(self.jobs[job_id].batches)
+
+    def arrivals(self, job_id: str) -> list[float]:
+        """When each batch was stored (trio time), in seq order."""
+        arrived = self.jobs[job_id].arrived_at
+        return [arrived[seq] for seq in sorted(arrived)]
+
+    def statuses(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self.jobs[job_id].statuses)
+
+    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self.jobs[job_id].artifacts)
+
+    def timeline(self, job_id: str) -> list[tuple[str, Any]]:
+        return list(self.jobs[job_id].timeline)
+
+    async def wait_for_final_status(self, job_id: str) -> dict[str, Any]:
+        await self.jobs[job_id].final.wait()
+        return self.jobs[job_id].statuses[-1]
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wake on every recorded request until `condition()` holds."""
+        while not condition():
+            await self._changed.wait()
+
+    def _note_change(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ---- the HTTP side ----
+
+    def build_app(self) -> QuartTrio:
+        app = QuartTrio(__name__)
+        app.config["MAX_CONTENT_LENGTH"] = 64 * MAX_BODY_BYTES  # our own check below decides
+
+        @app.post("/webhooks/logs")
+        async def logs() -> Response:
+            return await self._handle(self._store_logs)
+
+        @app.post("/webhooks/status")
+        async def status() -> Response:
+            return await self._handle(self._store_status)
+
+        @app.post("/webhooks/artifacts")
+        async def artifacts() -> Response:
+            return await self._handle(self._store_artifacts)
+
+        @app.get("/health")
+        async def health() -> Response:
+            return _answer(200, {"ok": True})
+
+        return app
+
+    async def _handle(self, store: Callable[[str, RecordedJob, dict[str, Any]], Response]) -> Response:
+        body = await request.get_data()
+        self.raw_bodies.append(body)
+        inject = self._fail_next > 0 and self._fail_only in (None, request.path)
+        if inject:
+            self._fail_next -= 1
+            self.injected += 1
+        if not inject or self._fail_after_storing:
+            answer = self._answer_for(body, store)
+        if inject:
+            headers = {"Retry-After": self._fail_retry_after} if self._fail_retry_after else {}
+            answer = _answer(self._fail_status, {"error": "injected failure"}, headers)
+        self.answered.append(answer.status_code)
+        self._note_change()
+        return answer
+
+    def _answer_for(self, body: bytes, store: Callable[[str, RecordedJob, dict[str, Any]], Response]) -> Response:
+        """What the real server would answer (and store) for this body."""
+        if len(body) > self.max_body_bytes:
+            return _answer(413, {"error": f"body over {self.max_body_bytes} bytes"})
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return _answer(400, {"error": "body is not JSON"})
+        if not isinstance(data, dict) or not isinstance(data.get("jobId"), str):
+            return _answer(400, {"error": "jobId (string) is required"})
+        job_id = data["jobId"]
+        job = self.jobs.get(job_id)
+        if job is None or not self._token_ok(job_id):
+            return _answer(401, {"error": "invalid or expired job token"})
+        return store(job_id, job, data)
+
+    def _token_ok(self, job_id: str) -> bool:
+        try:
+            self.issuer.verify(bearer_token(request.headers.get("Authorization")), job_id, now=0.0)
+        except InvalidToken:
+            return False
+        return True
+
+    def _ok(self) -> Response:
+        payload: dict[str, Any] = {"ok": True}
+        if self.batch_interval_ms is not None:
+            payload["batchIntervalMs"] = self.batch_interval_ms
+        return _answer(200, payload)
+
+    def _store_logs(self, job_id: str, job: RecordedJob, data: dict[str, Any]) -> Response:
+        if job.finished:
+            return _answer(409, {"error": "job already finished"})
+        lines = data.get("lines")
+        seq = data.get("seq")
+        if lines is None and isinstance(data.get("text"), str):
+            job.texts.append(data["text"])
+            return self._ok()
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            return _answer(400, {"error": "lines must be a list of strings"})
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            return _answer(400, {"error": "seq must be an integer >= 0"})
+        if seq not in job.batches:  # a duplicate seq is acknowledged and not stored again
+            job.batches[seq] = lines
+            job.arrived_at[seq] = trio.current_time()
+            job.timeline.append(("logs", seq))
+        return self._ok()
+
+    def _store_status(self, job_id: str, job: RecordedJob, data: dict[str, Any]) -> Response:
+        status = data.get("status")
+        if status not in FINAL_STATUSES | {"running"}:
+            return _answer(400, {"error": f"unknown status {status!r}"})
+        same = bool(job.statuses) and job.statuses[-1].get("status") == status
+        if same:
+            return self._ok()  # a retried status is acknowledged, not stored twice
+        if job.finished:
+            return _answer(409, {"error": "job already finished"})
+        job.statuses.append(data)
+        job.timeline.append(("status", status))
+        if status in FINAL_STATUSES:
+            job.final.set()
+        return self._ok()
+
+    def _store_artifacts(self, job_id: str, job: RecordedJob, data: dict[str, Any]) -> Response:
+        artifacts = data.get("artifacts")
+        if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
+            return _answer(400, {"error": "artifacts must be a list of objects"})
+        job.artifacts.extend(artifacts)
+        job.timeline.append(("artifacts", len(artifacts)))
+        return self._ok()
+
+
+def _answer(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json", headers=headers)
+
+
+async def serve_recorder(
+    recorder: Recorder, bind: str = "127.0.0.1:0", *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve `recorder` on loopback; `nursery.start` returns its base URL."""
+    config = hypercorn.config.Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 0.5
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(hypercorn.trio.serve, recorder.build_app(), config))
+        recorder.url = binds[0].rstrip("/")
+        task_status.started(recorder.url)
