@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import trio
 
 from harness import ALICE, BOB, open_harness
@@ -9,6 +11,7 @@ from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.config import Config
 from opendispatch.domain.job import FailureStage, JobState
+from opendispatch.domain.render import render_text
 from opendispatch.domain.messages import JobAccepted, JobTable, LiveOutput, LogExcerpt
 
 
@@ -134,6 +137,7 @@ async def test_cancel_says_who_cancelled_and_destroys_the_sprite() -> None:
         await h.say(f"/od-cancel {job.id}", BOB)
         card = await h.card(job.id)
         assert card.job.state is JobState.CANCELLED and card.job.cancelled_by == "bob"
+        assert re.search(r"Cancelled by bob at \d\d:\d\d:\d\d UTC", render_text(card))
         assert h.sprites.destroyed == [sidecar.sprite.id]
         # the sidecar's own "cancelled" report after the kill changes nothing
         assert (await sidecar.status("cancelled", 143, "cancelled")).status_code == 200

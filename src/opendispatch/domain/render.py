@@ -8,6 +8,8 @@ message values (`elapsed_s`, `duration_s`, `now`), never from a clock.
 
 from __future__ import annotations
 
+import datetime
+
 from typing import assert_never
 
 from .job import Job, JobState
@@ -128,10 +130,17 @@ def _where_line(job: Job) -> str:
     return f"{job.spec.summary()} · requested by {job.requested_by.name}"
 
 
+def _at_utc(epoch: float | None) -> str:
+    """` at 14:03:07 UTC` for a wall-clock timestamp; chat readers are in many time zones."""
+    if epoch is None:
+        return ""
+    return " at " + datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%H:%M:%S UTC")
+
+
 def _outcome_line(job: Job) -> str | None:
     """Why the job ended, when it did not simply succeed."""
     if job.state is JobState.CANCELLED:
-        return f"Cancelled by {job.cancelled_by or 'someone'}"
+        return f"Cancelled by {job.cancelled_by or 'someone'}{_at_utc(job.finished_at)}"
     if job.state is JobState.TIMED_OUT:
         return f"Timed out: it ran past its {format_duration(job.spec.timeout_s)} timeout"
     if job.failure is None:
