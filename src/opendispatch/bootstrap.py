@@ -134,6 +134,7 @@ async def open_dispatcher(
                     default_image=config.sprite_image,
                 ),
                 wall_clock=wall_clock,
+                access=config.access,
             )
             await nursery.start(dispatcher.run)
             log.info("Open-Dispatch ready: webhooks at %s", bound_url)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
 from dotenv import dotenv_values
 
+from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, validate_image
 from .domain.sidecar import PASSTHROUGH_SECRETS
@@ -22,6 +23,7 @@ CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
 AVAILABLE_CHAT_PROVIDERS = ("console",)
 SPRITE_BACKENDS = ("local",)
 DEFAULT_DB_PATH = ".opendispatch/jobs.db"
+DEFAULT_MAX_JOBS_PER_USER = 5
 
 #: Every variable whose value is a secret: redacted from chat, the store and logs.
 SECRET_VARIABLES = (
@@ -57,6 +59,7 @@ class Config:
     passthrough: Mapping[str, str] = attrs.field(factory=dict, repr=_hidden)
     secret_values: tuple[str, ...] = attrs.field(default=(), repr=_hidden)
     local_sprite_log_dir: str | None = None
+    access: AccessPolicy = attrs.field(factory=AccessPolicy)
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -114,8 +117,26 @@ class Config:
             passthrough=passthrough,
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
+            access=_access_policy(get),
             environ=dict(env),
         )
+
+
+def _names(text: str | None) -> frozenset[str]:
+    return frozenset(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
+    limit_text = get("OPENDISPATCH_MAX_JOBS_PER_USER") or str(DEFAULT_MAX_JOBS_PER_USER)
+    if not limit_text.isdigit():
+        raise ConfigError(f"OPENDISPATCH_MAX_JOBS_PER_USER={limit_text!r} must be a whole number (0 = no limit).")
+    return AccessPolicy(
+        users=_names(get("OPENDISPATCH_ALLOWED_USERS")),
+        channels=_names(get("OPENDISPATCH_ALLOWED_CHANNELS")),
+        repos=_names(get("OPENDISPATCH_ALLOWED_REPOS")),
+        images=_names(get("OPENDISPATCH_ALLOWED_IMAGES")),
+        max_active_jobs_per_user=int(limit_text) or None,
+    )
 
 
 def read_environment(

@@ -28,6 +28,7 @@ from ..domain.commands import (
     is_command,
     parse_command,
 )
+from ..domain.access import AccessPolicy
 from ..domain.errors import DispatchError, JobAlreadyFinished, NotAvailableYet
 from ..domain.ids import job_id_from_hex
 from ..domain.job import Conversation, Job, JobState, User
@@ -55,13 +56,16 @@ class Dispatcher:
         runner: JobRunner,
         parse_settings: ParseSettings,
         wall_clock: Callable[[], float],
+        access: AccessPolicy = AccessPolicy(),
     ) -> None:
+        self.access = access
         self.store = store
         self.chat = chat
         self.runner = runner
         self.parse_settings = parse_settings
         self.wall_clock = wall_clock
         self._nursery: trio.Nursery | None = None
+        self._admission = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[Dispatcher] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the job tasks. Cancelling this cancels every job, and each destroys its sprite."""
@@ -88,6 +92,8 @@ class Dispatcher:
             await self._reply(inbound.conversation, Notice("Not a command. Type /od-help for the list."))
             return
         command = parse_command(inbound.text, self.parse_settings)
+        if not isinstance(command, ShowHelp):
+            self.access.check_user(inbound.user, inbound.conversation)
         await self.execute(command, inbound.conversation, inbound.user)
 
     async def execute(self, command: Command, conversation: Conversation, user: User) -> Job | None:
@@ -125,8 +131,12 @@ class Dispatcher:
         """Queue a one-shot job, say what was resolved, and start its task."""
         if self._nursery is None:
             raise RuntimeError("Dispatcher.run must be started before jobs are submitted")
-        job = Job.queued(job_id_from_hex(secrets.token_hex(4)), spec, conversation, user, at=self.wall_clock())
-        await self.store.add(job)
+        self.access.check_spec(spec, default_image=self.parse_settings.default_image)
+        async with self._admission:  # the limit check and the add must not interleave
+            active = await self.store.recent(limit=1000, states=ACTIVE_STATES, user_id=user.id)
+            self.access.check_active_jobs(user, len(active))
+            job = Job.queued(job_id_from_hex(secrets.token_hex(4)), spec, conversation, user, at=self.wall_clock())
+            await self.store.add(job)
         accepted = await self._reply(conversation, JobAccepted(job))
         await self._nursery.start(self.runner.run, job, accepted)
         return job
