@@ -49,6 +49,10 @@ def start_receiver(nursery: trio.Nursery) -> Callable[[Recorder, str], Awaitable
     return start
 
 
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", "replace")
+
+
 @attrs.frozen
 class SidecarResult:
     returncode: int
@@ -82,7 +86,7 @@ class RunningSidecar:
         returncode = await self.process.wait()
         while self.closed < 2:
             await self.changed.wait()
-        return SidecarResult(returncode, self.stdout.decode("utf-8", "replace"), self.stderr.decode("utf-8", "replace"))
+        return SidecarResult(returncode, _text(self.stdout), _text(self.stderr))
 
 
 @attrs.define
@@ -117,7 +121,7 @@ class SidecarLauncher:
                 capture_stderr=True,
                 check=False,
             )
-        return SidecarResult(done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace"))
+        return SidecarResult(done.returncode, _text(done.stdout), _text(done.stderr))
 
     async def start(self, env: dict[str, str]) -> RunningSidecar:
         import subprocess

@@ -46,6 +46,9 @@ class RecordedJob:
         return self.final.is_set()
 
 
+Store = Callable[[str, RecordedJob, dict[str, Any]], Response]
+
+
 @attrs.define
 class Recorder:
     """The receiving end for sidecar tests; `url` is set once it is served."""
@@ -150,8 +153,9 @@ class Recorder:
 
         return app
 
-    async def _handle(self, store: Callable[[str, RecordedJob, dict[str, Any]], Response]) -> Response:
-        body = await request.get_data()
+    async def _handle(self, store: Store) -> Response:
+        raw = await request.get_data(as_text=False)
+        body = raw.encode() if isinstance(raw, str) else raw
         self.raw_bodies.append(body)
         inject = self._fail_next > 0 and self._fail_only in (None, request.path)
         if inject:
@@ -166,7 +170,7 @@ class Recorder:
         self._note_change()
         return answer
 
-    def _answer_for(self, body: bytes, store: Callable[[str, RecordedJob, dict[str, Any]], Response]) -> Response:
+    def _answer_for(self, body: bytes, store: Store) -> Response:
         """What the real server would answer (and store) for this body."""
         if len(body) > self.max_body_bytes:
             return _answer(413, {"error": f"body over {self.max_body_bytes} bytes"})
@@ -242,7 +246,10 @@ def _answer(status: int, payload: dict[str, Any], headers: dict[str, str] | None
 
 
 async def serve_recorder(
-    recorder: Recorder, bind: str = "127.0.0.1:0", *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    recorder: Recorder,
+    bind: str = "127.0.0.1:0",
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `recorder` on loopback; `nursery.start` returns its base URL."""
     config = hypercorn.config.Config()

@@ -85,7 +85,9 @@ async def test_missing_command_exits_2_and_reports_a_sidecar_failure(
 
 async def test_invalid_knob_is_named(receiver: Recorder, sidecar: SidecarLauncher) -> None:
     job_id, token = receiver.new_job()
-    env = sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK="echo hi", OPENDISPATCH_BATCH_MS="soon")
+    env = sidecar.env(
+        receiver.url, job_id, token, AGENT="shell", TASK="echo hi", OPENDISPATCH_BATCH_MS="soon"
+    )
 
     result = await sidecar.run(env)
 
@@ -114,7 +116,9 @@ TRICKY_LINES = [
 ]
 
 
-async def test_shell_agent_lines_arrive_in_order_exactly_once(receiver: Recorder, sidecar: SidecarLauncher) -> None:
+async def test_shell_agent_lines_arrive_in_order_exactly_once(
+    receiver: Recorder, sidecar: SidecarLauncher
+) -> None:
     job_id, token = receiver.new_job()
 
     result = await sidecar.run(sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK=TRICKY_TASK))
@@ -142,7 +146,9 @@ async def test_legacy_command_is_split_not_shelled(receiver: Recorder, sidecar: 
 async def test_nonzero_exit_is_a_failure_at_stage_agent(receiver: Recorder, sidecar: SidecarLauncher) -> None:
     job_id, token = receiver.new_job()
 
-    result = await sidecar.run(sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK="echo oops; exit 3"))
+    env = sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK="echo oops; exit 3")
+
+    result = await sidecar.run(env)
 
     assert result.returncode == 3
     final = receiver.statuses(job_id)[-1]
@@ -338,7 +344,9 @@ async def test_server_asked_batch_interval_is_respected(receiver: Recorder, side
     assert min(later - earlier for earlier, later in zip(arrivals, arrivals[1:])) >= 0.29
 
 
-async def test_a_lost_answer_is_retried_under_the_same_seq(receiver: Recorder, sidecar: SidecarLauncher) -> None:
+async def test_a_lost_answer_is_retried_under_the_same_seq(
+    receiver: Recorder, sidecar: SidecarLauncher
+) -> None:
     """The server stored the batch but its answer was lost: the retry must be the same batch."""
     job_id, token = receiver.new_job()
     receiver.fail_next(4, status=502, after_storing=True, only="/webhooks/logs")
@@ -375,7 +383,9 @@ async def test_rejected_token_stops_sending_and_keeps_the_agent_exit_code(
     job_id, _ = receiver.new_job()
     _, other_token = receiver.new_job()
 
-    result = await sidecar.run(sidecar.env(receiver.url, job_id, other_token, AGENT="shell", TASK="echo hi; exit 4"))
+    env = sidecar.env(receiver.url, job_id, other_token, AGENT="shell", TASK="echo hi; exit 4")
+
+    result = await sidecar.run(env)
 
     assert result.returncode == 4
     assert "401" in result.stderr
@@ -409,7 +419,8 @@ async def test_pr_urls_and_the_artifacts_file_are_reported_once(
         'echo "Created https://github.com/octo/widgets/pull/42 for you"\n'
         'echo "again: https://github.com/octo/widgets/pull/42."\n'
         'echo "MR https://gitlab.com/grp/sub/proj/-/merge_requests/7"\n'
-        'printf "report\\thttps://example.com/r/1\\nout/build.log\\nhttps://github.com/octo/widgets/pull/42\\n"'
+        'printf "report\\thttps://example.com/r/1\\nout/build.log\\n'
+        'https://github.com/octo/widgets/pull/42\\n"'
         ' > "$OPENDISPATCH_ARTIFACTS_FILE"'
     )
 
@@ -417,15 +428,14 @@ async def test_pr_urls_and_the_artifacts_file_are_reported_once(
 
     assert result.returncode == 0, result.stderr
     workspace = tmp_path / "workspace"
-    assert sorted(receiver.artifacts(job_id), key=lambda a: a["url"]) == sorted(
-        [
-            {"name": "octo/widgets#42", "url": "https://github.com/octo/widgets/pull/42", "type": "pull_request"},
-            {"name": "grp/sub/proj!7", "url": "https://gitlab.com/grp/sub/proj/-/merge_requests/7", "type": "pull_request"},
-            {"name": "report", "url": "https://example.com/r/1", "type": "link"},
-            {"name": "build.log", "url": str(workspace / "out" / "build.log"), "type": "file"},
-        ],
-        key=lambda a: a["url"],
-    )
+    got = {a["url"]: (a["name"], a["type"]) for a in receiver.artifacts(job_id)}
+    assert len(got) == len(receiver.artifacts(job_id))  # reported once each
+    assert got == {
+        "https://github.com/octo/widgets/pull/42": ("octo/widgets#42", "pull_request"),
+        "https://gitlab.com/grp/sub/proj/-/merge_requests/7": ("grp/sub/proj!7", "pull_request"),
+        "https://example.com/r/1": ("report", "link"),
+        str(workspace / "out" / "build.log"): ("build.log", "file"),
+    }
     kinds = [kind for kind, _ in receiver.timeline(job_id)]
     assert kinds[-2:] == ["artifacts", "status"]  # artifacts before the final status
 
@@ -460,7 +470,10 @@ async def test_tokens_never_leak_and_the_agent_has_no_job_token(
 ) -> None:
     job_id, token = receiver.new_job()
     gh_token = "ghp_anothersecret9876543210"
-    task = 'echo "job token: [$JOB_TOKEN]"; echo "gh: $GH_TOKEN"; env | grep -c "^JOB_TOKEN="; echo "$GH_TOKEN" >&2'
+    task = (
+        'echo "job token: [$JOB_TOKEN]"; echo "gh: $GH_TOKEN"\n'
+        'env | grep -c "^JOB_TOKEN="; echo "$GH_TOKEN" >&2'
+    )
     env = sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK=task, GH_TOKEN=gh_token)
 
     result = await sidecar.run(env)
