@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import httpx
 import trio
+import trio.testing
 
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.sprites import FakeSprites
@@ -91,6 +92,7 @@ class Harness:
 
     async def sidecar(self) -> FakeSidecar:
         sprite, request = await self.sprites.wait_for_spawn()
+        await trio.testing.wait_all_tasks_blocked()  # let the runner record the sprite on the job
         return FakeSidecar(self.http, request.env["JOB_ID"], request.env["JOB_TOKEN"], sprite, request)
 
     async def card(self, job_id: str) -> JobCard:

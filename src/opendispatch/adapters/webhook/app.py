@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -34,6 +35,11 @@ def _error(status: int, message: str) -> Response:
     response = Response(json.dumps({"ok": False, "error": message}), status=status, mimetype="application/json")
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="open-dispatch"'
+    if status == 413:
+        # We answered without reading the body; the rest of it is still on the wire, so this
+        # connection cannot carry another request. Without this, the client's next request on
+        # the same keep-alive connection hangs.
+        response.headers["Connection"] = "close"
     return response
 
 
@@ -107,6 +113,11 @@ def build_webhook_app(
     route("/webhooks/logs", wire.log_batch, sink.accept_logs)
     route("/webhooks/status", wire.status_report, sink.accept_status)
     route("/webhooks/artifacts", wire.artifact_report, sink.accept_artifacts)
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        text = (resources.files(__package__) / "openapi.json").read_text()
+        return Response(text, status=200, mimetype="application/json")
 
     @app.get("/health")
     async def health_check() -> dict[str, Any]:
