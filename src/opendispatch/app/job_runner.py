@@ -24,8 +24,10 @@ from ..domain.sidecar import sprite_environment
 from ..domain.tokens import TokenIssuer
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
+from ..ports.metrics import Metrics, NoMetrics
 from ..ports.sprites import Sprite, SpritePort, SpriteRequest
 from .ledger import JobLedger
+from .log_context import current_job_id
 from .live_job import LiveJob
 from .relay import Relay
 
@@ -70,7 +72,9 @@ class JobRunner:
         passthrough: Mapping[str, str],
         wall_clock: Callable[[], float],
         settings: RunnerSettings = RunnerSettings(),
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or NoMetrics()
         self.store = store
         self.ledger = ledger
         self.relay = relay
@@ -97,7 +101,9 @@ class JobRunner:
         live = LiveJob(
             job=job, buffer=self.settings.new_buffer(), redactor=self.redactor, started_ref=accepted_ref
         )
+        current_job_id.set(job.id)
         self.relay.live[job.id] = live
+        self.metrics.job_started()
         task_status.started(live)
         try:
             with live.cancel_scope:
@@ -120,6 +126,7 @@ class JobRunner:
                 log.error("job %s: clean-up did not finish in %ss", job.id, self.settings.cleanup_timeout_s)
             self.relay.live.pop(job.id, None)
             self.ledger.forget(job.id)
+            self.metrics.job_finished(live.job.state.value)
             live.done.set()
 
     async def cancel(self, job_id: str, by: str) -> bool:
@@ -159,6 +166,7 @@ class JobRunner:
             await self._finish(live, lambda j: j.failed(FailureStage.SPAWN, reason, at=self.wall_clock()))
             return None
         self.sprites_by_job[job.id] = sprite
+        self.metrics.live_sprites(len(self.sprites_by_job))
         await self._change(live, lambda j: j.with_sprite(sprite.id))
         return sprite
 
@@ -191,6 +199,9 @@ class JobRunner:
             await self._show_pages(live, live.buffer.flush(trio.current_time()))
 
     async def _show_pages(self, live: LiveJob, updates: list[PageUpdate]) -> None:
+        if updates and live.pending_since is not None:
+            self.metrics.relay_latency(trio.current_time() - live.pending_since)
+            live.pending_since = None
         for update in updates:
             message = LiveOutput(
                 job=live.job,
@@ -217,6 +228,7 @@ class JobRunner:
             now = self.wall_clock()
             await self._finish(live, lambda j: j.cancelled(by="the dispatcher shutting down", at=now))
         sprite = self.sprites_by_job.pop(live.job.id, None)
+        self.metrics.live_sprites(len(self.sprites_by_job))
         if sprite is not None:
             try:
                 await self.sprites.destroy(sprite.id)

@@ -27,6 +27,8 @@ class LiveJob:
     done: trio.Event = attrs.Factory(trio.Event)
     cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     _output_changed: trio.Event = attrs.Factory(trio.Event)
+    #: trio time the oldest line not yet shown in chat arrived (for the relay latency metric)
+    pending_since: float | None = None
 
     def accept(self, seq: int | None, lines: Sequence[str], now: float) -> None:
         """Feed a stored batch to the chat buffer in `seq` order.
@@ -51,6 +53,8 @@ class LiveJob:
             self._append(self.held.pop(seq), now)
 
     def _append(self, lines: Sequence[str], now: float) -> None:
+        if self.pending_since is None:
+            self.pending_since = now
         self.buffer.append(lines, now)
         self._output_changed.set()
 

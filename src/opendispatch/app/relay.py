@@ -17,7 +17,9 @@ from ..domain.redaction import Redactor
 from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
+from ..ports.metrics import Metrics, NoMetrics
 from .ledger import JobLedger
+from .log_context import current_job_id
 from .live_job import LiveJob
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class Relay:
         redactor: Redactor,
         wall_clock: Callable[[], float],
         finished_grace_s: float = FINISHED_GRACE_S,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or NoMetrics()
         self.store = store
         self.ledger = ledger
         self.tokens = tokens
@@ -54,6 +58,7 @@ class Relay:
         if not isinstance(job_id, str):
             raise InvalidToken()
         self.tokens.verify(token, job_id, now=self.wall_clock())
+        current_job_id.set(job_id)
         try:
             return await self.store.get(job_id)
         except UnknownJob:
@@ -72,6 +77,7 @@ class Relay:
         if not await self.store.append_output(job.id, batch.seq, lines):
             return  # a retry of a batch we already have: acknowledged, not repeated
         self.lines_relayed += len(lines)
+        self.metrics.lines_relayed(len(lines))
         if live is not None and not job.is_finished:
             live.accept(batch.seq, lines, trio.current_time())
         if job.state is JobState.STARTING:

@@ -85,7 +85,9 @@ def build_webhook_app(
     *,
     health: Callable[[], dict[str, Any]] | None = None,
     extra_routes: Sequence[HttpRoute] = (),
+    on_answer: Callable[[str, int], None] | None = None,
 ) -> QuartTrio:
+    """`on_answer(endpoint, status)` sees every webhook answer (metrics)."""
     app = QuartTrio("opendispatch.webhook")
     for extra in extra_routes:
         _mount(app, extra)
@@ -94,6 +96,13 @@ def build_webhook_app(
 
     def route(path: str, parse: Callable[[Any], Any], accept: Callable[..., Awaitable[None]]) -> None:
         async def endpoint() -> Response | tuple[dict[str, Any], int]:
+            answer = await answer_for()
+            if on_answer is not None:
+                status = answer.status_code if isinstance(answer, Response) else answer[1]
+                on_answer(path, status)
+            return answer
+
+        async def answer_for() -> Response | tuple[dict[str, Any], int]:
             try:
                 report = parse(await _json_body())
                 await accept(request.headers.get("Authorization"), report)
