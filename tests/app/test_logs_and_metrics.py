@@ -1,0 +1,57 @@
+"""Structured logs carry the job id and never a secret; Prometheus metrics count what happened."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from opendispatch.adapters.prometheus import PrometheusMetrics
+from opendispatch.app.log_context import current_job_id
+from opendispatch.domain.redaction import Redactor
+from opendispatch.domain.tokens import TokenIssuer
+from opendispatch.logs import configure_logging
+
+
+def test_json_log_lines_carry_the_job_id_and_redact_secrets_and_tokens() -> None:
+    stream = io.StringIO()
+    token = TokenIssuer(b"k" * 32).issue("j-0000abcd", expires_at=10**9)
+    handler = configure_logging(verbose=True, redactor=Redactor.of(["ghp_secretvalue42"]), stream=stream, json_lines=True)
+    try:
+        reset = current_job_id.set("j-0000abcd")
+        logging.getLogger("opendispatch.test").info("clone with %s and %s", "ghp_secretvalue42", token)
+        try:
+            raise RuntimeError("boom ghp_secretvalue42")
+        except RuntimeError:
+            logging.getLogger("opendispatch.test").exception("failed")
+        current_job_id.reset(reset)
+        logging.getLogger("opendispatch.test").warning("no job here")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["job_id"] for e in entries] == ["j-0000abcd", "j-0000abcd", None]
+    assert entries[0]["msg"] == "clone with *** and ***"
+    assert "RuntimeError: boom ***" in entries[1]["exc"]
+    assert "ghp_secretvalue42" not in stream.getvalue() and token not in stream.getvalue()
+    assert entries[2]["level"] == "warning"
+
+
+def test_prometheus_exposition_counts_jobs_lines_requests_chat_calls_and_latency() -> None:
+    metrics = PrometheusMetrics()
+    metrics.job_started()
+    metrics.job_started()
+    metrics.job_finished("succeeded")
+    metrics.lines_relayed(7)
+    metrics.relay_latency(0.03)
+    metrics.webhook_request("/webhooks/logs", 200)
+    metrics.webhook_request("/webhooks/logs", 401)
+    metrics.chat_call("slack", "chat.update", "retry")
+    metrics.live_sprites(1)
+    text = metrics.exposition().decode()
+    assert "opendispatch_jobs_active 1.0" in text
+    assert 'opendispatch_jobs_finished_total{state="succeeded"} 1.0' in text
+    assert "opendispatch_lines_relayed_total 7.0" in text
+    assert 'opendispatch_webhook_requests_total{endpoint="/webhooks/logs",status="401"} 1.0' in text
+    assert 'opendispatch_chat_calls_total{method="chat.update",outcome="retry",platform="slack"} 1.0' in text
+    assert 'opendispatch_relay_latency_seconds_bucket{le="0.05"} 1.0' in text
+    assert "opendispatch_live_sprites 1.0" in text
