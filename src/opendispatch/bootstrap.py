@@ -11,18 +11,21 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import attrs
 import trio
 
+from .adapters.prometheus import PrometheusMetrics
 from .adapters.webhook import build_webhook_app, serve_webhooks
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
 from .app.ledger import JobLedger
+from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
-from .config import Config
+from .config import AVAILABLE_CHAT_PROVIDERS, Config
 from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
@@ -42,6 +45,7 @@ class Running:
 
     dispatcher: Dispatcher
     webhook_url: str
+    webhook_app: Any
     store: JobStore
     chat: ChatPort
     sprites: SpritePort
@@ -70,14 +74,79 @@ def _default_sprites(config: Config) -> SpritePort:
     return LocalSprites(log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None)
 
 
-def _default_chat(config: Config) -> ChatPort:
-    if config.chat_provider != "console":
+async def _open_sprites(config: Config, stack: AsyncExitStack) -> SpritePort:
+    """OPENDISPATCH_SPRITES: local subprocesses, Fly Machines, or Fly Machines on the emulator."""
+    if config.sprite_backend == "local":
+        return _default_sprites(config)
+    import httpx
+
+    from .adapters.fly.machines import FlySettings, FlySprites
+    from .adapters.fly.wire import Guest
+
+    fly = config.fly
+    url, token, app, image = fly.api_url, fly.api_token or "", fly.sprite_app or "", config.sprite_image
+    if config.sprite_backend == "fly-emulator":
+        url, token, app, image = await _start_fly_emulator(config, stack)
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    )
+    settings = FlySettings(
+        app=app,
+        region=fly.region,
+        image=image,
+        guest=Guest(cpu_kind=fly.cpu_kind, cpus=fly.cpus, memory_mb=fly.memory_mb),
+        instance=fly.instance,
+    )
+    return FlySprites(http, settings)
+
+
+async def _start_fly_emulator(config: Config, stack: AsyncExitStack) -> tuple[str, str, str, str]:
+    """The Machines API emulator on loopback, alive until every job's sprite is destroyed."""
+    from .adapters.fly.emulator import DEFAULT_APP, MachinesEmulator, serve_emulator
+
+    token, app = secrets.token_urlsafe(24), config.fly.sprite_app or DEFAULT_APP
+    emulator = MachinesEmulator(token=token, apps={app}, log_dir=config.local_sprite_log_dir)
+    nursery = await stack.enter_async_context(trio.open_nursery())
+    stack.callback(nursery.cancel_scope.cancel)  # runs before the nursery's exit (LIFO)
+    url = await nursery.start(serve_emulator, emulator)
+    log.info("Fly Machines emulator at %s (app %s)", url, app)
+    return url, token, app, config.sprite_image or f"registry.fly.io/{app}/agent:emulated"
+
+
+#: Live output page size per platform: each page must fit one message with its header.
+PAGE_CHARS = {"console": 3000, "slack": 2800, "teams": 2800, "discord": 1800}
+EXTRA_FOR = {"slack": "slack", "teams": "teams", "discord": "discord"}
+
+
+async def _open_chat(config: Config, stack: AsyncExitStack) -> ChatPort:
+    """The configured chat adapter, entered on the stack so it outlives job clean-up."""
+    provider = config.chat_provider
+    if provider not in AVAILABLE_CHAT_PROVIDERS:
         raise ConfigError(
-            f"CHAT_PROVIDER={config.chat_provider} is not available in this build yet; use CHAT_PROVIDER=console."
+            f"CHAT_PROVIDER={provider} is not available in this build yet; "
+            f"use one of {', '.join(AVAILABLE_CHAT_PROVIDERS)}."
         )
+    try:
+        if provider == "teams":
+            from .adapters.teams import TeamsSettings, open_teams_chat
+
+            return await stack.enter_async_context(open_teams_chat(TeamsSettings.from_env(config.environ)))
+        if provider == "discord":
+            from .adapters.discord import DiscordSettings, open_discord_chat
+
+            return await stack.enter_async_context(open_discord_chat(DiscordSettings.from_env(config.environ)))
+    except ImportError as exc:
+        raise ConfigError(
+            f"CHAT_PROVIDER={provider} needs extra packages: pip install 'opendispatch[{EXTRA_FOR[provider]}]' "
+            f"({exc.name} is missing)."
+        ) from None
     from .adapters.console import ConsoleChat
 
     return ConsoleChat()
+
+
+def runner_settings_for(config: Config) -> RunnerSettings:
+    return RunnerSettings(page_chars=PAGE_CHARS.get(config.chat_provider, 3000))
 
 
 @asynccontextmanager
@@ -94,23 +163,25 @@ async def open_dispatcher(
     """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites."""
     async with AsyncExitStack() as stack:
         store = store if store is not None else await _open_store(config, stack)
-        sprites = sprites if sprites is not None else _default_sprites(config)
-        chat = chat if chat is not None else _default_chat(config)
+        sprites = sprites if sprites is not None else await _open_sprites(config, stack)
+        chat = chat if chat is not None else await _open_chat(config, stack)
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
         ledger = JobLedger(store)
-        relay = Relay(store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock)
+        metrics = PrometheusMetrics()
+        relay = Relay(
+            store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock, metrics=metrics
+        )
+        await reconcile(store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock)
+        webhook_app = build_webhook_app(
+            relay,
+            health=lambda: {"liveJobs": len(relay.live)},
+            extra_routes=[metrics.http_route(), *(chat.http_routes() if hasattr(chat, "http_routes") else ())],
+            on_answer=metrics.webhook_request,
+        )
         async with trio.open_nursery() as nursery:
-            bound_url = await nursery.start(
-                serve_webhooks,
-                build_webhook_app(
-                    relay,
-                    health=lambda: {"liveJobs": len(relay.live)},
-                    extra_routes=chat.http_routes() if hasattr(chat, "http_routes") else (),
-                ),
-                bind or config.webhook_bind,
-            )
+            bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
             runner = JobRunner(
                 store=store,
                 ledger=ledger,
@@ -122,7 +193,8 @@ async def open_dispatcher(
                 callback_url=config.open_dispatch_url or bound_url,
                 passthrough=config.passthrough,
                 wall_clock=wall_clock,
-                settings=runner_settings or RunnerSettings(),
+                settings=runner_settings or runner_settings_for(config),
+                metrics=metrics,
             )
             dispatcher = Dispatcher(
                 store=store,
@@ -137,8 +209,27 @@ async def open_dispatcher(
                 access=config.access,
             )
             await nursery.start(dispatcher.run)
+            reaper = StaleJobReaper(
+                store=store,
+                ledger=ledger,
+                sprites=sprites,
+                chat=chat,
+                wall_clock=wall_clock,
+                supervised=lambda: relay.live.keys(),
+                interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
+                period_s=config.reaper_period_s,
+                silence_s=config.silence_s,
+            )
+            await nursery.start(reaper.run)
             log.info("Open-Dispatch ready: webhooks at %s", bound_url)
-            yield Running(dispatcher=dispatcher, webhook_url=bound_url, store=store, chat=chat, sprites=sprites)
+            yield Running(
+                dispatcher=dispatcher,
+                webhook_url=bound_url,
+                webhook_app=webhook_app,
+                store=store,
+                chat=chat,
+                sprites=sprites,
+            )
             nursery.cancel_scope.cancel()
 
 

@@ -8,9 +8,12 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 
+import attrs
 import trio
 
 from .config import Config
+from .domain.redaction import Redactor
+from .logs import configure_logging
 from .domain.errors import ConfigError
 
 
@@ -31,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--script", action="store_true", help="run the scripted demo even on a terminal")
     mode.add_argument("--interactive", action="store_true", help="type the commands yourself")
+    demo.add_argument(
+        "--sprites",
+        choices=("local", "fly-emulator"),
+        help="where jobs run: local subprocesses (default) or Fly Machines on the built-in API emulator",
+    )
     commands.add_parser("console", help="an interactive prompt on the embedded default (throwaway project)")
     commands.add_parser("serve", help="run the service from configuration until SIGTERM/SIGINT")
     commands.add_parser("doctor", help="show what is configured and what is missing (no secrets printed)")
@@ -46,9 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return doctor()
         config = Config.from_env()
+        configure_logging(
+            verbose=args.verbose or args.command == "serve", redactor=Redactor.of(config.secret_values)
+        )
         if args.command in ("demo", "console"):
             from .demo import main as demo_main
 
+            if getattr(args, "sprites", None):
+                config = attrs.evolve(config, sprite_backend=args.sprites)
             interactive = True if args.command == "console" or args.interactive else (False if args.script else None)
             return demo_main(config, interactive=interactive)
         from .bootstrap import serve

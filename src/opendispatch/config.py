@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
 from dotenv import dotenv_values
 
+from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, validate_image
 from .domain.sidecar import PASSTHROUGH_SECRETS
 
 CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
-AVAILABLE_CHAT_PROVIDERS = ("console",)
-SPRITE_BACKENDS = ("local",)
+AVAILABLE_CHAT_PROVIDERS = ("console", "teams", "discord")
+SPRITE_BACKENDS = ("local", "fly", "fly-emulator")
+DEFAULT_FLY_REGION = "iad"
 DEFAULT_DB_PATH = ".opendispatch/jobs.db"
 DEFAULT_MAX_JOBS_PER_USER = 5
 
@@ -45,6 +48,20 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
+class FlyOptions:
+    """Sprites as Fly Machines (OPENDISPATCH_SPRITES=fly, or fly-emulator on this machine)."""
+
+    api_token: str | None = attrs.field(default=None, repr=_hidden)
+    sprite_app: str | None = None
+    region: str = DEFAULT_FLY_REGION
+    api_url: str = DEFAULT_API_URL
+    cpu_kind: str = "shared"
+    cpus: int = 1
+    memory_mb: int = 1024
+    instance: str = "opendispatch"
+
+
+@attrs.frozen
 class Config:
     chat_provider: str = "console"
     sprite_backend: str = "local"
@@ -60,6 +77,9 @@ class Config:
     secret_values: tuple[str, ...] = attrs.field(default=(), repr=_hidden)
     local_sprite_log_dir: str | None = None
     access: AccessPolicy = attrs.field(factory=AccessPolicy)
+    fly: FlyOptions = FlyOptions()
+    reaper_period_s: float = 60.0
+    silence_s: float | None = 1800.0
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -100,15 +120,18 @@ class Config:
         image = get("SPRITE_IMAGE")
         if image is not None:
             _check_image("SPRITE_IMAGE", image)
+        fly = _fly_options(get)
         extra = [name.strip() for name in (get("OPENDISPATCH_PASSTHROUGH_ENV") or "").split(",") if name.strip()]
         passthrough = {name: env[name] for name in (*PASSTHROUGH_SECRETS, *extra) if env.get(name)}
+        if backend == "fly":
+            _check_fly_requirements(fly, image, extra)
         secrets = tuple(env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name))
         return cls(
             chat_provider=provider,
             sprite_backend=backend,
             webhook_host=get("OPENDISPATCH_WEBHOOK_HOST") or "127.0.0.1",
             webhook_port=int(port_text),
-            open_dispatch_url=get("OPEN_DISPATCH_URL"),
+            open_dispatch_url=get("OPEN_DISPATCH_URL") or _default_callback_url(backend, get("FLY_APP_NAME"), port_text),
             database_path=get("OPENDISPATCH_DB") or DEFAULT_DB_PATH,
             sprite_image=image,
             sprite_images=_image_aliases(get("SPRITE_IMAGES")),
@@ -118,6 +141,9 @@ class Config:
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
             access=_access_policy(get),
+            fly=fly,
+            reaper_period_s=float(_whole_number("OPENDISPATCH_REAPER_PERIOD_S", get("OPENDISPATCH_REAPER_PERIOD_S"), 60)),
+            silence_s=_silence(get("OPENDISPATCH_SILENCE_S")),
             environ=dict(env),
         )
 
@@ -169,3 +195,78 @@ def _image_aliases(text: str | None) -> dict[str, str]:
     for alias, image in aliases.items():
         _check_image(f"SPRITE_IMAGES[{alias}]", image)
     return dict(aliases)
+
+
+def _whole_number(name: str, text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text!r} must be a whole number such as {default}.")
+    return int(text)
+
+
+def _fly_options(get: Callable[[str], str | None]) -> FlyOptions:
+    """FLY_* settings and the sprite size, checked against Fly's rules before any job runs."""
+    region = (get("FLY_REGION") or DEFAULT_FLY_REGION).lower()
+    if not re.fullmatch(r"[a-z]{3}", region):
+        raise ConfigError(f"FLY_REGION={region!r} is not a Fly region code such as iad or ams: see `fly platform regions`.")
+    api_url = (get("FLY_API_URL") or DEFAULT_API_URL).rstrip("/")
+    if not re.match(r"https?://[^/\s]+", api_url):
+        raise ConfigError(f"FLY_API_URL={api_url!r} must be an http(s) URL such as {DEFAULT_API_URL}.")
+    cpu_kind = (get("OPENDISPATCH_SPRITE_CPU_KIND") or "shared").lower()
+    if cpu_kind not in CPU_KINDS:
+        raise ConfigError(f"OPENDISPATCH_SPRITE_CPU_KIND={cpu_kind!r} must be shared or performance.")
+    cpus = _whole_number("OPENDISPATCH_SPRITE_CPUS", get("OPENDISPATCH_SPRITE_CPUS"), 1)
+    memory_mb = _whole_number("OPENDISPATCH_SPRITE_MEMORY_MB", get("OPENDISPATCH_SPRITE_MEMORY_MB"), 1024)
+    problem = guest_problem(cpu_kind, cpus, memory_mb)
+    if problem is not None:
+        raise ConfigError(
+            f"Sprite size is not one Fly offers: {problem}. Fix OPENDISPATCH_SPRITE_CPUS, "
+            "OPENDISPATCH_SPRITE_MEMORY_MB or OPENDISPATCH_SPRITE_CPU_KIND (see `fly platform vm-sizes`)."
+        )
+    app = get("FLY_SPRITE_APP")
+    if app is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,62}", app):
+        raise ConfigError(f"FLY_SPRITE_APP={app!r} is not a Fly app name (lowercase letters, digits and dashes).")
+    return FlyOptions(
+        api_token=get("FLY_API_TOKEN"),
+        sprite_app=app,
+        region=region,
+        api_url=api_url,
+        cpu_kind=cpu_kind,
+        cpus=cpus,
+        memory_mb=memory_mb,
+        instance=get("OPENDISPATCH_INSTANCE") or get("FLY_APP_NAME") or "opendispatch",
+    )
+
+
+def _check_fly_requirements(fly: FlyOptions, image: str | None, extra_passthrough: list[str]) -> None:
+    """The seed's "Missing required env vars", naming exactly what is missing and where to get it."""
+    given = (("FLY_API_TOKEN", fly.api_token), ("FLY_SPRITE_APP", fly.sprite_app), ("SPRITE_IMAGE", image))
+    missing = [name for name, value in given if not value]
+    if missing:
+        raise ConfigError(
+            f"OPENDISPATCH_SPRITES=fly needs {', '.join(missing)}. Create the sprite app with `fly apps create`, "
+            "a token with `fly tokens create deploy -a <sprite app>`, and push an agent image "
+            "(docs/deploy-fly.md, steps 1-3); or use OPENDISPATCH_SPRITES=fly-emulator to try it locally."
+        )
+    reserved = [name for name in extra_passthrough if name.upper().startswith("FLY_")]
+    if reserved:
+        raise ConfigError(
+            f"OPENDISPATCH_PASSTHROUGH_ENV names {reserved[0]}: Fly reserves FLY_* variables inside machines; rename it."
+        )
+
+
+def _default_callback_url(backend: str, fly_app_name: str | None, port_text: str) -> str | None:
+    """On Fly, sprites reach the dispatcher over the private network (`<app>.internal`)."""
+    if backend != "fly":
+        return None
+    return f"http://{fly_app_name or 'open-dispatch'}.internal:{port_text}"
+
+
+def _silence(text: str | None) -> float | None:
+    """OPENDISPATCH_SILENCE_S: reap a job whose sidecar sent nothing for this long; 0 turns it off."""
+    if text is None:
+        return 1800.0
+    if not text.isdigit():
+        raise ConfigError(f"OPENDISPATCH_SILENCE_S={text!r} must be whole seconds (0 = never reap silent jobs).")
+    return float(text) or None

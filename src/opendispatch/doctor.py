@@ -25,7 +25,7 @@ class Variable:
 
 GENERAL = (
     Variable("CHAT_PROVIDER", False, "console (default), slack, teams or discord", "console"),
-    Variable("OPENDISPATCH_SPRITES", False, "sprite backend: local (default)", "local"),
+    Variable("OPENDISPATCH_SPRITES", False, "sprite backend: local, fly, or fly-emulator (Fly API on loopback)", "local"),
     Variable("WEBHOOK_PORT", False, "port the webhook server listens on", "8080"),
     Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
     Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output", ".opendispatch/jobs.db"),
@@ -37,6 +37,20 @@ GENERAL = (
     Variable("ANTHROPIC_API_KEY", False, "passed to sprites for Claude Code: console.anthropic.com", None),
     Variable("DATABASE_URL", False, "passed to sprites when your agents need a database", None),
 )
+
+SPRITE_BACKENDS: Mapping[str, tuple[Variable, ...]] = {
+    "fly": (
+        Variable("FLY_API_TOKEN", True, "`fly tokens create deploy -a <sprite app>`; check with `fly auth whoami`"),
+        Variable("FLY_SPRITE_APP", True, "app the sprite machines live in: `fly apps create my-sprites`"),
+        Variable("SPRITE_IMAGE", True, "agent image with sprite-reporter; check with `fly image show`"),
+        Variable("FLY_REGION", False, "region for sprites: `fly platform regions`", "iad"),
+        Variable("FLY_API_URL", False, "Machines API (inside Fly: http://_api.internal:4280)", "https://api.machines.dev"),
+        Variable("OPENDISPATCH_SPRITE_CPU_KIND", False, "shared or performance", "shared"),
+        Variable("OPENDISPATCH_SPRITE_CPUS", False, "CPUs per sprite", "1"),
+        Variable("OPENDISPATCH_SPRITE_MEMORY_MB", False, "memory per sprite (multiple of 256)", "1024"),
+        Variable("OPENDISPATCH_INSTANCE", False, "marks this dispatcher's machines (metadata)", "FLY_APP_NAME or opendispatch"),
+    ),
+}
 
 PROVIDERS: Mapping[str, tuple[Variable, ...]] = {
     "console": (),
@@ -73,12 +87,15 @@ def report(env: Mapping[str, str]) -> tuple[list[str], int]:
         config = Config.from_env(env, dotenv=None)
         lines.append(f"Configuration is valid: chat={config.chat_provider}, sprites={config.sprite_backend}.")
         provider = config.chat_provider
+        backend = config.sprite_backend
     except ConfigError as exc:
         lines.append(f"✗ {exc}")
         problems += 1
         provider = env.get("CHAT_PROVIDER", "console").strip().lower() or "console"
+        backend = env.get("OPENDISPATCH_SPRITES", "local").strip().lower() or "local"
     lines.append("")
-    for variable in (*GENERAL, *PROVIDERS.get(provider, ())):
+    general = tuple(v for v in GENERAL if backend != "fly" or v.name != "SPRITE_IMAGE")  # listed as required below
+    for variable in (*general, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ())):
         state = describe(variable.name, env)
         if state == "missing" and variable.required:
             mark, problems = "✗", problems + 1

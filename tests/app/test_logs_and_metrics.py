@@ -55,3 +55,22 @@ def test_prometheus_exposition_counts_jobs_lines_requests_chat_calls_and_latency
     assert 'opendispatch_chat_calls_total{method="chat.update",outcome="retry",platform="slack"} 1.0' in text
     assert 'opendispatch_relay_latency_seconds_bucket{le="0.05"} 1.0' in text
     assert "opendispatch_live_sprites 1.0" in text
+
+
+async def test_metrics_endpoint_reflects_a_job_that_ran() -> None:
+    from harness import open_harness
+
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["one", "two", "three"], seq=0)
+        await sidecar.post("/webhooks/logs", {"jobId": job.id, "lines": ["x"]}, token="bad")
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        text = (await h.http.get("/metrics")).text
+    assert "opendispatch_lines_relayed_total 3.0" in text
+    assert 'opendispatch_jobs_finished_total{state="succeeded"} 1.0' in text
+    assert 'opendispatch_webhook_requests_total{endpoint="/webhooks/logs",status="401"} 1.0' in text
+    assert 'opendispatch_webhook_requests_total{endpoint="/webhooks/status",status="200"} 1.0' in text
+    assert "opendispatch_relay_latency_seconds_count" in text
+    assert "opendispatch_live_sprites 0.0" in text

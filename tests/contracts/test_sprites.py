@@ -1,4 +1,7 @@
-"""One `SpritePort` contract, run against `FakeSprites` and `LocalSprites`.
+"""One `SpritePort` contract, run against `FakeSprites`, `LocalSprites` and `FlySprites`.
+
+(`FlySprites` talks to the Machines API emulator on loopback, which runs each machine's
+program as a local subprocess.)
 
 Each backend comes with a small driver: what differs is only how a test makes a sprite exit
 (the fake is told to, a local program exits by itself) and how spawning is made to fail.
@@ -14,10 +17,12 @@ from pathlib import Path
 from typing import Protocol
 
 import attrs
+import httpx
 import pytest
 import trio
 import trio.testing
 
+from opendispatch.adapters.fly import FlySettings, FlySprites, MachinesEmulator, RetryPolicy, serve_emulator
 from opendispatch.adapters.local import LocalSprites, sidecar_path
 from opendispatch.adapters.memory import FakeSprites
 from opendispatch.domain.errors import SpawnFailed
@@ -96,6 +101,24 @@ class LocalDriver:
         return attrs.evolve(self.sprites, program=[str(self.sprites.workspace_root / "no-such-program")])
 
 
+FLY_TOKEN = "fly-contract-token"
+FLY_APP = "od-contract-sprites"
+FLY_MISSING_IMAGE = "registry.fly.io/od-contract-sprites/missing:1"
+
+
+@attrs.define
+class FlyDriver:
+    sprites: FlySprites
+    emulator: MachinesEmulator
+
+    def finish(self, sprite: Sprite, code: int) -> None:
+        """The machine's program exits with `code` on its own."""
+
+    def failing(self) -> SpritePort:
+        """Same client, an image the emulated registry does not have: create answers 422."""
+        return FlySprites(self.sprites.http, attrs.evolve(self.sprites.settings, image=FLY_MISSING_IMAGE))
+
+
 def local_sprites(tmp_path: Path, term_grace_s: float = 5.0) -> LocalSprites:
     return LocalSprites(
         program=[sys.executable, "-c", CHILD_SCRIPT],
@@ -105,10 +128,32 @@ def local_sprites(tmp_path: Path, term_grace_s: float = 5.0) -> LocalSprites:
     )
 
 
-@pytest.fixture(params=["fake", "local"])
-async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Driver]:
+@pytest.fixture(params=["fake", "local", "fly"])
+async def driver(request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Driver]:
     if request.param == "fake":
         yield FakeDriver(FakeSprites())
+        return
+    if request.param == "fly":
+        emulator = MachinesEmulator(
+            token=FLY_TOKEN,
+            apps={FLY_APP},
+            program=[sys.executable, "-c", CHILD_SCRIPT],
+            missing_images={FLY_MISSING_IMAGE},
+            workspace_root=tmp_path / "machines",
+            kill_grace_s=0.5,
+        )
+        url = await nursery.start(serve_emulator, emulator)
+        settings = FlySettings(
+            app=FLY_APP, image="registry.fly.io/od-contract-sprites/agent:1", retry=RetryPolicy(base_delay_s=0.01)
+        )
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {FLY_TOKEN}"}) as http:
+            sprites = FlySprites(http, settings)
+            try:
+                yield FlyDriver(sprites, emulator)
+            finally:
+                with trio.fail_after(CEILING_S):
+                    for sprite in await sprites.list_sprites():
+                        await sprites.destroy(sprite.id)
         return
     sprites = local_sprites(tmp_path)
     try:

@@ -39,6 +39,7 @@ class RunnerSettings:
     """Bounds that keep a job task finite on every path; the defaults suit production."""
 
     cleanup_timeout_s: float = 30.0
+    chat_call_timeout_s: float = 20.0
     exit_settle_s: float = 3.0
     unsequenced_settle_s: float = 0.5
     token_slack_s: float = 3600.0
@@ -196,7 +197,12 @@ class JobRunner:
             flush_at = live.buffer.next_flush_at()
             with trio.move_on_at(math.inf if flush_at is None else flush_at):
                 await live.wait_output_changed()
-            await self._show_pages(live, live.buffer.flush(trio.current_time()))
+            updates = live.buffer.flush(trio.current_time())
+            # A send cancelled in flight may still post, and its ref would be lost, so the final
+            # flush would post that page again. Let an update that started finish (bounded).
+            with trio.move_on_after(self.settings.chat_call_timeout_s) as in_flight:
+                in_flight.shield = True
+                await self._show_pages(live, updates)
 
     async def _show_pages(self, live: LiveJob, updates: list[PageUpdate]) -> None:
         if updates and live.pending_since is not None:

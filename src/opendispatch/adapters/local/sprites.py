@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -83,7 +85,43 @@ class LocalSprites:
             shutil.rmtree(workspace, ignore_errors=True)
             raise
         self._sprites[sprite.id] = _LocalSprite(sprite, process, workspace)
+        self._register(sprite, process.pid, workspace)
         return sprite
+
+    # Sprites outlive a dispatcher that is killed (each has its own session), so each one is
+    # recorded in a small file beside the workspaces; a restarted dispatcher finds them there,
+    # lets their jobs finish, and can still destroy them.
+
+    def _registry_file(self, sprite_id: str) -> Path:
+        return self.workspace_root / f"{sprite_id}.sprite.json"
+
+    def _register(self, sprite: Sprite, pid: int, workspace: Path) -> None:
+        record = {"id": sprite.id, "job_id": sprite.job_id, "pid": pid, "started": _start_ticks(pid),
+                  "workspace": str(workspace)}
+        try:
+            self._registry_file(sprite.id).write_text(json.dumps(record))
+        except OSError:
+            pass  # only recovery after a crash needs it; the sprite itself is fine
+
+    def _unregister(self, sprite_id: str) -> None:
+        self._registry_file(sprite_id).unlink(missing_ok=True)
+
+    def _orphan(self, sprite_id: str) -> dict[str, Any] | None:
+        """A live sprite started by an earlier dispatcher process, if the registry has one."""
+        if sprite_id in self._sprites:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(self._registry_file(sprite_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if _same_process_alive(record["pid"], record.get("started")) else None
+
+    def _orphan_ids(self) -> list[str]:
+        try:
+            names = [p.name[: -len(".sprite.json")] for p in self.workspace_root.glob("*.sprite.json")]
+        except OSError:
+            return []
+        return [name for name in names if self._orphan(name) is not None]
 
     def workspace_of(self, sprite_id: str) -> Path:
         """The sprite's working directory (KeyError for an id this instance never spawned)."""
@@ -93,6 +131,9 @@ class LocalSprites:
         """The process's return code (negative: killed by that signal); None for unknown ids."""
         local = self._sprites.get(sprite_id)
         if local is None:
+            orphan = self._orphan(sprite_id)
+            if orphan is not None:
+                await _wait_pid_exit(orphan["pid"])
             return None
         return await local.process.wait()
 
@@ -103,6 +144,7 @@ class LocalSprites:
         """
         local = self._sprites.get(sprite_id)
         if local is None:
+            await self._destroy_orphan(sprite_id)
             return
         if local.destroying:
             await local.destroyed.wait()
@@ -119,16 +161,38 @@ class LocalSprites:
                 _signal_group(local.process, signal.SIGKILL)
             await local.process.wait()
             await trio.to_thread.run_sync(shutil.rmtree, local.workspace, True)
+            self._unregister(sprite_id)
         finally:
             local.destroyed.set()
 
+    async def _destroy_orphan(self, sprite_id: str) -> None:
+        orphan = self._orphan(sprite_id)
+        if orphan is None:
+            self._unregister(sprite_id)
+            return
+        pid = int(orphan["pid"])
+        try:
+            _kill_group(pid, signal.SIGTERM)
+            with trio.move_on_after(self.term_grace_s):
+                await _wait_pid_exit(pid)
+        finally:
+            _kill_group(pid, signal.SIGKILL)
+        await trio.to_thread.run_sync(shutil.rmtree, orphan["workspace"], True)
+        self._unregister(sprite_id)
+
     async def list_sprites(self) -> list[Sprite]:
-        """Sprites still running and not being destroyed."""
-        return [
+        """Sprites still running and not being destroyed, including an earlier process's."""
+        own = [
             local.sprite
             for local in self._sprites.values()
             if not local.destroying and local.process.poll() is None
         ]
+        orphans = []
+        for sprite_id in self._orphan_ids():
+            record = self._orphan(sprite_id)
+            if record is not None:
+                orphans.append(Sprite(id=sprite_id, job_id=record["job_id"]))
+        return own + orphans
 
     def _make_workspace(self, sprite: Sprite) -> Path:
         try:
@@ -174,6 +238,44 @@ class LocalSprites:
                 f"Cannot open a log file for sprite {sprite.id} in {self.log_dir}: "
                 f"{exc.strerror or exc}. Check that the directory is writable."
             ) from exc
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks (/proc), so a reused pid is not mistaken for it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _same_process_alive(pid: int, started: int | None) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    if stat[0] in ("Z", "X"):
+        return False
+    return started is None or int(stat[19]) == started
+
+
+async def _wait_pid_exit(pid: int) -> None:
+    """Wait for a process that is not our child (pidfd: readable once it has exited)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal_group(process: trio.Process, sig: signal.Signals) -> None:

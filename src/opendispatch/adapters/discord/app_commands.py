@@ -1,0 +1,157 @@
+"""The application (slash) commands we register, and the command line each invocation becomes.
+
+Discord hands us typed options; we turn them back into the same text a user could type
+(`/od-run --repo acme/api -- 'fix the test'`, every value through `shlex.quote`), so the
+domain parser stays the one place that decides what a command means and how it fails.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...domain.job import JobState
+from ...domain.job_spec import AgentKind
+
+STRING, INTEGER, BOOLEAN = 3, 4, 5
+CHAT_INPUT = 1
+SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
+
+
+def _option(kind: int, name: str, description: str, *, required: bool = False, **extra: Any) -> dict[str, Any]:
+    option: dict[str, Any] = {"type": kind, "name": name, "description": description}
+    if required:
+        option["required"] = True
+    option.update(extra)
+    return option
+
+
+def _choices(values: Sequence[str]) -> list[dict[str, str]]:
+    return [{"name": value, "value": value} for value in values]
+
+
+def _spec_options() -> list[dict[str, Any]]:
+    return [
+        _option(STRING, "repo", "Repository: owner/repo, a git URL or a local path", max_length=300),
+        _option(STRING, "branch", "Branch to check out (default main)", max_length=200),
+        _option(STRING, "image", "An alias from SPRITE_IMAGES or a full image reference", max_length=255),
+        _option(STRING, "agent", "Which agent runs the task", choices=_choices([k.value for k in AgentKind])),
+    ]
+
+
+def _command(name: str, description: str, options: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    command: dict[str, Any] = {"name": name, "type": CHAT_INPUT, "description": description}
+    if options:
+        command["options"] = options
+    return command
+
+
+COMMAND_NAMES = ("od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-cancel", "od-logs", "od-help")
+
+
+def application_commands() -> list[dict[str, Any]]:
+    """The body of the bulk overwrite (PUT .../commands): every command of the grammar."""
+    job = _option(STRING, "job", "Job id, such as j-1a2b3c4d (see /od-jobs)", required=True, max_length=40)
+    session = _option(STRING, "name", "Session name", required=True, max_length=32)
+    return [
+        _command(
+            "od-run",
+            "Run one task in a fresh sprite, destroyed when the task ends",
+            [
+                _option(STRING, "task", "What the agent should do", required=True, max_length=6000),
+                *_spec_options(),
+                _option(STRING, "timeout", "Stop the job after this long: 90s, 10m, 1h30m (max 24h)", max_length=32),
+            ],
+        ),
+        _command(
+            "od-start",
+            "Start a named session; chat in its thread goes to it",
+            [session, *_spec_options(), _option(BOOLEAN, "persistent", "Keep it running until /od-stop")],
+        ),
+        _command(
+            "od-stop",
+            "End a session (or all of yours) and destroy its sprite",
+            [
+                _option(STRING, "name", "Session name", max_length=32),
+                _option(BOOLEAN, "all", "Stop every session you started"),
+            ],
+        ),
+        _command("od-list", "Running sessions and jobs"),
+        _command(
+            "od-send",
+            "Send a message to a session",
+            [session, _option(STRING, "message", "What to send", required=True, max_length=6000)],
+        ),
+        _command(
+            "od-jobs",
+            "Recent jobs from the store",
+            [
+                _option(BOOLEAN, "all", "Everyone's jobs, not only yours"),
+                _option(STRING, "status", "Only jobs in this state", choices=_choices([s.value for s in JobState])),
+                _option(INTEGER, "limit", "How many jobs to show", min_value=1, max_value=100),
+            ],
+        ),
+        _command("od-cancel", "Cancel a running job", [job]),
+        _command(
+            "od-logs",
+            "The stored output of a job",
+            [job, _option(INTEGER, "tail", "Only the last N lines", min_value=1, max_value=10_000)],
+        ),
+        _command(
+            "od-help",
+            "How to use Open-Dispatch",
+            [_option(STRING, "command", "Explain one command", choices=_choices(list(COMMAND_NAMES)))],
+        ),
+    ]
+
+
+def command_text(data: Mapping[str, Any]) -> str:
+    """The command line for an APPLICATION_COMMAND's `data` (name + options)."""
+    name = str(data.get("name", ""))
+    values = _option_values(data.get("options") or [])
+
+    def flag(option: str) -> list[str]:
+        value = values.get(option)
+        if value is None or value is False:
+            return []
+        if value is True:
+            return [f"--{option}"]
+        return [f"--{option}", shlex.quote(str(value))]
+
+    def word(option: str) -> list[str]:
+        value = values.get(option)
+        return [] if value is None else [shlex.quote(str(value))]
+
+    spec_flags = [*flag("repo"), *flag("branch"), *flag("image"), *flag("agent")]
+    match name:
+        case "od-run":
+            parts = [*spec_flags, *flag("timeout"), "--", *word("task")]
+        case "od-start":
+            parts = [*word("name"), *spec_flags, *flag("persistent")]
+        case "od-stop":
+            parts = [*word("name"), *flag("all")]
+        case "od-send":
+            parts = [*word("name"), "--", *word("message")]
+        case "od-jobs":
+            parts = [*flag("all"), *flag("status"), *flag("limit")]
+        case "od-cancel":
+            parts = word("job")
+        case "od-logs":
+            parts = [*word("job"), *flag("tail")]
+        case "od-help":
+            parts = word("command")
+        case _:
+            parts = []  # od-list, or a command we no longer register: the parser answers it
+    return " ".join([f"/{name}", *parts])
+
+
+def _option_values(options: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Option name -> value; subcommand nesting is flattened (we register none today)."""
+    values: dict[str, Any] = {}
+    for option in options:
+        if option.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
+            values.update(_option_values(option.get("options") or []))
+        elif "value" in option:
+            values[str(option["name"])] = option["value"]
+    return values

@@ -1,0 +1,94 @@
+"""What the Discord adapter needs to know, read from the environment by `from_env`.
+
+The adapter reads no environment itself (only `config.py` reads `os.environ`): the
+composition root passes the mapping it already read, and every problem is a `ConfigError`
+that names the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import attrs
+
+from ...domain.errors import ConfigError
+
+DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
+GATEWAY = "gateway"
+HTTP = "http"
+MODES = (GATEWAY, HTTP)
+
+_SNOWFLAKE = re.compile(r"[0-9]{1,20}")
+_PUBLIC_KEY = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _hidden(_: object) -> str:
+    return "***"
+
+
+@attrs.frozen
+class DiscordSettings:
+    """`mode` says how interactions reach us: the gateway (discord.py) or HTTP POSTs.
+
+    `api_base_url` and `gateway_url` exist so tests can point everything at loopback fakes;
+    production leaves them at their defaults.
+    """
+
+    bot_token: str = attrs.field(repr=_hidden)
+    application_id: str
+    public_key: str | None = None
+    guild_id: str | None = None
+    mode: str = GATEWAY
+    api_base_url: str = DEFAULT_API_BASE_URL
+    gateway_url: str | None = None
+    defer_after_s: float = 1.5
+    restart_initial_s: float = 1.0
+    restart_max_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DiscordSettings:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        token = get("DISCORD_BOT_TOKEN")
+        if token is None:
+            raise ConfigError(
+                "DISCORD_BOT_TOKEN is not set: copy the bot token from the Developer Portal "
+                "(your application > Bot > Reset Token)."
+            )
+        application_id = get("DISCORD_CLIENT_ID")
+        if application_id is None or not _SNOWFLAKE.fullmatch(application_id):
+            raise ConfigError(
+                "DISCORD_CLIENT_ID must be your application's id (digits), from the Developer Portal "
+                "(your application > General Information > Application ID)."
+            )
+        public_key = get("DISCORD_PUBLIC_KEY")
+        if public_key is not None and not _PUBLIC_KEY.fullmatch(public_key):
+            raise ConfigError(
+                "DISCORD_PUBLIC_KEY must be the 64 hex characters shown as Public Key under "
+                "General Information in the Developer Portal."
+            )
+        guild_id = get("DISCORD_GUILD_ID")
+        if guild_id is not None and not _SNOWFLAKE.fullmatch(guild_id):
+            raise ConfigError(
+                "DISCORD_GUILD_ID must be a server id (digits): right-click the server with "
+                "Developer Mode on > Copy Server ID, or leave it unset for global commands."
+            )
+        mode = (get("DISCORD_INTERACTIONS") or (HTTP if public_key else GATEWAY)).lower()
+        if mode not in MODES:
+            raise ConfigError(f"DISCORD_INTERACTIONS={mode!r} must be gateway or http.")
+        if mode == HTTP and public_key is None:
+            raise ConfigError(
+                "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures."
+            )
+        return cls(
+            bot_token=token,
+            application_id=application_id,
+            public_key=public_key,
+            guild_id=guild_id,
+            mode=mode,
+            api_base_url=(get("DISCORD_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
+            gateway_url=get("DISCORD_GATEWAY_URL"),
+        )

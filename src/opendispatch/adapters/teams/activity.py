@@ -1,0 +1,128 @@
+"""Bot Framework activities in: who said what, where, and what it means for us.
+
+Teams has no bot slash commands. In a channel or group chat the bot only hears messages that
+@mention it (`<at>Open Dispatch</at> od-run …`), in a 1:1 chat every message; both become the
+same command text once the mention is removed. A press on a card's Stop button arrives as a
+message activity whose `value` is the button's data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from ...domain.ids import looks_like_job_id
+from ...domain.job import Conversation, User
+
+PLATFORM = "teams"
+THREAD_MARKER = ";messageid="
+STOP_ACTION = "od_stop"
+
+_AT_TAG = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
+# Typographic double quotes (Teams clients autocorrect) become ASCII so the shell-like parser
+# sees them; apostrophes are left alone, since "don’t" must not open a quote.
+_DOUBLE_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00a0": " "})
+
+
+class BadActivity(ValueError):
+    """The body is not an activity we can read; the message says which field is wrong."""
+
+
+@attrs.frozen
+class InboundActivity:
+    type: str
+    id: str | None
+    service_url: str
+    channel_id: str
+    conversation: Conversation
+    conversation_type: str | None
+    user: User | None
+    text: str
+    value: Any
+
+
+def parse_activity(body: Any) -> InboundActivity:
+    """Read the fields we use; fields we do not use are never required."""
+    if not isinstance(body, dict):
+        raise BadActivity("the body must be a JSON object")
+    kind = _string(body, "type")
+    service_url = _string(body, "serviceUrl")
+    conversation = body.get("conversation")
+    if not isinstance(conversation, dict) or not isinstance(conversation.get("id"), str):
+        raise BadActivity("conversation.id is missing")
+    channel, thread = split_conversation_id(conversation["id"])
+    recipient = body.get("recipient")
+    bot_id = recipient.get("id") if isinstance(recipient, dict) else None
+    raw_text = body.get("text")
+    text = raw_text if isinstance(raw_text, str) else ""
+    return InboundActivity(
+        type=kind,
+        id=body.get("id") if isinstance(body.get("id"), str) else None,
+        service_url=service_url,
+        channel_id=str(body.get("channelId", "")),
+        conversation=Conversation(PLATFORM, channel, thread),
+        conversation_type=conversation.get("conversationType"),
+        user=_user(body.get("from")),
+        text=clean_text(text, body.get("entities"), bot_id),
+        value=body.get("value"),
+    )
+
+
+def split_conversation_id(conversation_id: str) -> tuple[str, str | None]:
+    """`19:…@thread.tacv2;messageid=163…` → (`19:…@thread.tacv2`, `163…`): channel and thread."""
+    channel, marker, thread = conversation_id.partition(THREAD_MARKER)
+    return (channel, thread) if marker and thread else (conversation_id, None)
+
+
+def conversation_id(conversation: Conversation) -> str:
+    """The inverse of `split_conversation_id`: the id the Connector knows."""
+    if conversation.thread:
+        return f"{conversation.channel}{THREAD_MARKER}{conversation.thread}"
+    return conversation.channel
+
+
+def clean_text(text: str, entities: Any, bot_id: Any) -> str:
+    """Remove the @mention of our bot and tidy what Teams adds around it.
+
+    The mention entity whose `mentioned.id` is our recipient id tells which `<at>…</at>` is us;
+    a leading `<at>` tag is dropped as well, for clients that send no entities.
+    """
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict) or entity.get("type") != "mention":
+            continue
+        mentioned = entity.get("mentioned")
+        if isinstance(mentioned, dict) and mentioned.get("id") == bot_id and isinstance(entity.get("text"), str):
+            text = text.replace(entity["text"], " ")
+    text = text.replace("&nbsp;", " ").translate(_DOUBLE_QUOTES).strip()
+    leading = _AT_TAG.match(text)
+    if leading:
+        text = text[leading.end() :].strip()
+    return text
+
+
+def stop_request(value: Any) -> str | None:
+    """The job id of a Stop press (`{"action": "od_stop", "jobId": …}`), else None."""
+    if not isinstance(value, dict) or value.get("action") != STOP_ACTION:
+        return None
+    job_id = value.get("jobId")
+    return job_id if isinstance(job_id, str) and looks_like_job_id(job_id) else None
+
+
+def _user(sender: Any) -> User | None:
+    """The Entra object id is stable across chats; `from.id` (29:…) is per bot and tenant."""
+    if not isinstance(sender, dict):
+        return None
+    user_id = sender.get("aadObjectId") or sender.get("id")
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    name = sender.get("name")
+    return User(user_id, name if isinstance(name, str) and name else user_id)
+
+
+def _string(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadActivity(f"{name} is missing")
+    return value

@@ -1,0 +1,162 @@
+"""`TeamsChat`: the ChatPort for Microsoft Teams through the Bot Framework.
+
+In: Bot Connector POSTs signed activities to `/api/messages` on our webhook server. Every
+check of `auth.py` passes before anything is remembered or started; then we answer 202 at
+once (the Connector gives up after ~15 s) and run the command in a task of `listen`.
+Out: the Bot Connector REST API through `Outbox` (ordered, paced, retried), with cards from
+`cards.py`. The serviceUrl of each conversation is learnt from its verified activities.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import trio
+
+from ...domain.job import Conversation
+from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef
+from ...ports.chat import InboundHandler
+from ...ports.http import HttpRequest, HttpResponse, HttpRoute
+from .activity import BadActivity, InboundActivity, conversation_id, parse_activity, stop_request
+from .auth import InboundAuthenticator, KeySet, Unauthorized
+from .cards import accepted_activity, render_activities
+from .connector import BotConnector, Target
+from .credentials import ConnectorCredentials
+from .outbox import Outbox
+from .settings import TeamsSettings
+
+log = logging.getLogger(__name__)
+
+MESSAGES_PATH = "/api/messages"
+SEEN_ACTIVITIES = 1024
+
+
+class UnknownConversation(Exception):
+    """We were asked to write where no verified activity has told us the serviceUrl."""
+
+
+def _answer(status: int, body: dict[str, Any] | None = None) -> HttpResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="open-dispatch"'} if status == 401 else {}
+    return HttpResponse(status, json.dumps(body).encode() if body is not None else b"", headers=headers)
+
+
+class TeamsChat:
+    def __init__(self, settings: TeamsSettings, http: httpx.AsyncClient, nursery: trio.Nursery) -> None:
+        self.settings = settings
+        self._auth = InboundAuthenticator(KeySet(http, settings), settings)
+        self.outbox = Outbox(BotConnector(http, ConnectorCredentials(http, settings)), nursery, settings)
+        self._service_urls: dict[str, str] = {}
+        self._accepted: dict[str, MessageRef] = {}
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._handler: InboundHandler | None = None
+        self._inbound: trio.Nursery | None = None
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    def http_routes(self) -> list[HttpRoute]:
+        return [HttpRoute(MESSAGES_PATH, self.receive, ("POST",))]
+
+    async def listen(self, handler: InboundHandler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run commands from verified activities until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._handler, self._inbound = handler, nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._handler, self._inbound = None, None
+
+    async def receive(self, request: HttpRequest) -> HttpResponse:
+        """The messaging endpoint. 401 for anything not proven to come from the Connector."""
+        try:
+            verified = await self._auth.verify(request.headers.get("authorization"))
+        except Unauthorized as exc:
+            log.info("Teams: refused an activity: %s", exc)
+            return _answer(401, {"error": "unauthorized"})
+        try:
+            activity = parse_activity(json.loads(request.body))
+        except (ValueError, BadActivity) as exc:
+            log.info("Teams: unreadable activity: %s", exc)
+            return _answer(400, {"error": str(exc)})
+        try:
+            verified.check_activity(service_url=activity.service_url, channel_id=activity.channel_id)
+        except Unauthorized as exc:
+            log.info("Teams: refused an activity: %s", exc)
+            return _answer(401, {"error": "unauthorized"})
+        if self._handler is None or self._inbound is None:
+            return _answer(503, {"error": "not listening yet"})
+        self._service_urls[activity.conversation.channel] = activity.service_url
+        if activity.type == "invoke":
+            return _answer(200, {})
+        if activity.type == "message" and not self._seen_before(activity):
+            self._inbound.start_soon(self._run, self._handler, activity)
+        return _answer(202)
+
+    def _seen_before(self, activity: InboundActivity) -> bool:
+        """The Connector may deliver an activity twice; run each command once."""
+        if activity.id is None:
+            return False
+        key = (conversation_id(activity.conversation), activity.id)
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        while len(self._seen) > SEEN_ACTIVITIES:
+            self._seen.popitem(last=False)
+        return False
+
+    async def _run(self, handler: InboundHandler, activity: InboundActivity) -> None:
+        if activity.user is None:
+            return
+        stop_job = stop_request(activity.value)
+        if stop_job is not None:
+            text = f"/od-cancel {stop_job}"
+        elif activity.text:
+            text = activity.text
+        else:
+            return  # a card submit we do not know, or an empty mention
+        try:
+            await handler(Inbound(activity.conversation, activity.user, text))
+        except Exception:
+            log.exception("Teams: the command handler failed")
+
+    # --- outbound --------------------------------------------------------------------------
+
+    async def send(
+        self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
+    ) -> MessageRef:
+        target = self._target(where)
+        reply_id = reply_to.id if reply_to is not None else where.thread
+        activity_id = ""
+        for activity in render_activities(message):
+            activity_id = await self.outbox.post(target, activity, reply_to=reply_id)
+        ref = MessageRef(where, activity_id)
+        if isinstance(message, JobAccepted):
+            self._accepted[message.job.id] = ref
+        elif isinstance(message, JobCard):
+            self._close_accepted(message)
+        return ref
+
+    async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
+        """Queue the new version; the Outbox paces it and keeps only the newest waiting one."""
+        activities = render_activities(message)
+        self.outbox.update(self._target(ref.conversation), ref.id, activities[0])
+
+    def _close_accepted(self, card: JobCard) -> None:
+        """The first reply's Stop button goes; it says how the job ended instead."""
+        ref = self._accepted.pop(card.job.id, None)
+        if ref is not None:
+            job = card.job
+            self.outbox.update(self._target(ref.conversation), ref.id, accepted_activity(job, ended=job))
+
+    def _target(self, where: Conversation) -> Target:
+        service_url = self._service_urls.get(where.channel)
+        if service_url is None:
+            raise UnknownConversation(
+                f"no Teams activity from conversation {where.channel!r} was seen since start-up, "
+                "so its serviceUrl is unknown"
+            )
+        return Target(service_url, conversation_id(where))

@@ -1,0 +1,93 @@
+"""What the Teams adapter needs to know, read from the environment once.
+
+The two URLs that name Microsoft's identity endpoints are settings rather than constants so
+that tests (and sovereign clouds) can point them elsewhere; everything else has the value
+Microsoft documents for the public cloud (see docs/teams.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from ...domain.errors import ConfigError
+
+BOT_FRAMEWORK_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
+BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
+LEGACY_MULTI_TENANT = "botframework.com"
+TEAMS_CHANNEL_ID = "msteams"
+
+
+def _hidden(_: object) -> str:
+    return "***"
+
+
+@attrs.frozen
+class TeamsSettings:
+    """Credentials, identity endpoints and pacing of the Teams adapter.
+
+    `tenant_id` is required for single-tenant bots (all new Azure Bots since 2025-07-31);
+    without it the legacy multi-tenant token endpoint is used.
+    """
+
+    app_id: str
+    app_password: str = attrs.field(repr=_hidden)
+    tenant_id: str | None = None
+    openid_metadata_url: str = BOT_FRAMEWORK_OPENID_METADATA_URL
+    token_url_override: str | None = None
+    issuer: str = BOT_FRAMEWORK_ISSUER
+    scope: str = BOT_FRAMEWORK_SCOPE
+    channel_id: str = TEAMS_CHANNEL_ID
+    clock_leeway_s: float = 300.0
+    keys_ttl_s: float = 24 * 3600.0
+    key_refetch_min_interval_s: float = 60.0
+    edit_interval_s: float = 2.0
+    retry_base_s: float = 2.0
+    retry_max_s: float = 20.0
+    retry_deadline_s: float = 120.0
+    http_timeout_s: float = 15.0
+
+    @property
+    def token_url(self) -> str:
+        if self.token_url_override:
+            return self.token_url_override
+        tenant = self.tenant_id or LEGACY_MULTI_TENANT
+        return f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
+        """Read `TEAMS_*` variables; a missing credential names the variable to set."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        app_id = get("TEAMS_APP_ID")
+        if app_id is None:
+            raise ConfigError(
+                "TEAMS_APP_ID is not set: use the Microsoft App ID of your Azure Bot "
+                "(Azure portal → your bot → Configuration). See docs/teams.md."
+            )
+        password = get("TEAMS_APP_PASSWORD")
+        if password is None:
+            raise ConfigError(
+                "TEAMS_APP_PASSWORD is not set: use a client secret of the bot's app registration "
+                "(Azure portal → your bot → Configuration → Manage Password). See docs/teams.md."
+            )
+        edit_interval = get("TEAMS_EDIT_INTERVAL_S")
+        try:
+            interval = float(edit_interval) if edit_interval else 2.0
+        except ValueError:
+            raise ConfigError(f"TEAMS_EDIT_INTERVAL_S must be a number of seconds, not {edit_interval!r}.") from None
+        if interval < 0:
+            raise ConfigError("TEAMS_EDIT_INTERVAL_S must not be negative.")
+        return cls(
+            app_id=app_id,
+            app_password=password,
+            tenant_id=get("TEAMS_TENANT_ID"),
+            openid_metadata_url=get("TEAMS_OPENID_METADATA_URL") or BOT_FRAMEWORK_OPENID_METADATA_URL,
+            token_url_override=get("TEAMS_TOKEN_URL"),
+            edit_interval_s=interval,
+        )
