@@ -10,7 +10,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -114,11 +114,13 @@ async def _start_fly_emulator(config: Config, stack: AsyncExitStack) -> tuple[st
 
 
 #: Live output page size per platform: each page must fit one message with its header.
-PAGE_CHARS = {"console": 3000, "slack": 2800, "teams": 2800, "discord": 1800}
+PAGE_CHARS = {"console": 3000, "slack": 3000, "teams": 2800, "discord": 1800}
 EXTRA_FOR = {"slack": "slack", "teams": "teams", "discord": "discord"}
 
 
-async def _open_chat(config: Config, stack: AsyncExitStack) -> ChatPort:
+async def _open_chat(
+    config: Config, stack: AsyncExitStack, fetch_log: Callable[[str], Awaitable[list[str]]]
+) -> ChatPort:
     """The configured chat adapter, entered on the stack so it outlives job clean-up."""
     provider = config.chat_provider
     if provider not in AVAILABLE_CHAT_PROVIDERS:
@@ -127,6 +129,12 @@ async def _open_chat(config: Config, stack: AsyncExitStack) -> ChatPort:
             f"use one of {', '.join(AVAILABLE_CHAT_PROVIDERS)}."
         )
     try:
+        if provider == "slack":
+            from .adapters.slack import SlackSettings, open_slack_chat
+
+            return await stack.enter_async_context(
+                open_slack_chat(SlackSettings.from_env(config.environ), fetch_log=fetch_log)
+            )
         if provider == "teams":
             from .adapters.teams import TeamsSettings, open_teams_chat
 
@@ -164,7 +172,7 @@ async def open_dispatcher(
     async with AsyncExitStack() as stack:
         store = store if store is not None else await _open_store(config, stack)
         sprites = sprites if sprites is not None else await _open_sprites(config, stack)
-        chat = chat if chat is not None else await _open_chat(config, stack)
+        chat = chat if chat is not None else await _open_chat(config, stack, store.output)
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])

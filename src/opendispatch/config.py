@@ -22,7 +22,7 @@ from .domain.job_spec import AgentKind, validate_image
 from .domain.sidecar import PASSTHROUGH_SECRETS
 
 CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
-AVAILABLE_CHAT_PROVIDERS = ("console", "teams", "discord")
+AVAILABLE_CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
 SPRITE_BACKENDS = ("local", "fly", "fly-emulator")
 DEFAULT_FLY_REGION = "iad"
 DEFAULT_DB_PATH = ".opendispatch/jobs.db"

@@ -1,0 +1,141 @@
+"""Slack payloads in, `Inbound` commands out. The same payloads arrive in both modes.
+
+Pure functions over parsed JSON/form fields, so Socket Mode and HTTP mode share every rule:
+which events are ours to answer (never our own messages, never edits or joins), how a Stop
+button becomes `/od-cancel`, and where the answer goes (channel, thread, the invoking user).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ...domain.ids import looks_like_job_id
+from ...domain.job import Conversation, User
+from ...domain.messages import Inbound
+from .render import STOP_ACTION_ID
+
+PLATFORM = "slack"
+_LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
+
+
+@attrs.frozen
+class BotIdentity:
+    """Who we are in the workspace (from `auth.test`), to recognise our own messages."""
+
+    user_id: str
+    bot_id: str | None = None
+    team_id: str | None = None
+
+
+@attrs.frozen
+class Invocation:
+    """Who asked and how to answer only them (`response_url` for slash commands)."""
+
+    user_id: str
+    channel_id: str
+    response_url: str | None = None
+    thread_ts: str | None = None
+
+
+@attrs.frozen
+class Incoming:
+    inbound: Inbound
+    invocation: Invocation
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def from_slash_command(fields: Mapping[str, Any]) -> Incoming | None:
+    """`/od-run --repo o/r "task"` → Inbound text `/od-run --repo o/r "task"`."""
+    command, user_id, channel_id = _text(fields.get("command")), _text(fields.get("user_id")), _text(fields.get("channel_id"))
+    if not command or not user_id or not channel_id:
+        return None
+    text = f"{command} {_text(fields.get('text'))}".strip()
+    user = User(user_id, _text(fields.get("user_name")) or user_id)
+    invocation = Invocation(user_id, channel_id, response_url=_text(fields.get("response_url")) or None)
+    return Incoming(Inbound(Conversation(PLATFORM, channel_id), user, text), invocation)
+
+
+def from_interaction(payload: Mapping[str, Any]) -> Incoming | None:
+    """A click on our Stop button → `/od-cancel JOB` by the clicking user, in the job's thread."""
+    if payload.get("type") != "block_actions":
+        return None
+    actions = payload.get("actions")
+    stop = next(
+        (a for a in actions if isinstance(a, dict) and a.get("action_id") == STOP_ACTION_ID),
+        None,
+    ) if isinstance(actions, list) else None
+    if stop is None:
+        return None
+    job_id = _text(stop.get("value"))
+    user, channel = _object(payload.get("user")), _object(payload.get("channel"))
+    container, message = _object(payload.get("container")), _object(payload.get("message"))
+    user_id = _text(user.get("id"))
+    channel_id = _text(channel.get("id")) or _text(container.get("channel_id"))
+    if not looks_like_job_id(job_id) or not user_id or not channel_id:
+        return None
+    thread = _text(message.get("thread_ts")) or _text(container.get("message_ts")) or _text(message.get("ts")) or None
+    name = _text(user.get("username")) or _text(user.get("name")) or user_id
+    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, name), f"/od-cancel {job_id}")
+    return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
+
+
+def is_own(event: Mapping[str, Any], bot: BotIdentity) -> bool:
+    """Bolt's IgnoringSelfEvents rule: our bot id or our bot user wrote it."""
+    bot_id = event.get("bot_id")
+    return (bot.bot_id is not None and bot_id == bot.bot_id) or event.get("user") == bot.user_id
+
+
+def from_event(body: Mapping[str, Any], bot: BotIdentity) -> Incoming | None:
+    """`@open-dispatch /od-jobs` in a channel, or a command in a DM; everything else is ignored."""
+    if body.get("type") != "event_callback":
+        return None
+    event = body.get("event")
+    if not isinstance(event, dict) or is_own(event, bot) or event.get("subtype") or event.get("bot_id"):
+        return None
+    kind = event.get("type")
+    if kind == "app_mention":
+        pass
+    elif kind == "message" and event.get("channel_type") == "im":
+        pass
+    else:
+        # Plain channel messages also arrive for mentions (as app_mention): answering both
+        # would answer twice, and answering every message would be noise.
+        return None
+    user_id, channel_id = _text(event.get("user")), _text(event.get("channel"))
+    if not user_id or not channel_id:
+        return None
+    text = _LEADING_MENTION.sub("", _text(event.get("text")), count=1).strip()
+    thread = _text(event.get("thread_ts")) or None
+    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, user_id), text)
+    return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
+
+
+@attrs.define
+class Deduper:
+    """Remembers recent delivery ids: Slack redelivers what it thinks we did not get."""
+
+    capacity: int = 2000
+    _seen: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False)
+
+    def first_time(self, *keys: str | None) -> bool:
+        """True when none of `keys` was seen before; records them all."""
+        present = [key for key in keys if key]
+        fresh = not any(key in self._seen for key in present)
+        for key in present:
+            self._seen[key] = None
+            self._seen.move_to_end(key)
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return fresh

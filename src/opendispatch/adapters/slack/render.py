@@ -1,0 +1,248 @@
+"""Chat messages as Slack messages: Block Kit for the job messages, mrkdwn text for the rest.
+
+Every message also carries `text`, the plain rendering from `domain.render`, which Slack
+shows in notifications and screen readers. Two Slack rules shape this module:
+
+- user and log text is escaped (`&`, `<`, `>`), otherwise `<!channel>` in a log line would
+  ping a whole channel and `<http://x|y>` would become a link; inside code blocks too.
+- size: a section holds at most 3,000 characters, a message at most 50 blocks and, in
+  practice, about 12,000 characters of block text. Long code is split into several sections
+  with `split_message`, which closes and reopens the ``` fence at each cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, assert_never
+
+import attrs
+
+from ...domain.job import Job, JobState
+from ...domain.job_spec import format_duration
+from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
+from ...domain.output_buffer import split_message
+from ...domain.render import (
+    STATE_ICONS,
+    live_output_header,
+    logs_hint,
+    omitted_line,
+    render_lines,
+    render_state,
+    render_text,
+    state_word,
+)
+
+STOP_ACTION_ID = "od_stop"
+SECTION_LIMIT = 3000
+MESSAGE_BLOCK_CHARS = 11_000  # users hit msg_blocks_too_long near 13,000
+TEXT_LIMIT = 3500  # Slack recommends at most 4,000 characters of `text`
+FALLBACK_LIMIT = 3000
+HEADER_LIMIT = 150
+FIELD_LIMIT = 2000
+CARD_LINE_LIMIT = 500  # one very long log line must not crowd the card; the file has it whole
+ZERO_WIDTH_SPACE = "\u200b"
+
+Block = dict[str, Any]
+
+
+@attrs.frozen
+class SlackMessage:
+    """What `chat.postMessage` / `chat.update` get: `text` always, `blocks` when rich."""
+
+    text: str
+    blocks: tuple[Block, ...] = ()
+
+    def args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"text": self.text}
+        if self.blocks:
+            args["blocks"] = list(self.blocks)
+        return args
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as entities: user and log text is never markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_line(line: str) -> str:
+    """A log line for inside a ``` block: escaped, and unable to close the block early."""
+    return escape(line).replace("```", f"`{ZERO_WIDTH_SPACE}`{ZERO_WIDTH_SPACE}`")
+
+
+def code_block(lines: Sequence[str]) -> str:
+    return "```\n" + "\n".join(code_line(line) for line in lines) + "\n```"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fallback_text(message: ChatMessage) -> str:
+    return _cut(escape(render_text(message)), FALLBACK_LIMIT)
+
+
+def section(mrkdwn: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(mrkdwn, SECTION_LIMIT)}}
+
+
+def context(mrkdwn: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(mrkdwn, FIELD_LIMIT)}]}
+
+
+def header(plain: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": _cut(plain, HEADER_LIMIT), "emoji": True}}
+
+
+def code_sections(lines: Sequence[str]) -> list[Block]:
+    """`lines` as one code block, cut into sections that each fit and each render as code."""
+    if not lines:
+        return []
+    return [section(chunk) for chunk in split_message(code_block(lines), SECTION_LIMIT)]
+
+
+def stop_button(job: Job) -> Block:
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Stop", "emoji": True},
+                "style": "danger",
+                "action_id": STOP_ACTION_ID,
+                "value": job.id,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Stop this job?"},
+                    "text": {"type": "mrkdwn", "text": f"Job {job.id} will be cancelled and its sprite destroyed."},
+                    "confirm": {"type": "plain_text", "text": "Stop it"},
+                    "deny": {"type": "plain_text", "text": "Keep running"},
+                },
+            }
+        ],
+    }
+
+
+def block_chars(blocks: Iterable[Block]) -> int:
+    """Characters of text in `blocks`, as Slack counts them toward its message size limit."""
+    total = 0
+    for block in blocks:
+        text = block.get("text")
+        if isinstance(text, dict):
+            total += len(text.get("text", ""))
+        for item in [*block.get("fields", ()), *block.get("elements", ())]:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                total += len(item["text"])
+    return total
+
+
+# --- the messages ----------------------------------------------------------------------------
+
+
+def render(message: ChatMessage) -> list[SlackMessage]:
+    """One or more Slack messages (text-only messages that are too long are split)."""
+    if isinstance(message, Notice):
+        return _text_messages(escape(message.text))
+    if isinstance(message, JobAccepted):
+        return [render_accepted(message.job, live=True)]
+    if isinstance(message, LiveOutput):
+        return [render_live(message)]
+    if isinstance(message, JobCard):
+        return [render_card(message)]
+    if isinstance(message, JobTable):
+        lines = render_lines(message)
+        return _text_messages(f"*{escape(lines[0])}*\n" + code_block(lines[1:]))
+    if isinstance(message, LogExcerpt):
+        lines = render_lines(message)
+        return _text_messages(f"*{escape(lines[0])}*\n" + code_block(lines[1:]))
+    assert_never(message)
+
+
+def _text_messages(mrkdwn: str) -> list[SlackMessage]:
+    return [SlackMessage(text=chunk) for chunk in split_message(mrkdwn, TEXT_LIMIT)] or [SlackMessage(text=" ")]
+
+
+def render_accepted(job: Job, *, live: bool) -> SlackMessage:
+    """The channel message of a job; `live` adds the Stop button, the final version shows the state."""
+    summary = escape(job.spec.summary())
+    requested = f"Requested by {escape(job.requested_by.name)} · timeout {format_duration(job.spec.timeout_s)}"
+    if live:
+        first = f"▶ Job *{job.id}* queued: {summary}"
+        blocks = [section(first), context(f"{requested} · output in the thread"), stop_button(job)]
+        return SlackMessage(text=fallback_text(JobAccepted(job)), blocks=tuple(blocks))
+    first = f"{STATE_ICONS[job.state]} Job *{job.id}* {state_word(job.state)}: {summary}"
+    blocks = [section(first), context(f"{requested} · details in the thread")]
+    return SlackMessage(text=_cut(escape(f"Job {job.id} {state_word(job.state)}: {job.spec.summary()}"), FALLBACK_LIMIT), blocks=tuple(blocks))
+
+
+def render_live(message: LiveOutput) -> SlackMessage:
+    """One page of live output; while the job runs it carries the Stop button."""
+    lines = list(message.lines)
+    omitted = message.omitted
+    top = [context(escape(live_output_header(message)))]
+    bottom = [] if message.sealed or message.job.is_finished else [stop_button(message.job)]
+    while True:
+        note = [context(escape(omitted_line(message.job.id, omitted)))] if omitted else []
+        blocks = [*top, *note, *code_sections(lines), *bottom]
+        if block_chars(blocks) <= MESSAGE_BLOCK_CHARS or len(lines) <= 1:
+            return SlackMessage(text=fallback_text(message), blocks=tuple(blocks))
+        # Only output full of &, < and > grows this much when escaped: show its newest part.
+        dropped = max(1, len(lines) // 10)
+        lines = lines[dropped:]
+        omitted += dropped
+
+
+def render_card(card: JobCard) -> SlackMessage:
+    """The final card: status, exit code, duration, where it ran, artifacts, the last lines."""
+    job = card.job
+    fields = [
+        f"*Status*\n{render_state(job.state)}",
+        f"*Exit code*\n{job.exit_code if job.exit_code is not None else '–'}",
+        f"*Duration*\n{format_duration(card.duration_s)}",
+        f"*Repository*\n{escape(job.spec.repo) if job.spec.repo else 'none'}",
+        f"*Branch*\n{escape(job.spec.branch)}",
+        f"*Agent*\n{job.spec.agent.value}",
+        f"*Image*\n{escape(job.spec.image or 'default')}",
+        f"*Requested by*\n{escape(job.requested_by.name)}",
+    ]
+    blocks: list[Block] = [
+        header(f"{STATE_ICONS[job.state]} Job {job.id} {state_word(job.state)}"),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f, FIELD_LIMIT)} for f in fields]},
+    ]
+    outcome = _outcome(job)
+    if outcome:
+        blocks.append(section(escape(outcome)))
+    if job.artifacts:
+        links = "\n".join(f"• {artifact_link(a.name, a.url)}" for a in job.artifacts)
+        blocks.append(section(f"*Artifacts*\n{links}"))
+    tail = [_cut(line, CARD_LINE_LIMIT) for line in card.tail]
+    if tail:
+        blocks.append(context("Last lines:"))
+        blocks.extend(code_sections(tail))
+    else:
+        blocks.append(context("No output."))
+    if card.total_lines > len(card.tail):
+        blocks.append(context(escape(f"{card.total_lines} lines in total: {logs_hint(job.id)}")))
+    return SlackMessage(text=fallback_text(card), blocks=tuple(blocks[:50]))
+
+
+def _outcome(job: Job) -> str | None:
+    if job.state is JobState.CANCELLED:
+        return f"🛑 Stopped by {job.cancelled_by or 'someone'}"
+    if job.state is JobState.TIMED_OUT:
+        return f"Timed out: it ran past its {format_duration(job.spec.timeout_s)} timeout"
+    if job.failure is not None:
+        verb = "Lost" if job.state is JobState.LOST else "Failed"
+        return f"{verb} at {job.failure.stage.value}: {job.failure.reason}"
+    return None
+
+
+def artifact_link(name: str, url: str) -> str:
+    """`<url|name>` for web links; anything else is shown as text, never as markup."""
+    label = escape(name).replace("|", "¦") or "link"
+    if url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \t\n"):
+        return f"<{url.replace('&', '&amp;')}|{label}>"
+    return f"{label}: {escape(url)}"
+
+
+def log_file_text(lines: Sequence[str]) -> str:
+    """The attached full log: plain text, exactly the stored (already redacted) lines."""
+    return "\n".join(lines) + "\n"

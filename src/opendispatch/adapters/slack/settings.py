@@ -1,0 +1,121 @@
+"""Slack configuration: which tokens we have decides how Slack reaches us.
+
+Socket Mode (an app-level `xapp-` token) is the default because it needs no public URL:
+we open the WebSocket. HTTP mode (a signing secret) is for deployments that already have
+a public HTTPS URL; Slack then POSTs to our webhook server and we verify every request.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+from ...domain.errors import ConfigError
+
+DEFAULT_API_URL = "https://slack.com/api/"
+DEFAULT_HTTP_PATH = "/slack/events"
+
+
+class SlackMode(enum.Enum):
+    SOCKET = "socket"
+    HTTP = "http"
+
+
+def _hidden(_: object) -> str:
+    return "***"
+
+
+@attrs.frozen
+class Pacing:
+    """How hard we push Slack. Defaults follow Slack's published tiers (see docs/slack.md).
+
+    `channel_interval_s`: at least this long between two writes to one channel (Slack allows
+    about one message per second per channel). `per_minute`/`burst`: a token bucket per Web
+    API method, since Slack limits each method per workspace.
+    """
+
+    channel_interval_s: float = 1.0
+    per_minute: Mapping[str, float] = attrs.field(
+        factory=lambda: {
+            "chat.update": 50.0,  # Tier 3
+            "chat.delete": 50.0,  # Tier 3
+            "chat.postEphemeral": 100.0,  # Tier 4
+            "files.getUploadURLExternal": 100.0,  # Tier 4
+            "files.completeUploadExternal": 100.0,  # Tier 4
+            "apps.connections.open": 1.0 * 60,  # Tier 1 is "1+ per minute"; reconnects are rare
+        }
+    )
+    burst: int = 5
+    transient_retries: int = 3
+    transient_backoff_s: float = 1.0
+
+
+@attrs.frozen
+class SlackSettings:
+    bot_token: str = attrs.field(repr=_hidden)
+    mode: SlackMode = SlackMode.SOCKET
+    app_token: str | None = attrs.field(default=None, repr=_hidden)
+    signing_secret: str | None = attrs.field(default=None, repr=_hidden)
+    api_url: str = DEFAULT_API_URL
+    http_path: str = DEFAULT_HTTP_PATH
+    pacing: Pacing = Pacing()
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 10.0
+    reconnect_backoff_s: float = 1.0
+    reconnect_backoff_max_s: float = 30.0
+    attach_log_over_lines: int = 200  # attach the full log as a file when a job printed more
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode is SlackMode.SOCKET and not self.app_token:
+            raise ConfigError("Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…, scope connections:write).")
+        if self.mode is SlackMode.HTTP and not self.signing_secret:
+            raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET (Basic Information → App Credentials).")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SlackSettings:
+        """Read `SLACK_*`; every error names the variable and where to find its value."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        bot_token = get("SLACK_BOT_TOKEN")
+        if bot_token is None:
+            raise ConfigError(
+                "CHAT_PROVIDER=slack needs SLACK_BOT_TOKEN (xoxb-…, from OAuth & Permissions after installing the app)."
+            )
+        if not bot_token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must be the bot token, starting with xoxb- (OAuth & Permissions).")
+        app_token = get("SLACK_APP_TOKEN")
+        if app_token is not None and not app_token.startswith("xapp-"):
+            raise ConfigError(
+                "SLACK_APP_TOKEN must be an app-level token starting with xapp- "
+                "(Basic Information → App-Level Tokens, scope connections:write)."
+            )
+        signing_secret = get("SLACK_SIGNING_SECRET")
+        mode = cls._mode(get("SLACK_MODE"), app_token, signing_secret)
+        return cls(
+            bot_token=bot_token,
+            mode=mode,
+            app_token=app_token,
+            signing_secret=signing_secret,
+            api_url=get("OPENDISPATCH_SLACK_API_URL") or DEFAULT_API_URL,
+        )
+
+    @staticmethod
+    def _mode(wanted: str | None, app_token: str | None, signing_secret: str | None) -> SlackMode:
+        if wanted is not None:
+            try:
+                return SlackMode(wanted.lower())
+            except ValueError:
+                raise ConfigError(f"SLACK_MODE={wanted!r} must be socket or http.") from None
+        if app_token is not None:
+            return SlackMode.SOCKET
+        if signing_secret is not None:
+            return SlackMode.HTTP
+        raise ConfigError(
+            "CHAT_PROVIDER=slack needs SLACK_APP_TOKEN (Socket Mode, no public URL needed) "
+            "or SLACK_SIGNING_SECRET (HTTP mode, Slack posts to OPEN_DISPATCH_URL/slack/events)."
+        )
