@@ -162,6 +162,7 @@ def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
         repos=_names(get("OPENDISPATCH_ALLOWED_REPOS")),
         images=_names(get("OPENDISPATCH_ALLOWED_IMAGES")),
         max_active_jobs_per_user=int(limit_text) or None,
+        admins=_names(get("OPENDISPATCH_ADMIN_USERS")),
     )
 
 

@@ -130,7 +130,8 @@ async def test_timeout_ends_the_job_and_destroys_the_sprite(autojump_clock: trio
 
 
 async def test_cancel_says_who_cancelled_and_destroys_the_sprite() -> None:
-    async with open_harness() as h:
+    admins = Config.from_env({"OPENDISPATCH_ADMIN_USERS": "bob"}, dotenv=None)
+    async with open_harness(config=admins) as h:
         job = await h.run('/od-run -a shell "x"')
         sidecar = await h.sidecar()
         await sidecar.logs(["working"], seq=0)
@@ -231,3 +232,16 @@ async def test_a_token_only_opens_its_own_job() -> None:
         assert ALICE.name == "alice"
 
 
+
+
+async def test_only_the_owner_or_an_admin_may_cancel() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        await h.say(f"/od-cancel {job.id}", BOB)
+        assert f"Only alice, who started {job.id}, or an Open-Dispatch admin can stop it" in h.notices()[-1]
+        assert h.sprites.destroyed == []
+        await h.say(f"/od-cancel {job.id}", ALICE)
+        card = await h.card(job.id)
+        assert card.job.cancelled_by == "alice"
+        assert h.sprites.destroyed == [sidecar.sprite.id]

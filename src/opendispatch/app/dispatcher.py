@@ -146,6 +146,7 @@ class Dispatcher:
         if job.is_finished:
             ago = format_duration(self.wall_clock() - (job.finished_at or job.created_at))
             raise JobAlreadyFinished(f"Job {job_id} already ended ({job.state.value}) {ago} ago.")
+        self.access.check_may_cancel(user, job.requested_by, job_id)
         if not await self.runner.cancel(job_id, by=user.name):
             raise JobAlreadyFinished(f"Job {job_id} is not running in this dispatcher.")
         await self._reply(conversation, Notice(f"Cancelling {job_id}…"))

@@ -26,6 +26,8 @@ class AccessPolicy:
     repos: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
     max_active_jobs_per_user: int | None = None
+    #: users (ids or names) who may stop anyone's job; everyone else may stop only their own
+    admins: frozenset[str] = frozenset()
 
     def check_user(self, user: User, conversation: Conversation) -> None:
         """Refuse a user or channel that is not on a non-empty allowlist (ids or names)."""
@@ -50,6 +52,14 @@ class AccessPolicy:
         image = spec.image or default_image
         if self.images and image is not None and not _matches(image, self.images):
             raise NotAllowed(f"Image {image} is not allowed here. Allowed: {', '.join(sorted(self.images))}.")
+
+    def check_may_cancel(self, user: User, owner: User, job_id: str) -> None:
+        if user.id == owner.id or _matches(user.id, self.admins) or _matches(user.name, self.admins):
+            return
+        raise NotAllowed(
+            f"Only {owner.name}, who started {job_id}, or an Open-Dispatch admin can stop it "
+            "(admins are listed in OPENDISPATCH_ADMIN_USERS)."
+        )
 
     def check_active_jobs(self, user: User, active: int) -> None:
         limit = self.max_active_jobs_per_user

@@ -18,6 +18,11 @@ from opendispatch.adapters.teams import TeamsChat, TeamsSettings, open_teams_cha
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.bootstrap import Running, open_dispatcher
 from opendispatch.config import Config
+from opendispatch.domain.access import AccessPolicy
+
+#: The Stop-button tests click as another user; they stop the job as an admin may
+#: (owner-only stopping is tested once, in tests/app/test_job_lifecycle.py).
+STOPPERS_ARE_ADMINS = AccessPolicy(admins=frozenset({"bob", "Bob", "carol", "Bob Brown"}))
 from opendispatch.ports.sprites import SpritePort
 
 CEILING_S = 15
@@ -120,7 +125,7 @@ async def open_rig(
     async with open_cloud() as cloud:
         async with open_teams_chat(settings_for(cloud, **settings)) as chat:
             async with open_dispatcher(
-                config or Config.embedded(),
+                config or Config.embedded(access=STOPPERS_ARE_ADMINS),
                 chat=chat,
                 sprites=sprites,
                 store=store,
