@@ -32,11 +32,12 @@ from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
 from .ports.chat import ChatPort
 from .ports.job_store import JobStore
-from .ports.sprites import SpritePort
+from .ports.sprites import Sprite, SpritePort
 
 log = logging.getLogger(__name__)
 
 TOKEN_SECRET_NAME = "job-token-key"
+INSTANCE_SECRET_NAME = "local-sprites-instance"
 
 
 @attrs.define
@@ -68,16 +69,23 @@ async def _open_store(config: Config, stack: AsyncExitStack) -> JobStore:
     return await stack.enter_async_context(open_sqlite_store(path))
 
 
-def _default_sprites(config: Config) -> SpritePort:
+async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
+    """Local sprites under a folder of this dispatcher's own (its id is kept in the store), so a
+    restarted dispatcher finds its sprites again and never mistakes another's for orphans."""
     from .adapters.local import LocalSprites
+    from .adapters.local.sprites import default_workspace_root
 
-    return LocalSprites(log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None)
+    instance = (await store.secret(INSTANCE_SECRET_NAME, lambda: secrets.token_hex(8).encode())).decode()
+    return LocalSprites(
+        workspace_root=default_workspace_root() / instance,
+        log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None,
+    )
 
 
-async def _open_sprites(config: Config, stack: AsyncExitStack) -> SpritePort:
+async def _open_sprites(config: Config, stack: AsyncExitStack, store: JobStore) -> SpritePort:
     """OPENDISPATCH_SPRITES: local subprocesses, Fly Machines, or Fly Machines on the emulator."""
     if config.sprite_backend == "local":
-        return _default_sprites(config)
+        return await _local_sprites(config, store)
     import httpx
 
     from .adapters.fly.machines import FlySettings, FlySprites
@@ -171,7 +179,7 @@ async def open_dispatcher(
     """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites."""
     async with AsyncExitStack() as stack:
         store = store if store is not None else await _open_store(config, stack)
-        sprites = sprites if sprites is not None else await _open_sprites(config, stack)
+        sprites = sprites if sprites is not None else await _open_sprites(config, stack, store)
         chat = chat if chat is not None else await _open_chat(config, stack, store.output)
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
@@ -181,7 +189,7 @@ async def open_dispatcher(
         relay = Relay(
             store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock, metrics=metrics
         )
-        await reconcile(store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock)
+        reconciled = await reconcile(store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock)
         webhook_app = build_webhook_app(
             relay,
             health=lambda: {"liveJobs": len(relay.live)},
@@ -217,6 +225,10 @@ async def open_dispatcher(
                 access=config.access,
             )
             await nursery.start(dispatcher.run)
+            for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through
+                kept = await store.get(job_id)
+                if kept.sprite_id is not None:
+                    await dispatcher.adopt(kept, Sprite(id=kept.sprite_id, job_id=kept.id))
             reaper = StaleJobReaper(
                 store=store,
                 ledger=ledger,

@@ -234,3 +234,12 @@ async def test_sqlite_data_survives_reopening_the_file(tmp_path: Path) -> None:
             assert await second.secret("webhook-hmac", lambda: b"replaced") == secret == b"kept"
             with pytest.raises(ValueError):
                 await second.add(queued("j-00000001", at=9.0))
+
+
+async def test_last_seq_is_the_highest_stored_seq(store: JobStore) -> None:
+    assert await store.last_seq("j-0000beef") is None
+    await store.append_output("j-0000beef", None, ["old sidecar"])
+    assert await store.last_seq("j-0000beef") is None
+    await store.append_output("j-0000beef", 3, ["c"])
+    await store.append_output("j-0000beef", 1, ["a"])
+    assert await store.last_seq("j-0000beef") == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -36,6 +37,7 @@ from ..domain.job_spec import JobSpec, format_duration
 from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, LogExcerpt, MessageRef, Notice
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
+from ..ports.sprites import Sprite
 from .job_runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,12 @@ class Dispatcher:
         accepted = await self._reply(conversation, JobAccepted(job))
         await self._nursery.start(self.runner.run, job, accepted)
         return job
+
+    async def adopt(self, job: Job, sprite: Sprite) -> None:
+        """Supervise a job whose sprite outlived a dispatcher restart, to its end."""
+        if self._nursery is None:
+            raise RuntimeError("Dispatcher.run must be started before jobs are adopted")
+        await self._nursery.start(partial(self.runner.run, job, None, adopt=sprite))
 
     async def cancel(self, job_id: str, user: User, conversation: Conversation) -> None:
         job = await self.store.get(job_id)

@@ -97,18 +97,24 @@ class JobRunner:
         job: Job,
         accepted_ref: MessageRef | None,
         *,
+        adopt: Sprite | None = None,
         task_status: trio.TaskStatus[LiveJob] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Run a job to its end; with `adopt`, take over one whose sprite outlived a restart."""
         live = LiveJob(
             job=job, buffer=self.settings.new_buffer(), redactor=self.redactor, started_ref=accepted_ref
         )
         current_job_id.set(job.id)
+        if adopt is not None:
+            last = await self.store.last_seq(job.id)
+            live.next_seq = 0 if last is None else last + 1
+            self.sprites_by_job[job.id] = adopt
         self.relay.live[job.id] = live
         self.metrics.job_started()
         task_status.started(live)
         try:
             with live.cancel_scope:
-                await self._supervise(live)
+                await self._supervise(live, adopt)
         except Exception:
             ref = secrets.token_hex(3)
             log.exception("job %s: internal error (ref %s)", job.id, ref)
@@ -140,11 +146,14 @@ class JobRunner:
         live.cancel_scope.cancel()
         return True
 
-    async def _supervise(self, live: LiveJob) -> None:
+    async def _supervise(self, live: LiveJob, adopt: Sprite | None) -> None:
+        timeout = live.job.spec.timeout_s
+        if adopt is not None and live.job.started_at is not None:
+            timeout = max(0.0, live.job.started_at + timeout - self.wall_clock())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump_output, live)
-            with trio.move_on_after(live.job.spec.timeout_s) as deadline:
-                sprite = await self._spawn(live)
+            with trio.move_on_after(timeout) as deadline:
+                sprite = adopt if adopt is not None else await self._spawn(live)
                 if sprite is not None:
                     nursery.start_soon(self._watch_exit, live, sprite)
                 await live.finished.wait()

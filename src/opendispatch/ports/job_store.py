@@ -45,6 +45,10 @@ class JobStore(Protocol):
 
     async def output_line_count(self, job_id: str) -> int: ...
 
+    async def last_seq(self, job_id: str) -> int | None:
+        """The highest stored batch `seq` of a job (None: none yet), to resume after a restart."""
+        ...
+
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         """A named server secret, created with `create()` and kept on first use."""
         ...

@@ -115,6 +115,10 @@ class MemoryJobStore:
         output = self._output.get(job_id)
         return 0 if output is None else output.line_count
 
+    async def last_seq(self, job_id: str) -> int | None:
+        output = self._output.get(job_id)
+        return max(output.seqs) if output is not None and output.seqs else None
+
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         if name not in self._secrets:
             self._secrets[name] = create()

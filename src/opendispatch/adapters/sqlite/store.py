@@ -211,6 +211,13 @@ class SqliteJobStore:
 
         return await self._run(count)
 
+    async def last_seq(self, job_id: str) -> int | None:
+        def highest(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT MAX(seq) FROM batches WHERE job_id = ?", (job_id,)).fetchone()
+            return None if row[0] is None else int(row[0])
+
+        return await self._run(highest)
+
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         """Get-or-create under the lock and in one transaction, so the first value always wins."""
 
