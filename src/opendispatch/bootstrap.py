@@ -127,10 +127,19 @@ EXTRA_FOR = {"slack": "slack", "teams": "teams", "discord": "discord"}
 
 
 async def _open_chat(
-    config: Config, stack: AsyncExitStack, fetch_log: Callable[[str], Awaitable[list[str]]]
+    config: Config,
+    stack: AsyncExitStack,
+    fetch_log: Callable[[str], Awaitable[list[str]]],
+    metrics: PrometheusMetrics,
 ) -> ChatPort:
     """The configured chat adapter, entered on the stack so it outlives job clean-up."""
     provider = config.chat_provider
+
+    def count_calls(platform: str) -> Any:
+        from .adapters.prometheus.chat_calls import count_chat_calls
+
+        return count_chat_calls(metrics, platform)
+
     if provider not in AVAILABLE_CHAT_PROVIDERS:
         raise ConfigError(
             f"CHAT_PROVIDER={provider} is not available in this build yet; "
@@ -141,16 +150,18 @@ async def _open_chat(
             from .adapters.slack import SlackSettings, open_slack_chat
 
             return await stack.enter_async_context(
-                open_slack_chat(SlackSettings.from_env(config.environ), fetch_log=fetch_log)
+                open_slack_chat(
+                    SlackSettings.from_env(config.environ), fetch_log=fetch_log, on_response=count_calls("slack")
+                )
             )
         if provider == "teams":
             from .adapters.teams import TeamsSettings, open_teams_chat
 
-            return await stack.enter_async_context(open_teams_chat(TeamsSettings.from_env(config.environ)))
+            return await stack.enter_async_context(open_teams_chat(TeamsSettings.from_env(config.environ), on_response=count_calls("teams")))
         if provider == "discord":
             from .adapters.discord import DiscordSettings, open_discord_chat
 
-            return await stack.enter_async_context(open_discord_chat(DiscordSettings.from_env(config.environ)))
+            return await stack.enter_async_context(open_discord_chat(DiscordSettings.from_env(config.environ), on_response=count_calls("discord")))
     except ImportError as exc:
         raise ConfigError(
             f"CHAT_PROVIDER={provider} needs extra packages: pip install 'opendispatch[{EXTRA_FOR[provider]}]' "
@@ -180,12 +191,12 @@ async def open_dispatcher(
     async with AsyncExitStack() as stack:
         store = store if store is not None else await _open_store(config, stack)
         sprites = sprites if sprites is not None else await _open_sprites(config, stack, store)
-        chat = chat if chat is not None else await _open_chat(config, stack, store.output)
+        metrics = PrometheusMetrics()
+        chat = chat if chat is not None else await _open_chat(config, stack, store.output, metrics)
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
         ledger = JobLedger(store)
-        metrics = PrometheusMetrics()
         relay = Relay(
             store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock, metrics=metrics
         )

@@ -23,7 +23,7 @@ import contextvars
 import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -478,10 +478,11 @@ async def open_discord_chat(
     settings: DiscordSettings,
     *,
     bot_factory: BotFactory = GatewayBot,
+    on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
 ) -> AsyncIterator[DiscordChat]:
     """The Discord chat adapter with its HTTP client and outbox; flushes queued edits on exit."""
     async with httpx.AsyncClient(
-        base_url=settings.api_base_url, headers={"User-Agent": USER_AGENT}, timeout=30.0
+        base_url=settings.api_base_url, headers={"User-Agent": USER_AGENT}, timeout=30.0, event_hooks={"response": [on_response]} if on_response else None
     ) as http:
         rest = DiscordRest(http, settings.bot_token)
         async with trio.open_nursery() as nursery:

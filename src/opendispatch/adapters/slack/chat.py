@@ -366,9 +366,10 @@ async def open_slack_chat(
     fetch_log: LogSource | None = None,
     wall_clock: Callable[[], float] = time.time,
     http_timeout_s: float = 20.0,
+    on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
 ) -> AsyncIterator[SlackChat]:
     """Check the bot token, then yield a SlackChat whose queues live as long as this block."""
-    async with httpx.AsyncClient(timeout=http_timeout_s) as http:
+    async with httpx.AsyncClient(timeout=http_timeout_s, event_hooks={"response": [on_response]} if on_response else None) as http:
         web = SlackWeb(http, api_url=settings.api_url, bot_token=settings.bot_token, pacing=settings.pacing)
         bot = await who_am_i(web)
         async with trio.open_nursery() as nursery:

@@ -6,7 +6,7 @@ adds `POST /api/messages` to our webhook server; see docs/teams.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -21,13 +21,17 @@ __all__ = ["MESSAGES_PATH", "TeamsChat", "TeamsSettings", "open_teams_chat"]
 
 
 @asynccontextmanager
-async def open_teams_chat(settings: TeamsSettings) -> AsyncIterator[TeamsChat]:
+async def open_teams_chat(
+    settings: TeamsSettings,
+    *,
+    on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+) -> AsyncIterator[TeamsChat]:
     """The adapter with its HTTP client and the nursery its outgoing queues run in.
 
     On exit it waits (briefly, shielded) for queued activities such as the last card update
     to go out, then stops.
     """
-    async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
+    async with httpx.AsyncClient(timeout=settings.http_timeout_s, event_hooks={"response": [on_response]} if on_response else None) as http:
         async with trio.open_nursery() as nursery:
             chat = TeamsChat(settings, http, nursery)
             try:
