@@ -14,7 +14,7 @@ import httpx
 
 from ...ports.metrics import Metrics
 
-_ID_LIKE = re.compile(r"^\d{3,}$|[@:]|^[A-Za-z0-9_-]{20,}$")
+_ID_LIKE = re.compile(r"^\d+$|[@:]|^[A-Za-z0-9_-]{20,}$")
 
 
 def call_name(request: httpx.Request) -> str:
