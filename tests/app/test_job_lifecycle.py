@@ -215,7 +215,7 @@ async def test_jobs_and_logs_come_from_the_store() -> None:
         await h.say("/od-jobs --all")
         everyone = h.chat.messages()[-1]
         assert isinstance(everyone, JobTable) and [j.id for j in everyone.jobs] == [other.id, job.id]
-        await h.say(f"/od-logs j-00000000")
+        await h.say("/od-logs j-00000000")
         assert "No job j-00000000" in h.notices()[-1]
 
 

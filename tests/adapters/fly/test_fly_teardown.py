@@ -5,26 +5,18 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
 
 from opendispatch.adapters.fly.emulator import MachinesEmulator, serve_emulator
+from serve_process import free_port, serve_process
 
-OPENDISPATCH = Path(sys.executable).with_name("opendispatch")
 TOKEN = "fly-teardown-token-5f1c2a"
 APP = "od-teardown-sprites"
 JOBS = 5
 SLEEP = "sleep 613"  # a job that is mid-run when the signal arrives; unique, so pgrep finds only ours
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def started(emulator: MachinesEmulator) -> int:
@@ -48,41 +40,15 @@ async def test_sigterm_destroys_every_machine_and_exits_zero(tmp_path: Path, nur
         "OPENDISPATCH_DB": str(tmp_path / "jobs.db"),
         "OPENDISPATCH_MAX_JOBS_PER_USER": "0",
     }
-    process = await trio.lowlevel.open_process(
-        [str(OPENDISPATCH), "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert process.stdin and process.stdout and process.stderr
-    stdout, stderr = bytearray(), bytearray()
-
-    async def collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
-        async for chunk in stream:
-            into.extend(chunk)
-
-    try:
-        async with trio.open_nursery() as readers:
-            readers.start_soon(collect, process.stdout, stdout)
-            readers.start_soon(collect, process.stderr, stderr)
-            with trio.fail_after(20):
-                while b"webhooks at" not in stderr:
-                    await trio.sleep(0.02)  # output arrives from another process
-                for number in range(JOBS):
-                    await process.stdin.send_all(f'/od-run -a shell "echo job {number}; {SLEEP}"\n'.encode())
-                await emulator.wait_until(lambda e: started(e) == JOBS)
-                while stdout.count(b"\xe2\x94\x82 job ") < JOBS:  # every sidecar relayed its first line
-                    await trio.sleep(0.02)
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(20):
-                code = await process.wait()
-            readers.cancel_scope.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-    text = stdout.decode() + stderr.decode()
+    async with serve_process(env, tmp_path) as serve:
+        await serve.wait_for("webhooks at")
+        for number in range(JOBS):
+            await serve.say(f'/od-run -a shell "echo job {number}; {SLEEP}"')
+        with trio.fail_after(20):
+            await emulator.wait_until(lambda e: started(e) == JOBS)
+        await serve.count("│ job ", JOBS)  # every sidecar relayed its first line
+        code = await serve.stop(signal.SIGTERM)
+    text = serve.text
     assert code == 0, text
     assert emulator.live_machines() == []
     assert len(emulator.machines) == JOBS
