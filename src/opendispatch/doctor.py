@@ -58,14 +58,18 @@ PROVIDERS: Mapping[str, tuple[Variable, ...]] = {
         Variable("SLACK_BOT_TOKEN", True, "xoxb- token: Slack app → OAuth & Permissions"),
         Variable("SLACK_APP_TOKEN", False, "xapp- token for Socket Mode: Basic Information → App-Level Tokens"),
         Variable("SLACK_SIGNING_SECRET", False, "for HTTP mode: Basic Information → Signing Secret"),
+        Variable("SLACK_MODE", False, "socket (needs SLACK_APP_TOKEN) or http (needs SLACK_SIGNING_SECRET)", "socket"),
     ),
     "teams": (
         Variable("TEAMS_APP_ID", True, "Azure Bot registration → Microsoft App ID"),
         Variable("TEAMS_APP_PASSWORD", True, "Azure Bot registration → client secret"),
+        Variable("TEAMS_TENANT_ID", False, "single-tenant bots (all new ones): Azure → Microsoft Entra ID → Tenant ID"),
     ),
     "discord": (
         Variable("DISCORD_BOT_TOKEN", True, "Discord developer portal → Bot → Token"),
         Variable("DISCORD_CLIENT_ID", True, "Discord developer portal → General Information → Application ID"),
+        Variable("DISCORD_GUILD_ID", False, "register commands in one server for instant updates (else global)"),
+        Variable("DISCORD_PUBLIC_KEY", False, "HTTP-interactions mode: General Information → Public Key"),
     ),
 }
 
