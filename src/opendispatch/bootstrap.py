@@ -25,6 +25,7 @@ from .app.job_runner import JobRunner, RunnerSettings
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
+from .app.sessions import SessionManager, SessionSettings
 from .config import AVAILABLE_CHAT_PROVIDERS, Config
 from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
@@ -32,6 +33,7 @@ from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
 from .ports.chat import ChatPort
 from .ports.job_store import JobStore
+from .ports.session_store import SessionStore
 from .ports.sprites import Sprite, SpritePort
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,44 @@ async def _start_fly_emulator(config: Config, stack: AsyncExitStack) -> tuple[st
     return url, token, app, config.sprite_image or f"registry.fly.io/{app}/agent:emulated"
 
 
+@attrs.define
+class _LateSessions:
+    """The webhook's session routes, answered once the SessionManager exists.
+
+    The webhook server starts first (its bound URL is the sprites' callback URL); a sprite
+    that asks during those milliseconds simply waits.
+    """
+
+    target: SessionManager | None = None
+    ready: trio.Event = attrs.Factory(trio.Event)
+
+    def attach(self, target: SessionManager) -> None:
+        self.target = target
+        self.ready.set()
+
+    async def _manager(self) -> SessionManager:
+        await self.ready.wait()
+        assert self.target is not None
+        return self.target
+
+    async def next_message(self, authorization: str | None, session_id: object, running: str | None, wait_s: float) -> Any:
+        return await (await self._manager()).next_message(authorization, session_id, running, wait_s)
+
+    async def agent_state(self, authorization: str | None, job_id: object) -> str | None:
+        return await (await self._manager()).agent_state(authorization, job_id)
+
+    async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None:
+        await (await self._manager()).save_agent_state(authorization, job_id, state)
+
+
+def session_settings_for(config: Config) -> SessionSettings:
+    return SessionSettings(
+        idle_suspend_s=config.session_idle_s,
+        max_idle_s=config.session_max_idle_s,
+        allow_shell=config.allow_shell_sessions,
+    )
+
+
 #: Live output page size per platform: each page must fit one message with its header.
 PAGE_CHARS = {"console": 3000, "slack": 3000, "teams": 2800, "discord": 1800}
 EXTRA_FOR = {"slack": "slack", "teams": "teams", "discord": "discord"}
@@ -186,6 +226,7 @@ async def open_dispatcher(
     bind: str | None = None,
     runner_settings: RunnerSettings | None = None,
     wall_clock: Callable[[], float] = time.time,
+    session_settings: SessionSettings | None = None,
 ) -> AsyncIterator[Running]:
     """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites."""
     async with AsyncExitStack() as stack:
@@ -200,12 +241,18 @@ async def open_dispatcher(
         relay = Relay(
             store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock, metrics=metrics
         )
-        reconciled = await reconcile(store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock)
+        session_store = store if isinstance(store, SessionStore) else None
+        live_sessions = [s.id for s in await session_store.live_sessions()] if session_store is not None else []
+        late_sessions = _LateSessions()
+        reconciled = await reconcile(
+            store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock, sessions=live_sessions
+        )
         webhook_app = build_webhook_app(
             relay,
             health=lambda: {"liveJobs": len(relay.live)},
             extra_routes=[metrics.http_route(), *(chat.http_routes() if hasattr(chat, "http_routes") else ())],
             on_answer=metrics.webhook_request,
+            sessions=late_sessions if session_store is not None else None,
         )
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
@@ -223,6 +270,25 @@ async def open_dispatcher(
                 settings=runner_settings or runner_settings_for(config),
                 metrics=metrics,
             )
+            sessions = None
+            if session_store is not None:
+                sessions = SessionManager(
+                    store=session_store,
+                    jobs=store,
+                    ledger=ledger,
+                    runner=runner,
+                    sprites=sprites,
+                    chat=chat,
+                    tokens=tokens,
+                    callback_url=config.open_dispatch_url or bound_url,
+                    passthrough=config.passthrough,
+                    wall_clock=wall_clock,
+                    settings=session_settings or session_settings_for(config),
+                    access=config.access,
+                )
+                runner.session_sprites = sessions
+                await nursery.start(sessions.run)  # loads stored sessions before jobs are adopted
+                late_sessions.attach(sessions)
             dispatcher = Dispatcher(
                 store=store,
                 chat=chat,
@@ -234,12 +300,15 @@ async def open_dispatcher(
                 ),
                 wall_clock=wall_clock,
                 access=config.access,
+                sessions=sessions,
             )
             await nursery.start(dispatcher.run)
             for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through
                 kept = await store.get(job_id)
                 if kept.sprite_id is not None:
                     await dispatcher.adopt(kept, Sprite(id=kept.sprite_id, job_id=kept.id))
+            if sessions is not None:
+                await sessions.resume_all()
             reaper = StaleJobReaper(
                 store=store,
                 ledger=ledger,
@@ -248,6 +317,7 @@ async def open_dispatcher(
                 wall_clock=wall_clock,
                 supervised=lambda: relay.live.keys(),
                 interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
+                waiting=sessions.waiting_jobs if sessions is not None else lambda: (),
                 period_s=config.reaper_period_s,
                 silence_s=config.silence_s,
             )

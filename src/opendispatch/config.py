@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
-from .domain.job_spec import AgentKind, validate_image
+from .domain.job_spec import AgentKind, parse_duration, validate_image
 from .domain.sidecar import PASSTHROUGH_SECRETS
 
 CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
@@ -80,6 +80,9 @@ class Config:
     fly: FlyOptions = FlyOptions()
     reaper_period_s: float = 60.0
     silence_s: float | None = 1800.0
+    allow_shell_sessions: bool = False
+    session_idle_s: float = 900.0
+    session_max_idle_s: float = 86400.0
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -144,6 +147,11 @@ class Config:
             fly=fly,
             reaper_period_s=float(_whole_number("OPENDISPATCH_REAPER_PERIOD_S", get("OPENDISPATCH_REAPER_PERIOD_S"), 60)),
             silence_s=_silence(get("OPENDISPATCH_SILENCE_S")),
+            allow_shell_sessions=_flag("OPENDISPATCH_ALLOW_SHELL_SESSIONS", get("OPENDISPATCH_ALLOW_SHELL_SESSIONS")),
+            session_idle_s=_session_duration("OPENDISPATCH_SESSION_IDLE", get("OPENDISPATCH_SESSION_IDLE"), 900.0),
+            session_max_idle_s=_session_duration(
+                "OPENDISPATCH_SESSION_MAX_IDLE", get("OPENDISPATCH_SESSION_MAX_IDLE"), 86400.0
+            ),
             environ=dict(env),
         )
 
@@ -271,3 +279,27 @@ def _silence(text: str | None) -> float | None:
     if not text.isdigit():
         raise ConfigError(f"OPENDISPATCH_SILENCE_S={text!r} must be whole seconds (0 = never reap silent jobs).")
     return float(text) or None
+
+
+def _flag(name: str, text: str | None) -> bool:
+    """A yes/no switch: 1/true/yes/on or 0/false/no/off (unset = off)."""
+    if text is None:
+        return False
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={text!r} must be 1 or 0 (true/false, yes/no, on/off).")
+
+
+def _session_duration(name: str, text: str | None, default: float) -> float:
+    """Whole seconds (any length) or a duration such as 15m, 24h."""
+    if text is None:
+        return default
+    if text.isdigit() and int(text) >= 1:
+        return float(text)
+    try:
+        return parse_duration(text)
+    except Exception:
+        raise ConfigError(f"{name}={text!r} must be a duration such as 15m or 24h, or whole seconds.") from None

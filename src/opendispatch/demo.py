@@ -61,6 +61,12 @@ def demo_script(project: Path) -> list[str]:
     return [
         f'/od-run --repo {project} --agent shell --timeout 2m "python3 run_tests.py"',
         f"/od-run --repo {project} --agent shell 'echo \"checking the build\" && python3 run_tests.py --fail'",
+        # A persistent session: two plain messages, the second sees the first one's file.
+        f"/od-start demo-session --repo {project} --agent shell --persistent",
+        "python3 run_tests.py > last-run.txt; tail -n 1 last-run.txt",
+        "echo 'the session kept last-run.txt:' && cat last-run.txt",
+        "/od-list",
+        "/od-stop demo-session",
         "/od-jobs",
     ]
 
@@ -68,7 +74,12 @@ def demo_script(project: Path) -> list[str]:
 async def run_demo(config: Config, *, interactive: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="opendispatch-demo-") as tmp:
         project = make_demo_project(Path(tmp) / "project")
-        config = attrs.evolve(config, database_path=str(Path(tmp) / "jobs.db"), open_dispatch_url=None)
+        config = attrs.evolve(
+            config,
+            database_path=str(Path(tmp) / "jobs.db"),
+            open_dispatch_url=None,
+            allow_shell_sessions=True,  # the demo's session runs shell commands (no agent CLI here)
+        )
         async with open_dispatcher(config, bind="127.0.0.1:0") as running:
             print(f"Open-Dispatch demo: webhooks at {running.webhook_url}, project at {project}\n", flush=True)
             if interactive:
@@ -80,6 +91,8 @@ async def run_demo(config: Config, *, interactive: bool) -> int:
             for text in demo_script(project):
                 print(f"you> {text}", flush=True)
                 await running.dispatcher.handle(Inbound(where, who, text))
+                if running.dispatcher.sessions is not None:
+                    await running.dispatcher.sessions.wait_idle()
                 await running.dispatcher.wait_idle()
                 print(flush=True)
     return 0

@@ -184,12 +184,12 @@ async def test_bad_commands_get_usage_and_internal_errors_get_a_reference() -> N
     async with open_harness(store=StoreOnFire()) as h:
         await h.say("/od-run --bogus x")
         await h.say("/od-frobnicate")
-        await h.say("/od-start mybot --persistent")
+        await h.say("/od-start mybot --persistent --agent shell")  # shell sessions are off by default
         await h.say("hello there")
         notices = h.notices()
         assert "--bogus" in notices[0] and "Usage" in notices[0]
         assert "od-run" in notices[1]
-        assert "not available yet" in notices[2]
+        assert "OPENDISPATCH_ALLOW_SHELL_SESSIONS" in notices[2]
         assert "/od-help" in notices[3]
         assert all("Traceback" not in n for n in notices)
         job = await h.run('/od-run -a shell "x"')

@@ -28,6 +28,8 @@ def test_the_demo_prints_a_succeeded_and_a_failed_job_and_exits_0_with_stdin_clo
     assert "Failed at agent exit" in out
     assert "4 passed, 0 failed" in out and "3 passed, 1 failed" in out
     assert "Recent jobs of demo" in out
+    assert "Session demo-session started" in out and "the session kept last-run.txt:" in out
+    assert "Session demo-session ended" in out and "after 2 message(s)" in out
     assert "Traceback" not in out + result.stderr
     assert "odj1." not in out + result.stderr  # no job token printed anywhere
 

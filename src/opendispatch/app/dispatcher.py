@@ -39,6 +39,7 @@ from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite
 from .job_runner import JobRunner
+from .sessions import SessionManager, session_table_lines
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class Dispatcher:
         parse_settings: ParseSettings,
         wall_clock: Callable[[], float],
         access: AccessPolicy = AccessPolicy(),
+        sessions: SessionManager | None = None,
     ) -> None:
+        self.sessions = sessions
         self.access = access
         self.store = store
         self.chat = chat
@@ -91,6 +94,10 @@ class Dispatcher:
 
     async def _handle(self, inbound: Inbound) -> None:
         if not is_command(inbound.text):
+            # Plain chat in a session's conversation is a message for it. Adapters never hand
+            # us the bot's own messages, and anything that parses as a command stays a command.
+            if self.sessions is not None and await self.sessions.route(inbound):
+                return
             await self._reply(inbound.conversation, Notice("Not a command. Type /od-help for the list."))
             return
         command = parse_command(inbound.text, self.parse_settings)
@@ -114,6 +121,32 @@ class Dispatcher:
                 await self._reply(conversation, LogExcerpt(job=job, lines=tuple(lines), total_lines=total))
             case ShowHelp(topic=topic):
                 await self._reply(conversation, Notice(help_text(topic), ephemeral=True))
+            case ListSessions() if self.sessions is not None:
+                now = self.wall_clock()
+                live_sessions = self.sessions.live_sessions()
+                if live_sessions:  # one message when there are none, as before sessions existed
+                    await self._reply(conversation, Notice("\n".join(session_table_lines(live_sessions, now))))
+                jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
+                await self._reply(
+                    conversation,
+                    JobTable(
+                        title="Running jobs",
+                        jobs=tuple(jobs),
+                        now=now,
+                        empty_text=(
+                            "No job is running."
+                            if live_sessions
+                            else "No sessions or jobs are running. Start one with /od-start NAME or /od-run."
+                        ),
+                    ),
+                )
+            case StartSession() if self.sessions is not None:
+                self.access.check_spec(command.spec, default_image=self.parse_settings.default_image)
+                await self.sessions.start(command, conversation, user)
+            case StopSession(name=name) if self.sessions is not None:
+                await self.sessions.stop(name, user, conversation)
+            case SendToSession(name=name, message=message) if self.sessions is not None:
+                return await self.sessions.send(name, message, conversation, user)
             case ListSessions():
                 jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
                 await self._reply(
@@ -156,6 +189,9 @@ class Dispatcher:
             raise JobAlreadyFinished(f"Job {job_id} already ended ({job.state.value}) {ago} ago.")
         self.access.check_may_cancel(user, job.requested_by, job_id)
         if not await self.runner.cancel(job_id, by=user.name):
+            if self.sessions is not None and await self.sessions.cancel_queued(job_id, by=user.name):
+                await self._reply(conversation, Notice(f"Cancelled {job_id} (it was waiting in its session's queue)."))
+                return
             raise JobAlreadyFinished(f"Job {job_id} is not running in this dispatcher.")
         await self._reply(conversation, Notice(f"Cancelling {job_id}…"))
 

@@ -11,6 +11,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import attrs
 import trio
@@ -32,6 +33,28 @@ from .live_job import LiveJob
 from .relay import Relay
 
 log = logging.getLogger(__name__)
+
+
+class SessionSprites(Protocol):
+    """The hook sessions plug into the runner (the SessionManager implements it).
+
+    A message of a persistent session runs on the session's sprite: the runner hands the job
+    over instead of spawning, and gives it back instead of destroying the sprite.
+    """
+
+    def environment(self, job: Job) -> Mapping[str, str]:
+        """Extra sprite environment for a session's job ({} for a one-shot job)."""
+        ...
+
+    def provides_sprite(self, job: Job) -> bool: ...
+
+    async def deliver(self, job: Job, token: str) -> Sprite:
+        """Hand the job to its session's sprite; raise `DispatchError` when that cannot be done."""
+        ...
+
+    async def release(self, job: Job, sprite: Sprite) -> None:
+        """The job ended; the sprite stays with its session."""
+        ...
 
 
 @attrs.frozen
@@ -88,6 +111,7 @@ class JobRunner:
         self.wall_clock = wall_clock
         self.settings = settings
         self.sprites_by_job: dict[str, Sprite] = {}
+        self.session_sprites: SessionSprites | None = None
 
     def live(self, job_id: str) -> LiveJob | None:
         return self.relay.live.get(job_id)
@@ -169,8 +193,14 @@ class JobRunner:
         token = self.tokens.issue(job.id, expires_at)
         live.redactor = live.redactor.with_secrets(token)
         env = sprite_environment(job, token=token, callback_url=self.callback_url, passthrough=self.passthrough)
+        hook = self.session_sprites
+        if hook is not None:
+            env.update(hook.environment(job))
         try:
-            sprite = await self.sprites.spawn(SpriteRequest(job_id=job.id, image=job.spec.image, env=env))
+            if hook is not None and hook.provides_sprite(job):
+                sprite = await hook.deliver(job, token)
+            else:
+                sprite = await self.sprites.spawn(SpriteRequest(job_id=job.id, image=job.spec.image, env=env))
         except DispatchError as exc:
             reason = live.redactor.redact(str(exc))
             await self._finish(live, lambda j: j.failed(FailureStage.SPAWN, reason, at=self.wall_clock()))
@@ -246,7 +276,10 @@ class JobRunner:
         self.metrics.live_sprites(len(self.sprites_by_job))
         if sprite is not None:
             try:
-                await self.sprites.destroy(sprite.id)
+                if self.session_sprites is not None and self.session_sprites.provides_sprite(live.job):
+                    await self.session_sprites.release(live.job, sprite)
+                else:
+                    await self.sprites.destroy(sprite.id)
             except Exception:
                 log.exception("job %s: could not destroy sprite %s", live.job.id, sprite.id)
         if live.saw_unsequenced:

@@ -10,6 +10,8 @@ Policy:
 - a job stored as active whose recorded sprite is gone is `lost`, and its channel gets the card;
 - a job stored as active whose sprite still runs is left alone: its sidecar still reports
   (job tokens survive restarts) and the reaper ends it at its deadline if nobody else does.
+- a sprite of a live session (its `job_id` is the session's id) is kept: it waits for the
+  session's next message; a message running on it is kept like any running job.
 """
 
 from __future__ import annotations
@@ -91,8 +93,12 @@ async def reconcile(
     chat: ChatPort,
     wall_clock: Callable[[], float],
     supervised: Collection[str] = (),
+    sessions: Collection[str] = (),
 ) -> ReconcileReport:
-    """Destroy orphan sprites and mark jobs whose sprite is gone as lost (see the module doc)."""
+    """Destroy orphan sprites and mark jobs whose sprite is gone as lost (see the module doc).
+
+    `sessions` are the ids of live sessions: their sprites are not orphans.
+    """
     ender = _Ender(store, ledger, sprites, chat, wall_clock)
     try:
         listed = await sprites.list_sprites()
@@ -101,8 +107,9 @@ async def reconcile(
         return ReconcileReport()
     destroyed: list[str] = []
     running_on: dict[str, list[Sprite]] = {}
+    session_sprites = {sprite.id for sprite in listed if sprite.job_id in sessions}
     for sprite in listed:
-        if sprite.job_id in supervised:
+        if sprite.job_id in supervised or sprite.id in session_sprites:
             continue
         job = await _job_or_none(store, sprite.job_id)
         if job is None or job.is_finished:
@@ -114,6 +121,9 @@ async def reconcile(
     for job in await store.recent(limit=SCAN_LIMIT, states=ACTIVE_STATES):
         if job.id in supervised or job.id in running_on or job.sprite_id is None:
             continue  # no sprite recorded: its spawn may still be landing; the reaper has the deadline
+        if job.session is not None and job.sprite_id in session_sprites:
+            running_on.setdefault(job.id, [])  # a message running on its session's sprite
+            continue
         now = wall_clock()
         if await ender.end(job, lambda j: j.lost(LOST_AT_RESTART, at=now)) is not None:
             lost.append(job.id)
@@ -160,6 +170,8 @@ class StaleJobReaper:
     wall_clock: Callable[[], float]
     supervised: Callable[[], Collection[str]] = lambda: ()
     interrupt: Callable[[str], Awaitable[object]] | None = None
+    #: Jobs waiting in a session's queue: not started, so neither late nor silent.
+    waiting: Callable[[], Collection[str]] = lambda: ()
     period_s: float = DEFAULT_REAPER_PERIOD_S
     silence_s: float | None = DEFAULT_SILENCE_S
     _seen: dict[str, _Seen] = attrs.field(factory=dict, init=False)
@@ -177,7 +189,10 @@ class StaleJobReaper:
         """One pass; returns the jobs it ended."""
         ender = _Ender(self.store, self.ledger, self.sprites, self.chat, self.wall_clock)
         supervised = set(self.supervised())
-        active = await self.store.recent(limit=SCAN_LIMIT, states=ACTIVE_STATES)
+        waiting = set(self.waiting())
+        active = [
+            job for job in await self.store.recent(limit=SCAN_LIMIT, states=ACTIVE_STATES) if job.id not in waiting
+        ]
         self._seen = {job_id: seen for job_id, seen in self._seen.items() if job_id in {j.id for j in active}}
         ended: list[Job] = []
         for job in active:

@@ -21,6 +21,7 @@ from ..ports.metrics import Metrics, NoMetrics
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
+from .pacing import SenderPacer
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ class Relay:
         wall_clock: Callable[[], float],
         finished_grace_s: float = FINISHED_GRACE_S,
         metrics: Metrics | None = None,
+        pacer: SenderPacer | None = None,
     ) -> None:
         self.metrics = metrics or NoMetrics()
+        self.pacer = pacer or SenderPacer()
         self.store = store
         self.ledger = ledger
         self.tokens = tokens
@@ -59,6 +62,11 @@ class Relay:
             raise InvalidToken()
         self.tokens.verify(token, job_id, now=self.wall_clock())
         current_job_id.set(job_id)
+        live = self.live.get(job_id)
+        if live is not None:
+            # A job this process supervises is in memory and kept current (a store read per
+            # request costs a worker-thread hop; see docs/performance.md).
+            return live.job
         try:
             return await self.store.get(job_id)
         except UnknownJob:
@@ -68,20 +76,25 @@ class Relay:
         if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:
             raise JobClosed(job.id)
 
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> None:
+    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
+        """Store and show a batch; returns the `batchIntervalMs` to ask the sidecar for, if any."""
         job = await self.authorize(authorization, batch.job_id)
         self._refuse_if_closed(job)
+        advice = None if job.is_finished else self.pacer.note(job.id, trio.current_time())
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
         lines = redactor.redact_lines(batch.lines)
         if not await self.store.append_output(job.id, batch.seq, lines):
-            return  # a retry of a batch we already have: acknowledged, not repeated
+            return advice  # a retry of a batch we already have: acknowledged, not repeated
         self.lines_relayed += len(lines)
         self.metrics.lines_relayed(len(lines))
         if live is not None and not job.is_finished:
             live.accept(batch.seq, lines, trio.current_time())
         if job.state is JobState.STARTING:
-            await self.ledger.change_if_possible(job.id, _mark_running)
+            updated = await self.ledger.change_if_possible(job.id, _mark_running)
+            if live is not None and not live.job.is_finished:
+                live.job = updated
+        return advice
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
         job = await self.authorize(authorization, report.job_id)
@@ -94,9 +107,15 @@ class Relay:
         updated = await self.ledger.change_if_possible(
             job.id, lambda current: _apply_status(current, report, now, redactor)
         )
-        if updated.is_finished and live is not None:
+        if updated.is_finished:
+            self.pacer.forget(job.id)
+        if live is None:
+            return
+        if updated.is_finished:
             live.job = updated
             live.finished.set()
+        elif not live.job.is_finished:
+            live.job = updated  # e.g. running: later requests are authorised from memory
 
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None:
         job = await self.authorize(authorization, report.job_id)

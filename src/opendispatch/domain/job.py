@@ -115,6 +115,8 @@ class Job:
     failure: Failure | None = None
     cancelled_by: str | None = None
     artifacts: tuple[Artifact, ...] = ()
+    #: The session this job is a message of (its id), or None for a one-shot job.
+    session: str | None = None
 
     @classmethod
     def queued(cls, job_id: str, spec: JobSpec, conversation: Conversation, user: User, at: float) -> Job:

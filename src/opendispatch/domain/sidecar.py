@@ -77,3 +77,49 @@ def sprite_environment(
         env["REPO"] = job.spec.repo
     env.update({name: value for name, value in passthrough.items() if value})
     return env
+
+
+#: `OPENDISPATCH_SESSION_MODE` values the sidecar understands.
+SESSION_MODE_PERSISTENT = "persistent"  # one sprite for the session: long-poll for each message
+SESSION_MODE_HANDOVER = "handover"  # one sprite per message: restore, then hand back, the agent's state
+
+
+def session_job_environment(session_id: str, agent_session_id: str) -> dict[str, str]:
+    """What a non-persistent session's message adds to `sprite_environment`.
+
+    The sidecar fetches the agent's saved conversation before the agent runs, continues it
+    (`AGENT_SESSION_ID`), and hands the new state back before its final status.
+    """
+    return {
+        "OPENDISPATCH_SESSION_MODE": SESSION_MODE_HANDOVER,
+        "SESSION_ID": session_id,
+        "AGENT_SESSION_ID": agent_session_id,
+    }
+
+
+def session_sprite_environment(
+    *,
+    session_id: str,
+    token: str,
+    agent: str,
+    agent_session_id: str,
+    repo: str | None,
+    branch: str,
+    callback_url: str,
+    passthrough: Mapping[str, str],
+) -> dict[str, str]:
+    """A persistent session's sprite: no job yet; it asks for each message with `SESSION_TOKEN`."""
+    env = {
+        "OPENDISPATCH_SESSION_MODE": SESSION_MODE_PERSISTENT,
+        "SESSION_ID": session_id,
+        "SESSION_TOKEN": token,
+        "OPEN_DISPATCH_URL": callback_url.rstrip("/"),
+        "AGENT": agent,
+        "COMMAND": agent,
+        "AGENT_SESSION_ID": agent_session_id,
+        "BRANCH": branch,
+    }
+    if repo:
+        env["REPO"] = repo
+    env.update({name: value for name, value in passthrough.items() if value})
+    return env

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -36,4 +36,21 @@ class SpritePort(Protocol):
 
     async def list_sprites(self) -> list[Sprite]:
         """Sprites this dispatcher owns and that still exist (for reconciliation)."""
+        ...
+
+
+@runtime_checkable
+class SuspendableSprites(Protocol):
+    """A backend that can pause an idle sprite and resume it (persistent sessions).
+
+    Suspend keeps memory and disk, so the sidecar, the workspace and the agent's conversation
+    are all there after `wake`. Backends without it keep idle session sprites running.
+    """
+
+    async def suspend(self, sprite_id: str) -> None:
+        """Pause the sprite; returns once it is paused."""
+        ...
+
+    async def wake(self, sprite_id: str) -> None:
+        """Resume a paused sprite (a running one is fine); returns once it runs."""
         ...

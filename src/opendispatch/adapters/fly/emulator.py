@@ -8,7 +8,8 @@ created → starting → started; when the process exits it records an exit even
 stopping → stopped, then (with `auto_destroy`) destroying → destroyed.
 
 Implemented: list (filters `metadata.*`, `state`, `region`, `include_deleted`), create,
-get, stop, destroy (`force`/`kill`; 412 on a running machine without it), wait (`state`,
+get, stop, suspend (SIGSTOP to the process group: memory and workspace kept, as Fly's
+snapshot keeps them) and start of a suspended machine (SIGCONT), destroy (`force`/`kill`; 412 on a running machine without it), wait (`state`,
 `timeout`, 408 on expiry, 400 on bad parameters), metadata read, and leases (409 when held).
 Faults on demand: `inject_fault(429 | 5xx, ...)`, optionally after the create took effect.
 
@@ -359,6 +360,7 @@ class MachinesEmulator:
         self._move(machine, "destroying", "destroy", source="user")
         if machine.process is not None and not machine.exited.is_set():
             _kill_group(machine, signal.SIGTERM)
+            _kill_group(machine, signal.SIGCONT)  # a suspended machine must see the SIGTERM
             with trio.move_on_after(self.kill_grace_s):
                 await machine.exited.wait()
             _kill_group(machine, signal.SIGKILL)
@@ -500,6 +502,37 @@ class MachinesEmulator:
                 return _error(400, f"unknown signal {name}", "invalid_argument")
             await self._stop(machine, signum)
             return _ok({"ok": True})
+
+        @app.post(f"{base}/<machine_id>/suspend")
+        async def suspend_machine(app_name: str, machine_id: str) -> Response:
+            machine = find_machine(app_name, machine_id)
+            if isinstance(machine, Response):
+                return machine
+            if machine.state == "suspended":
+                return _ok({"ok": True})
+            if machine.state != "started" or machine.process is None or machine.exited.is_set():
+                return _error(412, f"machine {machine_id} is {machine.state}; only a started machine can be suspended",
+                              "failed_precondition")
+            self._move(machine, "suspending", "suspend", source="user")
+            _kill_group(machine, signal.SIGSTOP)
+            self._move(machine, "suspended", "suspend")
+            return _ok({"ok": True})
+
+        @app.post(f"{base}/<machine_id>/start")
+        async def start_machine(app_name: str, machine_id: str) -> Response:
+            machine = find_machine(app_name, machine_id)
+            if isinstance(machine, Response):
+                return machine
+            previous = machine.state
+            if previous == "suspended":
+                self._move(machine, "starting", "start", source="user")
+                machine.reached.discard("started")  # a `wait` for started now means "started again"
+                _kill_group(machine, signal.SIGCONT)
+                self._move(machine, "started", "start")
+            elif previous != "started":
+                return _error(412, f"machine {machine_id} is {previous}; this emulator resumes suspended machines only",
+                              "failed_precondition")
+            return _ok({"previous_state": previous, "migrated": False, "new_host": ""})
 
         @app.get(f"{base}/<machine_id>/wait")
         async def wait_machine(app_name: str, machine_id: str) -> Response:

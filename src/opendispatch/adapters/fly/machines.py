@@ -149,6 +149,29 @@ class FlySprites:
             f"Remove it with `fly machine destroy --force {sprite_id} -a {self.settings.app}`."
         )
 
+    async def suspend(self, sprite_id: str) -> None:
+        """`POST /suspend` (RAM and disk snapshot), then wait until `suspended` (reference §2, §5)."""
+        await self._lifecycle(sprite_id, "suspend", "suspended")
+
+    async def wake(self, sprite_id: str) -> None:
+        """`POST /start` resumes a suspended machine; then wait until `started`."""
+        await self._lifecycle(sprite_id, "start", "started")
+
+    async def _lifecycle(self, sprite_id: str, action: str, state: str) -> None:
+        response = await self._call("POST", machines_path(self.settings.app, sprite_id, action))
+        if response.status_code == 404:
+            raise SpriteProviderUnavailable(f"Fly machine {sprite_id} is gone; a new sprite is needed.")
+        if not response.is_success:
+            raise SpriteProviderUnavailable(
+                f"Fly.io could not {action} machine {sprite_id}: {self._message(response)}. {TROUBLESHOOTING}"
+            )
+        with trio.move_on_after(self.settings.start_timeout_s) as waiting:
+            await self._wait_for(sprite_id, state)
+        if waiting.cancelled_caught:
+            raise SpriteProviderUnavailable(
+                f"Fly machine {sprite_id} did not become {state} within {self.settings.start_timeout_s:g}s."
+            )
+
     async def list_sprites(self) -> list[Sprite]:
         """Machines carrying this dispatcher's metadata that have not ended."""
         machines = await self._list({f"metadata.{META_DISPATCHER}": self.settings.instance})

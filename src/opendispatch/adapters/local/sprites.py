@@ -27,6 +27,7 @@ from ...ports.sprites import Sprite, SpriteRequest
 from .sidecar import sidecar_path
 
 DEFAULT_TERM_GRACE_S = 5.0
+SUSPEND_SETTLE_S = 2.0
 WORKSPACE_ENV = "OPENDISPATCH_WORKSPACE"
 
 
@@ -153,6 +154,7 @@ class LocalSprites:
         try:
             try:
                 _signal_group(local.process, signal.SIGTERM)
+                _signal_group(local.process, signal.SIGCONT)  # a suspended sprite must see the SIGTERM
                 with trio.move_on_after(self.term_grace_s):
                     await local.process.wait()
             finally:
@@ -173,12 +175,49 @@ class LocalSprites:
         pid = int(orphan["pid"])
         try:
             _kill_group(pid, signal.SIGTERM)
+            _kill_group(pid, signal.SIGCONT)
             with trio.move_on_after(self.term_grace_s):
                 await _wait_pid_exit(pid)
         finally:
             _kill_group(pid, signal.SIGKILL)
         await trio.to_thread.run_sync(shutil.rmtree, orphan["workspace"], True)
         self._unregister(sprite_id)
+
+    # Suspend and wake (persistent sessions): SIGSTOP / SIGCONT to the sprite's process group.
+    # Memory, open files and the workspace stay as they are, which is what Fly's suspend gives;
+    # the sidecar's long-poll may fail after the wake and is simply asked again.
+
+    async def suspend(self, sprite_id: str) -> None:
+        self._signal_sprite(sprite_id, signal.SIGSTOP)
+        with trio.move_on_after(SUSPEND_SETTLE_S):  # the kernel stops the group when it next runs
+            while not self.is_suspended(sprite_id):
+                await trio.sleep(0.01)
+
+    async def wake(self, sprite_id: str) -> None:
+        self._signal_sprite(sprite_id, signal.SIGCONT)
+        await trio.lowlevel.checkpoint()
+
+    def is_suspended(self, sprite_id: str) -> bool:
+        """True when the sprite's main process is stopped by a signal (for tests and doctor)."""
+        local = self._sprites.get(sprite_id)
+        pid = local.process.pid if local is not None else (self._orphan(sprite_id) or {}).get("pid")
+        if pid is None:
+            return False
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0] == "T"
+        except (OSError, IndexError):
+            return False
+
+    def _signal_sprite(self, sprite_id: str, sig: signal.Signals) -> None:
+        local = self._sprites.get(sprite_id)
+        if local is not None:
+            if local.process.poll() is None:
+                _signal_group(local.process, sig)
+            return
+        orphan = self._orphan(sprite_id)
+        if orphan is None:
+            raise SpawnFailed(f"Local sprite {sprite_id} is gone; a new one is started for the next message.")
+        _kill_group(int(orphan["pid"]), sig)
 
     async def list_sprites(self) -> list[Sprite]:
         """Sprites still running and not being destroyed, including an earlier process's."""

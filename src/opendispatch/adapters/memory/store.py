@@ -10,6 +10,7 @@ import attrs
 
 from ...domain.errors import UnknownJob
 from ...domain.job import Job, JobState
+from ...domain.session import Session, SessionState
 
 
 @attrs.frozen
@@ -50,6 +51,7 @@ class MemoryJobStore:
     _output: dict[str, _JobOutput] = attrs.field(factory=dict, init=False)
     _secrets: dict[str, bytes] = attrs.field(factory=dict, init=False)
     _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
+    _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
 
     async def add(self, job: Job) -> None:
         if job.id in self._jobs:
@@ -123,3 +125,22 @@ class MemoryJobStore:
         if name not in self._secrets:
             self._secrets[name] = create()
         return self._secrets[name]
+
+    # --- SessionStore ------------------------------------------------------------------------
+
+    async def add_session(self, session: Session) -> None:
+        if session.id in self._sessions:
+            raise ValueError(f"session {session.id} is already stored")
+        self._sessions[session.id] = session
+
+    async def save_session(self, session: Session) -> None:
+        if session.id not in self._sessions:
+            raise KeyError(session.id)
+        self._sessions[session.id] = session
+
+    async def get_session(self, session_id: str) -> Session:
+        return self._sessions[session_id]
+
+    async def live_sessions(self) -> list[Session]:
+        live = [s for s in self._sessions.values() if s.state is not SessionState.STOPPED]
+        return sorted(live, key=lambda s: s.created_at)

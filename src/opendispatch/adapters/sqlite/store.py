@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator, Seque
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
+import attrs
 import cattrs.preconf.json
 import trio
 
 from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Job, JobState
+from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Output order: seq'd batches by seq, then seq-less (old sidecar) batches by arrival.
 # `unsequenced` and `seq_key` encode that order so one index serves both reads and tails.
@@ -60,6 +62,19 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 """
 
+# Version 2: sessions (one row per session, the value as JSON like jobs).
+_SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, created_at);
+"""
+
+_MIGRATIONS = {1: _SCHEMA, 2: _SESSIONS_SCHEMA}
+
 _ORDER = "unsequenced {dir}, seq_key {dir}, batch_id {dir}, line_no {dir}"
 
 _T = TypeVar("_T")
@@ -75,12 +90,32 @@ def job_from_json(text: str) -> Job:
     return _converter.loads(text, Job)
 
 
+def session_to_json(session: Session) -> str:
+    return _converter.dumps(session)
+
+
+def session_from_json(text: str) -> Session:
+    return _converter.loads(text, Session)
+
+
+@attrs.define(eq=False)
+class _PendingAppend:
+    job_id: str
+    seq: int | None
+    lines: list[str]
+    stored: bool = False
+    finished: bool = False
+    error: Exception | None = None
+
+
 class SqliteJobStore:
     """Use `open_sqlite_store(path)`; constructing one directly is for that function only."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
+        self._pending: list[_PendingAppend] = []
+        self._flush_done: trio.Event | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work` in a worker thread, one call at a time.
@@ -158,29 +193,41 @@ class SqliteJobStore:
         return [job_from_json(body) for body in await self._run(select)]
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
-        batch = list(lines)
+        """Group commit: appends that arrive while a write is in flight share the next one.
 
-        def insert(db: sqlite3.Connection) -> bool:
-            with _transaction(db):
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)",
-                    (job_id, seq, len(batch)),
-                )
-                if cursor.rowcount == 0:
-                    return False
-                batch_id = cursor.lastrowid
-                unsequenced, seq_key = (1, 0) if seq is None else (0, seq)
-                db.executemany(
-                    "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (job_id, unsequenced, seq_key, batch_id, line_no, text)
-                        for line_no, text in enumerate(batch)
-                    ],
-                )
-                return True
+        With many sidecars posting at once, one worker-thread hop and one transaction per
+        request cost more than the inserts themselves (docs/performance.md); batching them
+        keeps each caller's guarantee: it returns once its lines are committed.
+        """
+        item = _PendingAppend(job_id, seq, list(lines))
+        self._pending.append(item)
+        while not item.finished:
+            if self._flush_done is None:
+                await self._flush_appends()
+            else:
+                await self._flush_done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.stored
 
-        return await self._run(insert)
+    async def _flush_appends(self) -> None:
+        done = self._flush_done = trio.Event()
+        batch, self._pending = self._pending, []
+        try:
+            results = await self._run(lambda db: _insert_batches(db, batch))
+        except Exception as exc:
+            for item in batch:
+                item.error, item.finished = exc, True
+            raise
+        except BaseException:
+            self._pending[:0] = batch  # cancelled before the write began: the waiters retry it
+            raise
+        else:
+            for item, stored in zip(batch, results):
+                item.stored, item.finished = stored, True
+        finally:
+            self._flush_done = None
+            done.set()
 
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         if tail is not None and tail <= 0:
@@ -232,8 +279,79 @@ class SqliteJobStore:
 
         return await self._run(get_or_create)
 
+    # --- SessionStore ------------------------------------------------------------------------
+
+    async def add_session(self, session: Session) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO sessions (id, created_at, state, body) VALUES (?, ?, ?, ?)",
+                    (session.id, session.created_at, session.state.value, session_to_json(session)),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"session {session.id} is already stored") from None
+
+        await self._run(insert)
+
+    async def save_session(self, session: Session) -> None:
+        def update(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "UPDATE sessions SET state = ?, body = ? WHERE id = ?",
+                (session.state.value, session_to_json(session), session.id),
+            )
+            return cursor.rowcount
+
+        if await self._run(update) == 0:
+            raise KeyError(session.id)
+
+    async def get_session(self, session_id: str) -> Session:
+        def select(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        body = await self._run(select)
+        if body is None:
+            raise KeyError(session_id)
+        return session_from_json(body)
+
+    async def live_sessions(self) -> list[Session]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT body FROM sessions WHERE state != ? ORDER BY created_at, rowid",
+                (SessionState.STOPPED.value,),
+            )
+            return [str(row[0]) for row in rows]
+
+        return [session_from_json(body) for body in await self._run(select)]
+
     async def _close(self) -> None:
         await self._run(lambda db: db.close())
+
+
+def _insert_batches(db: sqlite3.Connection, batch: Sequence[_PendingAppend]) -> list[bool]:
+    """Each append in one transaction; False for a (job, seq) already stored."""
+    results = []
+    with _transaction(db):
+        for item in batch:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)",
+                (item.job_id, item.seq, len(item.lines)),
+            )
+            if cursor.rowcount == 0:
+                results.append(False)
+                continue
+            batch_id = cursor.lastrowid
+            unsequenced, seq_key = (1, 0) if item.seq is None else (0, item.seq)
+            db.executemany(
+                "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (item.job_id, unsequenced, seq_key, batch_id, line_no, text)
+                    for line_no, text in enumerate(item.lines)
+                ],
+            )
+            results.append(True)
+    return results
 
 
 @contextmanager
@@ -270,9 +388,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         )
     if version < SCHEMA_VERSION:
         with _transaction(db):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for step in range(version + 1, SCHEMA_VERSION + 1):  # a v1 file gains the sessions table
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ...domain.errors import InvalidToken, JobClosed
+from ...domain.session import SessionGone
 from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
 from ...ports.http import HttpRequest, HttpRoute
 from . import wire
@@ -26,9 +27,21 @@ OK: dict[str, Any] = {"ok": True}
 class ReportSink(Protocol):
     """What the webhook needs from the application (the Relay satisfies it)."""
 
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> None: ...
+    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
+        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy)."""
+        ...
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
+
+
+class SessionSink(Protocol):
+    """What session sidecars ask (the SessionManager satisfies it)."""
+
+    async def next_message(
+        self, authorization: str | None, session_id: object, running: str | None, wait_s: float
+    ) -> dict[str, Any] | None: ...
+    async def agent_state(self, authorization: str | None, job_id: object) -> str | None: ...
+    async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None: ...
 
 
 def _error(status: int, message: str) -> Response:
@@ -86,6 +99,7 @@ def build_webhook_app(
     health: Callable[[], dict[str, Any]] | None = None,
     extra_routes: Sequence[HttpRoute] = (),
     on_answer: Callable[[str, int], None] | None = None,
+    sessions: SessionSink | None = None,
 ) -> QuartTrio:
     """`on_answer(endpoint, status)` sees every webhook answer (metrics)."""
     app = QuartTrio("opendispatch.webhook")
@@ -94,7 +108,7 @@ def build_webhook_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["JSON_SORT_KEYS"] = False
 
-    def route(path: str, parse: Callable[[Any], Any], accept: Callable[..., Awaitable[None]]) -> None:
+    def route(path: str, parse: Callable[[Any], Any], accept: Callable[..., Awaitable[int | None]]) -> None:
         async def endpoint() -> Response | tuple[dict[str, Any], int]:
             answer = await answer_for()
             if on_answer is not None:
@@ -105,7 +119,7 @@ def build_webhook_app(
         async def answer_for() -> Response | tuple[dict[str, Any], int]:
             try:
                 report = parse(await _json_body())
-                await accept(request.headers.get("Authorization"), report)
+                interval_ms = await accept(request.headers.get("Authorization"), report)
             except wire.BadRequest as exc:
                 return _error(400, str(exc))
             except InvalidToken as exc:
@@ -114,6 +128,8 @@ def build_webhook_app(
                 return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
             except JobClosed as exc:
                 return _error(409, str(exc))
+            if interval_ms is not None:
+                return {**OK, "batchIntervalMs": interval_ms}, 200
             return OK, 200
 
         endpoint.__name__ = "receive_" + path.rsplit("/", 1)[-1]
@@ -122,6 +138,9 @@ def build_webhook_app(
     route("/webhooks/logs", wire.log_batch, sink.accept_logs)
     route("/webhooks/status", wire.status_report, sink.accept_status)
     route("/webhooks/artifacts", wire.artifact_report, sink.accept_artifacts)
+
+    if sessions is not None:
+        add_session_routes(app, sessions)
 
     @app.get("/openapi.json")
     async def openapi() -> Response:
@@ -145,3 +164,64 @@ def build_webhook_app(
         return _error(405, "method not allowed")
 
     return app
+
+
+#: Longest long-poll a sidecar may ask for; it asks again after each answer.
+MAX_POLL_WAIT_S = 60.0
+
+
+def add_session_routes(app: QuartTrio, sessions: SessionSink) -> None:
+    """Session sidecars: the persistent sprite's long-poll, and the agent-state handover.
+
+    `GET /webhooks/session/next?sessionId=S[&running=J][&waitS=25]` (Bearer session token):
+    200 `{jobId, jobToken, task, timeoutS}` (a message) or `{cancel: true, jobId}` (the running
+    message ended here), 204 nothing yet (ask again), 410 the session has ended (exit).
+    `GET /webhooks/session/state?jobId=J` and `POST /webhooks/session/state {jobId, state}`
+    (Bearer job token) read and write the agent's saved conversation (non-persistent sessions).
+    """
+
+    @app.get("/webhooks/session/next")
+    async def session_next() -> Response | tuple[dict[str, Any], int]:
+        try:
+            wait_s = float(request.args.get("waitS", "25"))
+        except ValueError:
+            return _error(400, "waitS must be a number of seconds")
+        if not 0 <= wait_s <= MAX_POLL_WAIT_S:
+            return _error(400, f"waitS must be between 0 and {MAX_POLL_WAIT_S:g}")
+        try:
+            answer = await sessions.next_message(
+                request.headers.get("Authorization"),
+                request.args.get("sessionId"),
+                request.args.get("running") or None,
+                wait_s,
+            )
+        except InvalidToken as exc:
+            return _error(401, str(exc))
+        except SessionGone as exc:
+            return _error(410, str(exc))
+        if answer is None:
+            return Response("", status=204)
+        return {**OK, **answer}, 200
+
+    @app.get("/webhooks/session/state")
+    async def session_state() -> Response | tuple[dict[str, Any], int]:
+        try:
+            state = await sessions.agent_state(request.headers.get("Authorization"), request.args.get("jobId"))
+        except InvalidToken as exc:
+            return _error(401, str(exc))
+        return {**OK, "state": state}, 200
+
+    @app.post("/webhooks/session/state")
+    async def save_session_state() -> Response | tuple[dict[str, Any], int]:
+        try:
+            body = await _json_body()
+            if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+                raise wire.BadRequest("the body must be {jobId, state} with state a string")
+            await sessions.save_agent_state(request.headers.get("Authorization"), body.get("jobId"), body["state"])
+        except wire.BadRequest as exc:
+            return _error(400, str(exc))
+        except InvalidToken as exc:
+            return _error(401, str(exc))
+        except RequestEntityTooLarge:
+            return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        return OK, 200

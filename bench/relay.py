@@ -1,0 +1,290 @@
+"""bench/relay: how the relay holds up with N sprites streaming at once. Not a test.
+
+For each N it starts the real server in its own process (`relay_server.py`), creates N jobs
+through `/od-run` (Dispatcher -> token -> spawn request), hands the sprites' environments to
+load-generator processes (`relay_load.py`, the real sidecar relay code), lets every sprite
+write `--rate` lines/s for `--duration` seconds, and prints what the server did with them.
+
+    bench/relay                      # N = 10, 100, 1000; 20 s each; ours and the seed's batching
+    bench/relay --quick              # 5 s each
+    bench/relay -n 1000 --duration 30 --modes ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: How a sprite batches: `ours` is the sidecar as shipped (100 ms batches, the server may ask
+#: for more through batchIntervalMs); `seed` is the seed's one POST per 20 lines.
+MODES = {"ours": {"batch_ms": 100.0}, "seed": {"batch_ms": 2000.0}}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Server:
+    def __init__(self, edit_interval: float, request_budget: float) -> None:
+        command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
+        if request_budget:
+            command += ["--request-budget", str(request_budget)]
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = self.read()
+        self.pid = self.proc.pid
+
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the bench server exited early (code {self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        try:
+            self.send({"cmd": "quit"})
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: str, folder: str) -> dict[str, Any]:
+    procs = max(1, math.ceil(len(jobs) / args.sprites_per_generator))
+    start_at = time.time() + 1.0 + len(jobs) / 1000.0  # let every generator set its relays up
+    running: list[tuple[subprocess.Popen[str], IO[str]]] = []
+    for index in range(procs):
+        part = jobs[index::procs]
+        path = Path(folder) / f"jobs-{index}.json"
+        path.write_text(json.dumps(part))
+        command = [
+            PYTHON,
+            str(HERE / "relay_load.py"),
+            str(path),
+            "--duration", str(args.duration),
+            "--rate", str(args.rate),
+            "--batch-ms", str(MODES[mode]["batch_ms"]),
+            "--line-chars", str(args.line_chars),
+            "--start-at", str(start_at),
+        ]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        running.append((proc, proc.stdout))
+    merged: dict[str, Any] = {"sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0}
+    for proc, out in running:
+        text = out.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"a load generator failed (exit {proc.returncode})")
+        result = json.loads(text)
+        merged["sent"].update(result["sent"])
+        merged["started"] = min(merged["started"], result["started"])
+        merged["delivered_at"] = max(merged["delivered_at"], result["delivered_at"])
+        merged["lag"] = max(merged["lag"], result["producer_lag_max_s"])
+        merged["cpu_s"] += usage.ru_utime + usage.ru_stime
+    merged["generators"] = procs
+    return merged
+
+
+def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]:
+    """py-spy (pip install py-spy) on the server while the sprites stream: collapsed stacks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(PYTHON).with_name("py-spy")
+    output = folder / f"relay-{name}.txt"
+    command = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--gil", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    server = Server(args.edit_interval, args.request_budget)
+    try:
+        server.send({"cmd": "start", "n": n})
+        jobs_event = server.read()
+        overheads = jobs_event["start_overhead_ms"]
+        with tempfile.TemporaryDirectory(prefix="od-bench-") as folder:
+            cpu_before = cpu_seconds(server.pid)
+            profiler = start_profiler(server.pid, args.profile, f"{n}-{mode}") if args.profile else None
+            load = run_generators(jobs_event["jobs"], args, mode, folder)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait()
+            server.send({"cmd": "report"})
+            report = server.read()
+            cpu_after = cpu_seconds(server.pid)
+        rss = peak_rss_mib(server.pid)
+    finally:
+        server.close()
+    sent = load["sent"]
+    total_sent = sum(sent.values())
+    lost_store = sum(max(0, count - report["stored"].get(job, 0)) for job, count in sent.items())
+    lost_chat = sum(max(0, count - report["chat"].get(job, 0)) for job, count in sent.items())
+    extra = sum(max(0, report["stored"].get(job, 0) - count) for job, count in sent.items())
+    wall = load["delivered_at"] - load["started"]
+    cpu = cpu_after - cpu_before
+    return {
+        "n": n,
+        "mode": mode,
+        "sent": total_sent,
+        "offered_per_s": n * args.rate,
+        "delivered_per_s": (total_sent - lost_store) / wall if wall > 0 else float("nan"),
+        "drain_s": wall - args.duration,
+        "lost_store": lost_store,
+        "lost_chat": lost_chat,
+        "duplicated": extra,
+        "out_of_order": report["stored_out_of_order"] + report["chat_out_of_order"],
+        "still_live": report["still_live"],
+        "chat_p50_ms": _ms(report["chat_latency_s"]["p50"]),
+        "chat_p99_ms": _ms(report["chat_latency_s"]["p99"]),
+        "store_p50_ms": _ms(report["store_latency_s"]["p50"]),
+        "store_p99_ms": _ms(report["store_latency_s"]["p99"]),
+        "cpu_s": cpu,
+        "cpu_s_per_mline": cpu / total_sent * 1e6 if total_sent else float("nan"),
+        "server_cpu_share": cpu / wall if wall > 0 else float("nan"),
+        "peak_rss_mib": rss,
+        "start_p50_ms": percentile(overheads, 0.50),
+        "start_p99_ms": percentile(overheads, 0.99),
+        "generators": load["generators"],
+        "generator_cpu_s": load["cpu_s"],
+        "producer_lag_max_ms": load["lag"] * 1000.0,
+        "chat_calls": report["chat_calls"],
+        "log_requests": report["log_requests"],
+    }
+
+
+def _ms(seconds: float | None) -> float:
+    return float("nan") if seconds is None else seconds * 1000.0
+
+
+COLUMNS = [
+    ("N", "n", "{:>5}"),
+    ("batching", "mode", "{:>8}"),
+    ("lines sent", "sent", "{:>10}"),
+    ("offered/s", "offered_per_s", "{:>9.0f}"),
+    ("lines/s", "delivered_per_s", "{:>8.0f}"),
+    ("lost", "lost_store", "{:>4}"),
+    ("lost chat", "lost_chat", "{:>9}"),
+    ("dup", "duplicated", "{:>3}"),
+    ("chat p50 ms", "chat_p50_ms", "{:>11.0f}"),
+    ("chat p99 ms", "chat_p99_ms", "{:>11.0f}"),
+    ("store p50 ms", "store_p50_ms", "{:>12.0f}"),
+    ("store p99 ms", "store_p99_ms", "{:>12.0f}"),
+    ("CPU s/M lines", "cpu_s_per_mline", "{:>13.1f}"),
+    ("server CPU", "server_cpu_share", "{:>10.0%}"),
+    ("peak RSS MiB", "peak_rss_mib", "{:>12.0f}"),
+    ("start p50 ms", "start_p50_ms", "{:>12.1f}"),
+    ("start p99 ms", "start_p99_ms", "{:>12.1f}"),
+]
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print("  ".join(f"{title:>{len(fmt.format(rows[0][key])) if rows else len(title)}}" for title, key, fmt in COLUMNS))
+    for row in rows:
+        print("  ".join(fmt.format(row[key]).rjust(len(title)) for title, key, fmt in COLUMNS))
+
+
+def check_targets(rows: list[dict[str, Any]]) -> list[str]:
+    verdicts = []
+    for row in rows:
+        if row["mode"] != "ours":
+            continue
+        checks = [
+            ("0 lost", row["lost_store"] == 0 and row["lost_chat"] == 0 and row["duplicated"] == 0),
+            ("chat p50 <= 250 ms", row["chat_p50_ms"] <= 250),
+            ("chat p99 <= 1 s", row["chat_p99_ms"] <= 1000),
+            ("RSS <= 300 MB", row["peak_rss_mib"] * 1.048576 <= 300),
+            ("start p50 <= 20 ms", row["start_p50_ms"] <= 20),
+        ]
+        verdicts.append(
+            f"N={row['n']}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
+        )
+    return verdicts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, action="append", help="number of sprites (repeatable; default 10, 100, 1000)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds each sprite writes (default 20)")
+    parser.add_argument("--quick", action="store_true", help="5 s per run")
+    parser.add_argument("--rate", type=float, default=10.0, help="lines/s per sprite (default 10)")
+    parser.add_argument("--line-chars", type=int, default=80, help="characters per line (default 80)")
+    parser.add_argument("--modes", default="ours,seed", help="ours,seed (default both)")
+    parser.add_argument(
+        "--edit-interval", type=float, default=1.0, help="seconds between live-output edits per job (production: 1.0)"
+    )
+    parser.add_argument(
+        "--request-budget", type=float, default=0.0, help="override the server's log requests/s budget (experiments)"
+    )
+    parser.add_argument("--sprites-per-generator", type=int, default=250, help="sprites per load-generator process")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration = 5.0
+    sizes = args.n or [10, 100, 1000]
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    print(
+        f"bench/relay: {os.cpu_count()} CPUs, {args.duration:g} s per run, {args.rate:g} lines/s per sprite, "
+        f"{args.line_chars}-char lines, live-output edit interval {args.edit_interval:g} s",
+        flush=True,
+    )
+    rows = []
+    for n in sizes:
+        for mode in modes:
+            row = run_once(n, mode, args)
+            rows.append(row)
+            print(
+                f"  N={n} {mode}: {row['sent']} lines, drained {row['drain_s']:.1f} s after the last line, "
+                f"{row['generators']} generator process(es) used {row['generator_cpu_s']:.1f} CPU s, "
+                f"producer lag max {row['producer_lag_max_ms']:.0f} ms, {row['chat_calls']} chat calls, "
+                f"{row['log_requests']} log requests ({row['sent'] / max(1, row['log_requests']):.1f} lines each)",
+                flush=True,
+            )
+    print()
+    print_table(rows)
+    print()
+    for line in check_targets(rows):
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The sprite side of `bench/relay`: N simulated sprites, each driving the real sidecar relay.
+
+The sidecar's own `Relay` (spool file, batching, seq, retries, `batchIntervalMs`) is loaded
+from `sidecar/sprite-reporter`; only the agent is simulated: one producer thread writes a
+line to every sprite's relay at `--rate` lines/s, each line carrying its index and the wall
+time it was written (the server's chat port measures latency from it).
+
+Input: a JSON file with the jobs' environments. Output (stdout): one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SIDECAR = Path(__file__).resolve().parents[1] / "sidecar" / "sprite-reporter"
+TICKS_PER_SECOND = 100  # sprites are spread over the ticks so they do not all write at once
+
+
+def load_sidecar() -> Any:
+    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
+    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("jobs", type=Path)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--batch-ms", type=float, default=100.0)
+    parser.add_argument("--line-chars", type=int, default=80)
+    parser.add_argument("--start-at", type=float, default=0.0, help="wall time to start writing lines")
+    args = parser.parse_args()
+
+    sidecar = load_sidecar()
+    jobs = json.loads(args.jobs.read_text())
+    spool_dir = tempfile.mkdtemp(prefix="od-bench-spool-")
+    relays = []
+    for index, env in enumerate(jobs):
+        connection = sidecar.load_connection(env)
+        tuning = sidecar.Tuning(batch_s=args.batch_ms / 1000.0, give_up_s=120.0, http_timeout_s=30.0)
+        relay = sidecar.Relay(connection, tuning, os.path.join(spool_dir, f"{index}.jsonl"))
+        relays.append((env["JOB_ID"], relay))
+    for job_id, relay in relays:
+        relay.start({"jobId": job_id, "status": "running", "error": ""})
+
+    padding = "x" * max(0, args.line_chars - 30)
+    sent = [0] * len(relays)
+    groups = [relays_index for relays_index in range(len(relays))]
+    ticks_per_line = max(1, round(TICKS_PER_SECOND / args.rate))
+    tick_s = 1.0 / TICKS_PER_SECOND
+    start = max(time.time(), args.start_at)
+    time.sleep(max(0.0, start - time.time()))
+    started = time.time()
+    tick = 0
+    lag_max = 0.0
+    while True:
+        due = started + tick * tick_s
+        now = time.time()
+        if now < due:
+            time.sleep(due - now)
+        else:
+            lag_max = max(lag_max, now - due)
+        if due - started >= args.duration:
+            break
+        slot = tick % ticks_per_line
+        for index in groups[slot::ticks_per_line]:
+            relays[index][1].add_line(f"{sent[index]} {time.time():.6f} {padding}")
+            sent[index] += 1
+        tick += 1
+    writing_ended = time.time()
+    for job_id, relay in relays:
+        relay.finish([], {"jobId": job_id, "status": "completed", "exitCode": 0, "error": ""})
+    for _, relay in relays:
+        relay.wait_done(300.0)
+    delivered_at = time.time()
+    json.dump(
+        {
+            "sent": {job_id: count for (job_id, _), count in zip(relays, sent)},
+            "started": started,
+            "writing_ended": writing_ended,
+            "delivered_at": delivered_at,
+            "producer_lag_max_s": lag_max,
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()

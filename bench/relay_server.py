@@ -1,0 +1,266 @@
+"""The server side of `bench/relay`: the real dispatcher in its own process.
+
+Everything is production wiring (`open_dispatcher`: Dispatcher, JobRunner, Relay, the
+quart-trio webhook server, the SQLite store) except two ports:
+
+- `StopwatchChat`, a ChatPort that timestamps every output line the moment it reaches the
+  chat port (lines carry their send time, written by the load generator);
+- `HandOffSprites`, a SpritePort that starts nothing: it records when the spawn was
+  requested and hands the sprite's environment (JOB_ID, JOB_TOKEN, OPEN_DISPATCH_URL) to the
+  orchestrator, which gives it to the load generator.
+
+It is driven over stdin/stdout, one JSON object per line (logs go to stderr):
+  -> {"cmd": "start", "n": N}      <- {"event": "jobs", "jobs": [...], "start_overhead_ms": [...]}
+  -> {"cmd": "report"}             <- {"event": "report", ...}   (after every job has ended)
+  -> {"cmd": "quit"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+from array import array
+from typing import Any
+
+import attrs
+import trio
+
+from opendispatch.adapters.sqlite import open_sqlite_store
+from opendispatch.app.job_runner import RunnerSettings
+from opendispatch.app.pacing import SenderPacer
+from opendispatch.bootstrap import open_dispatcher
+from opendispatch.config import Config
+from opendispatch.domain.job import Conversation, User
+from opendispatch.domain.messages import ChatMessage, Inbound, LiveOutput, MessageRef
+from opendispatch.ports.sprites import Sprite, SpriteRequest
+
+CHANNEL = Conversation("bench", "c1")
+
+
+@attrs.define
+class JobLines:
+    """What reached the chat port (or the store) for one job, in order."""
+
+    count: int = 0
+    next_index: int = 0
+    out_of_order: int = 0
+
+    def take(self, line: str, latencies: array[float], now: float) -> None:
+        index_text, sent_text, _ = line.split(" ", 2)
+        index = int(index_text)
+        if index != self.next_index:
+            self.out_of_order += 1
+        self.next_index = index + 1
+        self.count += 1
+        latencies.append(now - float(sent_text))
+
+
+class StopwatchChat:
+    """A ChatPort that keeps nothing but when each new output line arrived.
+
+    Live output is sent as pages that are edited in place, each edit carrying the whole page;
+    the lines after the ones already seen on that page are the new ones.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobLines] = {}
+        self.latencies: array[float] = array("d")
+        self.seen_on_page: dict[tuple[str, int], int] = {}
+        self.refs: dict[str, tuple[str, int]] = {}
+        self.calls = 0
+        self.omitted = 0
+        self._ids = 0
+
+    async def send(self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None) -> MessageRef:
+        self.calls += 1
+        self._ids += 1
+        ref = MessageRef(where, str(self._ids))
+        if isinstance(message, LiveOutput):
+            self.refs[ref.id] = (message.job.id, message.page)
+            self._record(message)
+        return ref
+
+    async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
+        self.calls += 1
+        if isinstance(message, LiveOutput):
+            self._record(message)
+
+    async def listen(self, handler: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    def _record(self, message: LiveOutput) -> None:
+        now = time.time()
+        key = (message.job.id, message.page)
+        seen = self.seen_on_page.get(key, 0)
+        fresh = message.lines[seen:]
+        if not fresh:
+            return
+        self.seen_on_page[key] = len(message.lines)
+        self.omitted = max(self.omitted, message.omitted)
+        lines = self.jobs.setdefault(message.job.id, JobLines())
+        for line in fresh:
+            lines.take(line, self.latencies, now)
+
+
+@attrs.define
+class HandOffSprites:
+    """A SpritePort whose sprites are run by the load generator in another process."""
+
+    spawned_at: dict[str, float] = attrs.Factory(dict)
+    envs: list[dict[str, str]] = attrs.Factory(list)
+    _stopped: dict[str, trio.Event] = attrs.Factory(dict)
+
+    async def spawn(self, request: SpriteRequest) -> Sprite:
+        self.spawned_at[request.env["TASK"]] = time.perf_counter()
+        self.envs.append({k: request.env[k] for k in ("JOB_ID", "JOB_TOKEN", "OPEN_DISPATCH_URL", "TASK")})
+        sprite_id = f"bench-{request.job_id}"
+        self._stopped[sprite_id] = trio.Event()
+        return Sprite(id=sprite_id, job_id=request.job_id)
+
+    async def wait_exited(self, sprite_id: str) -> int | None:
+        event = self._stopped.get(sprite_id)
+        if event is not None:
+            await event.wait()
+        return 0
+
+    async def destroy(self, sprite_id: str) -> None:
+        event = self._stopped.get(sprite_id)
+        if event is not None:
+            event.set()
+
+    async def list_sprites(self) -> list[Sprite]:
+        return []
+
+
+class StoreStopwatch:
+    """The SQLite store, plus the time each line was stored (line -> store latency)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.latencies: array[float] = array("d")
+        self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def append_output(self, job_id: str, seq: int | None, lines: Any) -> bool:
+        self.batches += 1
+        stored = await self._inner.append_output(job_id, seq, lines)
+        if stored:
+            now = time.time()
+            for line in lines:
+                parts = line.split(" ", 2)
+                if len(parts) == 3:
+                    self.latencies.append(now - float(parts[1]))
+        return stored
+
+
+def percentiles(values: array[float] | list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p99": at(0.99), "max": ordered[-1]}
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+async def read_command() -> dict[str, Any]:
+    line = await trio.to_thread.run_sync(sys.stdin.readline)
+    if not line:
+        return {"cmd": "quit"}
+    return dict(json.loads(line))
+
+
+async def start_jobs(running: Any, sprites: HandOffSprites, n: int) -> None:
+    """One `/od-run` per sprite through `Dispatcher.handle`, as a chat adapter delivers them."""
+    received_at: dict[str, float] = {}
+    first = len(sprites.envs)
+    for i in range(n):
+        task = f"bench-{first + i}"
+        inbound = Inbound(CHANNEL, User(f"u{first + i}", f"user{first + i}"), f'/od-run --agent shell "{task}"')
+        received_at[task] = time.perf_counter()
+        await running.dispatcher.handle(inbound)
+    with trio.fail_after(60):
+        while len(sprites.envs) < first + n:
+            await trio.sleep(0.01)
+    overheads = [(sprites.spawned_at[task] - at) * 1000.0 for task, at in received_at.items()]
+    emit({"event": "jobs", "jobs": sprites.envs[first:], "start_overhead_ms": overheads})
+
+
+async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> None:
+    with trio.move_on_after(120):
+        await running.dispatcher.wait_idle()
+    stored: dict[str, int] = {}
+    stored_out_of_order = 0
+    for job_id in chat.jobs.keys() | set(running.dispatcher.runner.relay.live):
+        lines = await store.output(job_id)
+        stored[job_id] = len(lines)
+        check = JobLines()
+        scratch: array[float] = array("d")
+        for line in lines:
+            check.take(line, scratch, 0.0)
+        stored_out_of_order += check.out_of_order
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    emit(
+        {
+            "event": "report",
+            "still_live": len(running.dispatcher.runner.relay.live),
+            "stored": stored,
+            "stored_out_of_order": stored_out_of_order,
+            "chat": {job_id: lines.count for job_id, lines in chat.jobs.items()},
+            "chat_out_of_order": sum(lines.out_of_order for lines in chat.jobs.values()),
+            "chat_calls": chat.calls,
+            "log_requests": store.batches,
+            "chat_omitted": chat.omitted,
+            "chat_latency_s": percentiles(chat.latencies),
+            "store_latency_s": percentiles(store.latencies),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kib": usage.ru_maxrss,
+        }
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.request_budget:  # an experiment knob: the production default lives in app/pacing.py
+        SenderPacer.__init__.__defaults__ = (args.request_budget,)
+    folder = tempfile.mkdtemp(prefix="od-bench-")
+    config = Config.embedded(database_path=os.path.join(folder, "jobs.db"), silence_s=None)
+    settings = RunnerSettings(edit_interval_s=args.edit_interval, max_pages=1_000_000, heartbeat_s=3600.0)
+    chat = StopwatchChat()
+    sprites = HandOffSprites()
+    async with open_sqlite_store(os.path.join(folder, "jobs.db")) as sqlite:
+        store = StoreStopwatch(sqlite)
+        async with open_dispatcher(
+            config, chat=chat, sprites=sprites, store=store, bind="127.0.0.1:0", runner_settings=settings
+        ) as running:
+            emit({"event": "ready", "url": running.webhook_url, "pid": os.getpid()})
+            while True:
+                command = await read_command()
+                if command["cmd"] == "start":
+                    await start_jobs(running, sprites, int(command["n"]))
+                elif command["cmd"] == "report":
+                    await report(running, chat, store)
+                else:
+                    break
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--edit-interval", type=float, default=1.0)
+    parser.add_argument("--request-budget", type=float, default=0.0)
+    trio.run(main, parser.parse_args())

@@ -1,0 +1,77 @@
+"""The server asks sidecars to batch less often only when many of them are sending."""
+
+from __future__ import annotations
+
+import pytest
+
+from opendispatch.app.pacing import SenderPacer
+
+
+def test_a_few_senders_get_no_advice_so_sidecars_keep_their_own_default() -> None:
+    pacer = SenderPacer(request_budget_per_s=400.0)
+    answers = [pacer.note(f"job{i}", now=0.01 * i) for i in range(40)]
+    assert answers == [None] * 40
+
+
+def test_many_senders_are_spread_so_the_request_rate_stays_near_the_budget() -> None:
+    pacer = SenderPacer(request_budget_per_s=400.0)
+    for i in range(1000):
+        answer = pacer.note(f"job{i}", now=0.001 * i)
+    assert pacer.active_senders == 1000
+    assert answer == 2500  # 1000 senders / 400 requests per second = one request each 2.5 s
+
+
+def test_a_sender_that_obeys_a_long_interval_is_still_counted_between_its_posts() -> None:
+    pacer = SenderPacer(request_budget_per_s=100.0)
+    for i in range(500):
+        pacer.note(f"job{i}", now=0.0)
+    # every job posts again 4.9 s later (it was told 5 s); none was forgotten in between
+    answers = [pacer.note(f"job{i}", now=4.9 + 0.001 * i) for i in range(500)]
+    assert set(answers) == {5000}
+
+
+def test_senders_that_went_quiet_stop_counting_and_the_advice_goes_away() -> None:
+    pacer = SenderPacer(request_budget_per_s=100.0)
+    for i in range(300):
+        pacer.note(f"job{i}", now=0.0)
+    assert pacer.note("job0", now=100.0) is None
+    assert pacer.active_senders == 1
+
+
+def test_finished_jobs_are_forgotten_at_once() -> None:
+    pacer = SenderPacer(request_budget_per_s=10.0)
+    for i in range(50):
+        pacer.note(f"job{i}", now=0.0)
+    for i in range(1, 50):
+        pacer.forget(f"job{i}")
+    assert pacer.note("job0", now=0.1) is None
+
+
+def test_the_advice_is_capped() -> None:
+    pacer = SenderPacer(request_budget_per_s=1.0, max_interval_s=10.0)
+    for i in range(1000):
+        answer = pacer.note(f"job{i}", now=0.0)
+    assert answer == 10_000
+
+
+def test_a_budget_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        SenderPacer(request_budget_per_s=0.0)
+
+
+async def test_a_busy_server_answers_log_batches_with_batch_interval_ms_and_still_stores_them() -> None:
+    from harness import open_harness
+
+    async with open_harness() as h:
+        h.running.dispatcher.runner.relay.pacer = SenderPacer(request_budget_per_s=10.0)
+        first = await h.run('/od-run --agent shell "one"')
+        one = await h.sidecar()
+        await h.run('/od-run --agent shell "two"')
+        two = await h.sidecar()
+        assert (await one.logs(["a"], seq=0)).json() == {"ok": True}  # one sender: no advice
+        assert (await two.logs(["b"], seq=0)).json() == {"ok": True, "batchIntervalMs": 200}
+        assert (await one.logs(["a"], seq=0)).json() == {"ok": True, "batchIntervalMs": 200}  # a retry too
+        assert await h.store.output(first.id) == ["a"]
+        await one.status("completed", 0)
+        # a finished job no longer counts, so the other is back to its own default
+        assert (await two.logs(["c"], seq=1)).json() == {"ok": True}
