@@ -93,12 +93,15 @@ class Dispatcher:
             )
 
     async def _handle(self, inbound: Inbound) -> None:
+        if not inbound.addressed and is_command(inbound.text):
+            return  # overheard, not addressed to us: neither a command nor a session message
         if not is_command(inbound.text):
             # Plain chat in a session's conversation is a message for it. Adapters never hand
             # us the bot's own messages, and anything that parses as a command stays a command.
             if self.sessions is not None and await self.sessions.route(inbound):
                 return
-            await self._reply(inbound.conversation, Notice("Not a command. Type /od-help for the list."))
+            if inbound.addressed:
+                await self._reply(inbound.conversation, Notice("Not a command. Type /od-help for the list."))
             return
         command = parse_command(inbound.text, self.parse_settings)
         if not isinstance(command, ShowHelp):

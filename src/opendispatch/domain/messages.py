@@ -18,6 +18,9 @@ class Inbound:
     conversation: Conversation
     user: User
     text: str
+    #: False for ambient chat the bot merely overheard (a plain reply in a channel thread):
+    #: it may be a message for a session there, but never deserves a "not a command" answer.
+    addressed: bool = True
 
 
 @attrs.frozen

@@ -174,7 +174,9 @@ async def test_our_own_messages_are_ignored_and_mentions_and_dms_are_commands() 
         assert any(channel == "C0DEV" and "Recent jobs" in text for channel, text in posted)
         assert any(channel == "D0ALICE" and "Running jobs" in text for channel, text in posted)
         # each envelope is sorted right after its ack, in order: the ignored ones never got through
-        assert sorted(i.text for i in stack.inbounds) == ["/od-jobs --all", "/od-list"]
+        assert sorted(i.text for i in stack.inbounds if i.addressed) == ["/od-jobs --all", "/od-list"]
+        # plain channel chat is handed over only as overheard (for a session there), never answered
+        assert [i.text for i in stack.inbounds if not i.addressed] == ["/od-jobs"]
         assert len(fake.calls_of("chat.postMessage")) == 2
 
 

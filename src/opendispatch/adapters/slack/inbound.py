@@ -98,27 +98,33 @@ def is_own(event: Mapping[str, Any], bot: BotIdentity) -> bool:
 
 
 def from_event(body: Mapping[str, Any], bot: BotIdentity) -> Incoming | None:
-    """`@open-dispatch /od-jobs` in a channel, or a command in a DM; everything else is ignored."""
+    """`@open-dispatch /od-jobs` in a channel or anything in a DM (addressed to us), or plain
+    channel chat (overheard: only a session bound there may take it); the rest is ignored."""
     if body.get("type") != "event_callback":
         return None
     event = body.get("event")
     if not isinstance(event, dict) or is_own(event, bot) or event.get("subtype") or event.get("bot_id"):
         return None
     kind = event.get("type")
+    addressed = True
     if kind == "app_mention":
         pass
     elif kind == "message" and event.get("channel_type") == "im":
         pass
+    elif kind == "message" and event.get("channel_type") in ("channel", "group"):
+        if bot.user_id and f"<@{bot.user_id}>" in _text(event.get("text")):
+            return None  # a mention also arrives as app_mention: handle it once, there
+        # Overheard channel chat: a message for a session bound here (or its thread), never a
+        # command and never answered otherwise (the Dispatcher keeps quiet for it).
+        addressed = False
     else:
-        # Plain channel messages also arrive for mentions (as app_mention): answering both
-        # would answer twice, and answering every message would be noise.
         return None
     user_id, channel_id = _text(event.get("user")), _text(event.get("channel"))
     if not user_id or not channel_id:
         return None
     text = _LEADING_MENTION.sub("", _text(event.get("text")), count=1).strip()
     thread = _text(event.get("thread_ts")) or None
-    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, user_id), text)
+    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, user_id), text, addressed=addressed)
     return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
 
 
