@@ -125,3 +125,23 @@ async def test_stop_cancels_a_running_message_and_the_idle_limit_ends_a_session(
             await rig.chat.wait_for(lambda m: "Session idle ended (idle for 2s)" in getattr(m, "text", ""))
         assert rig.sessions.by_name("idle") is None
         assert await sprites.list_sprites() == []
+
+
+async def test_cancelling_a_message_on_a_persistent_sprite_stops_only_that_message(tmp_path: Path) -> None:
+    sprites = local_sprites(tmp_path)
+    async with open_rig(sprites=sprites, allow_shell=True) as rig:
+        await rig.say("/od-start keep --agent shell --persistent")
+        session = await rig.session_in("keep", SessionState.IDLE)
+        first = await rig.message("echo kept > f.txt; echo started; sleep 60")
+        with trio.fail_after(20):
+            await rig.chat.wait_for(lambda m: "started" in getattr(m, "lines", ()))
+        await rig.say(f"/od-cancel {first.id}")
+        card = await rig.card(first.id)
+        assert card.job.state is JobState.CANCELLED and card.job.cancelled_by == "alice"
+        # the session and its sprite (workspace included) live on for the next message
+        await rig.session_in("keep", SessionState.IDLE)
+        assert [s.id for s in await sprites.list_sprites()] == [session.sprite_id]
+        after = await rig.message("cat f.txt")
+        assert await rig.output(after.id) == ["kept"]
+        await rig.say("/od-stop keep")
+        assert await sprites.list_sprites() == []
