@@ -40,6 +40,7 @@ GUILD_ID = "1200000000000000001"
 CONTENT_LIMIT = 2000
 LOADING = 1 << 7
 EPHEMERAL = 1 << 6
+MESSAGE_CONTENT_INTENT = 1 << 15
 _NAME = re.compile(r"^[-_'\w]{1,32}$")
 _OWN_MESSAGE_TYPES = {0, 19, 20}
 
@@ -89,6 +90,7 @@ class GatewaySession:
     identified: trio.Event = attrs.field(factory=trio.Event)
     ended: trio.Event = attrs.field(factory=trio.Event)
     heartbeats: int = 0
+    intents: int | None = None  # what the client asked for in Identify
     client_closed: bool = False
     kill: trio.Event = attrs.field(factory=trio.Event)
 
@@ -131,6 +133,7 @@ class FakeDiscord:
         self.double_responses: list[str] = []
         self.gateway_sessions: list[GatewaySession] = []
         self.reject_gateway_with: list[int] = []  # close codes for the next connections
+        self.message_content_enabled = True  # the portal's MESSAGE CONTENT toggle
         self._windows: dict[str, tuple[float, int]] = {}
         self._changed = trio.Event()
         self.app = self._build_app()
@@ -165,6 +168,61 @@ class FakeDiscord:
     def in_channel(self, channel_id: str) -> list[dict[str, Any]]:
         """The current messages of a channel (or thread), oldest first."""
         return [self.messages[m] for m in self.channel_messages.get(channel_id, []) if m not in self.deleted]
+
+    def open_thread_by_user(self, channel_id: str, message_id: str, name: str = "chat") -> str:
+        """A person opens a thread on a message (its id is the message's id), as the client does."""
+        thread = {
+            "id": message_id, "type": 11, "guild_id": GUILD_ID, "parent_id": channel_id, "name": name,
+            "owner_id": "530000000000000001",
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False},
+        }
+        self.channels[message_id] = thread
+        self.channel_messages.setdefault(message_id, [])
+        self.messages[message_id]["thread"] = thread
+        return message_id
+
+    def message_payload(
+        self,
+        content: str,
+        *,
+        channel_id: str,
+        user_id: str = "530000000000000001",
+        username: str = "alice",
+        bot: bool = False,
+        kind: int = 0,
+        mentions_bot: bool = False,
+        dm: bool = False,
+    ) -> dict[str, Any]:
+        """A real-shaped MESSAGE_CREATE payload written by someone else (stored in the channel)."""
+        author = {"id": user_id, "username": username, "global_name": username.title(), "discriminator": "0", "avatar": None}
+        if bot:
+            author["bot"] = True
+        message: dict[str, Any] = {
+            "id": self.new_id(), "channel_id": channel_id, "author": author, "content": content, "embeds": [],
+            "components": [], "attachments": [], "flags": 0, "type": kind, "pinned": False, "tts": False,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "edited_timestamp": None,
+            "mention_everyone": False, "mention_roles": [],
+            "mentions": [_bot_user()] if mentions_bot else [],
+        }
+        if not dm:
+            message["guild_id"] = GUILD_ID
+            message["member"] = {"roles": [], "nick": None, "joined_at": message["timestamp"]}
+        self.messages[message["id"]] = message
+        self.channel_messages.setdefault(channel_id, []).append(message["id"])
+        self.versions[message["id"]] = [dict(message)]
+        return message
+
+    async def inject_message(self, message: dict[str, Any]) -> None:
+        """Deliver a message over every identified gateway session (MESSAGE_CREATE), as Discord
+        does for a client with the GUILD_MESSAGES / DIRECT_MESSAGES intents; without the
+        MESSAGE_CONTENT intent the content is blanked unless the bot is mentioned or it is a DM."""
+        for session in self.gateway_sessions:
+            if session.identified.is_set() and not session.ended.is_set():
+                seen = dict(message)
+                privileged = (session.intents or 0) & MESSAGE_CONTENT_INTENT
+                if not privileged and "guild_id" in seen and not any(m["id"] == BOT_USER_ID for m in seen["mentions"]):
+                    seen["content"] = ""
+                await session.outgoing.send({"op": 0, "t": "MESSAGE_CREATE", "d": seen})
 
     def thread_of(self, message_id: str) -> dict[str, Any] | None:
         return self.channels.get(message_id) if self.channels.get(message_id, {}).get("type") == 11 else None
@@ -205,7 +263,10 @@ class FakeDiscord:
             "version": 1,
             "guild_id": GUILD_ID,
             "channel_id": channel_id,
-            "channel": {"id": channel_id, "type": self.channels.get(channel_id, {}).get("type", 0)},
+            "channel": {
+                key: value for key, value in self.channels.get(channel_id, {"type": 0}).items()
+                if key in ("type", "parent_id", "name", "guild_id")
+            } | {"id": channel_id},
             "member": {
                 "user": {"id": user_id, "username": username, "global_name": username.title(), "discriminator": "0"},
                 "roles": [],
@@ -313,6 +374,13 @@ class FakeDiscord:
             stored = [{**command, "id": fake.new_id(), "application_id": app_id, "version": "1"} for command in commands]
             fake.commands[guild_id or "global"] = stored
             return _ok(stored)
+
+        @app.get("/api/v10/channels/<channel_id>")
+        async def get_channel(channel_id: str) -> Response:
+            bot_only()
+            if channel_id not in fake.channels:
+                return _error(404, 10003, "Unknown Channel")
+            return _ok(fake.channels[channel_id])
 
         @app.post("/api/v10/channels/<channel_id>/messages")
         async def create_message(channel_id: str) -> Response:
@@ -566,6 +634,10 @@ class FakeDiscord:
                             session.heartbeats += 1
                             await send.send({"op": 11, "d": None, "s": None, "t": None})
                         elif frame["op"] in (2, 6):
+                            session.intents = frame["d"].get("intents")
+                            if not self.message_content_enabled and (session.intents or 0) & MESSAGE_CONTENT_INTENT:
+                                await websocket.close(4014)  # "Disallowed intent(s)"
+                                return
                             if self.reject_gateway_with:
                                 code = self.reject_gateway_with.pop(0)
                                 await websocket.close(code)

@@ -89,6 +89,7 @@ async def open_discord_stack(
     sprites: SpritePort | None = None,
     runner: RunnerSettings = DISCORD_RUNNER,
     fake_options: dict[str, Any] | None = None,
+    config: Config | None = None,
     **settings: Any,
 ) -> AsyncIterator[DiscordStack]:
     sprites = sprites if sprites is not None else FakeSprites()
@@ -96,7 +97,7 @@ async def open_discord_stack(
         channel = fake.add_channel()
         async with open_discord_chat(discord_settings(fake, **settings)) as chat:
             async with open_dispatcher(
-                Config.embedded(access=STOPPERS_ARE_ADMINS),
+                config if config is not None else Config.embedded(access=STOPPERS_ARE_ADMINS),
                 chat=chat,
                 sprites=sprites,
                 store=MemoryJobStore(),

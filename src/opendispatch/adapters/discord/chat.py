@@ -15,6 +15,13 @@ How a slash command flows:
    bot token (interaction tokens die after 15 minutes, jobs may run longer).
 4. Posts and edits go through `Outbox` (one ordered queue per channel, edits coalesced) and
    `DiscordRest` (rate limits honoured), both on Trio.
+
+Plain messages (gateway mode only: HTTP-interactions mode never sees them) arrive in the
+same inbox as MESSAGE_CREATE and become an `Inbound`: addressed for a DM or a mention of the
+bot, overheard (`addressed=False`) otherwise, so that only a session bound to that channel or
+thread takes them. A thread is the conversation (parent channel, thread=`parent:thread id`),
+see `conversation_of`; its parent is learnt from interactions and threads we open, else asked
+once from `GET /channels/{id}`.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from ...domain.messages import ChatMessage, Inbound, JobCard, LiveOutput, Messag
 from ...ports.chat import InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .app_commands import application_commands
-from .gateway import GatewayBot
+from .gateway import INTERACTION, MESSAGE, GatewayBot
 from .interactions import (
     APPLICATION_COMMAND,
     MESSAGE_COMPONENT,
@@ -45,10 +52,13 @@ from .interactions import (
     PLATFORM,
     BadInteraction,
     InteractionEvent,
+    channel_to_post_in,
+    conversation_of,
     parse_interaction,
     signature_checker,
     verify_signature,
 )
+from .messages import THREAD_TYPES, parse_message
 from .outbox import Outbox, group_key, split_group_key
 from .payloads import EPHEMERAL, Payload, is_ephemeral, message_parts, thread_name
 from .rest import USER_AGENT, DiscordApiError, DiscordRest
@@ -63,6 +73,10 @@ STABLE_AFTER_S = 60.0
 THREAD_ARCHIVE_MINUTES = 1440
 EPHEMERAL_PREFIX = "ephemeral:"
 THREAD_ALREADY_EXISTS = 160004
+KNOWN_CHANNELS_MAX = 10_000
+
+#: What the inbox carries: (INTERACTION, interaction payload) or (MESSAGE, {"message", "bot_user_id"}).
+Delivery = tuple[str, dict[str, Any]]
 
 BotFactory = Callable[..., GatewayBot]
 
@@ -122,7 +136,7 @@ class _Interaction:
         message_id = str(first["id"])
         if flags:
             return MessageRef(self.event.conversation, EPHEMERAL_PREFIX + message_id)
-        channel_id = str(first.get("channel_id") or self.event.conversation.channel)
+        channel_id = str(first.get("channel_id") or channel_to_post_in(self.event.conversation))
         self.chat.interaction_messages[group_key(channel_id, message_id)] = self._webhook
         return MessageRef(self.event.conversation, group_key(channel_id, message_id))
 
@@ -183,10 +197,11 @@ class DiscordChat:
         self._nursery = nursery
         self._bot_factory = bot_factory
         self._verify_key = signature_checker(settings.public_key) if settings.public_key else None
-        self._inbox: trio.MemorySendChannel[dict[str, Any]] | None = None
+        self._inbox: trio.MemorySendChannel[Delivery] | None = None
         self._listening = trio.Event()
         self._threads: dict[str, tuple[str, str | None]] = {}  # anchor key -> (channel, reference)
         self._thread_locks: dict[str, trio.Lock] = {}
+        self._parents: dict[str, str | None] = {}  # channel id -> parent channel when a thread
         self._pages: dict[tuple[str, int], _PendingPost] = {}  # (job id, page) -> its message
         self.interaction_messages: dict[str, str] = {}  # group key -> interaction webhook path
         self.bots: list[GatewayBot] = []
@@ -212,7 +227,7 @@ class DiscordChat:
         return MessageRef(where, await self._post(where, message, reply_to))
 
     async def _post(self, where: Conversation, message: ChatMessage, reply_to: MessageRef | None) -> str:
-        channel_id, reference = where.thread or where.channel, None
+        channel_id, reference = channel_to_post_in(where), None
         if reply_to is not None:
             channel_id, reference = await self._thread_for(reply_to, message)
         return await self.outbox.post(channel_id, message, reference=reference)
@@ -274,7 +289,7 @@ class DiscordChat:
     async def listen(self, handler: InboundHandler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register the commands, then serve interactions until cancelled."""
         await self.sync_commands()
-        send, receive = trio.open_memory_channel[dict[str, Any]](INBOX_SIZE)
+        send, receive = trio.open_memory_channel[Delivery](INBOX_SIZE)
         async with trio.open_nursery() as nursery:
             if self.settings.mode == GATEWAY:
                 nursery.start_soon(self._supervise_gateway, trio.lowlevel.current_trio_token(), send.clone())
@@ -283,8 +298,11 @@ class DiscordChat:
             task_status.started()
             try:
                 async with receive:
-                    async for raw in receive:
-                        nursery.start_soon(self._serve, raw, handler)
+                    async for kind, raw in receive:
+                        if kind == MESSAGE:
+                            nursery.start_soon(self._serve_message, raw, handler)
+                        else:
+                            nursery.start_soon(self._serve, raw, handler)
             finally:
                 self._inbox = None
                 self._listening = trio.Event()
@@ -315,7 +333,7 @@ class DiscordChat:
         if inbox is None:
             return _json(503, {"error": "not listening yet"})
         try:
-            inbox.send_nowait(raw)
+            inbox.send_nowait((INTERACTION, raw))
         except trio.WouldBlock:
             log.error("Discord interaction dropped: %d interactions are already waiting", INBOX_SIZE)
             return _json(503, {"error": "busy"})
@@ -350,6 +368,8 @@ class DiscordChat:
             return
         if event.type not in (APPLICATION_COMMAND, MESSAGE_COMPONENT):
             return  # autocomplete and modals: we register neither
+        if event.conversation.thread is not None:
+            self._remember_parent(channel_to_post_in(event.conversation), event.conversation.channel)
         interaction = _Interaction(event, self)
         try:
             if event.text is None:
@@ -371,12 +391,49 @@ class DiscordChat:
         except Exception:
             log.exception("could not answer a Discord interaction")
 
+    # --- Serving one plain message -----------------------------------------------------------
+
+    async def _serve_message(self, delivered: dict[str, Any], handler: InboundHandler) -> None:
+        raw = delivered.get("message")
+        bot_user_id = delivered.get("bot_user_id") or self.settings.application_id
+        message = parse_message(raw, str(bot_user_id)) if isinstance(raw, dict) else None
+        if message is None or not message.text:
+            return  # not a person's chat, or empty (no MESSAGE CONTENT intent, an image only)
+        try:
+            if message.in_dm:
+                conversation = conversation_of(message.channel_id, None)
+            else:
+                conversation = conversation_of(message.channel_id, await self._parent_of(message.channel_id, message.channel_type))
+            await handler(Inbound(conversation, message.user, message.text, addressed=message.addressed))
+        except Exception:
+            log.exception("could not handle a Discord message")
+
+    async def _parent_of(self, channel_id: str, channel_type: int | None) -> str | None:
+        """The parent channel when `channel_id` is a thread, else None (asked once, then kept)."""
+        if channel_id in self._parents:
+            return self._parents[channel_id]
+        if channel_type is not None and channel_type not in THREAD_TYPES:
+            return None
+        try:
+            channel = await self.rest.request("GET", f"/channels/{channel_id}")
+        except DiscordApiError as exc:
+            log.warning("could not look up Discord channel %s (%s); treating it as a channel", channel_id, exc)
+            return None
+        parent = channel.get("parent_id") if isinstance(channel, dict) and channel.get("type") in THREAD_TYPES else None
+        self._remember_parent(channel_id, str(parent) if parent else None)
+        return self._parents[channel_id]
+
+    def _remember_parent(self, channel_id: str, parent_id: str | None) -> None:
+        if len(self._parents) >= KNOWN_CHANNELS_MAX:
+            self._parents.clear()
+        self._parents[channel_id] = parent_id
+
     # --- Threads -----------------------------------------------------------------------------
 
     async def _thread_for(self, anchor: MessageRef, message: ChatMessage) -> tuple[str, str | None]:
         """Where replies to `anchor` go: a thread opened on it, else a reply in its channel."""
         if anchor.id.startswith(EPHEMERAL_PREFIX):
-            return anchor.conversation.channel, None
+            return channel_to_post_in(anchor.conversation), None
         known = self._threads.get(anchor.id)
         if known is not None:
             return known
@@ -396,6 +453,7 @@ class DiscordChat:
                 f"/channels/{channel_id}/messages/{message_id}/threads",
                 json_body={"name": thread_name(message), "auto_archive_duration": THREAD_ARCHIVE_MINUTES},
             )
+            self._remember_parent(str(thread["id"]), channel_id)
             return str(thread["id"]), None
         except DiscordApiError as exc:
             if exc.code == THREAD_ALREADY_EXISTS:
@@ -405,12 +463,12 @@ class DiscordChat:
 
     # --- Gateway supervision -----------------------------------------------------------------
 
-    async def _supervise_gateway(self, trio_token: trio.lowlevel.TrioToken, inbox: trio.MemorySendChannel[dict[str, Any]]) -> None:
+    async def _supervise_gateway(self, trio_token: trio.lowlevel.TrioToken, inbox: trio.MemorySendChannel[Delivery]) -> None:
         """Keep one discord.py bot running; a crash is logged and the bot restarted with backoff."""
 
-        def deliver(raw: dict[str, Any]) -> None:  # runs on the bot's asyncio thread
+        def deliver(kind: str, raw: dict[str, Any]) -> None:  # runs on the bot's asyncio thread
             try:
-                trio_token.run_sync_soon(_put, inbox, raw)
+                trio_token.run_sync_soon(_put, inbox, (kind, raw))
             except trio.RunFinishedError:
                 pass
 
@@ -442,12 +500,12 @@ class DiscordChat:
                 delay = min(delay * 2, self.settings.restart_max_s)
 
 
-def _put(inbox: trio.MemorySendChannel[dict[str, Any]], raw: dict[str, Any]) -> None:
+def _put(inbox: trio.MemorySendChannel[Delivery], delivery: Delivery) -> None:
     """Runs in Trio via `run_sync_soon`, so it must never raise."""
     try:
-        inbox.send_nowait(raw)
+        inbox.send_nowait(delivery)
     except trio.WouldBlock:
-        log.error("Discord interaction dropped: %d interactions are already waiting", INBOX_SIZE)
+        log.error("Discord %s dropped: %d events are already waiting", delivery[0], INBOX_SIZE)
     except (trio.ClosedResourceError, trio.BrokenResourceError):
         pass
 

@@ -1,9 +1,16 @@
-"""discord.py's gateway connection, on its own asyncio loop, reduced to "hand me interactions".
+"""discord.py's gateway connection, on its own asyncio loop, reduced to "hand me raw events".
 
 This is the only module of Open-Dispatch that imports asyncio. discord.py keeps the
 websocket (identify, heartbeats, resume, reconnects); we use nothing else of it: every
-interaction payload is handed, as the raw JSON object, to `deliver` (called on the bot's
-thread), and all answers go out through our own REST client on the Trio side.
+INTERACTION_CREATE and MESSAGE_CREATE payload is handed, as the raw JSON object, to
+`deliver(kind, payload)` (called on the bot's thread; a message comes wrapped as
+`{"message": ..., "bot_user_id": ...}`), and all answers go out through our
+own REST client on the Trio side.
+
+Plain messages (for sessions) need the GUILD_MESSAGES and DIRECT_MESSAGES intents and the
+privileged MESSAGE_CONTENT intent. When the application has not been granted the latter
+(Developer Portal > Bot > Privileged Gateway Intents), Discord closes with 4014; we then
+reconnect without it, so slash commands keep working and overheard messages arrive empty.
 
 `GatewayBot.run()` blocks the calling thread (a Trio worker thread) until the bot stops;
 `stop()` may be called from any thread and makes `run()` return after closing the client.
@@ -30,44 +37,74 @@ import yarl
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
-Deliver = Callable[[dict[str, Any]], None]
+INTERACTION = "interaction"
+MESSAGE = "message"
+Deliver = Callable[[str, dict[str, Any]], None]
+#: Events discord.py would parse into its own objects, which we never use; a payload it does
+#: not expect would then crash the whole connection (a private table, checked in discord.py
+#: 2.7.1; if it moves, parsing just stays on).
+_UNPARSED = ("INTERACTION_CREATE", "MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE", "MESSAGE_DELETE_BULK")
 
 
 def _ignore(_: Any) -> None:
     return None
 
 
-class _InteractionClient(discord.Client):
-    """A discord.Client that forwards raw INTERACTION_CREATE payloads and does nothing else."""
+def gateway_intents(*, message_content: bool) -> discord.Intents:
+    """Interactions need no intent; plain messages need these (MESSAGE_CONTENT is privileged)."""
+    intents = discord.Intents.none()
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = message_content
+    return intents
 
-    def __init__(self, deliver: Deliver) -> None:
-        # No intents: interactions arrive without any. Debug events give us the raw payloads.
-        super().__init__(intents=discord.Intents.none(), enable_debug_events=True)
+
+class _InteractionClient(discord.Client):
+    """A discord.Client that forwards raw interactions and messages and does nothing else."""
+
+    def __init__(self, deliver: Deliver, *, message_content: bool) -> None:
+        # Debug events give us the raw payloads.
+        super().__init__(intents=gateway_intents(message_content=message_content), enable_debug_events=True)
         self._deliver = deliver
         self.connected = threading.Event()
 
     async def setup_hook(self) -> None:
-        # discord.py would also parse each interaction into its own objects, which we never
-        # use; a payload it does not expect would then crash the whole connection. Skip it
-        # (a private table, checked in discord.py 2.7.1; if it moves, parsing just stays on).
         parsers = getattr(self._connection, "parsers", None)
-        if isinstance(parsers, dict) and "INTERACTION_CREATE" in parsers:
-            parsers["INTERACTION_CREATE"] = _ignore
+        if isinstance(parsers, dict):
+            for event in _UNPARSED:
+                if event in parsers:
+                    parsers[event] = _ignore
 
     async def on_connect(self) -> None:
         self.connected.set()
 
     async def on_socket_raw_receive(self, message: str) -> None:
-        if "INTERACTION_CREATE" not in message:
+        if "INTERACTION_CREATE" not in message and "MESSAGE_CREATE" not in message:
             return
         event = json.loads(message)
-        if event.get("t") == "INTERACTION_CREATE" and isinstance(event.get("d"), dict):
-            self._deliver(event["d"])
+        payload = event.get("d")
+        if not isinstance(payload, dict):
+            return
+        if event.get("t") == "INTERACTION_CREATE":
+            self._deliver(INTERACTION, payload)
+        elif event.get("t") == "MESSAGE_CREATE":
+            # Who we are, so the receiving side can tell a mention of us and our own messages.
+            me = self.user.id if self.user is not None else None
+            self._deliver(MESSAGE, {"message": payload, "bot_user_id": str(me) if me is not None else None})
 
 
 class GatewayBot:
-    def __init__(self, *, token: str, deliver: Deliver, api_base_url: str, gateway_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        deliver: Deliver,
+        api_base_url: str,
+        gateway_url: str | None = None,
+        message_content: bool = True,
+    ) -> None:
         self._token = token
+        self.message_content = message_content
         self._deliver = deliver
         self._api_base_url = api_base_url
         self._gateway_url = gateway_url
@@ -112,7 +149,25 @@ class GatewayBot:
         discord.http.Route.BASE = self._api_base_url
         if self._gateway_url is not None:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self._gateway_url)
-        self.client = _InteractionClient(self._deliver)
+        try:
+            try:
+                await self._connect()
+            except discord.PrivilegedIntentsRequired:
+                if not self.message_content:
+                    raise
+                log.error(
+                    "Discord refused the MESSAGE CONTENT intent (close code 4014): enable it under "
+                    "Developer Portal > your application > Bot > Privileged Gateway Intents. Continuing "
+                    "without it: slash commands work, but plain messages arrive empty, so sessions only "
+                    "receive messages sent with /od-send (or mentioning the bot)."
+                )
+                self.message_content = False
+                await self._connect()
+        finally:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+    async def _connect(self) -> None:
+        self.client = _InteractionClient(self._deliver, message_content=self.message_content)
         try:
             await self.client.start(self._token, reconnect=True)
         finally:
@@ -120,4 +175,3 @@ class GatewayBot:
                 await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT_S)
             except Exception:
                 log.warning("the Discord gateway client did not close cleanly", exc_info=True)
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved

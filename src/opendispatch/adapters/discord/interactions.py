@@ -16,6 +16,8 @@ from nacl.signing import VerifyKey
 
 from ...domain.job import Conversation, User
 from .app_commands import command_text
+from .messages import THREAD_TYPES
+from .outbox import group_key
 from .payloads import job_of_stop_button
 
 PLATFORM = "discord"
@@ -46,6 +48,7 @@ def parse_interaction(raw: Mapping[str, Any]) -> InteractionEvent:
         kind = int(raw["type"])
         channel = raw.get("channel") or {}
         channel_id = str(channel.get("id") or raw["channel_id"])
+        parent_id = str(channel["parent_id"]) if channel.get("type") in THREAD_TYPES and channel.get("parent_id") else None
         who = (raw.get("member") or {}).get("user") or raw["user"]
         user = User(str(who["id"]), _display_name(raw.get("member") or {}, who))
         return InteractionEvent(
@@ -53,12 +56,33 @@ def parse_interaction(raw: Mapping[str, Any]) -> InteractionEvent:
             token=str(raw["token"]),
             application_id=str(raw["application_id"]),
             type=kind,
-            conversation=Conversation(PLATFORM, channel_id),
+            conversation=conversation_of(channel_id, parent_id),
             user=user,
             text=_text(kind, raw.get("data") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInteraction(f"not an interaction we can answer: {exc!r}") from None
+
+
+def conversation_of(channel_id: str, thread_parent_id: str | None) -> Conversation:
+    """A channel, or a thread as (parent channel, thread=`parent:thread id`).
+
+    The thread part has the shape of our message references (`group_key`), and a thread's id
+    is the id of the message it was opened on: so a thread opened on a message we posted
+    (a session's "started" message) is exactly that message's reference. Interactions and
+    plain messages both build their conversations here, so they always agree.
+    """
+    if thread_parent_id is None:
+        return Conversation(PLATFORM, channel_id)
+    return Conversation(PLATFORM, thread_parent_id, thread=group_key(thread_parent_id, channel_id))
+
+
+def channel_to_post_in(conversation: Conversation) -> str:
+    """The Discord channel id of a conversation: the thread's own id, else the channel."""
+    if conversation.thread is None:
+        return conversation.channel
+    _, sep, thread_id = conversation.thread.partition(":")
+    return thread_id if sep else conversation.thread
 
 
 def _display_name(member: Mapping[str, Any], user: Mapping[str, Any]) -> str:
