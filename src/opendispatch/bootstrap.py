@@ -253,6 +253,7 @@ async def open_dispatcher(
             extra_routes=[metrics.http_route(), *(chat.http_routes() if hasattr(chat, "http_routes") else ())],
             on_answer=metrics.webhook_request,
             sessions=late_sessions if session_store is not None else None,
+            streams=relay,
         )
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
