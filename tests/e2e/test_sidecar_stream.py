@@ -111,3 +111,26 @@ async def test_the_server_going_away_mid_stream_loses_and_repeats_nothing(tmp_pa
     assert await store.output(job.id) == [f"line {i}" for i in range(1, lines + 1)]
     final = await store.get(job.id)
     assert final.state is JobState.SUCCEEDED and final.exit_code == 0
+
+
+async def test_a_stream_record_over_the_limit_falls_back_to_posts_that_split_it(tmp_path: Path) -> None:
+    store = MemoryJobStore()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    task = "for i in $(seq 1 80); do printf 'line %s %030000d\\n' $i 0; done"
+    job, env = await _prepare(store, task, url, tmp_path)
+    env["OPENDISPATCH_BATCH_BYTES"] = str(4 * 1024 * 1024)  # records far over the server's 1 MiB
+    env["OPENDISPATCH_BATCH_MS"] = "2000"
+    async with open_dispatcher(
+        Config.embedded(), chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}"
+    ):
+        with trio.fail_after(30):
+            process = await trio.run_process(
+                [sys.executable, str(sidecar_path())], env=env, cwd=tmp_path, capture_stdout=True, capture_stderr=True
+            )
+        assert process.returncode == 0, process.stderr
+        async with httpx.AsyncClient(base_url=url) as http:
+            metrics = (await http.get("/metrics")).text
+    assert await store.output(job.id) == [f"line {i} " + "0" * 30000 for i in range(1, 81)]
+    assert (await store.get(job.id)).state is JobState.SUCCEEDED
+    assert 'endpoint="/webhooks/stream",status="413"' in metrics
