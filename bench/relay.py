@@ -229,8 +229,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
     verdicts = []
+    shipped = "stream" if any(row["mode"] == "stream" for row in rows) else "ours"
     for row in rows:
-        if row["mode"] != "ours":
+        if row["mode"] != shipped:
             continue
         checks = [
             ("0 lost", row["lost_store"] == 0 and row["lost_chat"] == 0 and row["duplicated"] == 0),
@@ -240,7 +241,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
             ("start p50 <= 20 ms", row["start_p50_ms"] <= 20),
         ]
         verdicts.append(
-            f"N={row['n']}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
+            f"N={row['n']} {shipped}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
         )
     return verdicts
 
