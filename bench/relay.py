@@ -30,7 +30,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 #: How a sprite batches: `ours` is the sidecar as shipped (100 ms batches, the server may ask
 #: for more through batchIntervalMs); `seed` is the seed's one POST per 20 lines.
-MODES = {"ours": {"batch_ms": 100.0}, "seed": {"batch_ms": 2000.0}}
+# stream: the sidecar as shipped (one long-lived /webhooks/stream request per sprite);
+# ours: the same sidecar with OPENDISPATCH_STREAM=0 (a POST per batch, adaptive batchIntervalMs);
+# seed: the seed's one POST per 20 lines.
+MODES: dict[str, dict[str, Any]] = {
+    "stream": {"batch_ms": 100.0, "stream": True},
+    "ours": {"batch_ms": 100.0, "stream": False},
+    "seed": {"batch_ms": 2000.0, "stream": False},
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,7 +106,8 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
             str(path),
             "--duration", str(args.duration),
             "--rate", str(args.rate),
-            "--batch-ms", str(MODES[mode]["batch_ms"]),
+            "--batch-ms", str(args.stream_batch_ms if mode == "stream" and args.stream_batch_ms else MODES[mode]["batch_ms"]),
+            *(["--stream"] if MODES[mode]["stream"] else []),
             "--line-chars", str(args.line_chars),
             "--start-at", str(start_at),
         ]
@@ -221,8 +229,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
     verdicts = []
+    shipped = "stream" if any(row["mode"] == "stream" for row in rows) else "ours"
     for row in rows:
-        if row["mode"] != "ours":
+        if row["mode"] != shipped:
             continue
         checks = [
             ("0 lost", row["lost_store"] == 0 and row["lost_chat"] == 0 and row["duplicated"] == 0),
@@ -232,7 +241,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
             ("start p50 <= 20 ms", row["start_p50_ms"] <= 20),
         ]
         verdicts.append(
-            f"N={row['n']}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
+            f"N={row['n']} {shipped}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
         )
     return verdicts
 
@@ -244,13 +253,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 s per run")
     parser.add_argument("--rate", type=float, default=10.0, help="lines/s per sprite (default 10)")
     parser.add_argument("--line-chars", type=int, default=80, help="characters per line (default 80)")
-    parser.add_argument("--modes", default="ours,seed", help="ours,seed (default both)")
+    parser.add_argument("--modes", default="stream,ours,seed", help="stream,ours,seed (default all)")
     parser.add_argument(
-        "--edit-interval", type=float, default=1.0, help="seconds between live-output edits per job (production: 1.0)"
+        "--edit-interval", type=float, default=0.25,
+        help="seconds between live-output hand-offs to the chat port per job (production: 0.25, bootstrap.EDIT_INTERVAL_S)"
     )
     parser.add_argument(
         "--request-budget", type=float, default=0.0, help="override the server's log requests/s budget (experiments)"
     )
+    parser.add_argument("--stream-batch-ms", type=float, default=0.0, help="override the stream mode's batch window")
     parser.add_argument("--sprites-per-generator", type=int, default=250, help="sprites per load-generator process")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -273,7 +284,7 @@ def main() -> int:
                 f"  N={n} {mode}: {row['sent']} lines, drained {row['drain_s']:.1f} s after the last line, "
                 f"{row['generators']} generator process(es) used {row['generator_cpu_s']:.1f} CPU s, "
                 f"producer lag max {row['producer_lag_max_ms']:.0f} ms, {row['chat_calls']} chat calls, "
-                f"{row['log_requests']} log requests ({row['sent'] / max(1, row['log_requests']):.1f} lines each)",
+                f"{row['log_requests']} log batches ({row['sent'] / max(1, row['log_requests']):.1f} lines each)",
                 flush=True,
             )
     print()

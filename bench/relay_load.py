@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--batch-ms", type=float, default=100.0)
     parser.add_argument("--line-chars", type=int, default=80)
+    parser.add_argument("--stream", action="store_true", help="send over /webhooks/stream (else POSTs)")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall time to start writing lines")
     args = parser.parse_args()
 
@@ -51,7 +52,7 @@ def main() -> None:
     relays = []
     for index, env in enumerate(jobs):
         connection = sidecar.load_connection(env)
-        tuning = sidecar.Tuning(batch_s=args.batch_ms / 1000.0, give_up_s=120.0, http_timeout_s=30.0)
+        tuning = sidecar.Tuning(batch_s=args.batch_ms / 1000.0, give_up_s=120.0, http_timeout_s=30.0, stream=args.stream)
         relay = sidecar.Relay(connection, tuning, os.path.join(spool_dir, f"{index}.jsonl"))
         relays.append((env["JOB_ID"], relay))
     for job_id, relay in relays:

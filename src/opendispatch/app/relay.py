@@ -81,11 +81,36 @@ class Relay:
         job = await self.authorize(authorization, batch.job_id)
         self._refuse_if_closed(job)
         advice = None if job.is_finished else self.pacer.note(job.id, trio.current_time())
+        await self._store_batch(job, batch)
+        return advice
+
+    async def open_stream(self, authorization: str | None, job_id: object) -> Job:
+        """Authorise a streaming ingest once, at its start (`InvalidToken`, `JobClosed`)."""
+        job = await self.authorize(authorization, job_id)
+        self._refuse_if_closed(job)
+        return job
+
+    async def accept_stream_record(self, job: Job, batch: LogBatch) -> None:
+        """One record of a stream `open_stream` authorised: stored and shown like a POSTed batch.
+
+        Stream senders are not counted by the pacer: a record costs a fraction of a request,
+        and there is no answer per record to carry advice in.
+        """
+        live = self.live.get(job.id)
+        current = live.job if live is not None else job
+        self._refuse_if_closed(current)
+        await self._store_batch(current, batch)
+
+    async def last_seq(self, job_id: str) -> int | None:
+        """The highest stored batch seq of a job: where a reconnecting stream resumes."""
+        return await self.store.last_seq(job_id)
+
+    async def _store_batch(self, job: Job, batch: LogBatch) -> None:
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
         lines = redactor.redact_lines(batch.lines)
         if not await self.store.append_output(job.id, batch.seq, lines):
-            return advice  # a retry of a batch we already have: acknowledged, not repeated
+            return  # a retry of a batch we already have: acknowledged, not repeated
         self.lines_relayed += len(lines)
         self.metrics.lines_relayed(len(lines))
         if live is not None and not job.is_finished:
@@ -94,7 +119,6 @@ class Relay:
             updated = await self.ledger.change_if_possible(job.id, _mark_running)
             if live is not None and not live.job.is_finished:
                 live.job = updated
-        return advice
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
         job = await self.authorize(authorization, report.job_id)

@@ -17,6 +17,7 @@ from ...domain.session import SessionGone
 from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
 from ...ports.http import HttpRequest, HttpRoute
 from . import wire
+from .stream import StreamSink, add_stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,13 @@ def build_webhook_app(
     extra_routes: Sequence[HttpRoute] = (),
     on_answer: Callable[[str, int], None] | None = None,
     sessions: SessionSink | None = None,
+    streams: StreamSink | None = None,
 ) -> QuartTrio:
-    """`on_answer(endpoint, status)` sees every webhook answer (metrics)."""
+    """`on_answer(endpoint, status)` sees every webhook answer (metrics).
+
+    With `streams`, sidecars may send their output over one long-lived `/webhooks/stream`
+    request instead of a POST per batch (see stream.py); the POST routes stay for old clients.
+    """
     app = QuartTrio("opendispatch.webhook")
     for extra in extra_routes:
         _mount(app, extra)
@@ -141,6 +147,8 @@ def build_webhook_app(
 
     if sessions is not None:
         add_session_routes(app, sessions)
+    if streams is not None:
+        add_stream_routes(app, streams, max_record_bytes=MAX_BODY_BYTES, error=_error, on_answer=on_answer)
 
     @app.get("/openapi.json")
     async def openapi() -> Response:

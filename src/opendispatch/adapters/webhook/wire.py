@@ -113,3 +113,17 @@ def artifact_report(body: Any) -> ArtifactReport:
             raise BadRequest(f"artifacts[{index}] needs a name or a url")
         artifacts.append(Artifact(name=name or url, url=url, type=kind))
     return ArtifactReport(job_id=job_id, artifacts=tuple(artifacts))
+
+
+def stream_record(body: Any, job_id: str) -> LogBatch:
+    """One NDJSON record of `POST /webhooks/stream`: `{"seq": n, "lines": [...]}`.
+
+    The job comes from the stream's start (its token was checked once); `seq` is required,
+    since a stream has no answer per record and resumes from the last stored seq.
+    """
+    data = _object(body)
+    if not isinstance(data.get("seq"), int) or isinstance(data.get("seq"), bool):
+        raise BadRequest("a stream record needs seq (an integer)")
+    if not isinstance(data.get("lines"), list):
+        raise BadRequest("a stream record needs lines (a list of strings)")
+    return log_batch({"jobId": job_id, "seq": data["seq"], "lines": data["lines"]})
