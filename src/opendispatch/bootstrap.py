@@ -271,6 +271,7 @@ async def open_dispatcher(
         )
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
+            callback_url = config.open_dispatch_url or bound_url  # what sprites post to
             runner = JobRunner(
                 store=store,
                 ledger=ledger,
@@ -279,7 +280,7 @@ async def open_dispatcher(
                 chat=chat,
                 tokens=tokens,
                 redactor=redactor,
-                callback_url=config.open_dispatch_url or bound_url,
+                callback_url=callback_url,
                 passthrough=config.passthrough,
                 wall_clock=wall_clock,
                 settings=runner_settings or runner_settings_for(config),
@@ -295,7 +296,7 @@ async def open_dispatcher(
                     sprites=sprites,
                     chat=chat,
                     tokens=tokens,
-                    callback_url=config.open_dispatch_url or bound_url,
+                    callback_url=callback_url,
                     passthrough=config.passthrough,
                     wall_clock=wall_clock,
                     settings=session_settings or session_settings_for(config),

@@ -407,6 +407,14 @@ class MachinesEmulator:
                 return _error(404, f"machine {machine_id} not found", "not_found")
             return machine
 
+        def find_leased_machine(app_name: str, machine_id: str) -> EmulatedMachine | Response:
+            """The machine, unless it is missing or leased to someone else (then the error)."""
+            machine = find_machine(app_name, machine_id)
+            if isinstance(machine, Response):
+                return machine
+            held = self._lease_problem(machine)
+            return held if held is not None else machine
+
         @app.get(base)
         async def list_machines(app_name: str) -> Response:
             missing = find_app(app_name)
@@ -470,12 +478,9 @@ class MachinesEmulator:
 
         @app.delete(f"{base}/<machine_id>")
         async def destroy_machine(app_name: str, machine_id: str) -> Response:
-            machine = find_machine(app_name, machine_id)
+            machine = find_leased_machine(app_name, machine_id)
             if isinstance(machine, Response):
                 return machine
-            held = self._lease_problem(machine)
-            if held is not None:
-                return held
             force = any(request.args.get(key, "").lower() == "true" for key in ("force", "kill"))
             if machine.state in ("started", "starting", "created") and machine.process is not None and not force:
                 return _error(
@@ -489,12 +494,9 @@ class MachinesEmulator:
 
         @app.post(f"{base}/<machine_id>/stop")
         async def stop_machine(app_name: str, machine_id: str) -> Response:
-            machine = find_machine(app_name, machine_id)
+            machine = find_leased_machine(app_name, machine_id)
             if isinstance(machine, Response):
                 return machine
-            held = self._lease_problem(machine)
-            if held is not None:
-                return held
             body = await request.get_json(force=True, silent=True) or {}
             name = str(body.get("signal") or "SIGINT").upper()
             signum = getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
@@ -576,12 +578,9 @@ class MachinesEmulator:
 
         @app.delete(f"{base}/<machine_id>/lease")
         async def release_lease(app_name: str, machine_id: str) -> Response:
-            machine = find_machine(app_name, machine_id)
+            machine = find_leased_machine(app_name, machine_id)
             if isinstance(machine, Response):
                 return machine
-            held = self._lease_problem(machine)
-            if held is not None:
-                return held
             machine.lease_nonce = None
             return _ok({"ok": True})
 
