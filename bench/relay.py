@@ -193,6 +193,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "producer_lag_max_ms": load["lag"] * 1000.0,
         "chat_calls": report["chat_calls"],
         "log_requests": report["log_requests"],
+        "webhook_requests": report["webhook_requests"],
     }
 
 
@@ -287,6 +288,11 @@ def main() -> int:
                 f"{row['log_requests']} log batches ({row['sent'] / max(1, row['log_requests']):.1f} lines each)",
                 flush=True,
             )
+            requests = ", ".join(
+                f"{labels.replace('endpoint=', '').replace('status=', '')}: {count:.0f}"
+                for labels, count in sorted(row["webhook_requests"].items())
+            )
+            print(f"    webhook answers: {requests}", flush=True)
     print()
     print_table(rows)
     print()

@@ -29,6 +29,7 @@ from array import array
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
 from opendispatch.adapters.sqlite import open_sqlite_store
@@ -215,6 +216,13 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             check.take(line, scratch, 0.0)
         stored_out_of_order += check.out_of_order
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(running.webhook_url + "/metrics")).text
+    requests = {
+        line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("opendispatch_webhook_requests_total{")
+    }
     emit(
         {
             "event": "report",
@@ -225,6 +233,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "chat_out_of_order": sum(lines.out_of_order for lines in chat.jobs.values()),
             "chat_calls": chat.calls,
             "log_requests": store.batches,
+            "webhook_requests": requests,
             "chat_omitted": chat.omitted,
             "chat_latency_s": percentiles(chat.latencies),
             "store_latency_s": percentiles(store.latencies),

@@ -61,15 +61,25 @@ class Redactor:
         repr=lambda secrets: f"<{len(secrets)} hidden>",
     )
     _pattern: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
+    _anything: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     @_pattern.default
     def _compile_pattern(self) -> re.Pattern[str]:
+        # The lookahead finds a match at *every* position, overlapping ones included, and
+        # `redact` merges them into spans.
+        return re.compile("(?=(" + self._alternatives() + "))")
+
+    @_anything.default
+    def _compile_quick_check(self) -> re.Pattern[str]:
+        # Most lines hold no secret; a plain search says so ~4x faster than the lookahead scan.
+        return re.compile(self._alternatives())
+
+    def _alternatives(self) -> str:
         # Longest first, so that of two secrets where one is a prefix of the other, the longer
-        # wins at that position. The lookahead finds a match at *every* position, overlapping
-        # ones included, and `redact` merges them into spans.
+        # wins at that position.
         alternatives = [re.escape(secret) for secret in sorted(self.secrets, key=len, reverse=True)]
         alternatives.append(TOKEN_PATTERN.pattern)
-        return re.compile("(?=(" + "|".join(alternatives) + "))")
+        return "|".join(alternatives)
 
     @classmethod
     def of(cls, values: Iterable[str | None]) -> Redactor:
@@ -88,6 +98,8 @@ class Redactor:
         # Each pass replaces spans of at least MIN_SECRET_LENGTH characters with three, so the
         # text shrinks and the loop ends. A second pass is needed only in the odd case where
         # the asterisks and their neighbours spell another secret.
+        if self._anything.search(text) is None:
+            return text
         while True:
             spans = self._spans(text)
             if not spans:

@@ -12,27 +12,17 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ...domain.errors import InvalidToken, JobClosed
+from ...domain.errors import InvalidToken
 from ...domain.session import SessionGone
-from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
 from ...ports.http import HttpRequest, HttpRoute
 from . import wire
+from .front import SIDECAR_FRONT, SidecarFront
+from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportSink, error, report_endpoints
 from .stream import StreamSink, add_stream_routes
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
 OK: dict[str, Any] = {"ok": True}
-
-
-class ReportSink(Protocol):
-    """What the webhook needs from the application (the Relay satisfies it)."""
-
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
-        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy)."""
-        ...
-    async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
-    async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
 
 
 class SessionSink(Protocol):
@@ -45,22 +35,25 @@ class SessionSink(Protocol):
     async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None: ...
 
 
-def _error(status: int, message: str) -> Response:
-    response = Response(json.dumps({"ok": False, "error": message}), status=status, mimetype="application/json")
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="open-dispatch"'
-    if status == 413:
-        # We answered without reading the body; the rest of it is still on the wire, so this
-        # connection cannot carry another request. Without this, the client's next request on
-        # the same keep-alive connection hangs.
-        response.headers["Connection"] = "close"
+def _response(answer: Answer) -> Response:
+    response = Response(answer.encoded(), status=answer.status, mimetype="application/json")
+    for name, value in answer.headers[1:]:
+        response.headers[name] = value
     return response
 
 
-async def _json_body() -> Any:
+def _error(status: int, message: str) -> Response:
+    return _response(error(status, message))
+
+
+async def _raw_body() -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
-    raw = await request.get_data(as_text=False)
+    return await request.get_data(as_text=False)
+
+
+async def _json_body() -> Any:
+    raw = await _raw_body()
     if len(raw) > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
     try:
@@ -114,41 +107,30 @@ def build_webhook_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["JSON_SORT_KEYS"] = False
 
-    def route(path: str, parse: Callable[[Any], Any], accept: Callable[..., Awaitable[int | None]]) -> None:
-        async def endpoint() -> Response | tuple[dict[str, Any], int]:
-            answer = await answer_for()
-            if on_answer is not None:
-                status = answer.status_code if isinstance(answer, Response) else answer[1]
-                on_answer(path, status)
-            return answer
-
-        async def answer_for() -> Response | tuple[dict[str, Any], int]:
+    def report_route(path: str, handle: Callable[[str | None, bytes], Awaitable[Answer]]) -> None:
+        async def endpoint() -> Response:
             try:
-                report = parse(await _json_body())
-                interval_ms = await accept(request.headers.get("Authorization"), report)
-            except wire.BadRequest as exc:
-                return _error(400, str(exc))
-            except InvalidToken as exc:
-                return _error(401, str(exc))
+                raw = await _raw_body()
             except RequestEntityTooLarge:
-                return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-            except JobClosed as exc:
-                return _error(409, str(exc))
-            if interval_ms is not None:
-                return {**OK, "batchIntervalMs": interval_ms}, 200
-            return OK, 200
+                answer = TOO_LARGE
+            else:
+                answer = await handle(request.headers.get("Authorization"), raw)
+            if on_answer is not None:
+                on_answer(path, answer.status)
+            return _response(answer)
 
         endpoint.__name__ = "receive_" + path.rsplit("/", 1)[-1]
         app.add_url_rule(path, view_func=endpoint, methods=["POST"])
 
-    route("/webhooks/logs", wire.log_batch, sink.accept_logs)
-    route("/webhooks/status", wire.status_report, sink.accept_status)
-    route("/webhooks/artifacts", wire.artifact_report, sink.accept_artifacts)
+    reports = report_endpoints(sink)
+    for path, handle in reports.items():
+        report_route(path, handle)
 
     if sessions is not None:
         add_session_routes(app, sessions)
     if streams is not None:
         add_stream_routes(app, streams, max_record_bytes=MAX_BODY_BYTES, error=_error, on_answer=on_answer)
+    app.extensions[SIDECAR_FRONT] = SidecarFront(reports, streams, on_answer=on_answer)
 
     @app.get("/openapi.json")
     async def openapi() -> Response:

@@ -10,6 +10,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from .front import SIDECAR_FRONT, SidecarFront, serve_front
+
 GRACEFUL_TIMEOUT_S = 5.0
 
 
@@ -26,9 +28,17 @@ def _hypercorn_config(bind: str) -> HypercornConfig:
 async def serve_webhooks(
     app: QuartTrio, bind: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve until cancelled; `started()` reports the real base URL (port 0 works)."""
+    """Serve until cancelled; `started()` reports the real base URL (port 0 works).
+
+    An app from `build_webhook_app` carries a `SidecarFront` (see front.py): the sidecars'
+    requests are then served without hypercorn and Quart, which cost several times as much.
+    """
+    front = app.extensions.get(SIDECAR_FRONT)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, app, _hypercorn_config(bind), mode="asgi"))
+        if isinstance(front, SidecarFront):
+            binds = await nursery.start(serve_front, app, _hypercorn_config(bind), front)
+        else:
+            binds = await nursery.start(partial(serve, app, _hypercorn_config(bind), mode="asgi"))
         task_status.started(_public_url(binds[0]))
 
 

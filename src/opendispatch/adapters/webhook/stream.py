@@ -37,7 +37,7 @@ class StreamSink(Protocol):
     async def last_seq(self, job_id: str) -> int | None: ...
 
 
-class _Tally:
+class Tally:
     def __init__(self) -> None:
         self.records = 0
         self.rejected = 0
@@ -49,6 +49,51 @@ class _Tally:
             self.error = message
 
 
+class RecordTooLarge(Exception):
+    """A record (or an unfinished one) is over the size limit: the stream ends with 413."""
+
+
+class RecordSplitter:
+    """Cuts a stream body, arriving in chunks of any size, into newline-ended records."""
+
+    def __init__(self, max_record_bytes: int) -> None:
+        self.max_record_bytes = max_record_bytes
+        self.too_large_message = f"a stream record is larger than {max_record_bytes} bytes"
+        self._pending = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        pending = self._pending
+        pending += chunk
+        records: list[bytes] = []
+        consumed = 0
+        while (end := pending.find(b"\n", consumed)) >= 0:
+            if end - consumed > self.max_record_bytes:
+                raise RecordTooLarge()
+            records.append(bytes(pending[consumed:end]))
+            consumed = end + 1
+        del pending[:consumed]
+        if len(pending) > self.max_record_bytes:
+            raise RecordTooLarge()
+        return records
+
+    def unfinished(self) -> bool:
+        """Whether the body ended inside a record (bytes after the last newline)."""
+        return bool(self._pending.strip())
+
+
+async def answer_body(sink: StreamSink, job: Job, tally: Tally, message: str | None = None) -> dict[str, Any]:
+    """What a stream's answer says, whichever server sends it."""
+    body: dict[str, Any] = {
+        "ok": message is None,
+        "lastSeq": await sink.last_seq(job.id),
+        "records": tally.records,
+        "rejected": tally.rejected,
+    }
+    if message or tally.error:
+        body["error"] = message or tally.error
+    return body
+
+
 def add_stream_routes(
     app: QuartTrio,
     sink: StreamSink,
@@ -57,15 +102,8 @@ def add_stream_routes(
     error: Callable[[int, str], Response],
     on_answer: Callable[[str, int], None] | None = None,
 ) -> None:
-    async def answer(status: int, job: Job, tally: _Tally, message: str | None = None) -> Response:
-        body: dict[str, Any] = {
-            "ok": status == 200,
-            "lastSeq": await sink.last_seq(job.id),
-            "records": tally.records,
-            "rejected": tally.rejected,
-        }
-        if message or tally.error:
-            body["error"] = message or tally.error
+    async def answer(status: int, job: Job, tally: Tally, message: str | None = None) -> Response:
+        body = await answer_body(sink, job, tally, message)
         response = Response(json.dumps(body), status=status, mimetype="application/json")
         if status != 200:
             response.headers["Connection"] = "close"  # the rest of the body is unread
@@ -89,7 +127,7 @@ def add_stream_routes(
         job = await opened()
         if isinstance(job, Response):
             return noted(job)
-        return noted(await answer(200, job, _Tally()))
+        return noted(await answer(200, job, Tally()))
 
     @app.post(STREAM_PATH)
     async def receive_stream() -> Response:
@@ -97,30 +135,22 @@ def add_stream_routes(
         if isinstance(job, Response):
             job.headers["Connection"] = "close"
             return noted(job)
-        tally = _Tally()
-        pending = bytearray()
+        tally = Tally()
+        records = RecordSplitter(max_record_bytes)
         try:
             async for chunk in request.body:
-                pending += chunk
-                consumed = 0
-                while (end := pending.find(b"\n", consumed)) >= 0:
-                    record, consumed = bytes(pending[consumed:end]), end + 1
-                    if len(record) > max_record_bytes:
-                        raise RequestEntityTooLarge()
-                    await _apply(sink, job, record, tally)
-                del pending[:consumed]
-                if len(pending) > max_record_bytes:
-                    raise RequestEntityTooLarge()
-        except RequestEntityTooLarge:
-            return noted(await answer(413, job, tally, f"a stream record is larger than {max_record_bytes} bytes"))
+                for record in records.feed(chunk):
+                    await apply_record(sink, job, record, tally)
+        except (RecordTooLarge, RequestEntityTooLarge):
+            return noted(await answer(413, job, tally, records.too_large_message))
         except JobClosed as exc:
             return noted(await answer(409, job, tally, str(exc)))
-        if pending.strip():
+        if records.unfinished():
             tally.reject("the last record does not end with a newline")
         return noted(await answer(200, job, tally))
 
 
-async def _apply(sink: StreamSink, job: Job, record: bytes, tally: _Tally) -> None:
+async def apply_record(sink: StreamSink, job: Job, record: bytes, tally: Tally) -> None:
     """Store one record; a malformed one is counted and skipped, the stream goes on."""
     if not record.strip():
         return  # an empty line keeps an idle stream alive

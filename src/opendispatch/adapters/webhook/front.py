@@ -1,0 +1,352 @@
+"""The webhook server's listener: the sidecar endpoints on trio + h11, the rest on hypercorn.
+
+Why: a request through hypercorn and Quart costs ~1-3 ms of the server's one core (more
+with a thousand connections open), and every chunk of a stream wakes several tasks
+(hypercorn's reader, the ASGI queue, Quart's body, the handler). With a thousand sprites
+that is the whole budget (docs/performance.md). What sidecars send is simple: a JSON POST
+with a Bearer token, or one streaming POST whose body is NDJSON. So this listener reads the
+first request line of each connection and serves the sidecar endpoints itself, with h11,
+in the connection's own task: one wake-up per chunk received. Any other request (chat
+platforms' webhooks, /metrics, sessions' long polls), and everything after it on that
+connection, goes to hypercorn, which is handed the bytes already read.
+
+The Quart routes for the same endpoints stay (app.py): an embedder who serves
+`build_webhook_app()` with their own ASGI server gets the same answers (reports.py and
+stream.py hold the logic both use), at the Quart price.
+
+This runs hypercorn's per-connection server (`hypercorn.trio.tcp_server.TCPServer`) the way
+`hypercorn.trio.serve` does; pyproject.toml pins hypercorn's minor version for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr, wrap_app
+from quart_trio import QuartTrio
+
+from ...domain.errors import InvalidToken, JobClosed
+from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
+from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_record
+
+log = logging.getLogger(__name__)
+
+#: Where `build_webhook_app` leaves the app's SidecarFront for `serve_webhooks`.
+SIDECAR_FRONT = "opendispatch.sidecar_front"
+
+RECEIVE_BYTES = 65536
+MAX_HEAD_BYTES = 16384
+#: A stream may sit idle between records (the sidecar ends one after 5 s without output).
+STREAM_READ_TIMEOUT_S = 60.0
+#: A request's head and body must arrive within this (a stream's records are timed apart).
+REQUEST_TIMEOUT_S = 30.0
+#: After an early answer the client may still be sending; read and drop its body this long
+#: so that closing does not reset the connection before the answer is read.
+DRAIN_S = 2.0
+
+ReportHandler = Callable[[str | None, bytes], Awaitable[Answer]]
+
+
+class _Close(Exception):
+    """The connection cannot carry another request (an early answer, a protocol error)."""
+
+
+class SidecarFront:
+    """Serves the sidecar endpoints on connections the front listener gives it.
+
+    `serve` answers requests on one connection for as long as they are for sidecar
+    endpoints and the client keeps the connection alive, and returns the bytes of a request
+    for anything else (to be handed to hypercorn), or None when the connection is done.
+    """
+
+    def __init__(
+        self,
+        reports: Mapping[str, ReportHandler],
+        streams: StreamSink | None,
+        *,
+        on_answer: Callable[[str, int], None] | None = None,
+        read_timeout_s: float = STREAM_READ_TIMEOUT_S,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.reports = dict(reports)
+        self.streams = streams
+        self.on_answer = on_answer
+        self.read_timeout_s = read_timeout_s
+        self.request_timeout_s = request_timeout_s
+        lines = [b"POST " + path.encode() for path in self.reports]
+        if streams is not None:
+            lines += [b"POST " + STREAM_PATH.encode(), b"GET " + STREAM_PATH.encode()]
+        self._request_lines = tuple(line + end for line in lines for end in (b" ", b"?"))
+
+    def takes(self, first_line: bytes) -> bool:
+        """Whether a request that starts with this line is for a sidecar endpoint."""
+        return first_line.startswith(self._request_lines)
+
+    async def serve(self, stream: trio.abc.Stream, already_read: bytes, *, idle_timeout_s: float) -> bytes | None:
+        received = already_read
+        while True:
+            http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+            http.receive_data(received)
+            try:
+                await self._one_request(http, stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, _Close):
+                return None
+            except h11.RemoteProtocolError:
+                await self._try_answer(http, stream, error(400, "malformed HTTP request"))
+                return None
+            if http.our_state is not h11.DONE or http.their_state is not h11.DONE:
+                return None  # a stream, or a client that asked to close
+            received, closed = http.trailing_data
+            if closed:
+                return None
+            received = await read_first_line(stream, bytes(received), idle_timeout_s)
+            if not received:
+                return None
+            if not self.takes(received):
+                return received
+
+    async def _one_request(self, http: h11.Connection, stream: trio.abc.Stream) -> None:
+        with trio.fail_after(self.request_timeout_s):
+            request = await self._next_event(http, stream)
+        if not isinstance(request, h11.Request):
+            raise _Close()
+        target = urlsplit(request.target.decode("ascii", "replace"))
+        authorization = _header(request, b"authorization")
+        if target.path == STREAM_PATH and self.streams is not None:
+            job_id = (parse_qs(target.query).get("jobId") or [None])[0]
+            if request.method == b"GET":
+                await self._resume_point(http, stream, self.streams, authorization, job_id)
+            else:
+                await self._stream(http, stream, self.streams, authorization, job_id)
+            return
+        path = target.path
+        await _continue_if_asked(http, stream)
+        with trio.fail_after(self.request_timeout_s):
+            body = await self._body(http, stream)
+        if body is None:
+            await self._answer_early(http, stream, path, TOO_LARGE)
+            return
+        await self._answer(http, stream, path, await self.reports[path](authorization, body))
+
+    async def _body(self, http: h11.Connection, stream: trio.abc.Stream) -> bytes | None:
+        """The whole request body, or None as soon as it is over the size limit."""
+        parts = bytearray()
+        while True:
+            event = await self._next_event(http, stream)
+            if isinstance(event, h11.Data):
+                parts += event.data
+                if len(parts) > MAX_BODY_BYTES:
+                    return None
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(parts)
+            else:
+                raise _Close()
+
+    async def _resume_point(
+        self, http: h11.Connection, stream: trio.abc.Stream, sink: StreamSink, authorization: str | None, job_id: str | None
+    ) -> None:
+        with trio.fail_after(self.request_timeout_s):
+            await self._body(http, stream)  # a GET has none; read the end of the request
+        try:
+            job = await sink.open_stream(authorization, job_id)
+        except InvalidToken as exc:
+            await self._answer(http, stream, STREAM_PATH, error(401, str(exc)))
+            return
+        except JobClosed as exc:
+            await self._answer(http, stream, STREAM_PATH, error(409, str(exc)))
+            return
+        await self._answer(http, stream, STREAM_PATH, Answer(200, await answer_body(sink, job, Tally())))
+
+    async def _stream(
+        self, http: h11.Connection, stream: trio.abc.Stream, sink: StreamSink, authorization: str | None, job_id: str | None
+    ) -> None:
+        """One stream: records applied as they arrive; answered at the end, then closed."""
+        try:
+            job = await sink.open_stream(authorization, job_id)
+        except InvalidToken as exc:
+            await self._answer_early(http, stream, STREAM_PATH, error(401, str(exc)))
+            return
+        except JobClosed as exc:
+            await self._answer_early(http, stream, STREAM_PATH, error(409, str(exc)))
+            return
+        await _continue_if_asked(http, stream)
+        tally = Tally()
+        records = RecordSplitter(MAX_BODY_BYTES)
+        try:
+            with trio.CancelScope() as idle:
+                while True:
+                    idle.deadline = trio.current_time() + self.read_timeout_s
+                    event = await self._next_event(http, stream)
+                    if isinstance(event, h11.Data):
+                        for record in records.feed(event.data):
+                            await apply_record(sink, job, record, tally)
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+                    else:
+                        return  # the connection closed inside the body
+            if idle.cancelled_caught:
+                return  # the sidecar stalled: it asks where to resume when it is back
+        except RecordTooLarge:
+            body = await answer_body(sink, job, tally, records.too_large_message)
+            await self._answer_early(http, stream, STREAM_PATH, Answer(413, body))
+            return
+        except JobClosed as exc:
+            await self._answer_early(http, stream, STREAM_PATH, Answer(409, await answer_body(sink, job, tally, str(exc))))
+            return
+        if records.unfinished():
+            tally.reject("the last record does not end with a newline")
+        await self._answer(http, stream, STREAM_PATH, Answer(200, await answer_body(sink, job, tally)), close=True)
+
+    @staticmethod
+    async def _next_event(http: h11.Connection, stream: trio.abc.Stream) -> Any:
+        while True:
+            event = http.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            http.receive_data(await stream.receive_some(RECEIVE_BYTES))
+
+    async def _answer(
+        self, http: h11.Connection, stream: trio.abc.Stream, path: str, answer: Answer, *, close: bool = False
+    ) -> None:
+        data = answer.encoded()
+        headers = [*answer.headers, ("Content-Length", str(len(data)))]
+        if close and answer.status != 413:
+            headers.append(("Connection", "close"))
+        if self.on_answer is not None:
+            self.on_answer(path, answer.status)
+        out = http.send(h11.Response(status_code=answer.status, headers=headers))
+        out += http.send(h11.Data(data=data))
+        out += http.send(h11.EndOfMessage())
+        await stream.send_all(out)
+
+    async def _answer_early(self, http: h11.Connection, stream: trio.abc.Stream, path: str, answer: Answer) -> None:
+        """Answer before the body ended, then close: the sidecar reads it when it next writes."""
+        await self._answer(http, stream, path, answer, close=True)
+        with trio.move_on_after(DRAIN_S):
+            while await stream.receive_some(RECEIVE_BYTES):
+                pass
+        raise _Close()
+
+    async def _try_answer(self, http: h11.Connection, stream: trio.abc.Stream, answer: Answer) -> None:
+        if http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        try:
+            await self._answer(http, stream, "malformed", answer, close=True)
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def _continue_if_asked(http: h11.Connection, stream: trio.abc.Stream) -> None:
+    if http.client_is_waiting_for_100_continue:
+        await stream.send_all(http.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+
+def _header(request: h11.Request, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class ReplayedStream(trio.abc.Stream):
+    """A connection whose first bytes were already read by the front: they are read again first.
+
+    Hypercorn tells plain from TLS connections by the absence of `do_handshake`, and reads
+    the peer's address from `.socket`; this class offers exactly what a SocketStream does.
+    """
+
+    def __init__(self, inner: trio.SocketStream, already_read: bytes) -> None:
+        self._inner = inner
+        self._replay = already_read
+        self.socket = inner.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._replay:
+            data, self._replay = self._replay, b""
+            return data
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def read_first_line(stream: trio.abc.Stream, received: bytes, timeout_s: float) -> bytes:
+    """`received` plus what the client sends until its request line is complete (or a limit)."""
+    with trio.move_on_after(timeout_s):
+        while b"\r\n" not in received and len(received) < MAX_HEAD_BYTES:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                break
+            received += data
+    return received
+
+
+async def serve_front(
+    app: QuartTrio,
+    config: HypercornConfig,
+    front: SidecarFront,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` with hypercorn, except the sidecar requests `front` takes; reports the bound URLs."""
+    asgi = wrap_app(app, config.wsgi_max_body_size, mode="asgi")
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(asgi, config, lifespan_state)
+    context = WorkerContext(None)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        sockets = config.create_sockets()  # plain HTTP: TLS ends at Fly's proxy (or yours)
+        listeners = []
+        binds = []
+        for sock in sockets.insecure_sockets:
+            sock.listen(config.backlog)
+            listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+            binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+
+        async def connection(stream: trio.SocketStream) -> None:
+            try:
+                received: bytes | None = await read_first_line(stream, b"", config.keep_alive_timeout)
+                if received and front.takes(received):
+                    received = await front.serve(stream, received, idle_timeout_s=config.keep_alive_timeout)
+                if not received:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    return
+                state = ConnectionState(lifespan_state.copy())
+                await TCPServer(asgi, config, context, state, ReplayedStream(stream, received))  # type: ignore[arg-type]
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            except Exception:
+                # One connection's failure must not take the server (and every job) down.
+                log.exception("webhook connection failed")
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+
+        async with trio.open_nursery() as handlers:
+            await handlers.start(trio.serve_listeners, connection, listeners)
+            task_status.started(binds)
+            try:
+                await trio.sleep_forever()
+            finally:
+                lifespan_nursery.cancel_scope.cancel()

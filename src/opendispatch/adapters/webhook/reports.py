@@ -1,0 +1,93 @@
+"""What the sidecar's report endpoints answer, whichever HTTP server carried the request.
+
+The same answers are given by the Quart routes (app.py: for embedders who serve the app with
+their own ASGI server) and by the front listener (front.py: what `serve_webhooks` runs), so
+the wire contract lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import attrs
+
+from ...domain.errors import InvalidToken, JobClosed
+from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
+from . import wire
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class ReportSink(Protocol):
+    """What the webhook needs from the application (the Relay satisfies it)."""
+
+    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
+        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy)."""
+        ...
+    async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
+    async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
+
+
+@attrs.frozen
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/json")]
+        if self.status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="open-dispatch"'))
+        if self.status == 413:
+            # Answered without reading the whole body, whose rest is still on the wire: the
+            # connection cannot carry another request (a client's next one would hang).
+            headers.append(("Connection", "close"))
+        return headers
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.body).encode()
+
+
+def error(status: int, message: str) -> Answer:
+    return Answer(status, {"ok": False, "error": message})
+
+
+TOO_LARGE = error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+
+
+def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes], Awaitable[Answer]]]:
+    """`POST` path -> handler(authorization, raw body) for the three report endpoints."""
+
+    def endpoint(parse: Callable[[Any], Any], accept: Callable[..., Awaitable[int | None]]) -> Callable[[str | None, bytes], Awaitable[Answer]]:
+        async def handle(authorization: str | None, raw: bytes) -> Answer:
+            if len(raw) > MAX_BODY_BYTES:
+                return TOO_LARGE
+            try:
+                report = parse(_json(raw))
+                interval_ms = await accept(authorization, report)
+            except wire.BadRequest as exc:
+                return error(400, str(exc))
+            except InvalidToken as exc:
+                return error(401, str(exc))
+            except JobClosed as exc:
+                return error(409, str(exc))
+            if interval_ms is not None:
+                return Answer(200, {"ok": True, "batchIntervalMs": interval_ms})
+            return Answer(200, {"ok": True})
+
+        return handle
+
+    return {
+        "/webhooks/logs": endpoint(wire.log_batch, sink.accept_logs),
+        "/webhooks/status": endpoint(wire.status_report, sink.accept_status),
+        "/webhooks/artifacts": endpoint(wire.artifact_report, sink.accept_artifacts),
+    }
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise wire.BadRequest("the body must be valid JSON") from None

@@ -1,0 +1,163 @@
+"""The front listener: sidecar requests served on trio + h11, everything else by hypercorn.
+
+Raw bytes over a loopback socket, so a test decides exactly what shares a connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+from harness import Harness, open_harness
+from opendispatch.adapters.webhook.front import SIDECAR_FRONT, SidecarFront
+
+CEILING_S = 10.0
+
+
+async def connect(h: Harness) -> trio.SocketStream:
+    url = urlsplit(h.running.webhook_url)
+    assert url.hostname == "127.0.0.1" and url.port is not None
+    return await trio.open_tcp_stream(url.hostname, url.port)
+
+
+def post(path: str, body: Any, token: str = "nope", extra: str = "") -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n{extra}\r\n"
+    )
+    return head.encode() + data
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+async def answers(socket: trio.SocketStream, count: int) -> list[tuple[int, dict[str, str], Any]]:
+    """Read `count` answers (informational ones included) in order from one connection."""
+    # h11's client parses answers only to requests it sent; we wrote raw bytes, so each
+    # answer gets a fresh client that "sent" a dummy request, and leftovers move forward.
+    results: list[tuple[int, dict[str, str], Any]] = []
+    buffered = b""
+    with trio.fail_after(CEILING_S):
+        while len(results) < count:
+            client = h11.Connection(h11.CLIENT)
+            client.send(h11.Request(method="POST", target="/", headers=[("Host", "x"), ("Content-Length", "0")]))
+            client.send(h11.EndOfMessage())
+            if buffered:
+                client.receive_data(buffered)  # (an empty call would mean "closed")
+            status, headers, body = 0, {}, bytearray()
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA:
+                    client.receive_data(await socket.receive_some())
+                    continue
+                if isinstance(event, h11.InformationalResponse):
+                    results.append((event.status_code, {}, None))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                    headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    results.append((status, headers, json.loads(body)))
+                    buffered = client.trailing_data[0]
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    return results
+    return results
+
+
+async def closed(socket: trio.SocketStream) -> bool:
+    with trio.fail_after(CEILING_S):
+        while True:
+            try:
+                if not await socket.receive_some():
+                    return True
+            except trio.BrokenResourceError:
+                return True
+
+
+def test_the_front_takes_only_the_sidecar_endpoints() -> None:
+    front = SidecarFront({"/webhooks/logs": None, "/webhooks/status": None}, streams=None)  # type: ignore[dict-item]
+    assert front.takes(b"POST /webhooks/logs HTTP/1.1\r\n")
+    assert front.takes(b"POST /webhooks/status?x=1 HTTP/1.1\r\n")
+    assert not front.takes(b"POST /webhooks/logsX HTTP/1.1\r\n")
+    assert not front.takes(b"GET /webhooks/logs HTTP/1.1\r\n")
+    assert not front.takes(b"POST /webhooks/stream HTTP/1.1\r\n")  # no streams configured
+    assert not front.takes(b"POST http://host/webhooks/logs HTTP/1.1\r\n")
+    assert not front.takes(b"GET /health HTTP/1.1\r\n")
+
+
+async def test_one_connection_carries_sidecar_requests_then_hands_the_rest_to_hypercorn() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        token = (await h.sidecar()).token
+        socket = await connect(h)
+        # Pipelined in one write: two for the front, then one it must hand over with the
+        # bytes it has already read, then one more that hypercorn keeps.
+        await socket.send_all(
+            post("/webhooks/status", {"jobId": job.id, "status": "running"}, token)
+            + post("/webhooks/logs", {"jobId": job.id, "seq": 0, "lines": ["hello"]}, "wrong")
+            + get("/health")
+            + post("/webhooks/logs", {"jobId": job.id, "seq": 0, "lines": ["hello"]}, token)
+        )
+        got = await answers(socket, 4)
+        assert [status for status, _, _ in got] == [200, 401, 200, 200]
+        assert got[0][2] == {"ok": True}
+        assert got[1][2]["ok"] is False and "www-authenticate" in got[1][1]
+        assert got[2][2]["ok"] is True  # /health, from the Quart app
+        assert got[3][2]["ok"] is True  # answered by the Quart route: the same contract
+        assert await h.store.output(job.id) == ["hello"]
+        await socket.aclose()
+
+
+async def test_a_malformed_request_gets_400_and_the_connection_closes() -> None:
+    async with open_harness() as h:
+        socket = await connect(h)
+        await socket.send_all(b"POST /webhooks/logs HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        got = await answers(socket, 1)
+        assert got[0][0] == 400 and got[0][2]["ok"] is False
+        assert await closed(socket)
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_all_read() -> None:
+    async with open_harness() as h:
+        socket = await connect(h)
+        size = 2 * 1024 * 1024
+        await socket.send_all(
+            f"POST /webhooks/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode() + b"x" * 1_100_000
+        )
+        got = await answers(socket, 1)
+        assert got[0][0] == 413 and got[0][1].get("connection") == "close"
+        await socket.aclose()
+
+
+async def test_expect_100_continue_is_honoured() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        token = (await h.sidecar()).token
+        socket = await connect(h)
+        request = post("/webhooks/logs", {"jobId": job.id, "seq": 0, "lines": ["hi"]}, token, "Expect: 100-continue\r\n")
+        head, body = request.split(b"\r\n\r\n", 1)
+        await socket.send_all(head + b"\r\n\r\n")
+        first = await socket.receive_some()
+        assert first.startswith(b"HTTP/1.1 100 ")
+        await socket.send_all(body)
+        got = await answers(socket, 1)
+        assert got[0][0] == 200
+        assert await h.store.output(job.id) == ["hi"]
+        await socket.aclose()
+
+
+async def test_a_client_that_never_finishes_its_request_is_closed() -> None:
+    async with open_harness() as h:
+        front = h.running.webhook_app.extensions[SIDECAR_FRONT]
+        front.request_timeout_s = 0.2
+        socket = await connect(h)
+        await socket.send_all(b"POST /webhooks/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        assert await closed(socket)
