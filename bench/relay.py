@@ -58,10 +58,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, edit_interval: float, request_budget: float) -> None:
+    def __init__(self, edit_interval: float, request_budget: float, stream_budget: float = 0.0) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
         if request_budget:
             command += ["--request-budget", str(request_budget)]
+        if stream_budget:
+            command += ["--stream-budget", str(stream_budget)]
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -141,7 +143,7 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
 
 
 def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    server = Server(args.edit_interval, args.request_budget)
+    server = Server(args.edit_interval, args.request_budget, args.stream_budget)
     try:
         server.send({"cmd": "start", "n": n})
         jobs_event = server.read()
@@ -194,6 +196,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "chat_calls": report["chat_calls"],
         "log_requests": report["log_requests"],
         "webhook_requests": report["webhook_requests"],
+        "append_wait_ms": {k: _ms(v) for k, v in report["append_wait_s"].items()},
     }
 
 
@@ -262,6 +265,9 @@ def main() -> int:
     parser.add_argument(
         "--request-budget", type=float, default=0.0, help="override the server's log requests/s budget (experiments)"
     )
+    parser.add_argument(
+        "--stream-budget", type=float, default=0.0, help="override the server's stream records/s budget (experiments)"
+    )
     parser.add_argument("--stream-batch-ms", type=float, default=0.0, help="override the stream mode's batch window")
     parser.add_argument("--sprites-per-generator", type=int, default=250, help="sprites per load-generator process")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
@@ -293,6 +299,8 @@ def main() -> int:
                 for labels, count in sorted(row["webhook_requests"].items())
             )
             print(f"    webhook answers: {requests}", flush=True)
+            waits = row["append_wait_ms"]
+            print(f"    store append (await, commit included): p50 {waits['p50']:.1f} ms, p99 {waits['p99']:.1f} ms, max {waits['max']:.1f} ms", flush=True)
     print()
     print_table(rows)
     print()

@@ -35,6 +35,7 @@ import trio
 from opendispatch.adapters.sqlite import open_sqlite_store
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.app.pacing import SenderPacer
+from opendispatch.app.relay import Relay
 from opendispatch.bootstrap import open_dispatcher
 from opendispatch.config import Config
 from opendispatch.domain.job import Conversation, User
@@ -146,21 +147,28 @@ class StoreStopwatch:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.latencies: array[float] = array("d")
+        self.append_waits: array[float] = array("d")
         self.batches = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def append_output(self, job_id: str, seq: int | None, lines: Any) -> bool:
-        self.batches += 1
-        stored = await self._inner.append_output(job_id, seq, lines)
-        if stored:
-            now = time.time()
-            for line in lines:
-                parts = line.split(" ", 2)
-                if len(parts) == 3:
-                    self.latencies.append(now - float(parts[1]))
-        return stored
+        return (await self.append_outputs(job_id, [(seq, lines)]))[0]
+
+    async def append_outputs(self, job_id: str, batches: Any) -> list[bool]:
+        self.batches += len(batches)
+        began = time.time()
+        stored = await self._inner.append_outputs(job_id, batches)
+        now = time.time()
+        self.append_waits.append(now - began)
+        for (_, lines), is_new in zip(batches, stored):
+            if is_new:
+                for line in lines:
+                    parts = line.split(" ", 2)
+                    if len(parts) == 3:
+                        self.latencies.append(now - float(parts[1]))
+        return list(stored)
 
 
 def percentiles(values: array[float] | list[float]) -> dict[str, float | None]:
@@ -237,6 +245,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "chat_omitted": chat.omitted,
             "chat_latency_s": percentiles(chat.latencies),
             "store_latency_s": percentiles(store.latencies),
+            "append_wait_s": percentiles(store.append_waits),
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_kib": usage.ru_maxrss,
         }
@@ -247,6 +256,9 @@ async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.request_budget:  # an experiment knob: the production default lives in app/pacing.py
         SenderPacer.__init__.__defaults__ = (args.request_budget,)
+    if args.stream_budget:  # likewise; the default is app/pacing.py's
+        assert Relay.__init__.__kwdefaults__ is not None
+        Relay.__init__.__kwdefaults__["stream_record_budget_per_s"] = args.stream_budget
     folder = tempfile.mkdtemp(prefix="od-bench-")
     config = Config.embedded(database_path=os.path.join(folder, "jobs.db"), silence_s=None)
     settings = RunnerSettings(edit_interval_s=args.edit_interval, max_pages=1_000_000, heartbeat_s=3600.0)
@@ -272,4 +284,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--edit-interval", type=float, default=1.0)
     parser.add_argument("--request-budget", type=float, default=0.0)
+    parser.add_argument("--stream-budget", type=float, default=0.0)
     trio.run(main, parser.parse_args())

@@ -130,6 +130,16 @@ async def test_seqs_are_per_job(store: JobStore) -> None:
     assert await store.output("j-00000002") == ["b"]
 
 
+async def test_several_batches_at_once_are_each_stored_once(store: JobStore) -> None:
+    assert await store.append_output("j-00000001", 1, ["b"]) is True
+    stored = await store.append_outputs("j-00000001", [(0, ["a"]), (1, ["b"]), (2, ["c", "d"]), (2, ["c", "d"])])
+    assert stored == [True, False, True, False]
+    assert await store.append_outputs("j-00000001", []) == []
+    assert await store.output("j-00000001") == ["a", "b", "c", "d"]
+    assert await store.output_line_count("j-00000001") == 4
+    assert await store.last_seq("j-00000001") == 2
+
+
 async def test_out_of_order_batches_read_back_in_seq_order(store: JobStore) -> None:
     for seq in (2, 0, 3, 1):
         assert await store.append_output("j-00000001", seq, [f"{seq}.a", f"{seq}.b"])

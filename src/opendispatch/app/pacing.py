@@ -62,3 +62,27 @@ class SenderPacer:
     def forget(self, job_id: str) -> None:
         """A finished job no longer sends."""
         self._last_sent.pop(job_id, None)
+
+
+#: Stream records per second the server budgets for. A record read from an open stream
+#: costs a fraction of a POST (front.py), and all records that arrived together are stored
+#: in one write; what still grows with the count is wake-ups and chat hand-offs.
+DEFAULT_STREAM_RECORD_BUDGET_PER_S = 4000.0
+
+
+def stream_interval_ms(
+    live_jobs: int,
+    record_budget_per_s: float = DEFAULT_STREAM_RECORD_BUDGET_PER_S,
+    *,
+    min_interval_s: float = MIN_ADVISED_INTERVAL_S,
+    max_interval_s: float = MAX_ADVISED_INTERVAL_S,
+) -> int | None:
+    """The `batchIntervalMs` to give a streaming sidecar when `live_jobs` may be streaming.
+
+    A stream has no answer per record, so the advice travels on the resume-point answer a
+    sidecar reads before each stream and on each stream's final answer; the count it rests
+    on must be known before the streams open, hence live jobs (every one may stream) rather
+    than senders seen lately. None: the sidecar's own default (100 ms) is fine.
+    """
+    interval = min(live_jobs / record_budget_per_s, max_interval_s)
+    return math.ceil(interval * 1000.0) if interval > min_interval_s else None

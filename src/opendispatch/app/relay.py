@@ -7,7 +7,7 @@ checks the job token, so the adapter needs no knowledge of tokens or jobs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -21,7 +21,7 @@ from ..ports.metrics import Metrics, NoMetrics
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
-from .pacing import SenderPacer
+from .pacing import DEFAULT_STREAM_RECORD_BUDGET_PER_S, SenderPacer, stream_interval_ms
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ class Relay:
         finished_grace_s: float = FINISHED_GRACE_S,
         metrics: Metrics | None = None,
         pacer: SenderPacer | None = None,
+        stream_record_budget_per_s: float = DEFAULT_STREAM_RECORD_BUDGET_PER_S,
     ) -> None:
+        self.stream_record_budget_per_s = stream_record_budget_per_s
         self.metrics = metrics or NoMetrics()
         self.pacer = pacer or SenderPacer()
         self.store = store
@@ -90,32 +92,46 @@ class Relay:
         self._refuse_if_closed(job)
         return job
 
-    async def accept_stream_record(self, job: Job, batch: LogBatch) -> None:
-        """One record of a stream `open_stream` authorised: stored and shown like a POSTed batch.
+    async def accept_stream_records(self, job: Job, batches: Sequence[LogBatch]) -> None:
+        """Records of a stream `open_stream` authorised: stored and shown like POSTed batches.
 
-        Stream senders are not counted by the pacer: a record costs a fraction of a request,
-        and there is no answer per record to carry advice in.
+        All the records that arrived together are stored in one write: a stream's throughput
+        then does not depend on how long a commit takes. Stream senders are not counted by
+        the pacer: a record costs a fraction of a request, and no answer per record carries
+        advice.
         """
         live = self.live.get(job.id)
         current = live.job if live is not None else job
         self._refuse_if_closed(current)
-        await self._store_batch(current, batch)
+        await self._store_batches(current, batches)
+
+    def stream_batch_interval_ms(self) -> int | None:
+        """What a streaming sidecar should gather per record now (None: its own default)."""
+        return stream_interval_ms(len(self.live), self.stream_record_budget_per_s)
 
     async def last_seq(self, job_id: str) -> int | None:
         """The highest stored batch seq of a job: where a reconnecting stream resumes."""
         return await self.store.last_seq(job_id)
 
     async def _store_batch(self, job: Job, batch: LogBatch) -> None:
+        await self._store_batches(job, [batch])
+
+    async def _store_batches(self, job: Job, batches: Sequence[LogBatch]) -> None:
+        if not batches:
+            return
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
-        lines = redactor.redact_lines(batch.lines)
-        if not await self.store.append_output(job.id, batch.seq, lines):
-            return  # a retry of a batch we already have: acknowledged, not repeated
-        self.lines_relayed += len(lines)
-        self.metrics.lines_relayed(len(lines))
-        if live is not None and not job.is_finished:
-            live.accept(batch.seq, lines, trio.current_time())
-        if job.state is JobState.STARTING:
+        redacted = [(batch.seq, redactor.redact_lines(batch.lines)) for batch in batches]
+        stored = await self.store.append_outputs(job.id, redacted)
+        now = trio.current_time()
+        for (seq, lines), is_new in zip(redacted, stored):
+            if not is_new:
+                continue  # a retry of a batch we already have: acknowledged, not repeated
+            self.lines_relayed += len(lines)
+            self.metrics.lines_relayed(len(lines))
+            if live is not None and not job.is_finished:
+                live.accept(seq, lines, now)
+        if any(stored) and job.state is JobState.STARTING:
             updated = await self.ledger.change_if_possible(job.id, _mark_running)
             if live is not None and not live.job.is_finished:
                 live.job = updated

@@ -39,6 +39,14 @@ class JobStore(Protocol):
         """
         ...
 
+    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
+        """`append_output` for several batches of one job at once, in one write.
+
+        Why: a stream delivers records faster than one commit each can follow; taking all
+        that arrived together keeps a connection's throughput independent of commit latency.
+        """
+        ...
+
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         """Stored lines of a job in order; only the last `tail` when given."""
         ...

@@ -98,6 +98,9 @@ class MemoryJobStore:
         output.line_count += len(batch.lines)
         return True
 
+    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
+        return [await self.append_output(job_id, seq, lines) for seq, lines in batches]
+
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         output = self._output.get(job_id)
         if output is None:

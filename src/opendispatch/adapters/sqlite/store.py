@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from functools import partial
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
@@ -99,11 +100,11 @@ def session_from_json(text: str) -> Session:
 
 
 @attrs.define(eq=False)
-class _PendingAppend:
-    job_id: str
-    seq: int | None
-    lines: list[str]
-    stored: bool = False
+class _PendingWrite:
+    """One write waiting for the next group commit; `work` runs inside its transaction."""
+
+    work: Callable[[sqlite3.Connection], object]
+    result: object = None
     finished: bool = False
     error: Exception | None = None
 
@@ -115,7 +116,10 @@ class SqliteJobStore:
         self._connection = connection
         self._reader = reader
         self._lock = threading.Lock()
-        self._pending: list[_PendingAppend] = []
+        #: The write connection belongs to one `_run` or flush at a time (a flush holds it
+        #: from BEGIN to COMMIT, across awaits).
+        self._owner = trio.Lock()
+        self._pending: list[_PendingWrite] = []
         self._flush_done: trio.Event | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -129,7 +133,8 @@ class SqliteJobStore:
             with self._lock:
                 return work(self._connection)
 
-        return await trio.to_thread.run_sync(locked)
+        async with self._owner:
+            return await trio.to_thread.run_sync(locked)
 
     async def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run a point read (one row by key) here, on a read-only connection of its own.
@@ -155,7 +160,7 @@ class SqliteJobStore:
             except sqlite3.IntegrityError:
                 raise ValueError(f"job {job.id} is already stored") from None
 
-        await self._run(insert)
+        await self._write(insert)
 
     async def get(self, job_id: str) -> Job:
         def select(db: sqlite3.Connection) -> str | None:
@@ -175,7 +180,7 @@ class SqliteJobStore:
             )
             return cursor.rowcount
 
-        if await self._run(update) == 0:
+        if await self._write(update) == 0:
             raise UnknownJob(job.id)
 
     async def recent(
@@ -208,28 +213,42 @@ class SqliteJobStore:
         return [job_from_json(body) for body in await self._run(select)]
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
-        """Group commit: appends that arrive while a write is in flight share the next one.
+        return (await self.append_outputs(job_id, [(seq, lines)]))[0]
 
-        With many sidecars posting at once, one worker-thread hop and one transaction per
-        request cost more than the inserts themselves (docs/performance.md); batching them
-        keeps each caller's guarantee: it returns once its lines are committed.
+    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
+        items = [_PendingWrite(partial(_insert_batch, job_id=job_id, seq=seq, lines=list(lines))) for seq, lines in batches]
+        await self._committed(items)
+        return [bool(item.result) for item in items]
+
+    async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        item = _PendingWrite(work)
+        await self._committed([item])
+        return item.result  # type: ignore[return-value]
+
+    async def _committed(self, items: list[_PendingWrite]) -> None:
+        """Group commit: writes that arrive while one is in flight share the next transaction.
+
+        With many sidecars reporting at once, one worker-thread hop and one transaction per
+        write cost more than the writes themselves (docs/performance.md); batching them keeps
+        each caller's guarantee: it returns once its own write is committed, with its own
+        result or error.
         """
-        item = _PendingAppend(job_id, seq, list(lines))
-        self._pending.append(item)
-        while not item.finished:
+        self._pending.extend(items)
+        last = items[-1] if items else None
+        while last is not None and not last.finished:
             if self._flush_done is None:
-                await self._flush_appends()
+                await self._flush_pending()
             else:
                 await self._flush_done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.stored
+        for item in items:
+            if item.error is not None:
+                raise item.error
 
-    async def _flush_appends(self) -> None:
+    async def _flush_pending(self) -> None:
         done = self._flush_done = trio.Event()
         batch, self._pending = self._pending, []
         try:
-            results = await self._run(lambda db: _insert_batches(db, batch))
+            await self._write_together(batch)
         except Exception as exc:
             for item in batch:
                 item.error, item.finished = exc, True
@@ -237,12 +256,47 @@ class SqliteJobStore:
         except BaseException:
             self._pending[:0] = batch  # cancelled before the write began: the waiters retry it
             raise
-        else:
-            for item, stored in zip(batch, results):
-                item.stored, item.finished = stored, True
         finally:
             self._flush_done = None
             done.set()
+
+    async def _write_together(self, batch: Sequence[_PendingWrite]) -> None:
+        """One transaction: BEGIN and COMMIT in the worker thread, the writes on this one.
+
+        Why the split: in a worker thread each statement gives up the GIL and must win it
+        back from the busy event loop, up to a switch interval (5 ms) each time; a flush of a
+        thousand appends then took ~300 ms while everything waited. Here a write costs a few
+        µs and never waits (we hold SQLite's write lock from BEGIN IMMEDIATE on). BEGIN may
+        wait for another process's write and COMMIT may checkpoint the WAL: those stay off
+        the loop. A write that fails (a duplicate id) fails alone; SQLite undoes just it.
+        """
+
+        def begin() -> None:
+            with self._lock:
+                self._connection.execute("BEGIN IMMEDIATE")
+
+        def finish(commit: bool) -> None:
+            with self._lock:
+                self._connection.execute("COMMIT" if commit else "ROLLBACK")
+
+        async with self._owner:
+            # Once BEGIN ran, the transaction must end before the connection is let go,
+            # cancelled or not: the rest is shielded.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(begin)
+                try:
+                    with self._lock:
+                        for item in batch:
+                            try:
+                                item.result = item.work(self._connection)
+                            except Exception as exc:
+                                item.error = exc
+                except BaseException:
+                    await trio.to_thread.run_sync(finish, False)
+                    raise
+                await trio.to_thread.run_sync(finish, True)
+        for item in batch:
+            item.finished = True
 
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         if tail is not None and tail <= 0:
@@ -306,7 +360,7 @@ class SqliteJobStore:
             except sqlite3.IntegrityError:
                 raise ValueError(f"session {session.id} is already stored") from None
 
-        await self._run(insert)
+        await self._write(insert)
 
     async def save_session(self, session: Session) -> None:
         def update(db: sqlite3.Connection) -> int:
@@ -316,7 +370,7 @@ class SqliteJobStore:
             )
             return cursor.rowcount
 
-        if await self._run(update) == 0:
+        if await self._write(update) == 0:
             raise KeyError(session.id)
 
     async def get_session(self, session_id: str) -> Session:
@@ -345,30 +399,20 @@ class SqliteJobStore:
         await self._run(lambda db: db.close())
 
 
-def _insert_batches(db: sqlite3.Connection, batch: Sequence[_PendingAppend]) -> list[bool]:
-    """Each append in one transaction; False for a (job, seq) already stored."""
-    results = []
-    with _transaction(db):
-        for item in batch:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)",
-                (item.job_id, item.seq, len(item.lines)),
-            )
-            if cursor.rowcount == 0:
-                results.append(False)
-                continue
-            batch_id = cursor.lastrowid
-            unsequenced, seq_key = (1, 0) if item.seq is None else (0, item.seq)
-            db.executemany(
-                "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (item.job_id, unsequenced, seq_key, batch_id, line_no, text)
-                    for line_no, text in enumerate(item.lines)
-                ],
-            )
-            results.append(True)
-    return results
+def _insert_batch(db: sqlite3.Connection, *, job_id: str, seq: int | None, lines: list[str]) -> bool:
+    """One append's rows, in the caller's transaction; False for a (job, seq) already stored."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)", (job_id, seq, len(lines))
+    )
+    if cursor.rowcount == 0:
+        return False
+    batch_id = cursor.lastrowid
+    unsequenced, seq_key = (1, 0) if seq is None else (0, seq)
+    db.executemany(
+        "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text) VALUES (?, ?, ?, ?, ?, ?)",
+        [(job_id, unsequenced, seq_key, batch_id, line_no, text) for line_no, text in enumerate(lines)],
+    )
+    return True
 
 
 @contextmanager

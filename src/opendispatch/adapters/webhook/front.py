@@ -20,6 +20,7 @@ This runs hypercorn's per-connection server (`hypercorn.trio.tcp_server.TCPServe
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -37,7 +38,7 @@ from quart_trio import QuartTrio
 
 from ...domain.errors import InvalidToken, JobClosed
 from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
-from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_record
+from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +187,12 @@ class SidecarFront:
             with trio.CancelScope() as idle:
                 while True:
                     idle.deadline = trio.current_time() + self.read_timeout_s
-                    event = await self._next_event(http, stream)
-                    if isinstance(event, h11.Data):
-                        for record in records.feed(event.data):
-                            await apply_record(sink, job, record, tally)
-                    elif isinstance(event, h11.EndOfMessage):
+                    data, end = await _body_so_far(http, stream)
+                    await apply_records(sink, job, records.feed(data), tally)
+                    if end is _BodyEnd.BROKEN:
+                        return  # the sidecar asks where to resume when it is back
+                    if end is _BodyEnd.COMPLETE:
                         break
-                    else:
-                        return  # the connection closed inside the body
             if idle.cancelled_caught:
                 return  # the sidecar stalled: it asks where to resume when it is back
         except RecordTooLarge:
@@ -249,6 +248,40 @@ class SidecarFront:
 async def _continue_if_asked(http: h11.Connection, stream: trio.abc.Stream) -> None:
     if http.client_is_waiting_for_100_continue:
         await stream.send_all(http.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+
+class _BodyEnd(enum.Enum):
+    MORE = "more"
+    COMPLETE = "complete"
+    BROKEN = "broken"
+
+
+async def _body_so_far(http: h11.Connection, stream: trio.abc.Stream) -> tuple[bytes, _BodyEnd]:
+    """All body bytes received so far (waiting for some if there are none yet).
+
+    A stream's records each come in their own HTTP chunk; taking every chunk that arrived
+    together lets the records be stored together. What arrived before the connection broke
+    is returned too, so that it is stored.
+    """
+    parts: list[bytes] = []
+    while True:
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError:  # e.g. the connection closed inside the body
+            return b"".join(parts), _BodyEnd.BROKEN
+        if isinstance(event, h11.Data):
+            parts.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return b"".join(parts), _BodyEnd.COMPLETE
+        elif event is h11.NEED_DATA:
+            if parts:
+                return b"".join(parts), _BodyEnd.MORE
+            try:
+                http.receive_data(await stream.receive_some(RECEIVE_BYTES))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b"", _BodyEnd.BROKEN
+        else:
+            return b"".join(parts), _BodyEnd.BROKEN
 
 
 def _header(request: h11.Request, name: bytes) -> str | None:

@@ -13,7 +13,7 @@ from there. A 404 on the GET tells a sidecar the server predates streaming.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -33,8 +33,9 @@ class StreamSink(Protocol):
     """What the stream route needs from the application (the Relay satisfies it)."""
 
     async def open_stream(self, authorization: str | None, job_id: object) -> Job: ...
-    async def accept_stream_record(self, job: Job, batch: LogBatch) -> None: ...
+    async def accept_stream_records(self, job: Job, batches: Sequence[LogBatch]) -> None: ...
     async def last_seq(self, job_id: str) -> int | None: ...
+    def stream_batch_interval_ms(self) -> int | None: ...
 
 
 class Tally:
@@ -91,6 +92,9 @@ async def answer_body(sink: StreamSink, job: Job, tally: Tally, message: str | N
     }
     if message or tally.error:
         body["error"] = message or tally.error
+    interval_ms = sink.stream_batch_interval_ms()
+    if interval_ms is not None:
+        body["batchIntervalMs"] = interval_ms  # how long to gather records on the next stream
     return body
 
 
@@ -139,8 +143,7 @@ def add_stream_routes(
         records = RecordSplitter(max_record_bytes)
         try:
             async for chunk in request.body:
-                for record in records.feed(chunk):
-                    await apply_record(sink, job, record, tally)
+                await apply_records(sink, job, records.feed(chunk), tally)
         except (RecordTooLarge, RequestEntityTooLarge):
             return noted(await answer(413, job, tally, records.too_large_message))
         except JobClosed as exc:
@@ -150,18 +153,20 @@ def add_stream_routes(
         return noted(await answer(200, job, tally))
 
 
-async def apply_record(sink: StreamSink, job: Job, record: bytes, tally: Tally) -> None:
-    """Store one record; a malformed one is counted and skipped, the stream goes on."""
-    if not record.strip():
-        return  # an empty line keeps an idle stream alive
-    try:
-        batch = wire.stream_record(json.loads(record), job.id)
-    except (ValueError, RecursionError) as exc:  # wire.BadRequest and bad JSON/UTF-8
-        message = str(exc) if isinstance(exc, wire.BadRequest) else "a record must be valid JSON"
-        tally.reject(message)
+async def apply_records(sink: StreamSink, job: Job, records: list[bytes], tally: Tally) -> None:
+    """Store the records that arrived together; a malformed one is counted and skipped."""
+    batches = []
+    for record in records:
+        if not record.strip():
+            continue  # an empty line keeps an idle stream alive
+        try:
+            batches.append(wire.stream_record(json.loads(record), job.id))
+        except (ValueError, RecursionError) as exc:  # wire.BadRequest and bad JSON/UTF-8
+            tally.reject(str(exc) if isinstance(exc, wire.BadRequest) else "a record must be valid JSON")
+    if not batches:
         return
-    # A client that disconnects cancels this handler; a record half applied (stored but not
-    # yet handed to chat) would be lost to chat, so each record finishes once begun.
+    # A client that disconnects cancels this handler; records half applied (stored but not
+    # yet handed to chat) would be lost to chat, so they are finished once begun.
     with trio.CancelScope(shield=True):
-        await sink.accept_stream_record(job, batch)
-    tally.records += 1
+        await sink.accept_stream_records(job, batches)
+    tally.records += len(batches)
