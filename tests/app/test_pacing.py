@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opendispatch.app.pacing import SenderPacer
+from harness import open_harness
+from opendispatch.app.pacing import SenderPacer, stream_interval_ms
 
 
 def test_a_few_senders_get_no_advice_so_sidecars_keep_their_own_default() -> None:
@@ -75,3 +76,23 @@ async def test_a_busy_server_answers_log_batches_with_batch_interval_ms_and_stil
         await one.status("completed", 0)
         # a finished job no longer counts, so the other is back to its own default
         assert (await two.logs(["c"], seq=1)).json() == {"ok": True}
+
+
+def test_streams_get_no_advice_until_many_jobs_are_live() -> None:
+    assert stream_interval_ms(0) is None
+    assert stream_interval_ms(400, record_budget_per_s=4000.0) is None  # 100 ms: the default
+    assert stream_interval_ms(1000, record_budget_per_s=4000.0) == 250
+    assert stream_interval_ms(10**9, record_budget_per_s=4000.0) == 10_000  # capped
+
+
+async def test_the_resume_point_answer_tells_a_streaming_sidecar_how_long_to_gather() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        relay = h.running.dispatcher.runner.relay
+        asked = {"params": {"jobId": job.id}, "headers": {"Authorization": f"Bearer {sidecar.token}"}}
+        quiet = (await h.http.get("/webhooks/stream", **asked)).json()  # type: ignore[arg-type]
+        assert "batchIntervalMs" not in quiet
+        relay.stream_record_budget_per_s = 2.0  # one live job at 2 records/s: 500 ms each
+        busy = (await h.http.get("/webhooks/stream", **asked)).json()  # type: ignore[arg-type]
+        assert busy["batchIntervalMs"] == 500

@@ -134,3 +134,30 @@ async def test_a_stream_record_over_the_limit_falls_back_to_posts_that_split_it(
     assert await store.output(job.id) == [f"line {i} " + "0" * 30000 for i in range(1, 81)]
     assert (await store.get(job.id)).state is JobState.SUCCEEDED
     assert 'endpoint="/webhooks/stream",status="413"' in metrics
+
+
+async def test_a_streaming_sidecar_gathers_records_as_long_as_the_server_asks(tmp_path: Path) -> None:
+    from harness import open_harness
+
+    script = "for i in $(seq 1 60); do echo line $i; sleep 0.02; done"
+    async with open_harness() as h:
+        job = await h.run(f'/od-run -a shell "{script}"')
+        sidecar = await h.sidecar()
+        h.running.dispatcher.runner.relay.stream_record_budget_per_s = 2.5  # 1 live job: 400 ms
+        env = {
+            **sidecar.request.env,
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "OPENDISPATCH_WORKSPACE": str(tmp_path),
+            "OPENDISPATCH_BATCH_MS": "20",  # its own default: a record every 20 ms
+        }
+        with trio.fail_after(30):
+            process = await trio.run_process(
+                [sys.executable, str(sidecar_path())], env=env, cwd=tmp_path, capture_stdout=True, capture_stderr=True
+            )
+        assert process.returncode == 0, process.stderr
+        assert await h.store.output(job.id) == [f"line {i}" for i in range(1, 61)]
+        last_seq = await h.store.last_seq(job.id)
+        assert last_seq is not None
+        # ~1.5 s of output: ~60 records at 20 ms, a handful at the 400 ms the server asked for
+        assert last_seq + 1 <= 8, f"{last_seq + 1} records"
