@@ -37,6 +37,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 from quart_trio import QuartTrio
 
 from ...domain.errors import InvalidToken, JobClosed
+from ...domain.job import Job
 from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
 from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
 
@@ -158,13 +159,9 @@ class SidecarFront:
     ) -> None:
         with trio.fail_after(self.request_timeout_s):
             await self._body(http, stream)  # a GET has none; read the end of the request
-        try:
-            job = await sink.open_stream(authorization, job_id)
-        except InvalidToken as exc:
-            await self._answer(http, stream, STREAM_PATH, error(401, str(exc)))
-            return
-        except JobClosed as exc:
-            await self._answer(http, stream, STREAM_PATH, error(409, str(exc)))
+        job = await _opened(sink, authorization, job_id)
+        if isinstance(job, Answer):
+            await self._answer(http, stream, STREAM_PATH, job)
             return
         await self._answer(http, stream, STREAM_PATH, Answer(200, await answer_body(sink, job, Tally())))
 
@@ -172,13 +169,9 @@ class SidecarFront:
         self, http: h11.Connection, stream: trio.abc.Stream, sink: StreamSink, authorization: str | None, job_id: str | None
     ) -> None:
         """One stream: records applied as they arrive; answered at the end, then closed."""
-        try:
-            job = await sink.open_stream(authorization, job_id)
-        except InvalidToken as exc:
-            await self._answer_early(http, stream, STREAM_PATH, error(401, str(exc)))
-            return
-        except JobClosed as exc:
-            await self._answer_early(http, stream, STREAM_PATH, error(409, str(exc)))
+        job = await _opened(sink, authorization, job_id)
+        if isinstance(job, Answer):
+            await self._answer_early(http, stream, STREAM_PATH, job)
             return
         await _continue_if_asked(http, stream)
         tally = Tally()
@@ -243,6 +236,16 @@ class SidecarFront:
             await self._answer(http, stream, "malformed", answer, close=True)
         except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+async def _opened(sink: StreamSink, authorization: str | None, job_id: str | None) -> Job | Answer:
+    """The job a stream request is for, or the refusal to answer with (401, 409)."""
+    try:
+        return await sink.open_stream(authorization, job_id)
+    except InvalidToken as exc:
+        return error(401, str(exc))
+    except JobClosed as exc:
+        return error(409, str(exc))
 
 
 async def _continue_if_asked(http: h11.Connection, stream: trio.abc.Stream) -> None:
