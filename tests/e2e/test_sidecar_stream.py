@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from harness import open_harness
 from opendispatch.adapters.local import sidecar_path
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.sprites import FakeSprites
@@ -52,6 +53,15 @@ async def _prepare(store: MemoryJobStore, task: str, url: str, home: Path) -> tu
     return job, env
 
 
+async def run_sidecar(env: dict[str, str], workspace: Path) -> None:
+    """The real sidecar, to its end; it must exit 0."""
+    with trio.fail_after(30):
+        process = await trio.run_process(
+            [sys.executable, str(sidecar_path())], env=env, cwd=workspace, capture_stdout=True, capture_stderr=True
+        )
+    assert process.returncode == 0, process.stderr
+
+
 def _requests(metrics_text: str, endpoint: str) -> int:
     pattern = re.compile(r'^\w*webhook\w*_total\{[^}]*endpoint="' + re.escape(endpoint) + r'"[^}]*\} (\S+)$', re.M)
     return sum(int(float(value)) for value in pattern.findall(metrics_text))
@@ -67,11 +77,7 @@ async def test_the_sidecar_streams_every_line_once_in_order_unless_told_to_post(
     async with open_dispatcher(
         Config.embedded(), chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}"
     ):
-        with trio.fail_after(30):
-            process = await trio.run_process(
-                [sys.executable, str(sidecar_path())], env=env, cwd=tmp_path, capture_stdout=True, capture_stderr=True
-            )
-        assert process.returncode == 0, process.stderr
+        await run_sidecar(env, tmp_path)
         async with httpx.AsyncClient(base_url=url) as http:
             metrics = (await http.get("/metrics")).text
     assert await store.output(job.id) == [f"line {i}" for i in range(1, 501)]
@@ -124,11 +130,7 @@ async def test_a_stream_record_over_the_limit_falls_back_to_posts_that_split_it(
     async with open_dispatcher(
         Config.embedded(), chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}"
     ):
-        with trio.fail_after(30):
-            process = await trio.run_process(
-                [sys.executable, str(sidecar_path())], env=env, cwd=tmp_path, capture_stdout=True, capture_stderr=True
-            )
-        assert process.returncode == 0, process.stderr
+        await run_sidecar(env, tmp_path)
         async with httpx.AsyncClient(base_url=url) as http:
             metrics = (await http.get("/metrics")).text
     assert await store.output(job.id) == [f"line {i} " + "0" * 30000 for i in range(1, 81)]
@@ -137,8 +139,6 @@ async def test_a_stream_record_over_the_limit_falls_back_to_posts_that_split_it(
 
 
 async def test_a_streaming_sidecar_gathers_records_as_long_as_the_server_asks(tmp_path: Path) -> None:
-    from harness import open_harness
-
     script = "for i in $(seq 1 60); do echo line $i; sleep 0.02; done"
     async with open_harness() as h:
         job = await h.run(f'/od-run -a shell "{script}"')
@@ -151,11 +151,7 @@ async def test_a_streaming_sidecar_gathers_records_as_long_as_the_server_asks(tm
             "OPENDISPATCH_WORKSPACE": str(tmp_path),
             "OPENDISPATCH_BATCH_MS": "20",  # its own default: a record every 20 ms
         }
-        with trio.fail_after(30):
-            process = await trio.run_process(
-                [sys.executable, str(sidecar_path())], env=env, cwd=tmp_path, capture_stdout=True, capture_stderr=True
-            )
-        assert process.returncode == 0, process.stderr
+        await run_sidecar(env, tmp_path)
         assert await h.store.output(job.id) == [f"line {i}" for i in range(1, 61)]
         last_seq = await h.store.last_seq(job.id)
         assert last_seq is not None
