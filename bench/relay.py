@@ -197,6 +197,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "log_requests": report["log_requests"],
         "webhook_requests": report["webhook_requests"],
         "append_wait_ms": {k: _ms(v) for k, v in report["append_wait_s"].items()},
+        "timeline": report["chat_latency_by_second"],
     }
 
 
@@ -271,6 +272,7 @@ def main() -> int:
     parser.add_argument("--stream-batch-ms", type=float, default=0.0, help="override the stream mode's batch window")
     parser.add_argument("--sprites-per-generator", type=int, default=250, help="sprites per load-generator process")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
+    parser.add_argument("--timeline", action="store_true", help="print chat latency p50/p99 (ms) per second of the run")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     if args.quick:
@@ -300,6 +302,10 @@ def main() -> int:
             )
             print(f"    webhook answers: {requests}", flush=True)
             waits = row["append_wait_ms"]
+            if args.timeline:
+                print("    chat latency by second written: " + ", ".join(
+                    f"{point['second']}s {_ms(point['p50']):.0f}/{_ms(point['p99']):.0f}" for point in row["timeline"]
+                ), flush=True)
             print(f"    store append (await, commit included): p50 {waits['p50']:.1f} ms, p99 {waits['p99']:.1f} ms, max {waits['max']:.1f} ms", flush=True)
     print()
     print_table(rows)

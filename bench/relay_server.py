@@ -53,7 +53,7 @@ class JobLines:
     next_index: int = 0
     out_of_order: int = 0
 
-    def take(self, line: str, latencies: array[float], now: float) -> None:
+    def take(self, line: str, latencies: array[float], now: float, written: array[float] | None = None) -> None:
         index_text, sent_text, _ = line.split(" ", 2)
         index = int(index_text)
         if index != self.next_index:
@@ -61,6 +61,8 @@ class JobLines:
         self.next_index = index + 1
         self.count += 1
         latencies.append(now - float(sent_text))
+        if written is not None:
+            written.append(float(sent_text))
 
 
 class StopwatchChat:
@@ -73,6 +75,7 @@ class StopwatchChat:
     def __init__(self) -> None:
         self.jobs: dict[str, JobLines] = {}
         self.latencies: array[float] = array("d")
+        self.written_at: array[float] = array("d")  # when each of those lines was written
         self.seen_on_page: dict[tuple[str, int], int] = {}
         self.refs: dict[str, tuple[str, int]] = {}
         self.calls = 0
@@ -108,7 +111,7 @@ class StopwatchChat:
         self.omitted = max(self.omitted, message.omitted)
         lines = self.jobs.setdefault(message.job.id, JobLines())
         for line in fresh:
-            lines.take(line, self.latencies, now)
+            lines.take(line, self.latencies, now, self.written_at)
 
 
 @attrs.define
@@ -182,6 +185,17 @@ def percentiles(values: array[float] | list[float]) -> dict[str, float | None]:
     return {"p50": at(0.50), "p99": at(0.99), "max": ordered[-1]}
 
 
+def timeline(written_at: array[float], latencies: array[float]) -> list[dict[str, Any]]:
+    """Chat latency by the second the lines were written in: a backlog that grows shows here."""
+    if not written_at:
+        return []
+    first = min(written_at)
+    seconds: dict[int, list[float]] = {}
+    for at, latency in zip(written_at, latencies):
+        seconds.setdefault(int(at - first), []).append(latency)
+    return [{"second": second, "lines": len(values), **percentiles(values)} for second, values in sorted(seconds.items())]
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -244,6 +258,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "webhook_requests": requests,
             "chat_omitted": chat.omitted,
             "chat_latency_s": percentiles(chat.latencies),
+            "chat_latency_by_second": timeline(chat.written_at, chat.latencies),
             "store_latency_s": percentiles(store.latencies),
             "append_wait_s": percentiles(store.append_waits),
             "cpu_s": usage.ru_utime + usage.ru_stime,

@@ -6,10 +6,13 @@ Raw bytes over a loopback socket, so a test decides exactly what shares a connec
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+import pytest
 import trio
 
 from harness import Harness, open_harness
@@ -161,3 +164,36 @@ async def test_a_client_that_never_finishes_its_request_is_closed() -> None:
         socket = await connect(h)
         await socket.send_all(b"POST /webhooks/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         assert await closed(socket)
+
+
+async def test_a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() -> None:
+    """A thousand sidecars connect at once after a deploy: the kernel must queue them.
+
+    The connects below run on the event loop's own thread, so the server cannot accept any
+    of them until they are done: each one completes only if the listen backlog has room.
+    With hypercorn's default backlog (100) the kernel drops the SYNs past it and the client
+    waits 1 s, 3 s, 7 s... to retry; here every connect must complete at once.
+    """
+    burst = 600
+    if _kernel_listen_cap() < burst + 100:
+        pytest.skip("net.core.somaxconn caps every backlog below this test's burst")
+    async with open_harness() as h:
+        url = urlsplit(h.running.webhook_url)
+        assert url.hostname is not None and url.port is not None
+        opened: list[socket.socket] = []
+        try:
+            for _ in range(burst):
+                opened.append(socket.create_connection((url.hostname, url.port), timeout=0.5))
+        except TimeoutError:
+            pass
+        finally:
+            for sock in opened:
+                sock.close()
+        assert len(opened) == burst
+
+
+def _kernel_listen_cap() -> int:
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 0

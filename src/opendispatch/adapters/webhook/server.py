@@ -14,6 +14,12 @@ from .front import SIDECAR_FRONT, SidecarFront, serve_front
 
 GRACEFUL_TIMEOUT_S = 5.0
 
+#: Connections the kernel may hold for us before we accept them (capped by net.core.somaxconn).
+#: Why not hypercorn's 100: a thousand sidecars open their streams within a second of a
+#: deploy or a busy start; past the backlog the kernel drops their SYNs and each client waits
+#: 1 s, 3 s, 7 s... to retry, which was the multi-second tail of bench/relay at N = 1,000.
+LISTEN_BACKLOG = 4096
+
 
 def _hypercorn_config(bind: str) -> HypercornConfig:
     config = HypercornConfig()
@@ -22,6 +28,7 @@ def _hypercorn_config(bind: str) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("opendispatch.webhook.server")  # through our logging setup
     config.keep_alive_timeout = 75.0  # sidecars keep one connection open between batches
+    config.backlog = LISTEN_BACKLOG
     return config
 
 
