@@ -157,7 +157,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 profiler.wait()
             server.send({"cmd": "report"})
             report = server.read()
-            cpu_after = cpu_seconds(server.pid)
+            cpu_after = report["cpu_s"]  # as the last job ended, before the checks read the store
         rss = peak_rss_mib(server.pid)
     finally:
         server.close()

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from harness import Harness, open_harness
-from opendispatch.adapters.webhook.front import SIDECAR_FRONT, SidecarFront
+from opendispatch.adapters.webhook.front import SIDECAR_FRONT, SidecarFront, serve_listening_sockets
 
 CEILING_S = 10.0
 
@@ -197,3 +197,44 @@ def _kernel_listen_cap() -> int:
         return int(Path("/proc/sys/net/core/somaxconn").read_text())
     except (OSError, ValueError):
         return 0
+
+
+async def test_connections_waiting_together_are_accepted_together_while_the_loop_is_busy() -> None:
+    """trio's own accept loop takes one connection per scheduling round; under load (a
+    thousand streams) that left the last sidecars unread for seconds. Here a busy task
+    counts the rounds it takes to accept a burst that waits in the backlog."""
+    burst = 200
+    listener = socket.create_server(("127.0.0.1", 0), backlog=burst * 2)
+    accepted: list[trio.SocketStream] = []
+    all_in = trio.Event()
+    rounds = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        if len(accepted) == burst:
+            all_in.set()
+
+    async def busy() -> None:
+        nonlocal rounds
+        while True:
+            await trio.lowlevel.checkpoint()
+            rounds += 1
+
+    clients: list[socket.socket] = []
+    try:
+        with trio.fail_after(CEILING_S):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_listening_sockets, [listener], handler)
+                nursery.start_soon(busy)
+                await trio.lowlevel.checkpoint()
+                address = listener.getsockname()
+                clients = [socket.create_connection(address, timeout=1.0) for _ in range(burst)]  # all wait together
+                rounds = 0
+                await all_in.wait()
+                assert rounds < 10, f"{rounds} rounds to accept {burst} waiting connections"
+                nursery.cancel_scope.cancel()
+    finally:
+        for client in clients:
+            client.close()
+        for stream in accepted:
+            stream.socket.close()

@@ -1,12 +1,15 @@
-"""`SqliteJobStore`: the durable `JobStore`, on stdlib sqlite3 run in a worker thread.
+"""`SqliteJobStore`: the durable `JobStore`, on stdlib sqlite3.
 
-One connection, guarded by a lock, so calls are serialised and each one sees the previous
-one's writes; WAL with `synchronous=NORMAL` keeps appends cheap and the file readable by
-`sqlite3` while the service runs.
+One write connection, used by one caller at a time, so each call sees the previous one's
+writes. Writes are group-committed on the event loop's thread; what may wait (another
+process's write lock, WAL checkpoints, scans) runs in worker threads. WAL with
+`synchronous=NORMAL` keeps commits cheap and the file readable by `sqlite3` while the
+service runs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -17,6 +20,7 @@ from typing import TypeVar
 
 import attrs
 import cattrs.preconf.json
+import outcome
 import trio
 
 from ...domain.errors import ConfigError, UnknownJob
@@ -24,6 +28,11 @@ from ...domain.job import Job, JobState
 from ...domain.session import Session, SessionState
 
 SCHEMA_VERSION = 2
+
+BUSY_TIMEOUT_MS = 5000
+#: Rows written between two WAL checkpoints; ~1,000 WAL pages at our row sizes, like
+#: SQLite's own default, so the WAL stays a few MB.
+CHECKPOINT_EVERY_CHANGES = 20_000
 
 # Output order: seq'd batches by seq, then seq-less (old sidecar) batches by arrival.
 # `unsequenced` and `seq_key` encode that order so one index serves both reads and tails.
@@ -82,6 +91,8 @@ _T = TypeVar("_T")
 
 _converter = cattrs.preconf.json.make_converter()
 
+log = logging.getLogger(__name__)
+
 
 def job_to_json(job: Job) -> str:
     return _converter.dumps(job)
@@ -112,7 +123,13 @@ class _PendingWrite:
 class SqliteJobStore:
     """Use `open_sqlite_store(path)`; constructing one directly is for that function only."""
 
-    def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        reader: sqlite3.Connection | None = None,
+        checkpoints: sqlite3.Connection | None = None,
+        checkpoint_every_changes: int = CHECKPOINT_EVERY_CHANGES,
+    ) -> None:
         self._connection = connection
         self._reader = reader
         self._lock = threading.Lock()
@@ -121,9 +138,21 @@ class SqliteJobStore:
         self._owner = trio.Lock()
         self._pending: list[_PendingWrite] = []
         self._flush_done: trio.Event | None = None
+        #: The connection WAL checkpoints run on, in a worker thread (`_note_changes`); None
+        #: in memory, where there is no WAL.
+        self._checkpoints = checkpoints
+        self._checkpoint_every = checkpoint_every_changes
+        self._checkpoint_at = checkpoint_every_changes
+        self._checkpointing = False
+        self._checkpoint_idle = threading.Event()
+        self._checkpoint_idle.set()
+        self._checkpointed = trio.Event()
+        self.checkpoints = 0
+        if checkpoints is not None:
+            connection.execute("PRAGMA wal_autocheckpoint=0")  # see `_note_changes`
 
-    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `work` in a worker thread, one call at a time.
+    async def _run(self, work: Callable[[sqlite3.Connection], _T], *, owned: bool = False) -> _T:
+        """Run `work` in a worker thread, one call at a time (`owned`: the caller holds `_owner`).
 
         The thread is not abandoned on cancellation, so a write always completes or rolls back
         before the caller sees `Cancelled`.
@@ -133,6 +162,8 @@ class SqliteJobStore:
             with self._lock:
                 return work(self._connection)
 
+        if owned:
+            return await trio.to_thread.run_sync(locked)
         async with self._owner:
             return await trio.to_thread.run_sync(locked)
 
@@ -246,57 +277,105 @@ class SqliteJobStore:
 
     async def _flush_pending(self) -> None:
         done = self._flush_done = trio.Event()
-        batch, self._pending = self._pending, []
         try:
-            await self._write_together(batch)
-        except Exception as exc:
-            for item in batch:
-                item.error, item.finished = exc, True
-            raise
-        except BaseException:
-            self._pending[:0] = batch  # cancelled before the write began: the waiters retry it
-            raise
+            # One scheduling round's grace: the writers woken in the same round as this one
+            # (a thousand sidecars' records) join its transaction instead of each paying a
+            # commit (~65 µs alone, ~16 µs shared; docs/performance.md).
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            async with self._owner:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._write_together(batch)
+                except Exception as exc:
+                    for item in batch:
+                        item.error, item.finished = exc, True
+                    raise
         finally:
             self._flush_done = None
             done.set()
 
     async def _write_together(self, batch: Sequence[_PendingWrite]) -> None:
-        """One transaction: BEGIN and COMMIT in the worker thread, the writes on this one.
+        """One transaction, on the event loop's thread; the caller holds `_owner`.
 
-        Why the split: in a worker thread each statement gives up the GIL and must win it
-        back from the busy event loop, up to a switch interval (5 ms) each time; a flush of a
-        thousand appends then took ~300 ms while everything waited. Here a write costs a few
-        µs and never waits (we hold SQLite's write lock from BEGIN IMMEDIATE on). BEGIN may
-        wait for another process's write and COMMIT may checkpoint the WAL: those stay off
-        the loop. A write that fails (a duplicate id) fails alone; SQLite undoes just it.
+        Why on this thread: each hop to a worker thread and back costs a full round of the
+        event loop, which under load is tens of ms; BEGIN, a few µs per write, and COMMIT
+        cost less than one hop. That holds because nothing here waits: BEGIN IMMEDIATE waits
+        only for another process's write (then it is retried in a worker thread), and COMMIT
+        in WAL mode with `synchronous=NORMAL` writes to the OS without fsync, the WAL being
+        checkpointed by `_checkpointer` off the loop, not by the commit. A write that fails
+        (a duplicate id) fails alone; SQLite undoes just it.
         """
-
-        def begin() -> None:
+        with trio.CancelScope(shield=True):  # once BEGIN ran, the transaction must end here
+            await self._begin()
             with self._lock:
-                self._connection.execute("BEGIN IMMEDIATE")
-
-        def finish(commit: bool) -> None:
-            with self._lock:
-                self._connection.execute("COMMIT" if commit else "ROLLBACK")
-
-        async with self._owner:
-            # Once BEGIN ran, the transaction must end before the connection is let go,
-            # cancelled or not: the rest is shielded.
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(begin)
                 try:
-                    with self._lock:
-                        for item in batch:
-                            try:
-                                item.result = item.work(self._connection)
-                            except Exception as exc:
-                                item.error = exc
+                    for item in batch:
+                        try:
+                            item.result = item.work(self._connection)
+                        except Exception as exc:
+                            item.error = exc
+                    self._connection.execute("COMMIT")
                 except BaseException:
-                    await trio.to_thread.run_sync(finish, False)
+                    _roll_back(self._connection)
                     raise
-                await trio.to_thread.run_sync(finish, True)
         for item in batch:
             item.finished = True
+        self._note_changes()
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE at once if no other process is writing, else wait in a worker thread."""
+        with self._lock:
+            db = self._connection
+            db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            finally:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await self._run(lambda db: db.execute("BEGIN IMMEDIATE"), owned=True)
+
+    def _note_changes(self) -> None:
+        """Start a WAL checkpoint in a worker thread once enough rows went in since the last.
+
+        The write connection's own auto-checkpoint is off: it would run inside a COMMIT, on
+        the event loop, and stall every request for as long as it takes (hundreds of ms under
+        load). A PASSIVE checkpoint never waits for, or blocks, the writer or the readers.
+        The thread is not awaited by anyone: `_close` waits for it.
+        """
+        checkpoints = self._checkpoints
+        if checkpoints is None or self._checkpointing or self._connection.total_changes < self._checkpoint_at:
+            return
+        self._checkpoint_at = self._connection.total_changes + self._checkpoint_every
+        self._checkpointing = True
+        self._checkpoint_idle.clear()
+        trio_token = trio.lowlevel.current_trio_token()
+
+        def deliver(result: outcome.Outcome[object]) -> None:  # in the worker thread
+            try:
+                trio_token.run_sync_soon(self._checkpoint_finished, result)
+            except trio.RunFinishedError:
+                pass
+            finally:
+                self._checkpoint_idle.set()
+
+        trio.lowlevel.start_thread_soon(partial(_checkpoint, checkpoints), deliver, name="sqlite checkpoint")
+
+    def _checkpoint_finished(self, result: outcome.Outcome[object]) -> None:
+        self._checkpointing = False
+        if isinstance(result, outcome.Error):
+            log.warning("WAL checkpoint failed (retried after more writes): %s", result.error)
+        else:
+            self.checkpoints += 1
+        self._checkpointed.set()
+        self._checkpointed = trio.Event()
+
+    async def wait_checkpoints(self, count: int) -> None:
+        """Wait until `count` WAL checkpoints have run since the store opened (tests, operators)."""
+        while self.checkpoints < count:
+            await self._checkpointed.wait()
 
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         if tail is not None and tail <= 0:
@@ -396,6 +475,9 @@ class SqliteJobStore:
     async def _close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+        if self._checkpoints is not None:
+            await trio.to_thread.run_sync(self._checkpoint_idle.wait)
+            self._checkpoints.close()
         await self._run(lambda db: db.close())
 
 
@@ -415,6 +497,26 @@ def _insert_batch(db: sqlite3.Connection, *, job_id: str, seq: int | None, lines
     return True
 
 
+def _checkpoint(db: sqlite3.Connection, passes: int = 3) -> None:
+    """Copy the WAL into the database, again for what was committed meanwhile (up to `passes`).
+
+    SQLite restarts the WAL from its beginning only at a write that finds it all copied: a
+    checkpoint that stopped behind the writer would let the file grow with every write.
+    The passes after the first copy only the few frames committed during the one before.
+    """
+    for _ in range(passes):
+        busy, in_wal, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+        if busy or in_wal == copied:
+            return
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # no transaction was left open (SQLite may have undone it already)
+
+
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """`BEGIN IMMEDIATE` takes the write lock up front, so a read-then-write cannot race."""
@@ -432,7 +534,7 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         _migrate(db)
     except BaseException:
         db.close()
@@ -440,13 +542,14 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return db
 
 
-def _connect_reader(path: str | os.PathLike[str]) -> sqlite3.Connection | None:
-    """A read-only second connection to the same file, or None for an in-memory database."""
+def _connect_reader(path: str | os.PathLike[str], *, read_only: bool = True) -> sqlite3.Connection | None:
+    """Another connection to the same file (for reads, or for checkpoints), or None in memory."""
     name = os.fspath(path)
     if name in ("", ":memory:") or name.startswith("file:"):
         return None
     db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA query_only=ON")
+    if read_only:
+        db.execute("PRAGMA query_only=ON")
     db.execute("PRAGMA busy_timeout=1000")
     return db
 
@@ -468,15 +571,22 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 @asynccontextmanager
-async def open_sqlite_store(path: str | os.PathLike[str]) -> AsyncIterator[SqliteJobStore]:
-    """Open (creating if needed) the job database at `path`; the connection closes on exit."""
+async def open_sqlite_store(
+    path: str | os.PathLike[str], *, checkpoint_every_changes: int = CHECKPOINT_EVERY_CHANGES
+) -> AsyncIterator[SqliteJobStore]:
+    """Open (creating if needed) the job database at `path`; the connections close on exit."""
     writer = await trio.to_thread.run_sync(_connect, path)
+    opened = [writer]
     try:
         reader = _connect_reader(path)
+        if reader is not None:
+            opened.append(reader)
+        checkpoints = _connect_reader(path, read_only=False)
     except BaseException:
-        writer.close()
+        for db in opened:
+            db.close()
         raise
-    store = SqliteJobStore(writer, reader)
+    store = SqliteJobStore(writer, reader, checkpoints, checkpoint_every_changes)
     try:
         yield store
     finally:
