@@ -238,3 +238,31 @@ async def test_connections_waiting_together_are_accepted_together_while_the_loop
             client.close()
         for stream in accepted:
             stream.socket.close()
+
+
+async def test_a_shutdown_closes_every_accepted_connection() -> None:
+    """Clients (a session's long-poll) must see the connection end when the server stops,
+    even one whose handler holds it and is cancelled, so that they reconnect at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[trio.SocketStream] = []
+    both_in = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        held.append(stream)  # kept referenced: garbage collection cannot close it for us
+        if len(held) == 2:
+            both_in.set()
+        await trio.sleep_forever()
+
+    clients = [socket.create_connection(listener.getsockname(), timeout=CEILING_S) for _ in range(2)]
+    try:
+        with trio.fail_after(CEILING_S):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_listening_sockets, [listener], handler)
+                await both_in.wait()
+                nursery.cancel_scope.cancel()
+        for client in clients:
+            assert await trio.to_thread.run_sync(client.recv, 1) == b""  # end of stream, not a hang
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()

@@ -437,4 +437,13 @@ async def _accept_forever(
                     await trio.sleep(ACCEPT_PAUSE_S)
                     break
                 raise
-            nursery.start_soon(handler, trio.SocketStream(trio.socket.from_stdlib_socket(accepted)))
+            nursery.start_soon(_serve_connection, handler, trio.SocketStream(trio.socket.from_stdlib_socket(accepted)))
+
+
+async def _serve_connection(handler: Callable[[trio.SocketStream], Awaitable[object]], stream: trio.SocketStream) -> None:
+    """The handler, then the connection closed whatever happened (a shutdown cancels handlers
+    that may not have begun: the client must see the connection end, not wait on it)."""
+    try:
+        await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
