@@ -302,7 +302,7 @@ class SqliteJobStore:
         cost less than one hop. That holds because nothing here waits: BEGIN IMMEDIATE waits
         only for another process's write (then it is retried in a worker thread), and COMMIT
         in WAL mode with `synchronous=NORMAL` writes to the OS without fsync, the WAL being
-        checkpointed by `_checkpointer` off the loop, not by the commit. A write that fails
+        checkpointed off the loop (`_note_changes`), not by the commit. A write that fails
         (a duplicate id) fails alone; SQLite undoes just it.
         """
         with trio.CancelScope(shield=True):  # once BEGIN ran, the transaction must end here
@@ -542,7 +542,7 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return db
 
 
-def _connect_reader(path: str | os.PathLike[str], *, read_only: bool = True) -> sqlite3.Connection | None:
+def _connect_another(path: str | os.PathLike[str], *, read_only: bool = True) -> sqlite3.Connection | None:
     """Another connection to the same file (for reads, or for checkpoints), or None in memory."""
     name = os.fspath(path)
     if name in ("", ":memory:") or name.startswith("file:"):
@@ -578,10 +578,10 @@ async def open_sqlite_store(
     writer = await trio.to_thread.run_sync(_connect, path)
     opened = [writer]
     try:
-        reader = _connect_reader(path)
+        reader = _connect_another(path)
         if reader is not None:
             opened.append(reader)
-        checkpoints = _connect_reader(path, read_only=False)
+        checkpoints = _connect_another(path, read_only=False)
     except BaseException:
         for db in opened:
             db.close()

@@ -360,24 +360,20 @@ async def serve_front(
             binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
 
         async def connection(stream: trio.SocketStream) -> None:
+            """One connection's requests; `serve_listening_sockets` closes it afterwards."""
             try:
                 received: bytes | None = await read_first_line(stream, b"", config.keep_alive_timeout)
                 if received and front.takes(received):
                     received = await front.serve(stream, received, idle_timeout_s=config.keep_alive_timeout)
                 if not received:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
                     return
                 state = ConnectionState(lifespan_state.copy())
                 await TCPServer(asgi, config, context, state, ReplayedStream(stream, received))  # type: ignore[arg-type]
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
+                pass  # the client went away
             except Exception:
                 # One connection's failure must not take the server (and every job) down.
                 log.exception("webhook connection failed")
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
 
         try:
             async with trio.open_nursery() as handlers:
