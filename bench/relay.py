@@ -58,8 +58,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, edit_interval: float, request_budget: float, stream_budget: float = 0.0) -> None:
+    def __init__(
+        self,
+        edit_interval: float,
+        request_budget: float,
+        stream_budget: float = 0.0,
+        cpus: set[int] | None = None,
+        python_gc: bool = False,
+    ) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
+        if python_gc:
+            command.append("--python-gc")
         if request_budget:
             command += ["--request-budget", str(request_budget)]
         if stream_budget:
@@ -69,6 +78,7 @@ class Server:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         self.ready = self.read()
         self.pid = self.proc.pid
@@ -113,7 +123,13 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
             "--line-chars", str(args.line_chars),
             "--start-at", str(start_at),
         ]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        cpus = args.generator_cpus
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
         assert proc.stdout is not None
         running.append((proc, proc.stdout))
     merged: dict[str, Any] = {"sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0}
@@ -143,7 +159,7 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
 
 
 def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    server = Server(args.edit_interval, args.request_budget, args.stream_budget)
+    server = Server(args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc)
     try:
         server.send({"cmd": "start", "n": n})
         jobs_event = server.read()
@@ -198,6 +214,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "webhook_requests": report["webhook_requests"],
         "append_wait_ms": {k: _ms(v) for k, v in report["append_wait_s"].items()},
         "timeline": report["chat_latency_by_second"],
+        "gc": report["gc"],
     }
 
 
@@ -271,12 +288,24 @@ def main() -> int:
     )
     parser.add_argument("--stream-batch-ms", type=float, default=0.0, help="override the stream mode's batch window")
     parser.add_argument("--sprites-per-generator", type=int, default=250, help="sprites per load-generator process")
+    parser.add_argument(
+        "--pin", action="store_true",
+        help="run the server on CPU 0 and the simulated sprites on the others, as sprites run on their own machines",
+    )
+    parser.add_argument(
+        "--python-gc", action="store_true", help="run the server with CPython's collector settings, not serve's"
+    )
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
     parser.add_argument("--timeline", action="store_true", help="print chat latency p50/p99 (ms) per second of the run")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     if args.quick:
         args.duration = 5.0
+    all_cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(all_cpus) < 2:
+        parser.error("--pin needs at least 2 CPUs")
+    args.server_cpus = {all_cpus[0]} if args.pin else None
+    args.generator_cpus = set(all_cpus[1:]) if args.pin else None
     sizes = args.n or [10, 100, 1000]
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     print(
@@ -301,6 +330,13 @@ def main() -> int:
                 for labels, count in sorted(row["webhook_requests"].items())
             )
             print(f"    webhook answers: {requests}", flush=True)
+            collector = row["gc"]
+            print(
+                "    server garbage collection: "
+                + ", ".join(f"gen{g} {n} x {s:.2f} s" for g, (n, s) in enumerate(zip(collector["counts"], collector["seconds"])))
+                + f", longest pause {collector['longest_s'] * 1000:.0f} ms",
+                flush=True,
+            )
             waits = row["append_wait_ms"]
             if args.timeline:
                 print("    chat latency by second written: " + ", ".join(

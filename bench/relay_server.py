@@ -18,6 +18,7 @@ It is driven over stdin/stdout, one JSON object per line (logs go to stderr):
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from opendispatch.app.pacing import SenderPacer
 from opendispatch.app.relay import Relay
 from opendispatch.bootstrap import open_dispatcher
 from opendispatch.config import Config
+from opendispatch.gc_tuning import tune_garbage_collector
 from opendispatch.domain.job import Conversation, User
 from opendispatch.domain.messages import ChatMessage, Inbound, LiveOutput, MessageRef
 from opendispatch.ports.sprites import Sprite, SpriteRequest
@@ -196,6 +198,31 @@ def timeline(written_at: array[float], latencies: array[float]) -> list[dict[str
     return [{"second": second, "lines": len(values), **percentiles(values)} for second, values in sorted(seconds.items())]
 
 
+class CollectorStopwatch:
+    """Time spent in garbage collection, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self.longest_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._started
+        self.seconds[info["generation"]] += spent
+        self.counts[info["generation"]] += 1
+        self.longest_s = max(self.longest_s, spent)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"seconds": list(self.seconds), "counts": list(self.counts), "longest_s": self.longest_s}
+
+
+COLLECTOR = CollectorStopwatch()
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -230,6 +257,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
     # The CPU the relay used ends here: what follows (reading every job's output back to
     # check it) is the bench's own work.
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    collector = COLLECTOR.snapshot()
     stored: dict[str, int] = {}
     stored_out_of_order = 0
     for job_id in chat.jobs.keys() | set(running.dispatcher.runner.relay.live):
@@ -265,6 +293,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "append_wait_s": percentiles(store.append_waits),
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_kib": usage.ru_maxrss,
+            "gc": collector,
         }
     )
 
@@ -302,4 +331,9 @@ if __name__ == "__main__":
     parser.add_argument("--edit-interval", type=float, default=1.0)
     parser.add_argument("--request-budget", type=float, default=0.0)
     parser.add_argument("--stream-budget", type=float, default=0.0)
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--python-gc", action="store_true", help="keep CPython's collector settings (before/after)")
+    arguments = parser.parse_args()
+    if not arguments.python_gc:
+        tune_garbage_collector()  # as `opendispatch serve` does
+    gc.callbacks.append(COLLECTOR)
+    trio.run(main, arguments)

@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             interactive = True if args.command == "console" or args.interactive else (False if args.script else None)
             return demo_main(config, interactive=interactive)
         from .bootstrap import serve
+        from .gc_tuning import tune_garbage_collector
 
+        tune_garbage_collector()  # a long-running server: see gc_tuning.py
         trio.run(partial(serve, config))
         return 0
     except ConfigError as exc:
