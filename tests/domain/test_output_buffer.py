@@ -48,6 +48,27 @@ def test_the_due_time_is_that_of_the_first_pending_append() -> None:
     assert buffer.next_flush_at() == 50.0
 
 
+def test_a_scheduled_flush_is_not_brought_forward_by_more_lines() -> None:
+    """What lets the job runner sleep until the flush instead of waking for every batch."""
+    buffer = OutputBuffer(min_interval_s=1.0, heartbeat_s=30.0)
+    assert not buffer.flush_scheduled
+    buffer.append(["a"], now=10.0)
+    buffer.flush(10.0)
+    assert not buffer.flush_scheduled  # only the heartbeat is due, and new lines come earlier
+
+    buffer.append(["b"], now=10.2)
+    assert buffer.flush_scheduled
+    due = buffer.next_flush_at()
+    buffer.append(["c"] * 50, now=10.5)
+    assert buffer.next_flush_at() == due == 11.0
+    assert buffer.flush(11.0)[-1].lines[-1] == "c"
+    assert not buffer.flush_scheduled
+
+    buffer.append(["d"], now=11.5)
+    buffer.flush_final(11.6)
+    assert not buffer.flush_scheduled
+
+
 def test_flushes_are_at_least_min_interval_apart() -> None:
     buffer = OutputBuffer(min_interval_s=1.0)
     buffer.append(["a"], now=10.0)

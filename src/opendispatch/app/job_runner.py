@@ -234,9 +234,17 @@ class JobRunner:
         """Turn buffered lines into live chat messages at the pace the buffer allows."""
         while True:
             flush_at = live.buffer.next_flush_at()
-            with trio.move_on_at(math.inf if flush_at is None else flush_at):
-                await live.wait_output_changed()
+            if flush_at is not None and live.buffer.flush_scheduled:
+                # Batches arriving meanwhile join this flush: waking for each (a thousand
+                # streaming sprites) would cost a task switch per batch for nothing.
+                await trio.sleep_until(flush_at)
+                live.output_seen()
+            else:
+                with trio.move_on_at(math.inf if flush_at is None else flush_at):
+                    await live.wait_output_changed()
             updates = live.buffer.flush(trio.current_time())
+            if not updates:
+                continue
             # A send cancelled in flight may still post, and its ref would be lost, so the final
             # flush would post that page again. Let an update that started finish (bounded).
             with trio.move_on_after(self.settings.chat_call_timeout_s) as in_flight:

@@ -61,3 +61,8 @@ class LiveJob:
     async def wait_output_changed(self) -> None:
         await self._output_changed.wait()
         self._output_changed = trio.Event()
+
+    def output_seen(self) -> None:
+        """What changed so far is in hand (a flush is about to take it): wait for newer."""
+        if self._output_changed.is_set():
+            self._output_changed = trio.Event()

@@ -179,9 +179,14 @@ class SidecarFront:
         tally = Tally()
         records = RecordSplitter(MAX_BODY_BYTES)
         try:
-            with trio.CancelScope() as idle:
+            # The idle deadline moves in steps of a tenth of the timeout (at most a second):
+            # moving it costs a timer-heap entry, and a stream carries several records a second.
+            step = min(1.0, self.read_timeout_s / 10.0)
+            with trio.CancelScope(deadline=trio.current_time() + self.read_timeout_s) as idle:
                 while True:
-                    idle.deadline = trio.current_time() + self.read_timeout_s
+                    quiet_until = trio.current_time() + self.read_timeout_s
+                    if quiet_until - idle.deadline >= step:
+                        idle.deadline = quiet_until
                     data, end = await _body_so_far(http, stream)
                     await apply_records(sink, job, records.feed(data), tally)
                     if end is _BodyEnd.BROKEN:
