@@ -22,6 +22,7 @@ from .adapters.prometheus import PrometheusMetrics
 from .adapters.webhook import build_webhook_app, serve_webhooks
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
+from .app.shared_timer import SharedTimer
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
@@ -272,6 +273,8 @@ async def open_dispatcher(
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
             callback_url = config.open_dispatch_url or bound_url  # what sprites post to
+            timer = SharedTimer()
+            await nursery.start(timer.run)
             runner = JobRunner(
                 store=store,
                 ledger=ledger,
@@ -285,6 +288,7 @@ async def open_dispatcher(
                 wall_clock=wall_clock,
                 settings=runner_settings or runner_settings_for(config),
                 metrics=metrics,
+                timer=timer,
             )
             sessions = None
             if session_store is not None:

@@ -30,6 +30,7 @@ from ..ports.sprites import Sprite, SpritePort, SpriteRequest
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
+from .shared_timer import SharedTimer
 from .relay import Relay
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ class JobRunner:
         wall_clock: Callable[[], float],
         settings: RunnerSettings = RunnerSettings(),
         metrics: Metrics | None = None,
+        timer: SharedTimer | None = None,
     ) -> None:
         self.metrics = metrics or NoMetrics()
+        self.timer = timer if timer is not None else SharedTimer()  # trio's sleeps until run
         self.store = store
         self.ledger = ledger
         self.relay = relay
@@ -237,7 +240,7 @@ class JobRunner:
             if flush_at is not None and live.buffer.flush_scheduled:
                 # Batches arriving meanwhile join this flush: waking for each (a thousand
                 # streaming sprites) would cost a task switch per batch for nothing.
-                await trio.sleep_until(flush_at)
+                await self.timer.sleep_until(flush_at)
                 live.output_seen()
             else:
                 with trio.move_on_at(math.inf if flush_at is None else flush_at):
