@@ -162,12 +162,15 @@ class StoreStopwatch:
         return (await self.append_outputs(job_id, [(seq, lines)]))[0]
 
     async def append_outputs(self, job_id: str, batches: Any) -> list[bool]:
-        self.batches += len(batches)
+        return await self.append_many([(job_id, seq, lines) for seq, lines in batches])
+
+    async def append_many(self, appends: Any) -> list[bool]:
+        self.batches += len(appends)
         began = time.time()
-        stored = await self._inner.append_outputs(job_id, batches)
+        stored = await self._inner.append_many(appends)
         now = time.time()
         self.append_waits.append(now - began)
-        for (_, lines), is_new in zip(batches, stored):
+        for (_, _, lines), is_new in zip(appends, stored):
             if is_new:
                 for line in lines:
                     parts = line.split(" ", 2)

@@ -275,6 +275,7 @@ async def open_dispatcher(
             callback_url = config.open_dispatch_url or bound_url  # what sprites post to
             timer = SharedTimer()
             await nursery.start(timer.run)
+            await nursery.start(relay.run_ingest)
             runner = JobRunner(
                 store=store,
                 ledger=ledger,

@@ -130,6 +130,18 @@ async def test_seqs_are_per_job(store: JobStore) -> None:
     assert await store.output("j-00000002") == ["b"]
 
 
+async def test_batches_of_several_jobs_at_once_are_each_stored_once(store: JobStore) -> None:
+    assert await store.append_output("j-00000002", 0, ["b0"]) is True
+    stored = await store.append_many(
+        [("j-00000001", 0, ["a0"]), ("j-00000002", 0, ["b0"]), ("j-00000002", 1, ["b1", "b2"]), ("j-00000001", 1, ["a1"])]
+    )
+    assert stored == [True, False, True, True]
+    assert await store.append_many([]) == []
+    assert await store.output("j-00000001") == ["a0", "a1"]
+    assert await store.output("j-00000002") == ["b0", "b1", "b2"]
+    assert await store.last_seq("j-00000002") == 1
+
+
 async def test_several_batches_at_once_are_each_stored_once(store: JobStore) -> None:
     assert await store.append_output("j-00000001", 1, ["b"]) is True
     stored = await store.append_outputs("j-00000001", [(0, ["a"]), (1, ["b"]), (2, ["c", "d"]), (2, ["c", "d"])])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+import attrs
 import trio
 
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
@@ -26,6 +27,22 @@ from .pacing import DEFAULT_STREAM_RECORD_BUDGET_PER_S, SenderPacer, stream_inte
 log = logging.getLogger(__name__)
 
 FINISHED_GRACE_S = 60.0
+#: Stream records (a record's batches) waiting for the ingest task; past this, connections
+#: wait to hand theirs over, so the sidecars' TCP windows fill and they slow down.
+INGEST_QUEUE_RECORDS = 4096
+
+
+@attrs.frozen
+class _Records:
+    job: Job
+    batches: Sequence[LogBatch]
+
+
+@attrs.frozen
+class _Settled:
+    """Set once everything queued before it was stored (or failed to be)."""
+
+    done: trio.Event
 
 
 class Relay:
@@ -53,6 +70,7 @@ class Relay:
         self.finished_grace_s = finished_grace_s
         self.live: dict[str, LiveJob] = {}
         self.lines_relayed = 0
+        self._ingest: trio.MemorySendChannel[_Records | _Settled] | None = None
 
     async def authorize(self, authorization: str | None, job_id: object) -> Job:
         """The job, if the Bearer token was issued for it; `InvalidToken` for any other case.
@@ -103,14 +121,119 @@ class Relay:
         live = self.live.get(job.id)
         current = live.job if live is not None else job
         self._refuse_if_closed(current)
-        await self._store_batches(current, batches)
+        if self._ingest is None:
+            # No ingest task (a Relay built by hand): store here. Records half applied
+            # (stored, not yet handed to chat) would be lost to chat, so finish once begun.
+            with trio.CancelScope(shield=True):
+                await self._store_batches(current, batches)
+            return
+        records = _Records(current, batches)
+        try:
+            try:
+                self._ingest.send_nowait(records)
+            except trio.WouldBlock:
+                await self._ingest.send(records)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            with trio.CancelScope(shield=True):  # the ingest task is gone: store here
+                await self._store_batches(current, batches)
+
+    async def run_ingest(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Store and show stream records in one task, all that arrived in a round at once.
+
+        Why: a stream's connection that awaited its own commit cost a task wake-up, a shielded
+        cancel scope and the commit's bookkeeping per record; here a round's records from a
+        thousand streams share one write and one wake-up (docs/performance.md, round 4). The
+        connection hands its records over and goes back to reading; before it answers with
+        `lastSeq` it waits until they are settled (`last_seq`). A record queued but not stored
+        when the server stops is not acknowledged, so its sidecar sends it again.
+        """
+        send, receive = trio.open_memory_channel[_Records | _Settled](INGEST_QUEUE_RECORDS)
+        self._ingest = send
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    round_items = [await receive.receive()]
+                    while True:
+                        try:
+                            round_items.append(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    await self._ingest_round(round_items, nursery)
+        finally:
+            self._ingest = None
+            while True:  # nobody will settle these now: let their streams answer
+                try:
+                    item = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if isinstance(item, _Settled):
+                    item.done.set()
+            receive.close()  # a connection still waiting to hand records over stores them itself
+
+    async def _ingest_round(self, items: Sequence[_Records | _Settled], nursery: trio.Nursery) -> None:
+        records = [item for item in items if isinstance(item, _Records)]
+        try:
+            if records:
+                await self._store_records(records, nursery)
+        except Exception:
+            # Not acknowledged, so not lost: each stream's answer says the last stored seq and
+            # its sidecar sends the rest again.
+            log.warning("could not store %d stream record(s); their sidecars will resend them", len(records), exc_info=True)
+        finally:
+            for item in items:
+                if isinstance(item, _Settled):
+                    item.done.set()
+
+    async def _store_records(self, records: Sequence[_Records], nursery: trio.Nursery) -> None:
+        appends: list[tuple[Job, int | None, Sequence[str]]] = []
+        for record in records:
+            live = self.live.get(record.job.id)
+            redactor = live.redactor if live else self.redactor
+            appends.extend((record.job, batch.seq, redactor.redact_lines(batch.lines)) for batch in record.batches)
+        stored = await self.store.append_many([(job.id, seq, lines) for job, seq, lines in appends])
+        now = trio.current_time()
+        starting: dict[str, Job] = {}
+        for (job, seq, lines), is_new in zip(appends, stored):
+            if not is_new:
+                continue  # a resent record we already have: acknowledged, not repeated
+            self._show(job, seq, lines, now)
+            if job.state is JobState.STARTING:
+                starting[job.id] = job
+        for job in starting.values():
+            nursery.start_soon(self._mark_running_quietly, job)
+
+    async def _mark_running_quietly(self, job: Job) -> None:
+        try:
+            await self._mark_running_after_output(job)
+        except Exception:  # the job's own status report marks it running too
+            log.warning("job %s: could not mark it running after its first output", job.id, exc_info=True)
+
+    async def _settled(self) -> None:
+        ingest = self._ingest
+        if ingest is None:
+            return
+        marker = _Settled(trio.Event())
+        try:
+            try:
+                ingest.send_nowait(marker)
+            except trio.WouldBlock:
+                await ingest.send(marker)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        await marker.done.wait()
 
     def stream_batch_interval_ms(self) -> int | None:
         """What a streaming sidecar should gather per record now (None: its own default)."""
         return stream_interval_ms(len(self.live), self.stream_record_budget_per_s)
 
     async def last_seq(self, job_id: str) -> int | None:
-        """The highest stored batch seq of a job: where a reconnecting stream resumes."""
+        """The highest stored batch seq of a job: where a reconnecting stream resumes.
+
+        Records already handed to the ingest task are settled first, so a stream's answer
+        counts everything it sent.
+        """
+        await self._settled()
         return await self.store.last_seq(job_id)
 
     async def _store_batch(self, job: Job, batch: LogBatch) -> None:
@@ -127,14 +250,24 @@ class Relay:
         for (seq, lines), is_new in zip(redacted, stored):
             if not is_new:
                 continue  # a retry of a batch we already have: acknowledged, not repeated
-            self.lines_relayed += len(lines)
-            self.metrics.lines_relayed(len(lines))
-            if live is not None and not job.is_finished:
-                live.accept(seq, lines, now)
+            self._show(job, seq, lines, now)
         if any(stored) and job.state is JobState.STARTING:
-            updated = await self.ledger.change_if_possible(job.id, _mark_running)
-            if live is not None and not live.job.is_finished:
-                live.job = updated
+            await self._mark_running_after_output(job)
+
+    def _show(self, job: Job, seq: int | None, lines: Sequence[str], now: float) -> None:
+        """A newly stored batch: counted, and handed to the job's live output in seq order."""
+        self.lines_relayed += len(lines)
+        self.metrics.lines_relayed(len(lines))
+        live = self.live.get(job.id)
+        if live is not None and not job.is_finished:
+            live.accept(seq, lines, now)
+
+    async def _mark_running_after_output(self, job: Job) -> None:
+        """Output from a starting job means its sprite runs (old sidecars skip `running`)."""
+        updated = await self.ledger.change_if_possible(job.id, _mark_running)
+        live = self.live.get(job.id)
+        if live is not None and not live.job.is_finished:
+            live.job = updated
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
         job = await self.authorize(authorization, report.job_id)

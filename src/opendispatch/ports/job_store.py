@@ -47,6 +47,14 @@ class JobStore(Protocol):
         """
         ...
 
+    async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
+        """`append_output` for batches of several jobs at once (`(job_id, seq, lines)` each), in one write.
+
+        Why: the relay's ingest stores what a thousand streams sent in one round together;
+        one write per job would cost a commit each.
+        """
+        ...
+
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         """Stored lines of a job in order; only the last `tail` when given."""
         ...

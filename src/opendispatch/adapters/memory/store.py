@@ -101,6 +101,9 @@ class MemoryJobStore:
     async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
         return [await self.append_output(job_id, seq, lines) for seq, lines in batches]
 
+    async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
+        return [await self.append_output(job_id, seq, lines) for job_id, seq, lines in appends]
+
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         output = self._output.get(job_id)
         if output is None:

@@ -247,7 +247,13 @@ class SqliteJobStore:
         return (await self.append_outputs(job_id, [(seq, lines)]))[0]
 
     async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
-        items = [_PendingWrite(partial(_insert_batch, job_id=job_id, seq=seq, lines=list(lines))) for seq, lines in batches]
+        return await self.append_many([(job_id, seq, lines) for seq, lines in batches])
+
+    async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
+        items = [
+            _PendingWrite(partial(_insert_batch, job_id=job_id, seq=seq, lines=list(lines)))
+            for job_id, seq, lines in appends
+        ]
         await self._committed(items)
         return [bool(item.result) for item in items]
 

@@ -16,7 +16,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -165,8 +164,7 @@ async def apply_records(sink: StreamSink, job: Job, records: list[bytes], tally:
             tally.reject(str(exc) if isinstance(exc, wire.BadRequest) else "a record must be valid JSON")
     if not batches:
         return
-    # A client that disconnects cancels this handler; records half applied (stored but not
-    # yet handed to chat) would be lost to chat, so they are finished once begun.
-    with trio.CancelScope(shield=True):
-        await sink.accept_stream_records(job, batches)
+    # The sink finishes what it begins even if this handler is cancelled (a client that
+    # disconnects): a record stored but not handed to chat would be lost to chat.
+    await sink.accept_stream_records(job, batches)
     tally.records += len(batches)
