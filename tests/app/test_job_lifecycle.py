@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import attrs
+
 import trio
 
-from harness import ALICE, BOB, open_harness
+from harness import ALICE, BOB, FAST, open_harness
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.config import Config
@@ -245,3 +247,21 @@ async def test_only_the_owner_or_an_admin_may_cancel() -> None:
         card = await h.card(job.id)
         assert card.job.cancelled_by == "alice"
         assert h.sprites.destroyed == [sidecar.sprite.id]
+
+
+async def test_without_new_output_the_live_page_is_re_sent_at_the_heartbeat(autojump_clock: trio.abc.Clock) -> None:
+    """The pump's heartbeat comes from the shared timer, not from a deadline of its own."""
+    async with open_harness(settings=attrs.evolve(FAST, heartbeat_s=30.0)) as h:
+        job = await h.run('/od-run -a shell "quiet after one line"')
+        sidecar = await h.sidecar()
+        shown: list[float] = []
+
+        def page_version(message: object) -> bool:
+            if isinstance(message, LiveOutput) and message.job.id == job.id and message.lines == ("one line",):
+                shown.append(trio.current_time())
+            return len(shown) >= 2
+
+        assert (await sidecar.logs(["one line"], seq=0)).status_code == 200
+        with trio.fail_after(120):
+            await h.chat.wait_for(page_version)
+        assert 30.0 <= shown[1] - shown[0] <= 30.0 + 0.1

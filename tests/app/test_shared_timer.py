@@ -83,3 +83,36 @@ async def test_sleepers_are_released_when_the_timer_stops() -> None:
 def test_the_tick_must_be_positive() -> None:
     with pytest.raises(ValueError, match="tick_s"):
         SharedTimer(tick_s=0.0)
+
+
+async def test_a_call_runs_at_its_tick_unless_cancelled(autojump_clock: trio.testing.MockClock) -> None:
+    timer = SharedTimer(tick_s=0.1)
+    called: list[tuple[str, float]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(timer.run)
+        start = trio.current_time()
+        kept = timer.call_at(start + 0.25, lambda: called.append(("kept", trio.current_time())))
+        dropped = timer.call_at(start + 0.25, lambda: called.append(("dropped", trio.current_time())))
+        assert kept is not None and dropped is not None
+        timer.cancel(dropped)
+        await trio.sleep(1.0)
+        timer.cancel(kept)  # after it ran: harmless
+        nursery.cancel_scope.cancel()
+    assert [name for name, _ in called] == ["kept"]
+    assert start + 0.25 <= called[0][1] <= start + 0.3 + 1e-9
+
+
+async def test_without_its_task_a_call_is_declined_so_the_caller_keeps_its_own_deadline() -> None:
+    timer = SharedTimer()
+    assert timer.call_at(trio.current_time() + 1.0, lambda: None) is None
+
+
+async def test_pending_calls_run_when_the_timer_stops() -> None:
+    timer = SharedTimer()
+    woken = trio.Event()
+    with trio.CancelScope() as timer_scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(timer.run)
+            assert timer.call_at(trio.current_time() + 3600.0, woken.set) is not None
+            timer_scope.cancel()
+    assert woken.is_set()  # a waiter relying on it is not left hanging

@@ -8,7 +8,6 @@ inside a shielded scope with a bounded timeout, so shutdown never leaves machine
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -243,16 +242,31 @@ class JobRunner:
                 await self.timer.sleep_until(flush_at)
                 live.output_seen()
             else:
-                with trio.move_on_at(math.inf if flush_at is None else flush_at):
-                    await live.wait_output_changed()
+                await self._wait_output_or(flush_at, live)
             updates = live.buffer.flush(trio.current_time())
             if not updates:
                 continue
             # A send cancelled in flight may still post, and its ref would be lost, so the final
             # flush would post that page again. Let an update that started finish (bounded).
-            with trio.move_on_after(self.settings.chat_call_timeout_s) as in_flight:
-                in_flight.shield = True
+            with trio.CancelScope(deadline=trio.current_time() + self.settings.chat_call_timeout_s, shield=True):
                 await self._show_pages(live, updates)
+
+    async def _wait_output_or(self, wake_at: float | None, live: LiveJob) -> None:
+        """New output, or `wake_at` (the heartbeat) if that comes first.
+
+        The timer's callback instead of a cancel scope with a deadline: this wait ends with
+        new output nearly every time, once per batch of every job.
+        """
+        call = self.timer.call_at(wake_at, live.poke) if wake_at is not None else None
+        if call is None and wake_at is not None:
+            with trio.move_on_at(wake_at):  # no shared timer running
+                await live.wait_output_changed()
+            return
+        try:
+            await live.wait_output_changed()
+        finally:
+            if call is not None:
+                self.timer.cancel(call)
 
     async def _show_pages(self, live: LiveJob, updates: list[PageUpdate]) -> None:
         if updates and live.pending_since is not None:

@@ -62,6 +62,10 @@ class LiveJob:
         await self._output_changed.wait()
         self._output_changed = trio.Event()
 
+    def poke(self) -> None:
+        """Wake `wait_output_changed` without new output (a heartbeat is due)."""
+        self._output_changed.set()
+
     def output_seen(self) -> None:
         """What changed so far is in hand (a flush is about to take it): wait for newer."""
         if self._output_changed.is_set():
