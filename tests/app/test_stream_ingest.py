@@ -92,7 +92,7 @@ async def test_records_handed_over_are_stored_even_if_the_connection_is_then_can
             nursery.cancel_scope.cancel()
 
 
-async def test_a_failed_write_is_not_acknowledged_and_the_ingest_goes_on() -> None:
+async def test_a_failed_write_is_not_acknowledged_and_the_ingest_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     relay, store, [job] = await make_relay(1)
     store.failures_left = 1
     with trio.fail_after(10):  # a regression fails here instead of hanging
@@ -104,6 +104,8 @@ async def test_a_failed_write_is_not_acknowledged_and_the_ingest_goes_on() -> No
             assert await relay.last_seq(job.id) == 0
             assert await store.output(job.id) == ["first try"]
             nursery.cancel_scope.cancel()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(job.id in message and "resend" in message for message in warnings)
 
 
 async def test_without_the_ingest_task_records_are_stored_by_the_connection() -> None:

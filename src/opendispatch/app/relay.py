@@ -179,7 +179,13 @@ class Relay:
         except Exception:
             # Not acknowledged, so not lost: each stream's answer says the last stored seq and
             # its sidecar sends the rest again.
-            log.warning("could not store %d stream record(s); their sidecars will resend them", len(records), exc_info=True)
+            jobs = ", ".join(sorted({record.job.id for record in records}))
+            log.warning(
+                "could not store %d stream record(s) of job(s) %s; their sidecars will resend them",
+                len(records),
+                jobs,
+                exc_info=True,
+            )
         finally:
             for item in items:
                 if isinstance(item, _Settled):
@@ -204,6 +210,7 @@ class Relay:
             nursery.start_soon(self._mark_running_quietly, job)
 
     async def _mark_running_quietly(self, job: Job) -> None:
+        current_job_id.set(job.id)  # this task's own context: its log lines name the job
         try:
             await self._mark_running_after_output(job)
         except Exception:  # the job's own status report marks it running too
