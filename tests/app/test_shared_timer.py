@@ -12,18 +12,22 @@ from opendispatch.app.shared_timer import SharedTimer
 async def test_sleepers_wake_at_their_deadline_rounded_up_to_a_tick(autojump_clock: trio.testing.MockClock) -> None:
     timer = SharedTimer(tick_s=0.1)
     woke: dict[float, float] = {}
+    all_woke = trio.Event()
+    offsets = (0.3, 0.25, 0.21, 1.0, 0.05)
 
     async def sleep(deadline: float) -> None:
         await timer.sleep_until(deadline)
         woke[deadline] = trio.current_time()
+        if len(woke) == len(offsets):
+            all_woke.set()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(timer.run)
         start = trio.current_time()
-        for offset in (0.3, 0.25, 0.21, 1.0, 0.05):
+        for offset in offsets:
             nursery.start_soon(sleep, start + offset)
-        while len(woke) < 5:
-            await trio.sleep(0.01)
+        with trio.fail_after(5):
+            await all_woke.wait()
         nursery.cancel_scope.cancel()
 
     for deadline, at in woke.items():
@@ -35,10 +39,12 @@ async def test_sleepers_wake_at_their_deadline_rounded_up_to_a_tick(autojump_clo
 async def test_a_deadline_earlier_than_the_awaited_tick_is_not_delayed(autojump_clock: trio.testing.MockClock) -> None:
     timer = SharedTimer(tick_s=0.01)
     woke: list[str] = []
+    first_woke = trio.Event()
 
     async def sleep(name: str, deadline: float) -> None:
         await timer.sleep_until(deadline)
         woke.append(name)
+        first_woke.set()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(timer.run)
@@ -47,8 +53,7 @@ async def test_a_deadline_earlier_than_the_awaited_tick_is_not_delayed(autojump_
         await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(sleep, "early", start + 1.0)
         with trio.fail_after(2.0):  # would take 10 s if the timer kept waiting for "late"
-            while not woke:
-                await trio.sleep(0.001)
+            await first_woke.wait()
         assert woke == ["early"]
         nursery.cancel_scope.cancel()
 
