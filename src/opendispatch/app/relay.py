@@ -127,15 +127,21 @@ class Relay:
             with trio.CancelScope(shield=True):
                 await self._store_batches(current, batches)
             return
-        records = _Records(current, batches)
-        try:
-            try:
-                self._ingest.send_nowait(records)
-            except trio.WouldBlock:
-                await self._ingest.send(records)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        if not await self._hand_over(self._ingest, _Records(current, batches)):
             with trio.CancelScope(shield=True):  # the ingest task is gone: store here
                 await self._store_batches(current, batches)
+
+    @staticmethod
+    async def _hand_over(ingest: trio.MemorySendChannel[_Records | _Settled], item: _Records | _Settled) -> bool:
+        """Queue for the ingest task (waiting only when its queue is full); False if it is gone."""
+        try:
+            try:
+                ingest.send_nowait(item)
+            except trio.WouldBlock:
+                await ingest.send(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def run_ingest(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Store and show stream records in one task, all that arrived in a round at once.
@@ -192,22 +198,28 @@ class Relay:
                     item.done.set()
 
     async def _store_records(self, records: Sequence[_Records], nursery: trio.Nursery) -> None:
+        for job in await self._store_and_show(records):
+            nursery.start_soon(self._mark_running_quietly, job)
+
+    async def _store_and_show(self, records: Sequence[_Records]) -> list[Job]:
+        """Redact, store in one write and hand new batches to live output; the jobs still starting."""
         appends: list[tuple[Job, int | None, Sequence[str]]] = []
         for record in records:
             live = self.live.get(record.job.id)
             redactor = live.redactor if live else self.redactor
             appends.extend((record.job, batch.seq, redactor.redact_lines(batch.lines)) for batch in record.batches)
+        if not appends:
+            return []
         stored = await self.store.append_many([(job.id, seq, lines) for job, seq, lines in appends])
         now = trio.current_time()
         starting: dict[str, Job] = {}
         for (job, seq, lines), is_new in zip(appends, stored):
             if not is_new:
-                continue  # a resent record we already have: acknowledged, not repeated
+                continue  # a resent batch we already have: acknowledged, not repeated
             self._show(job, seq, lines, now)
             if job.state is JobState.STARTING:
                 starting[job.id] = job
-        for job in starting.values():
-            nursery.start_soon(self._mark_running_quietly, job)
+        return list(starting.values())
 
     async def _mark_running_quietly(self, job: Job) -> None:
         current_job_id.set(job.id)  # this task's own context: its log lines name the job
@@ -221,14 +233,8 @@ class Relay:
         if ingest is None:
             return
         marker = _Settled(trio.Event())
-        try:
-            try:
-                ingest.send_nowait(marker)
-            except trio.WouldBlock:
-                await ingest.send(marker)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        await marker.done.wait()
+        if await self._hand_over(ingest, marker):
+            await marker.done.wait()
 
     def stream_batch_interval_ms(self) -> int | None:
         """What a streaming sidecar should gather per record now (None: its own default)."""
@@ -247,19 +253,8 @@ class Relay:
         await self._store_batches(job, [batch])
 
     async def _store_batches(self, job: Job, batches: Sequence[LogBatch]) -> None:
-        if not batches:
-            return
-        live = self.live.get(job.id)
-        redactor = live.redactor if live else self.redactor
-        redacted = [(batch.seq, redactor.redact_lines(batch.lines)) for batch in batches]
-        stored = await self.store.append_outputs(job.id, redacted)
-        now = trio.current_time()
-        for (seq, lines), is_new in zip(redacted, stored):
-            if not is_new:
-                continue  # a retry of a batch we already have: acknowledged, not repeated
-            self._show(job, seq, lines, now)
-        if any(stored) and job.state is JobState.STARTING:
-            await self._mark_running_after_output(job)
+        for starting in await self._store_and_show([_Records(job, batches)]):
+            await self._mark_running_after_output(starting)
 
     def _show(self, job: Job, seq: int | None, lines: Sequence[str], now: float) -> None:
         """A newly stored batch: counted, and handed to the job's live output in seq order."""

@@ -53,7 +53,7 @@ class SharedTimer:
         if not self._running:
             await trio.sleep_until(deadline)
             return
-        tick = self._tick(deadline)
+        _, tick = self._tick(deadline)
         if tick.event is None:
             tick.event = trio.Event()
         await tick.event.wait()
@@ -70,9 +70,9 @@ class SharedTimer:
         """
         if not self._running:
             return None
-        number = math.ceil(deadline / self.tick_s)
+        number, tick = self._tick(deadline)
         call_id = next(self._call_ids)
-        self._tick(deadline).calls[call_id] = callback
+        tick.calls[call_id] = callback
         return TimerCall(number, call_id)
 
     def cancel(self, call: TimerCall) -> None:
@@ -102,7 +102,8 @@ class SharedTimer:
             self._due.clear()
             self._ticks.clear()
 
-    def _tick(self, deadline: float) -> _Tick:
+    def _tick(self, deadline: float) -> tuple[int, _Tick]:
+        """The tick `deadline` rounds up to (its number and what is due then), made if new."""
         number = math.ceil(deadline / self.tick_s)
         tick = self._due.get(number)
         if tick is None:
@@ -110,7 +111,7 @@ class SharedTimer:
             heapq.heappush(self._ticks, number)
             if self._ticks[0] == number:
                 self._earlier_tick.set()
-        return tick
+        return number, tick
 
     def _run_due(self, now: float) -> None:
         while self._ticks and self._ticks[0] * self.tick_s <= now:
