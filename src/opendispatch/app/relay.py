@@ -7,7 +7,7 @@ checks the job token, so the adapter needs no knowledge of tokens or jobs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -30,6 +30,10 @@ FINISHED_GRACE_S = 60.0
 #: Stream records (a record's batches) waiting for the ingest task; past this, connections
 #: wait to hand theirs over, so the sidecars' TCP windows fill and they slow down.
 INGEST_QUEUE_RECORDS = 4096
+
+
+_Append = tuple[str, int | None, Sequence[str]]  # job id, seq, lines
+_Write = Callable[[Sequence[_Append]], Awaitable[list[bool]]]
 
 
 @attrs.frozen
@@ -198,11 +202,11 @@ class Relay:
                     item.done.set()
 
     async def _store_records(self, records: Sequence[_Records], nursery: trio.Nursery) -> None:
-        for job in await self._store_and_show(records):
+        for job in await self._store_and_show(records, self.store.append_many):
             nursery.start_soon(self._mark_running_quietly, job)
 
-    async def _store_and_show(self, records: Sequence[_Records]) -> list[Job]:
-        """Redact, store in one write and hand new batches to live output; the jobs still starting."""
+    async def _store_and_show(self, records: Sequence[_Records], write: _Write) -> list[Job]:
+        """Redact, store in one `write` and hand new batches to live output; the jobs still starting."""
         appends: list[tuple[Job, int | None, Sequence[str]]] = []
         for record in records:
             live = self.live.get(record.job.id)
@@ -210,7 +214,7 @@ class Relay:
             appends.extend((record.job, batch.seq, redactor.redact_lines(batch.lines)) for batch in record.batches)
         if not appends:
             return []
-        stored = await self.store.append_many([(job.id, seq, lines) for job, seq, lines in appends])
+        stored = await write([(job.id, seq, lines) for job, seq, lines in appends])
         now = trio.current_time()
         starting: dict[str, Job] = {}
         for (job, seq, lines), is_new in zip(appends, stored):
@@ -253,7 +257,11 @@ class Relay:
         await self._store_batches(job, [batch])
 
     async def _store_batches(self, job: Job, batches: Sequence[LogBatch]) -> None:
-        for starting in await self._store_and_show([_Records(job, batches)]):
+        async def write(appends: Sequence[_Append]) -> list[bool]:
+            # One job's batches: the store's group commit lets concurrent requests share it.
+            return await self.store.append_outputs(job.id, [(seq, lines) for _, seq, lines in appends])
+
+        for starting in await self._store_and_show([_Records(job, batches)], write):
             await self._mark_running_after_output(starting)
 
     def _show(self, job: Job, seq: int | None, lines: Sequence[str], now: float) -> None:
