@@ -65,10 +65,13 @@ class Server:
         stream_budget: float = 0.0,
         cpus: set[int] | None = None,
         python_gc: bool = False,
+        stages: bool = False,
     ) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
         if python_gc:
             command.append("--python-gc")
+        if stages:
+            command.append("--stages")
         if request_budget:
             command += ["--request-budget", str(request_budget)]
         if stream_budget:
@@ -122,6 +125,7 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
             *(["--stream"] if MODES[mode]["stream"] else []),
             "--line-chars", str(args.line_chars),
             "--start-at", str(start_at),
+            *(["--stages"] if args.stages else []),
         ]
         cpus = args.generator_cpus
         proc = subprocess.Popen(
@@ -132,7 +136,9 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
         )
         assert proc.stdout is not None
         running.append((proc, proc.stdout))
-    merged: dict[str, Any] = {"sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0}
+    merged: dict[str, Any] = {
+        "sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0, "sent_age_ms": [],
+    }
     for proc, out in running:
         text = out.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -145,6 +151,7 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
         merged["delivered_at"] = max(merged["delivered_at"], result["delivered_at"])
         merged["lag"] = max(merged["lag"], result["producer_lag_max_s"])
         merged["cpu_s"] += usage.ru_utime + usage.ru_stime
+        merged["sent_age_ms"].extend(result.get("sent_age_ms") or [])
     merged["generators"] = procs
     return merged
 
@@ -159,7 +166,9 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
 
 
 def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    server = Server(args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc)
+    server = Server(
+        args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc, args.stages
+    )
     try:
         server.send({"cmd": "start", "n": n})
         jobs_event = server.read()
@@ -215,6 +224,14 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "append_wait_ms": {k: _ms(v) for k, v in report["append_wait_s"].items()},
         "timeline": report["chat_latency_by_second"],
         "gc": report["gc"],
+        "stages_ms": {
+            "sent": (percentile(load["sent_age_ms"], 0.50), percentile(load["sent_age_ms"], 0.99)),
+            "read": (_ms(report["arrival_latency_s"]["p50"]), _ms(report["arrival_latency_s"]["p99"])),
+            "stored": (_ms(report["store_latency_s"]["p50"]), _ms(report["store_latency_s"]["p99"])),
+            "chat": (_ms(report["chat_latency_s"]["p50"]), _ms(report["chat_latency_s"]["p99"])),
+        } if args.stages else None,
+        "loop_round": report["loop_round_s"] if args.stages else None,
+        "started_at": load["started"],
     }
 
 
@@ -297,6 +314,10 @@ def main() -> int:
     )
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
     parser.add_argument("--timeline", action="store_true", help="print chat latency p50/p99 (ms) per second of the run")
+    parser.add_argument(
+        "--stages", action="store_true",
+        help="print a line's age p50/p99 when its sidecar sends it, when the relay gets it, stored, at chat",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     if args.quick:
@@ -341,6 +362,22 @@ def main() -> int:
             if args.timeline:
                 print("    chat latency by second written: " + ", ".join(
                     f"{point['second']}s {_ms(point['p50']):.0f}/{_ms(point['p99']):.0f}" for point in row["timeline"]
+                ), flush=True)
+            if row["stages_ms"]:
+                print("    a line's age p50/p99 (ms): " + ", ".join(
+                    f"{stage} {p50:.0f}/{p99:.0f}" for stage, (p50, p99) in row["stages_ms"].items()
+                ), flush=True)
+            if row["loop_round"]:
+                rounds = row["loop_round"]
+                print(
+                    f"    event loop: {rounds['count']} rounds, p50 {_ms(rounds['p50']):.1f} ms, "
+                    f"p99 {_ms(rounds['p99']):.1f} ms, max {_ms(rounds['max']):.1f} ms; weighted by time p50 "
+                    f"{_ms(rounds['w50']):.1f} ms, p90 {_ms(rounds['w90']):.1f} ms, p99 {_ms(rounds['w99']):.1f} ms; "
+                    f"busy {rounds['busy_s']:.1f} s, idle {rounds['idle_s']:.1f} s",
+                    flush=True,
+                )
+                print("    rounds over 100 ms (s into the run: ms): " + ", ".join(
+                    f"{at - row['started_at']:.1f}: {length * 1000:.0f}" for at, length in rounds["long"]
                 ), flush=True)
             print(f"    store append (await, commit included): p50 {waits['p50']:.1f} ms, p99 {waits['p99']:.1f} ms, max {waits['max']:.1f} ms", flush=True)
     print()

@@ -35,6 +35,29 @@ def load_sidecar() -> Any:
     return module
 
 
+def line_ages(lines: list[str], now: float) -> list[float]:
+    return [now - float(line.split(" ", 2)[1]) for line in lines]
+
+
+def time_batches_sent(sidecar: Any) -> list[float]:
+    """Wrap the sidecar's record (stream) and batch (POST) senders to note line ages at send."""
+    ages: list[float] = []
+    record, deliver = sidecar.Relay._record, sidecar.Relay._deliver
+
+    def timed_record(self: Any, batch: Any) -> bytes:
+        if not any(batch is sent for sent in self._unconfirmed):  # a resend is not a new send
+            ages.extend(line_ages(batch.lines, time.time()))
+        return record(self, batch)
+
+    def timed_deliver(self: Any, batch: Any) -> None:
+        ages.extend(line_ages(batch.lines, time.time()))
+        deliver(self, batch)
+
+    sidecar.Relay._record = timed_record
+    sidecar.Relay._deliver = timed_deliver
+    return ages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("jobs", type=Path)
@@ -44,9 +67,11 @@ def main() -> None:
     parser.add_argument("--line-chars", type=int, default=80)
     parser.add_argument("--stream", action="store_true", help="send over /webhooks/stream (else POSTs)")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall time to start writing lines")
+    parser.add_argument("--stages", action="store_true", help="note each line's age when its batch is sent")
     args = parser.parse_args()
 
     sidecar = load_sidecar()
+    sent_ages = time_batches_sent(sidecar) if args.stages else None
     jobs = json.loads(args.jobs.read_text())
     spool_dir = tempfile.mkdtemp(prefix="od-bench-spool-")
     relays = []
@@ -95,6 +120,7 @@ def main() -> None:
             "writing_ended": writing_ended,
             "delivered_at": delivered_at,
             "producer_lag_max_s": lag_max,
+            "sent_age_ms": [round(age * 1000.0, 1) for age in sent_ages] if sent_ages is not None else None,
         },
         sys.stdout,
     )

@@ -226,6 +226,81 @@ class CollectorStopwatch:
 COLLECTOR = CollectorStopwatch()
 
 
+class ArrivalStopwatch:
+    """How old each line is when the relay gets it, parsed off the wire (`--stages`)."""
+
+    def __init__(self) -> None:
+        self.latencies: array[float] = array("d")
+
+    def install(self) -> None:
+        stream_records, logs = Relay.accept_stream_records, Relay.accept_logs
+        latencies = self.latencies
+
+        def note(batches: Any) -> None:
+            now = time.time()
+            for batch in batches:
+                for line in batch.lines:
+                    latencies.append(now - float(line.split(" ", 2)[1]))
+
+        async def timed_stream_records(relay: Relay, job: Any, batches: Any) -> None:
+            note(batches)
+            await stream_records(relay, job, batches)
+
+        async def timed_logs(relay: Relay, authorization: Any, batch: Any) -> int | None:
+            note([batch])
+            return await logs(relay, authorization, batch)
+
+        Relay.accept_stream_records = timed_stream_records  # type: ignore[method-assign]
+        Relay.accept_logs = timed_logs  # type: ignore[method-assign]
+
+
+ARRIVALS = ArrivalStopwatch()
+
+
+class LoopStopwatch(trio.abc.Instrument):
+    """How long the event loop's rounds take (`--stages`): every task woken waits about one."""
+
+    def __init__(self) -> None:
+        self.rounds: array[float] = array("d")
+        self.long_rounds: list[tuple[float, float]] = []
+        self.idle_s = 0.0
+        self._round_began = 0.0
+        self._wait_began = 0.0
+
+    def before_io_wait(self, timeout: float) -> None:
+        now = time.perf_counter()
+        self._wait_began = now
+        if self._round_began:
+            self.rounds.append(now - self._round_began)
+            if now - self._round_began > 0.1:
+                self.long_rounds.append((time.time(), now - self._round_began))
+
+    def after_io_wait(self, timeout: float) -> None:
+        now = time.perf_counter()
+        self.idle_s += now - self._wait_began
+        self._round_began = now
+
+    def report(self) -> dict[str, Any]:
+        """Plain and time-weighted percentiles: a task woken at a random moment lands in a
+        round with the probability of that round's share of the time."""
+        ordered = sorted(self.rounds)
+        total = sum(ordered)
+        weighted: dict[str, float | None] = {"w50": None, "w90": None, "w99": None}
+        running = 0.0
+        marks = iter([(0.50, "w50"), (0.90, "w90"), (0.99, "w99")])
+        mark = next(marks, None)
+        for length in ordered:
+            running += length
+            while mark is not None and running >= mark[0] * total:
+                weighted[mark[1]] = length
+                mark = next(marks, None)
+        return {**percentiles(self.rounds), **weighted, "count": len(self.rounds), "idle_s": self.idle_s, "busy_s": total,
+                "long": self.long_rounds}
+
+
+LOOP = LoopStopwatch()
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -297,6 +372,8 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_kib": usage.ru_maxrss,
             "gc": collector,
+            "arrival_latency_s": percentiles(ARRIVALS.latencies),
+            "loop_round_s": LOOP.report(),
         }
     )
 
@@ -318,6 +395,8 @@ async def main(args: argparse.Namespace) -> None:
         async with open_dispatcher(
             config, chat=chat, sprites=sprites, store=store, bind="127.0.0.1:0", runner_settings=settings
         ) as running:
+            if args.stages:
+                trio.lowlevel.add_instrument(LOOP)
             emit({"event": "ready", "url": running.webhook_url, "pid": os.getpid()})
             while True:
                 command = await read_command()
@@ -335,7 +414,10 @@ if __name__ == "__main__":
     parser.add_argument("--request-budget", type=float, default=0.0)
     parser.add_argument("--stream-budget", type=float, default=0.0)
     parser.add_argument("--python-gc", action="store_true", help="keep CPython's collector settings (before/after)")
+    parser.add_argument("--stages", action="store_true", help="note each line's age when the relay gets it")
     arguments = parser.parse_args()
+    if arguments.stages:
+        ARRIVALS.install()
     if not arguments.python_gc:
         tune_garbage_collector()  # as `opendispatch serve` does
     gc.callbacks.append(COLLECTOR)

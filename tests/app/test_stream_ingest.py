@@ -15,9 +15,11 @@ import trio.testing
 
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.app.ledger import JobLedger
+from opendispatch.app.live_job import LiveJob
 from opendispatch.app.relay import Relay
 from opendispatch.domain.job import Conversation, Job, JobState, User
 from opendispatch.domain.job_spec import AgentKind, JobSpec
+from opendispatch.domain.output_buffer import OutputBuffer
 from opendispatch.domain.redaction import Redactor
 from opendispatch.domain.sidecar import LogBatch
 from opendispatch.domain.tokens import TokenIssuer
@@ -30,8 +32,11 @@ class CountingStore(MemoryJobStore):
         super().__init__()
         self.writes: list[int] = []
         self.failures_left = 0
+        self.gate: trio.Event | None = None  # when set, writes wait for it
 
     async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.failures_left:
             self.failures_left -= 1
             raise OSError("disk full")
@@ -89,6 +94,52 @@ async def test_records_handed_over_are_stored_even_if_the_connection_is_then_can
                 await trio.sleep_forever()
             assert await relay.last_seq(job.id) == 0
             assert await store.output(job.id) == ["kept"]
+            nursery.cancel_scope.cancel()
+
+
+def watch_live(relay: Relay, job: Job, secret: str = "") -> LiveJob:
+    """The job as its runner keeps it in memory while it runs, with a redactor for `secret`."""
+    live = LiveJob(job=job, buffer=OutputBuffer(), redactor=Redactor.of([secret]))
+    relay.live[job.id] = live
+    return live
+
+
+async def test_stream_records_are_shown_redacted_before_their_write_commits() -> None:
+    relay, store, [job] = await make_relay(1)
+    live = watch_live(relay, job, secret="s3cr3t-value-123")
+    store.gate = trio.Event()
+    with trio.fail_after(10):  # a regression fails here instead of hanging
+        async with trio.open_nursery() as nursery:
+            await nursery.start(relay.run_ingest)
+            await relay.accept_stream_records(job, batch(job, 0, "token s3cr3t-value-123", "two"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.writes == []  # the write waits at the gate...
+            assert live.buffer.total_lines == 2  # ...and chat has the lines already
+            [update] = live.buffer.flush(trio.current_time())
+            assert "s3cr3t-value-123" not in " ".join(update.lines)
+            store.gate.set()
+            assert await relay.last_seq(job.id) == 0
+            stored = await store.output(job.id)
+            assert len(stored) == 2 and "s3cr3t-value-123" not in " ".join(stored)
+            assert live.buffer.total_lines == 2  # storing it did not show it again
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_record_shown_then_refused_by_the_store_is_shown_once_when_resent() -> None:
+    relay, store, [job] = await make_relay(1)
+    live = watch_live(relay, job)
+    store.failures_left = 1
+    with trio.fail_after(10):  # a regression fails here instead of hanging
+        async with trio.open_nursery() as nursery:
+            await nursery.start(relay.run_ingest)
+            await relay.accept_stream_records(job, batch(job, 0, "once"))
+            assert await relay.last_seq(job.id) is None  # not acknowledged: the sidecar resends
+            await relay.accept_stream_records(job, batch(job, 0, "once"))
+            await relay.accept_stream_records(job, batch(job, 1, "next"))
+            assert await relay.last_seq(job.id) == 1
+            assert await store.output(job.id) == ["once", "next"]
+            assert live.buffer.total_lines == 2
+            assert relay.lines_relayed == 2  # counted when stored, once
             nursery.cancel_scope.cancel()
 
 
