@@ -15,6 +15,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -35,8 +36,12 @@ def load_sidecar() -> Any:
     return module
 
 
+LATENCY_SAMPLE = 4  # as bench/relay_server.py samples
+
+
 def line_ages(lines: list[str], now: float) -> list[float]:
-    return [now - float(line.split(" ", 2)[1]) for line in lines]
+    """The age of one line in LATENCY_SAMPLE, each taken with the same chance (random start)."""
+    return [now - float(line.split(" ", 2)[1]) for line in lines[random.randrange(LATENCY_SAMPLE) :: LATENCY_SAMPLE]]
 
 
 def time_batches_sent(sidecar: Any) -> list[float]:

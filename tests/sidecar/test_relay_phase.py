@@ -1,0 +1,75 @@
+"""The sidecar's send schedule when the server slows it down (`batchIntervalMs`).
+
+Sidecars of jobs started together would otherwise send in the same slice of every interval,
+so the server would get their batches in bursts. The sidecar's `Relay` is used in process,
+with its clock and random source given, and never sends anything here.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SIDECAR = Path(__file__).resolve().parents[2] / "sidecar" / "sprite-reporter"
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
+    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def relay(sidecar: ModuleType, tmp_path: Path, clock: Clock, fraction: float) -> Any:
+    connection = sidecar.Connection("job-1", "token", "http", "127.0.0.1", 9, "")
+    return sidecar.Relay(
+        connection, sidecar.Tuning(), str(tmp_path / "spool.jsonl"), clock=clock, random_fraction=lambda: fraction
+    )
+
+
+def test_without_advice_the_next_batch_may_go_at_once(sidecar: ModuleType, tmp_path: Path) -> None:
+    sender = relay(sidecar, tmp_path, Clock(100.0), fraction=0.25)
+    sender.note_interval({})
+    assert sender.next_batch_not_before() == -math.inf
+
+
+def test_first_advice_puts_the_next_batch_at_a_random_point_of_the_interval(
+    sidecar: ModuleType, tmp_path: Path
+) -> None:
+    early = relay(sidecar, tmp_path / "a", Clock(100.0), fraction=0.25)
+    late = relay(sidecar, tmp_path / "b", Clock(100.0), fraction=0.75)
+    for sender in (early, late):
+        sender.note_interval({"batchIntervalMs": 400})
+    # As if the last batch had gone 0.1 s and 0.3 s ago: the next may go 0.3 s and 0.1 s from now.
+    assert early.next_batch_not_before() == pytest.approx(100.3)
+    assert late.next_batch_not_before() == pytest.approx(100.1)
+
+
+def test_later_advice_keeps_the_phase(sidecar: ModuleType, tmp_path: Path) -> None:
+    clock = Clock(100.0)
+    sender = relay(sidecar, tmp_path, clock, fraction=0.25)
+    sender.note_interval({"batchIntervalMs": 400})
+    clock.now = 100.2
+    sender.note_interval({"batchIntervalMs": 500})  # still slowed down: no new random point
+    assert sender.next_batch_not_before() == pytest.approx(99.9 + 0.5)
+    sender.note_interval({})  # no longer slowed down
+    clock.now = 101.0
+    sender.note_interval({"batchIntervalMs": 400})  # slowed down again: a new random point
+    assert sender.next_batch_not_before() == pytest.approx(101.0 - 0.1 + 0.4)
