@@ -161,7 +161,7 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
     folder.mkdir(parents=True, exist_ok=True)
     py_spy = Path(PYTHON).with_name("py-spy")
     output = folder / f"relay-{name}.txt"
-    command = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--gil", "--output", str(output)]
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--gil", "--output", str(output)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -181,3 +181,46 @@ async def test_the_post_endpoints_still_work_beside_the_stream() -> None:
         status, answer = await stream.answer()
         assert status == 200 and answer["lastSeq"] == 1
         assert await h.store.output(job.id) == ["posted", "streamed"]
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}".encode() + b"\r\n" + data + b"\r\n"
+
+
+async def test_chunks_cut_anywhere_by_the_network_decode_to_the_same_records() -> None:
+    async with open_harness() as h:
+        job_id, token = await started(h)
+        stream = await RawStream.open(h, job_id, token)
+        wire = chunk(record(0, "a")) + chunk(record(1, "b", "c")) + f"{5:x};ext=1\r\n".encode()
+        wire += record(2, "d")[:5] + b"\r\n" + chunk(record(2, "d")[5:])
+        for at in range(len(wire)):  # one byte per write: every cut the network could make
+            await stream.socket.send_all(wire[at : at + 1])
+        status, answer = await stream.answer()
+        assert status == 200 and answer["lastSeq"] == 2 and answer["rejected"] == 0
+        assert await h.store.output(job_id) == ["a", "b", "c", "d"]
+
+
+async def test_a_stream_whose_chunk_framing_breaks_is_dropped_keeping_what_came_before() -> None:
+    async with open_harness() as h:
+        job_id, token = await started(h)
+        stream = await RawStream.open(h, job_id, token)
+        await stream.socket.send_all(chunk(record(0, "kept")) + b"zz\r\nnot a chunk\r\n")
+        with trio.fail_after(10):
+            assert await stream.socket.receive_some() == b""  # closed, no answer
+        await stream.socket.aclose()
+        assert await resume_point(h, job_id, token) == 0
+        assert await h.store.output(job_id) == ["kept"]
+
+
+async def test_a_stream_body_sent_with_a_content_length_is_read_to_its_end() -> None:
+    async with open_harness() as h:
+        job_id, token = await started(h)
+        response = await h.http.post(
+            "/webhooks/stream",
+            params={"jobId": job_id},
+            headers={"Authorization": f"Bearer {token}"},
+            content=record(0, "one") + record(1, "two"),
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["lastSeq"] == 1
+        assert await h.store.output(job_id) == ["one", "two"]

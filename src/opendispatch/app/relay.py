@@ -131,7 +131,7 @@ class Relay:
         current = live.job if live is not None else job
         self._refuse_if_closed(current)
         redactor = live.redactor if live is not None else self.redactor
-        batches = [attrs.evolve(batch, lines=tuple(redactor.redact_lines(batch.lines))) for batch in batches]
+        batches = [_redacted(batch, redactor) for batch in batches]
         if live is not None and not current.is_finished:
             now = trio.current_time()
             for batch in batches:
@@ -327,6 +327,12 @@ class Relay:
         live = self.live.get(job.id)
         if live is not None:
             live.job = updated
+
+
+def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
+    """The batch with its secrets masked; the same object when it had none (the usual case)."""
+    lines = tuple(redactor.redact_lines(batch.lines))
+    return batch if lines == batch.lines else LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq)
 
 
 def _mark_running(job: Job) -> Job | None:

@@ -40,6 +40,7 @@ from quart_trio import QuartTrio
 
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.job import Job
+from .body_framing import BodyFraming, ChunkedBody, LengthBody
 from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
 from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
 
@@ -131,7 +132,7 @@ class SidecarFront:
             if request.method == b"GET":
                 await self._resume_point(http, stream, self.streams, authorization, job_id)
             else:
-                await self._stream(http, stream, self.streams, authorization, job_id)
+                await self._stream(http, request, stream, self.streams, authorization, job_id)
             return
         path = target.path
         await _continue_if_asked(http, stream)
@@ -168,7 +169,13 @@ class SidecarFront:
         await self._answer(http, stream, STREAM_PATH, Answer(200, await answer_body(sink, job, Tally())))
 
     async def _stream(
-        self, http: h11.Connection, stream: trio.abc.Stream, sink: StreamSink, authorization: str | None, job_id: str | None
+        self,
+        http: h11.Connection,
+        request: h11.Request,
+        stream: trio.abc.Stream,
+        sink: StreamSink,
+        authorization: str | None,
+        job_id: str | None,
     ) -> None:
         """One stream: records applied as they arrive; answered at the end, then closed."""
         job = await _opened(sink, authorization, job_id)
@@ -178,6 +185,7 @@ class SidecarFront:
         await _continue_if_asked(http, stream)
         tally = Tally()
         records = RecordSplitter(MAX_BODY_BYTES)
+        body = _StreamBody(http, request_framing(request), stream)
         try:
             # The idle deadline moves in steps of a tenth of the timeout (at most a second):
             # moving it costs a timer-heap entry, and a stream carries several records a second.
@@ -187,7 +195,7 @@ class SidecarFront:
                     quiet_until = trio.current_time() + self.read_timeout_s
                     if quiet_until - idle.deadline >= step:
                         idle.deadline = quiet_until
-                    data, end = await _body_so_far(http, stream)
+                    data, end = await body.so_far()
                     await apply_records(sink, job, records.feed(data), tally)
                     if end is _BodyEnd.BROKEN:
                         return  # the sidecar asks where to resume when it is back
@@ -266,32 +274,52 @@ class _BodyEnd(enum.Enum):
     BROKEN = "broken"
 
 
-async def _body_so_far(http: h11.Connection, stream: trio.abc.Stream) -> tuple[bytes, _BodyEnd]:
-    """All body bytes received so far (waiting for some if there are none yet).
+def request_framing(request: h11.Request) -> BodyFraming:
+    """How the request's body is framed; h11 accepted the head, so its framing is valid
+    (a Transfer-Encoding can only be chunked, a Content-Length is one number)."""
+    if _header(request, b"transfer-encoding") is not None:
+        return ChunkedBody()
+    return LengthBody(int(_header(request, b"content-length") or 0))
 
-    A stream's records each come in their own HTTP chunk; taking every chunk that arrived
-    together lets the records be stored together. What arrived before the connection broke
-    is returned too, so that it is stored.
+
+class _StreamBody:
+    """A stream's body as it arrives: h11 parsed the head, the framing is decoded here.
+
+    What h11 had received past the head is taken over from it (`trailing_data`); after the
+    head h11 is only used to send the answer, which it allows before the body ended.
     """
-    parts: list[bytes] = []
-    while True:
-        try:
-            event = http.next_event()
-        except h11.RemoteProtocolError:  # e.g. the connection closed inside the body
-            return b"".join(parts), _BodyEnd.BROKEN
-        if isinstance(event, h11.Data):
-            parts.append(event.data)
-        elif isinstance(event, h11.EndOfMessage):
-            return b"".join(parts), _BodyEnd.COMPLETE
-        elif event is h11.NEED_DATA:
-            if parts:
-                return b"".join(parts), _BodyEnd.MORE
-            try:
-                http.receive_data(await stream.receive_some(RECEIVE_BYTES))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return b"", _BodyEnd.BROKEN
-        else:
-            return b"".join(parts), _BodyEnd.BROKEN
+
+    def __init__(self, http: h11.Connection, framing: BodyFraming, stream: trio.abc.Stream) -> None:
+        self._framing = framing
+        self._stream = stream
+        self._unread, self._closed = http.trailing_data
+
+    async def so_far(self) -> tuple[bytes, _BodyEnd]:
+        """All body bytes received so far (waiting for some if there are none yet).
+
+        A stream's records each come in their own HTTP chunk; taking every chunk that
+        arrived together lets the records be stored together. What arrived before the
+        connection broke is returned too, so that it is stored.
+        """
+        while True:
+            received, self._unread = self._unread, b""
+            if not received:
+                if self._closed:
+                    return b"", _BodyEnd.BROKEN  # the connection closed inside the body
+                try:
+                    received = await self._stream.receive_some(RECEIVE_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return b"", _BodyEnd.BROKEN
+                self._closed = not received
+                if not received:
+                    continue
+            data = self._framing.feed(received)
+            if self._framing.error is not None:
+                return data, _BodyEnd.BROKEN
+            if self._framing.done:
+                return data, _BodyEnd.COMPLETE
+            if data:
+                return data, _BodyEnd.MORE
 
 
 def _header(request: h11.Request, name: bytes) -> str | None:
