@@ -110,8 +110,9 @@ async def open_harness(
     store: MemoryJobStore | None = None,
     config: Config | None = None,
     settings: RunnerSettings = FAST,
+    chat: MemoryChat | None = None,
 ) -> AsyncIterator[Harness]:
-    chat, store = MemoryChat(), store or MemoryJobStore()
+    chat, store = chat or MemoryChat(), store or MemoryJobStore()
     sprites = sprites or FakeSprites()
     config = config or Config.embedded(agent_type=Config().agent_type)
     async with open_dispatcher(

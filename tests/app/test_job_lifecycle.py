@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 
 import trio
+import trio.testing
 
 from harness import ALICE, BOB, FAST, open_harness
+from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.config import Config
 from opendispatch.domain.job import FailureStage, JobState
 from opendispatch.domain.render import render_text
-from opendispatch.domain.messages import JobAccepted, JobTable, LiveOutput, LogExcerpt
+from opendispatch.domain.messages import ChatMessage, JobAccepted, JobTable, LiveOutput, LogExcerpt, MessageRef
 
 
 def live_lines(chat, job_id: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -265,3 +268,64 @@ async def test_without_new_output_the_live_page_is_re_sent_at_the_heartbeat(auto
         with trio.fail_after(120):
             await h.chat.wait_for(page_version)
         assert 30.0 <= shown[1] - shown[0] <= 30.0 + 0.1
+
+
+class SlowLiveChat(MemoryChat):
+    """Posting a live page is slow to answer: the message is up, its ref comes back later.
+
+    That is when cancelling a call would lose the ref, and the final flush would post the
+    page a second time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = trio.Event()
+        self.posting = trio.Event()
+
+    async def send(self, where: Any, message: ChatMessage, *, reply_to: MessageRef | None = None) -> MessageRef:
+        ref = await super().send(where, message, reply_to=reply_to)
+        if isinstance(message, LiveOutput) and not self.posting.is_set():  # the first page only
+            self.posting.set()
+            await self.answer.wait()
+        return ref
+
+
+def live_posts(chat: MemoryChat, job_id: str) -> list[int]:
+    return [s.message.page for s in chat.sent if isinstance(s.message, LiveOutput) and s.message.job.id == job_id]
+
+
+async def test_a_live_page_being_posted_when_the_job_ends_is_edited_not_posted_again() -> None:
+    chat = SlowLiveChat()
+    async with open_harness(chat=chat) as h:
+        job = await h.run('/od-run -a shell "ends while its page is posted"')
+        sidecar = await h.sidecar()
+        assert (await sidecar.logs(["first"], seq=0)).status_code == 200
+        with trio.fail_after(10):
+            await chat.posting.wait()
+        assert (await sidecar.status("completed", exitCode=0)).status_code == 200
+        await trio.testing.wait_all_tasks_blocked()
+        chat.answer.set()
+        card = await h.card(job.id)
+        assert card.job.state is JobState.SUCCEEDED
+        assert live_posts(chat, job.id) == [0]  # posted once, then edited with the final flush
+
+
+async def test_a_chat_call_that_never_answers_holds_the_job_only_for_the_chat_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    chat = SlowLiveChat()  # never answers the first page's post
+    async with open_harness(chat=chat, settings=attrs.evolve(FAST, chat_call_timeout_s=5.0)) as h:
+        try:
+            job = await h.run('/od-run -a shell "chat hangs"')
+            sidecar = await h.sidecar()
+            assert (await sidecar.logs(["first"], seq=0)).status_code == 200
+            with trio.fail_after(10):
+                await chat.posting.wait()
+            ended_at = trio.current_time()
+            assert (await sidecar.status("completed", exitCode=0)).status_code == 200
+            with trio.fail_after(60):
+                card = await chat.wait_for_card(job.id)
+            assert card.job.state is JobState.SUCCEEDED
+            assert 5.0 <= trio.current_time() - ended_at < 30.0  # the call's timeout, not the clean-up's
+        finally:
+            chat.answer.set()  # should the bound be missing, a failure here rather than a hang

@@ -178,15 +178,18 @@ class JobRunner:
             timeout = max(0.0, live.job.started_at + timeout - self.wall_clock())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump_output, live)
-            with trio.move_on_after(timeout) as deadline:
-                sprite = adopt if adopt is not None else await self._spawn(live)
-                if sprite is not None:
-                    nursery.start_soon(self._watch_exit, live, sprite)
-                await live.finished.wait()
-            if deadline.cancelled_caught:
-                now = self.wall_clock()
-                await self._finish(live, lambda j: j.timed_out(at=now))
-            nursery.cancel_scope.cancel()
+            try:
+                with trio.move_on_after(timeout) as deadline:
+                    sprite = adopt if adopt is not None else await self._spawn(live)
+                    if sprite is not None:
+                        nursery.start_soon(self._watch_exit, live, sprite)
+                    await live.finished.wait()
+                if deadline.cancelled_caught:
+                    now = self.wall_clock()
+                    await self._finish(live, lambda j: j.timed_out(at=now))
+            finally:  # on every way out, shutdown included: the pump's scope is shielded
+                live.stop_pump(trio.current_time(), self.settings.chat_call_timeout_s)
+                nursery.cancel_scope.cancel()
 
     async def _spawn(self, live: LiveJob) -> Sprite | None:
         now = self.wall_clock()
@@ -233,23 +236,29 @@ class JobRunner:
         await self._finish(live, lambda j: j.failed(stage, reason, at=now, exit_code=exit_code))
 
     async def _pump_output(self, live: LiveJob) -> None:
-        """Turn buffered lines into live chat messages at the pace the buffer allows."""
-        while True:
-            flush_at = live.buffer.next_flush_at()
-            if flush_at is not None and live.buffer.flush_scheduled:
-                # Batches arriving meanwhile join this flush: waking for each (a thousand
-                # streaming sprites) would cost a task switch per batch for nothing.
-                await self.timer.sleep_until(flush_at)
-                live.output_seen()
-            else:
-                await self._wait_output_or(flush_at, live)
-            updates = live.buffer.flush(trio.current_time())
-            if not updates:
-                continue
-            # A send cancelled in flight may still post, and its ref would be lost, so the final
-            # flush would post that page again. Let an update that started finish (bounded).
-            with trio.CancelScope(deadline=trio.current_time() + self.settings.chat_call_timeout_s, shield=True):
-                await self._show_pages(live, updates)
+        """Turn buffered lines into live chat messages at the pace the buffer allows.
+
+        Runs in `live.pump_scope`, which only `LiveJob.stop_pump` ends: an update that started
+        finishes (bounded), so no page is posted twice.
+        """
+        with live.pump_scope:
+            while not live.pump_stopping:
+                flush_at = live.buffer.next_flush_at()
+                if flush_at is not None and live.buffer.flush_scheduled:
+                    # Batches arriving meanwhile join this flush: waking for each (a thousand
+                    # streaming sprites) would cost a task switch per batch for nothing.
+                    await self.timer.sleep_until(flush_at)
+                    live.output_seen()
+                else:
+                    await self._wait_output_or(flush_at, live)
+                updates = live.buffer.flush(trio.current_time())
+                if not updates:
+                    continue
+                live.pump_in_chat_call = True
+                try:
+                    await self._show_pages(live, updates)
+                finally:
+                    live.pump_in_chat_call = False
 
     async def _wait_output_or(self, wake_at: float | None, live: LiveJob) -> None:
         """New output, or `wake_at` (the heartbeat) if that comes first.

@@ -29,6 +29,25 @@ class LiveJob:
     _output_changed: trio.Event = attrs.Factory(trio.Event)
     #: trio time the oldest line not yet shown in chat arrived (for the relay latency metric)
     pending_since: float | None = None
+    #: The output pump's scope: shielded, so it is stopped only by `stop_pump` (see there).
+    pump_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
+    pump_in_chat_call: bool = False
+    pump_stopping: bool = False
+
+    def stop_pump(self, now: float, chat_call_timeout_s: float) -> None:
+        """Stop the output pump: at once when it waits, after its chat call when it is in one.
+
+        Why not cancel it: a chat call cancelled in flight may still post, and its message
+        ref would be lost, so the final flush would post that page again. A cancel scope
+        shielding each call cost ~6 % of the server's CPU with a thousand jobs streaming
+        (docs/performance.md, round 5); one shielded scope per job, stopped here, costs
+        nothing per call. A call that hangs is cancelled after `chat_call_timeout_s`.
+        """
+        if self.pump_in_chat_call:
+            self.pump_stopping = True
+            self.pump_scope.deadline = min(self.pump_scope.deadline, now + chat_call_timeout_s)
+        else:
+            self.pump_scope.cancel()
 
     def accept(self, seq: int | None, lines: Sequence[str], now: float) -> None:
         """Feed a stored batch to the chat buffer in `seq` order.
