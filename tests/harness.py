@@ -7,9 +7,13 @@ with the token the dispatcher handed to the sprite, as the real sidecar does.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -31,6 +35,19 @@ ALICE = User("u1", "alice")
 BOB = User("u2", "bob")
 CHANNEL = Conversation("memory", "c1")
 WALL_EPOCH = 1_800_000_000.0
+
+SIDECAR = Path(__file__).resolve().parents[1] / "sidecar" / "sprite-reporter"
+
+
+def sidecar_module() -> ModuleType:
+    """The sidecar script loaded as a module (it has no .py name), for tests of its parts."""
+    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
+    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
 
 FAST = RunnerSettings(exit_settle_s=0.2, unsequenced_settle_s=0.05, edit_interval_s=0.0, heartbeat_s=3600.0)
 

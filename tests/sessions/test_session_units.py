@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import sqlite3
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from harness import sidecar_module
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.store import MemoryJobStore
@@ -29,7 +27,6 @@ from opendispatch.domain.session import (
 from opendispatch.ports.session_store import SessionStore
 from opendispatch.ports.sprites import SpriteRequest
 
-SIDECAR = Path(__file__).resolve().parents[2] / "sidecar" / "sprite-reporter"
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 ROOM = Conversation("slack", "C1")
 
@@ -47,13 +44,6 @@ def new_session(persistent: bool = True, session_id: str = "s-0000000a") -> Sess
     )
 
 
-def sidecar_module() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
-    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 # --- the state machine ------------------------------------------------------------------------

@@ -7,8 +7,6 @@ with its clock and random source given, and never sends anything here.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import math
 from pathlib import Path
 from types import ModuleType
@@ -16,17 +14,12 @@ from typing import Any
 
 import pytest
 
-SIDECAR = Path(__file__).resolve().parents[2] / "sidecar" / "sprite-reporter"
+from harness import sidecar_module
 
 
 @pytest.fixture(scope="module")
 def sidecar() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
-    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return sidecar_module()
 
 
 class Clock:
