@@ -7,6 +7,8 @@ chunks go out, when the body ends, and when the connection is dropped mid-stream
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -224,3 +226,22 @@ async def test_a_stream_body_sent_with_a_content_length_is_read_to_its_end() -> 
         assert response.status_code == 200, response.text
         assert response.json()["lastSeq"] == 1
         assert await h.store.output(job_id) == ["one", "two"]
+
+
+async def test_a_stream_reset_by_the_client_keeps_what_came_before_and_the_server_goes_on() -> None:
+    async with open_harness() as h:
+        job_id, token = await started(h)
+        stream = await RawStream.open(h, job_id, token)
+        await stream.send(record(0, "before the reset"))
+        with trio.fail_after(10):
+            while await h.store.output(job_id) != ["before the reset"]:
+                await trio.sleep(0.01)  # polling the store: nothing signals a stored record
+        # SO_LINGER with a zero timeout: closing sends a reset (ECONNRESET on the server's read).
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.socket.aclose()
+        assert await resume_point(h, job_id, token) == 0
+        again = await RawStream.open(h, job_id, token)
+        await again.send(record(1, "after it"))
+        status, answer = await again.answer()
+        assert status == 200 and answer["lastSeq"] == 1
+        assert await h.store.output(job_id) == ["before the reset", "after it"]

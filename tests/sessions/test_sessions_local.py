@@ -8,7 +8,7 @@ import trio
 
 from opendispatch.domain.job import JobState
 from opendispatch.domain.session import SessionState
-from rig import ALICE, BOB, ROOM, Conversation, local_sprites, open_rig
+from rig import BOB, Conversation, local_sprites, open_rig
 
 
 async def test_a_session_without_persistent_carries_the_conversation_but_not_the_workspace(tmp_path: Path) -> None:

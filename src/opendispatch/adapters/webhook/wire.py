@@ -61,15 +61,18 @@ def log_batch(body: Any) -> LogBatch:
     job_id = _string(data, "jobId")
     seq = _optional_int(data, "seq", minimum=0)
     if "lines" in data and data["lines"] is not None:
-        lines = data["lines"]
-        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-            raise BadRequest("lines must be a list of strings")
-        if len(lines) > MAX_LINES_PER_BATCH:
-            raise BadRequest(f"at most {MAX_LINES_PER_BATCH} lines per batch")
-        return LogBatch(job_id=job_id, lines=tuple(lines), seq=seq)
+        return LogBatch(job_id=job_id, lines=_lines(data["lines"]), seq=seq)
     if "text" not in data:
         raise BadRequest("a log batch needs text (a string) or lines (a list of strings)")
     return LogBatch.from_text(job_id, _string(data, "text"), seq=seq)
+
+
+def _lines(lines: Any) -> tuple[str, ...]:
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        raise BadRequest("lines must be a list of strings")
+    if len(lines) > MAX_LINES_PER_BATCH:
+        raise BadRequest(f"at most {MAX_LINES_PER_BATCH} lines per batch")
+    return tuple(lines)
 
 
 def status_report(body: Any) -> StatusReport:
@@ -122,8 +125,12 @@ def stream_record(body: Any, job_id: str) -> LogBatch:
     since a stream has no answer per record and resumes from the last stored seq.
     """
     data = _object(body)
-    if not isinstance(data.get("seq"), int) or isinstance(data.get("seq"), bool):
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
         raise BadRequest("a stream record needs seq (an integer)")
-    if not isinstance(data.get("lines"), list):
+    lines = data.get("lines")
+    if not isinstance(lines, list):
         raise BadRequest("a stream record needs lines (a list of strings)")
-    return log_batch({"jobId": job_id, "seq": data["seq"], "lines": data["lines"]})
+    # Checked here rather than through `log_batch`: a thousand streams send thousands of
+    # records a second, and building a request body to check again cost ~2 % of the server.
+    return LogBatch(job_id=job_id, lines=_lines(lines), seq=_optional_int(data, "seq", minimum=0))
