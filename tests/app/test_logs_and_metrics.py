@@ -6,7 +6,12 @@ import io
 import json
 import logging
 
-from opendispatch.adapters.prometheus import PrometheusMetrics
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from opendispatch.adapters.prometheus import LATENCY_BUCKETS, PrometheusMetrics
 from opendispatch.app.log_context import current_job_id
 from opendispatch.domain.redaction import Redactor
 from opendispatch.domain.tokens import TokenIssuer
@@ -74,3 +79,38 @@ async def test_metrics_endpoint_reflects_a_job_that_ran() -> None:
     assert 'opendispatch_webhook_requests_total{endpoint="/webhooks/status",status="200"} 1.0' in text
     assert "opendispatch_relay_latency_seconds_count" in text
     assert "opendispatch_live_sprites 0.0" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.floats(min_value=0.0, max_value=30.0), st.sampled_from(LATENCY_BUCKETS)), max_size=30),
+    st.integers(0, 10**6),
+)
+def test_relay_figures_expose_what_prometheus_clients_own_histogram_and_counter_would(
+    latencies: list[float], lines: int
+) -> None:
+    """Oracle: the library's Histogram and Counter, fed the same values, print the same samples."""
+    ours = PrometheusMetrics()
+    oracle = CollectorRegistry()
+    histogram = Histogram(
+        "opendispatch_relay_latency_seconds", "x", buckets=LATENCY_BUCKETS, registry=oracle
+    )
+    Counter("opendispatch_lines_relayed", "x", registry=oracle).inc(lines)
+    ours.lines_relayed(lines)
+    for seconds in latencies:
+        ours.relay_latency(seconds)
+        histogram.observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            sample.name + repr(sorted(sample.labels.items())): sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if family.name in ("opendispatch_relay_latency_seconds", "opendispatch_lines_relayed")
+            and not sample.name.endswith("_created")
+        }
+
+    expected, got = samples(oracle), samples(ours.registry)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value)
