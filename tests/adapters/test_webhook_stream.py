@@ -93,6 +93,13 @@ async def resume_point(h: Harness, job_id: str, token: str) -> Any:
     return response.json()["lastSeq"]
 
 
+async def until_stored(h: Harness, job_id: str, lines: list[str]) -> None:
+    """Wait until the store holds exactly `lines` for the job (nothing signals a stored record)."""
+    with trio.fail_after(10):
+        while await h.store.output(job_id) != lines:
+            await trio.sleep(0.01)
+
+
 async def test_records_are_stored_in_order_and_the_answer_says_the_last_seq() -> None:
     async with open_harness() as h:
         job_id, token = await started(h)
@@ -114,9 +121,7 @@ async def test_after_a_dropped_connection_the_sidecar_resumes_from_the_last_stor
         job_id, token = await started(h)
         stream = await RawStream.open(h, job_id, token)
         await stream.send(record(0, "one") + record(1, "two"))
-        with trio.fail_after(10):
-            while await h.store.output(job_id) != ["one", "two"]:
-                await trio.sleep(0.01)  # polling the store: nothing signals a stored record
+        await until_stored(h, job_id, ["one", "two"])
         await stream.send(record(2, "three")[:12])  # half a record, then the connection drops
         await stream.socket.aclose()
         assert await resume_point(h, job_id, token) == 1
@@ -161,9 +166,7 @@ async def test_a_record_over_the_size_limit_ends_the_stream_with_413_and_the_las
         job_id, token = await started(h)
         stream = await RawStream.open(h, job_id, token)
         await stream.send(record(0, "before"))
-        with trio.fail_after(10):
-            while await h.store.output(job_id) != ["before"]:
-                await trio.sleep(0.01)
+        await until_stored(h, job_id, ["before"])
         try:
             await stream.send(record(1, "x" * (2 * MIB)))
         except trio.BrokenResourceError:
@@ -233,9 +236,7 @@ async def test_a_stream_reset_by_the_client_keeps_what_came_before_and_the_serve
         job_id, token = await started(h)
         stream = await RawStream.open(h, job_id, token)
         await stream.send(record(0, "before the reset"))
-        with trio.fail_after(10):
-            while await h.store.output(job_id) != ["before the reset"]:
-                await trio.sleep(0.01)  # polling the store: nothing signals a stored record
+        await until_stored(h, job_id, ["before the reset"])
         # SO_LINGER with a zero timeout: closing sends a reset (ECONNRESET on the server's read).
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.socket.aclose()
