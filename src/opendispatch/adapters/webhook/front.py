@@ -301,7 +301,7 @@ class _StreamBody:
 
         Why not `receive_some`: trio first tries a read, which here nearly always finds the
         socket drained (the last call took all it had) and fails by raising, then waits and
-        reads again, inside two context managers. With a thousand streams that was ~5 % of
+        reads again, inside two context managers. With a thousand streams that was ~6 % of
         the server's CPU (docs/performance.md, round 6); waiting first, then reading, is the
         same system calls without the failed one.
         """
