@@ -136,6 +136,8 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
         )
         assert proc.stdout is not None
         running.append((proc, proc.stdout))
+    # One generator of several is profiled: they all run the same code on equal shares.
+    profiler = start_profiler(running[0][0].pid, args.profile, f"{len(jobs)}-{mode}-sprites") if args.profile else None
     merged: dict[str, Any] = {
         "sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0, "sent_age_ms": [],
     }
@@ -152,12 +154,17 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
         merged["lag"] = max(merged["lag"], result["producer_lag_max_s"])
         merged["cpu_s"] += usage.ru_utime + usage.ru_stime
         merged["sent_age_ms"].extend(result.get("sent_age_ms") or [])
+    if profiler is not None:
+        profiler.wait()  # py-spy stops when its process ends
     merged["generators"] = procs
     return merged
 
 
 def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]:
-    """py-spy (pip install py-spy) on the server while the sprites stream: collapsed stacks."""
+    """py-spy (pip install py-spy) on a process while the sprites stream: collapsed stacks.
+
+    `--gil`: only the thread holding the GIL is sampled, so the figures are CPU, not the
+    hundreds of sidecar threads waiting for their next batch."""
     folder.mkdir(parents=True, exist_ok=True)
     py_spy = Path(PYTHON).with_name("py-spy")
     output = folder / f"relay-{name}.txt"
@@ -312,7 +319,7 @@ def main() -> int:
     parser.add_argument(
         "--python-gc", action="store_true", help="run the server with CPython's collector settings, not serve's"
     )
-    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server into this folder")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server (and of one load generator) into this folder")
     parser.add_argument("--timeline", action="store_true", help="print chat latency p50/p99 (ms) per second of the run")
     parser.add_argument(
         "--stages", action="store_true",

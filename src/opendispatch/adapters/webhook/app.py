@@ -37,8 +37,8 @@ class SessionSink(Protocol):
 
 def _response(answer: Answer) -> Response:
     response = Response(answer.encoded(), status=answer.status, mimetype="application/json")
-    for name, value in answer.headers[1:]:
-        response.headers[name] = value
+    for name, value in answer.headers:
+        response.headers[name] = value  # sets, not adds: Content-Type stays one header
     return response
 
 
