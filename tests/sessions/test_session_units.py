@@ -12,6 +12,7 @@ from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.adapters.sqlite import open_sqlite_store
+from opendispatch.adapters.sqlite.store import SCHEMA_VERSION
 from opendispatch.app.ledger import JobLedger
 from opendispatch.app.reconcile import reconcile
 from opendispatch.domain.errors import UsageError
@@ -142,7 +143,7 @@ async def test_the_sqlite_store_keeps_sessions_and_migrates_a_version_1_file(tmp
     old.close()
     async with open_sqlite_store(path) as store:
         await check_store(store)
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # --- the sidecar's side -------------------------------------------------------------------------

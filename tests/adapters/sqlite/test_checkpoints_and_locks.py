@@ -20,23 +20,23 @@ CEILING_S = 10.0
 
 async def test_the_wal_is_checkpointed_in_a_worker_thread_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    appends_per_round, rows_per_append = 10, 10  # a batch row and its 9 lines
-    async with open_sqlite_store(path, checkpoint_every_changes=appends_per_round * rows_per_append) as store:
+    appends_per_round, lines_per_append = 10, 9  # a row per append
+    async with open_sqlite_store(path, checkpoint_every_changes=appends_per_round) as store:
         wal = Path(f"{path}-wal")
         sizes = []
         seq = 0
         with trio.fail_after(CEILING_S):
             for round_ in range(1, 5):
                 for _ in range(appends_per_round):
-                    await store.append_output("job", seq, [f"line {seq}.{n}" for n in range(rows_per_append - 1)])
+                    await store.append_output("job", seq, [f"line {seq}.{n}" for n in range(lines_per_append)])
                     seq += 1
                 await store.wait_checkpoints(round_)  # the last append of a round starts one
                 sizes.append(wal.stat().st_size)
         # Once all copied, the WAL is written again from its start: it does not grow per round.
         assert sizes[-1] <= sizes[0] * 1.5, sizes
-        assert await store.output_line_count("job") == 4 * appends_per_round * (rows_per_append - 1)
+        assert await store.output_line_count("job") == 4 * appends_per_round * lines_per_append
     with sqlite3.connect(path) as db:  # and everything is in the file
-        assert db.execute("SELECT COUNT(*) FROM output_lines").fetchone()[0] == 4 * 10 * 9
+        assert db.execute("SELECT SUM(line_count) FROM output_batches").fetchone()[0] == 4 * 10 * 9
 
 
 async def test_the_write_connection_does_not_checkpoint_inside_commits(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ service runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -27,15 +28,18 @@ from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Job, JobState
 from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 BUSY_TIMEOUT_MS = 5000
-#: Rows written between two WAL checkpoints; ~1,000 WAL pages at our row sizes, like
-#: SQLite's own default, so the WAL stays a few MB.
-CHECKPOINT_EVERY_CHANGES = 20_000
+#: Rows written between two WAL checkpoints. A row is a batch of lines, which usually
+#: dirties one page of its job's own: 4,000 rows keep the WAL to some 16 MB.
+CHECKPOINT_EVERY_CHANGES = 4_000
+#: The write connection's page cache, in KiB (SQLite's default is 2,000). A thousand jobs
+#: writing at once each append to a page of their own; with the default the writer read
+#: them back from the file on most commits (5 % of the server's CPU, docs/performance.md).
+WRITER_CACHE_KIB = 32 * 1024
 
-# Output order: seq'd batches by seq, then seq-less (old sidecar) batches by arrival.
-# `unsequenced` and `seq_key` encode that order so one index serves both reads and tails.
+# Version 1: jobs, and output as a row per batch and a row per line (see version 3).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -83,9 +87,72 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, created_at);
 """
 
-_MIGRATIONS = {1: _SCHEMA, 2: _SESSIONS_SCHEMA}
+# Version 3: a batch's lines in one row, as a JSON array. Output order: seq'd batches by
+# seq, then seq-less (old sidecar) batches by arrival; `unsequenced` and `seq_key` encode
+# that order, so the key serves reads, tails and the duplicate check. Why one row: a
+# record from a sidecar was a batch row, a row per line and two B-tree pages of its job's
+# (the rows and the (job, seq) index) rewritten per commit; now it is one row and one page
+# (docs/performance.md, round 7).
+_OUTPUT_BATCHES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS output_batches (
+    job_id TEXT NOT NULL,
+    unsequenced INTEGER NOT NULL,
+    seq_key INTEGER NOT NULL,
+    line_count INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (job_id, unsequenced, seq_key)
+) WITHOUT ROWID
+"""
 
-_ORDER = "unsequenced {dir}, seq_key {dir}, batch_id {dir}, line_no {dir}"
+
+def _batches_in_one_row(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3: each batch and its lines become one row; the two old tables go.
+
+    A seq-less batch keeps its old global `batch_id` as its `seq_key`: arrival order
+    within the job is kept, and later ones are numbered after it.
+    """
+    db.execute(_OUTPUT_BATCHES_SCHEMA)
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"batches", "output_lines"} <= tables:
+        return  # a file that never had output
+    db.execute(
+        "INSERT INTO output_batches (job_id, unsequenced, seq_key, line_count, lines)"
+        " SELECT job_id, seq IS NULL, COALESCE(seq, batch_id), line_count, '[]' FROM batches"
+    )
+    lines: list[str] = []
+    key: tuple[str, int, int] | None = None
+    rows = db.execute(
+        "SELECT o.job_id, o.unsequenced, o.seq_key, o.batch_id, o.text FROM output_lines o"
+        " ORDER BY o.job_id, o.unsequenced, o.seq_key, o.batch_id, o.line_no"
+    )
+    for job_id, unsequenced, seq_key, batch_id, text in rows:
+        row_key = (job_id, unsequenced, batch_id if unsequenced else seq_key)
+        if row_key != key:
+            _set_lines(db, key, lines)
+            key, lines = row_key, []
+        lines.append(text)
+    _set_lines(db, key, lines)
+    db.execute("DROP TABLE output_lines")
+    db.execute("DROP TABLE batches")
+
+
+def _set_lines(db: sqlite3.Connection, key: tuple[str, int, int] | None, lines: list[str]) -> None:
+    if key is not None:
+        db.execute(
+            "UPDATE output_batches SET lines = ? WHERE job_id = ? AND unsequenced = ? AND seq_key = ?",
+            (_LINES.encode(lines), *key),
+        )
+
+
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
+    1: _SCHEMA,
+    2: _SESSIONS_SCHEMA,
+    3: _batches_in_one_row,
+}
+
+#: A batch's lines as stored: compact JSON, made once (`json.dumps` with options builds an
+#: encoder per call).
+_LINES = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 _T = TypeVar("_T")
 
@@ -390,23 +457,29 @@ class SqliteJobStore:
         def select(db: sqlite3.Connection) -> list[str]:
             if tail is None:
                 rows = db.execute(
-                    f"SELECT text FROM output_lines WHERE job_id = ? ORDER BY {_ORDER.format(dir='ASC')}",
-                    (job_id,),
-                ).fetchall()
-                return [str(row[0]) for row in rows]
-            rows = db.execute(
-                f"SELECT text FROM output_lines WHERE job_id = ?"
-                f" ORDER BY {_ORDER.format(dir='DESC')} LIMIT ?",
-                (job_id, tail),
-            ).fetchall()
-            return [str(row[0]) for row in reversed(rows)]
+                    "SELECT lines FROM output_batches WHERE job_id = ? ORDER BY unsequenced, seq_key", (job_id,)
+                )
+                return [line for (text,) in rows for line in json.loads(text)]
+            newest_first: list[str] = []
+            count = 0
+            for text, line_count in db.execute(
+                "SELECT lines, line_count FROM output_batches WHERE job_id = ?"
+                " ORDER BY unsequenced DESC, seq_key DESC",
+                (job_id,),
+            ):
+                newest_first.append(text)
+                count += line_count
+                if count >= tail:
+                    break
+            lines = [line for text in reversed(newest_first) for line in json.loads(text)]
+            return lines[-tail:]
 
         return await self._run(select)
 
     async def output_line_count(self, job_id: str) -> int:
         def count(db: sqlite3.Connection) -> int:
             rows = db.execute(
-                "SELECT COALESCE(SUM(line_count), 0) FROM batches WHERE job_id = ?", (job_id,)
+                "SELECT COALESCE(SUM(line_count), 0) FROM output_batches WHERE job_id = ?", (job_id,)
             ).fetchall()
             return int(rows[0][0])
 
@@ -414,7 +487,9 @@ class SqliteJobStore:
 
     async def last_seq(self, job_id: str) -> int | None:
         def highest(db: sqlite3.Connection) -> int | None:
-            rows = db.execute("SELECT MAX(seq) FROM batches WHERE job_id = ?", (job_id,)).fetchall()
+            rows = db.execute(
+                "SELECT MAX(seq_key) FROM output_batches WHERE job_id = ? AND unsequenced = 0", (job_id,)
+            ).fetchall()
             return None if rows[0][0] is None else int(rows[0][0])
 
         return await self._read(highest)
@@ -488,19 +563,20 @@ class SqliteJobStore:
 
 
 def _insert_batch(db: sqlite3.Connection, *, job_id: str, seq: int | None, lines: list[str]) -> bool:
-    """One append's rows, in the caller's transaction; False for a (job, seq) already stored."""
+    """One append's row, in the caller's transaction; False for a (job, seq) already stored."""
+    if seq is None:  # numbered after the job's last seq-less batch
+        db.execute(
+            "INSERT INTO output_batches (job_id, unsequenced, seq_key, line_count, lines)"
+            " SELECT ?, 1, COALESCE(MAX(seq_key), 0) + 1, ?, ? FROM output_batches"
+            " WHERE job_id = ? AND unsequenced = 1",
+            (job_id, len(lines), _LINES.encode(lines), job_id),
+        )
+        return True
     cursor = db.execute(
-        "INSERT OR IGNORE INTO batches (job_id, seq, line_count) VALUES (?, ?, ?)", (job_id, seq, len(lines))
+        "INSERT OR IGNORE INTO output_batches (job_id, unsequenced, seq_key, line_count, lines) VALUES (?, 0, ?, ?, ?)",
+        (job_id, seq, len(lines), _LINES.encode(lines)),
     )
-    if cursor.rowcount == 0:
-        return False
-    batch_id = cursor.lastrowid
-    unsequenced, seq_key = (1, 0) if seq is None else (0, seq)
-    db.executemany(
-        "INSERT INTO output_lines (job_id, unsequenced, seq_key, batch_id, line_no, text) VALUES (?, ?, ?, ?, ?, ?)",
-        [(job_id, unsequenced, seq_key, batch_id, line_no, text) for line_no, text in enumerate(lines)],
-    )
-    return True
+    return cursor.rowcount == 1
 
 
 def _checkpoint(db: sqlite3.Connection, passes: int = 3) -> None:
@@ -540,6 +616,7 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         _migrate(db)
     except BaseException:
@@ -570,7 +647,11 @@ def _migrate(db: sqlite3.Connection) -> None:
     if version < SCHEMA_VERSION:
         with _transaction(db):
             for step in range(version + 1, SCHEMA_VERSION + 1):  # a v1 file gains the sessions table
-                for statement in _MIGRATIONS[step].split(";"):
+                migration = _MIGRATIONS[step]
+                if callable(migration):
+                    migration(db)
+                    continue
+                for statement in migration.split(";"):
                     if statement.strip():
                         db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
