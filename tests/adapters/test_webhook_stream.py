@@ -13,10 +13,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+import pytest
 import trio
 
 from harness import Harness, open_harness
+from opendispatch.adapters.webhook import front
 from opendispatch.domain.job import JobState
+
+ONE_TASK = "one task reads every stream"
+TASK_PER_STREAM = "each connection reads its own stream"
+
+
+@pytest.fixture(autouse=True, params=[ONE_TASK, TASK_PER_STREAM])
+def stream_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both readers of a stream's body: the stream hub (where epoll
+    exists) and the connection's own task (elsewhere, and the fallback)."""
+    if request.param == TASK_PER_STREAM:
+        monkeypatch.setattr(front, "STREAM_HUB_AVAILABLE", False)
+    elif not front.STREAM_HUB_AVAILABLE:
+        pytest.skip("the stream hub needs epoll (Linux)")
+    return str(request.param)
 
 MIB = 1024 * 1024
 
@@ -114,6 +130,21 @@ async def test_records_are_stored_in_order_and_the_answer_says_the_last_seq() ->
         assert await h.store.output(job_id) == ["a", "b", "c", "d", "e", "f"]
         assert (await h.store.get(job_id)).state is JobState.RUNNING  # like a POSTed batch
         assert await resume_point(h, job_id, token) == 4
+
+
+async def test_the_stream_is_read_by_the_reader_chosen(stream_reader: str) -> None:
+    async with open_harness() as h:
+        sidecar_front = h.running.webhook_app.extensions[front.SIDECAR_FRONT]
+        job_id, token = await started(h)
+        stream = await RawStream.open(h, job_id, token)
+        await stream.send(record(0, "a"))
+        await until_stored(h, job_id, ["a"])
+        if stream_reader == ONE_TASK:
+            assert sidecar_front.hub.following == 1
+        else:
+            assert sidecar_front.hub is None
+        status, _ = await stream.answer()
+        assert status == 200
 
 
 async def test_after_a_dropped_connection_the_sidecar_resumes_from_the_last_stored_seq() -> None:

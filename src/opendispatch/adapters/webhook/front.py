@@ -6,7 +6,8 @@ with a thousand connections open), and every chunk of a stream wakes several tas
 that is the whole budget (docs/performance.md). What sidecars send is simple: a JSON POST
 with a Bearer token, or one streaming POST whose body is NDJSON. So this listener reads the
 first request line of each connection and serves the sidecar endpoints itself, with h11,
-in the connection's own task: one wake-up per chunk received. Any other request (chat
+in the connection's own task; a stream's body is read by the stream hub (stream_hub.py),
+one task for every open stream, and the connection's task answers when it ends. Any other request (chat
 platforms' webhooks, /metrics, sessions' long polls), and everything after it on that
 connection, goes to hypercorn, which is handed the bytes already read.
 
@@ -20,7 +21,6 @@ This runs hypercorn's per-connection server (`hypercorn.trio.tcp_server.TCPServe
 
 from __future__ import annotations
 
-import enum
 import errno
 import logging
 import os
@@ -44,6 +44,8 @@ from ...domain.job import Job
 from .body_framing import BodyFraming, ChunkedBody, LengthBody
 from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
 from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
+from .stream_hub import AVAILABLE as STREAM_HUB_AVAILABLE
+from .stream_hub import StreamEnd, StreamHub, decode
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,25 @@ class SidecarFront:
         self.on_answer = on_answer
         self.read_timeout_s = read_timeout_s
         self.request_timeout_s = request_timeout_s
+        #: Reads every stream's body in one task while `serve_front` runs it (stream_hub.py).
+        self.hub: StreamHub | None = None
         lines = [b"POST " + path.encode() for path in self.reports]
         if streams is not None:
             lines += [b"POST " + STREAM_PATH.encode(), b"GET " + STREAM_PATH.encode()]
         self._request_lines = tuple(line + end for line in lines for end in (b" ", b"?"))
+
+    async def run_stream_hub(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the streams' bodies together until cancelled (where epoll exists; else each
+        connection reads its own)."""
+        if self.streams is None or not STREAM_HUB_AVAILABLE:
+            task_status.started()
+            return
+        hub = StreamHub(self.streams, read_timeout_s=self.read_timeout_s)
+        try:
+            self.hub = hub
+            await hub.run(task_status=task_status)
+        finally:
+            self.hub = None
 
     def takes(self, first_line: bytes) -> bool:
         """Whether a request that starts with this line is for a sidecar endpoint."""
@@ -186,24 +203,16 @@ class SidecarFront:
         await _continue_if_asked(http, stream)
         tally = Tally()
         records = RecordSplitter(MAX_BODY_BYTES)
-        body = _StreamBody(http, request_framing(request), stream)
+        framing = request_framing(request)
         try:
-            # The idle deadline moves in steps of a tenth of the timeout (at most a second):
-            # moving it costs a timer-heap entry, and a stream carries several records a second.
-            step = min(1.0, self.read_timeout_s / 10.0)
-            with trio.CancelScope(deadline=trio.current_time() + self.read_timeout_s) as idle:
-                while True:
-                    quiet_until = trio.current_time() + self.read_timeout_s
-                    if quiet_until - idle.deadline >= step:
-                        idle.deadline = quiet_until
-                    data, end = await body.so_far()
-                    await apply_records(sink, job, records.feed(data), tally)
-                    if end is _BodyEnd.BROKEN:
-                        return  # the sidecar asks where to resume when it is back
-                    if end is _BodyEnd.COMPLETE:
-                        break
-            if idle.cancelled_caught:
-                return  # the sidecar stalled: it asks where to resume when it is back
+            hub = self.hub
+            if hub is not None and hub.running and isinstance(stream, trio.SocketStream):
+                unread, closed = http.trailing_data
+                end = await hub.follow(stream, job, framing, records, tally, bytes(unread), closed)
+            else:
+                end = await self._read_stream(_StreamBody(http, framing, stream), sink, job, records, tally)
+            if end is not StreamEnd.COMPLETE:
+                return  # broken or stalled: the sidecar asks where to resume when it is back
         except RecordTooLarge:
             body = await answer_body(sink, job, tally, records.too_large_message)
             await self._answer_early(http, stream, STREAM_PATH, Answer(413, body))
@@ -214,6 +223,24 @@ class SidecarFront:
         if records.unfinished():
             tally.reject("the last record does not end with a newline")
         await self._answer(http, stream, STREAM_PATH, Answer(200, await answer_body(sink, job, tally)), close=True)
+
+    async def _read_stream(
+        self, body: _StreamBody, sink: StreamSink, job: Job, records: RecordSplitter, tally: Tally
+    ) -> StreamEnd:
+        """The stream's body read in this connection's task (no hub): how it ended."""
+        # The idle deadline moves in steps of a tenth of the timeout (at most a second):
+        # moving it costs a timer-heap entry, and a stream carries several records a second.
+        step = min(1.0, self.read_timeout_s / 10.0)
+        with trio.CancelScope(deadline=trio.current_time() + self.read_timeout_s) as idle:
+            while True:
+                quiet_until = trio.current_time() + self.read_timeout_s
+                if quiet_until - idle.deadline >= step:
+                    idle.deadline = quiet_until
+                data, end = await body.so_far()
+                await apply_records(sink, job, records.feed(data), tally)
+                if end is not None:
+                    return end
+        return StreamEnd.IDLE
 
     @staticmethod
     async def _next_event(http: h11.Connection, stream: trio.abc.Stream) -> Any:
@@ -269,12 +296,6 @@ async def _continue_if_asked(http: h11.Connection, stream: trio.abc.Stream) -> N
         await stream.send_all(http.send(h11.InformationalResponse(status_code=100, headers=[])))
 
 
-class _BodyEnd(enum.Enum):
-    MORE = "more"
-    COMPLETE = "complete"
-    BROKEN = "broken"
-
-
 def request_framing(request: h11.Request) -> BodyFraming:
     """How the request's body is framed; h11 accepted the head, so its framing is valid
     (a Transfer-Encoding can only be chunked, a Content-Length is one number)."""
@@ -316,8 +337,9 @@ class _StreamBody:
             except OSError as exc:  # ECONNRESET and the like: the client went away
                 raise trio.BrokenResourceError(str(exc)) from exc
 
-    async def so_far(self) -> tuple[bytes, _BodyEnd]:
-        """All body bytes received so far (waiting for some if there are none yet).
+    async def so_far(self) -> tuple[bytes, StreamEnd | None]:
+        """All body bytes received so far (waiting for some if there are none yet), and how
+        the body ended if it did (None: more to come).
 
         A stream's records each come in their own HTTP chunk; taking every chunk that
         arrived together lets the records be stored together. What arrived before the
@@ -325,23 +347,15 @@ class _StreamBody:
         """
         while True:
             received, self._unread = self._unread, b""
-            if not received:
-                if self._closed:
-                    return b"", _BodyEnd.BROKEN  # the connection closed inside the body
+            if not received and not self._closed:
                 try:
                     received = await self._receive()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return b"", _BodyEnd.BROKEN
+                    return b"", StreamEnd.BROKEN
                 self._closed = not received
-                if not received:
-                    continue
-            data = self._framing.feed(received)
-            if self._framing.error is not None:
-                return data, _BodyEnd.BROKEN
-            if self._framing.done:
-                return data, _BodyEnd.COMPLETE
-            if data:
-                return data, _BodyEnd.MORE
+            data, end = decode(self._framing, received, self._closed)
+            if data or end is not None:
+                return data, end
 
 
 def _header(request: h11.Request, name: bytes) -> str | None:
@@ -432,6 +446,7 @@ async def serve_front(
 
         try:
             async with trio.open_nursery() as handlers:
+                await handlers.start(front.run_stream_hub)
                 await handlers.start(serve_listening_sockets, sockets.insecure_sockets, connection)
                 task_status.started(binds)
                 try:
