@@ -83,9 +83,9 @@ def test_streams_get_no_advice_until_many_jobs_are_live() -> None:
     assert stream_interval_ms(400, record_budget_per_s=4000.0) is None  # 100 ms: the default
     assert stream_interval_ms(1000, record_budget_per_s=4000.0) == 250
     assert stream_interval_ms(10**9, record_budget_per_s=4000.0) == 10_000  # capped
-    # the default budget: a thousand streaming sprites send a record every 400 ms each
+    # the default budget: a thousand streaming sprites send a record every 334 ms each
     assert stream_interval_ms(250) is None
-    assert stream_interval_ms(1000) == 400
+    assert stream_interval_ms(1000) == 334  # 3,000 records/s in all: one each 333.3 ms
 
 
 async def test_the_resume_point_answer_tells_a_streaming_sidecar_how_long_to_gather() -> None:

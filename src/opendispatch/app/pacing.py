@@ -65,13 +65,13 @@ class SenderPacer:
 
 
 #: Stream records per second the server budgets for. A record read from an open stream
-#: costs a fraction of a POST (front.py), and all records that arrived together are stored
-#: in one write; what still grows with the count is wake-ups and chat hand-offs: about
-#: 250 µs of server CPU per record with its live-output edit. 2,500 a second keep the
-#: server near 70 % of a core with a thousand sprites streaming, where 4,000 saturated it
-#: and the queueing cost more latency than the longer batches save (docs/performance.md,
-#: round 4: p50/p99 0.32/0.61 s against 0.57/1.1-1.4 s at N = 1,000).
-DEFAULT_STREAM_RECORD_BUDGET_PER_S = 2500.0
+#: costs a fraction of a POST (front.py, stream_hub.py), and all records that arrived
+#: together are stored in one write; what still grows with the count is the records' parsing
+#: and their live-output hand-offs. With a thousand sprites streaming, 3,000 a second keep
+#: the server near 70-80 % of a core and a line's p50 near 200 ms; 3,300 and 3,600 saturate
+#: it in some runs, and the queueing costs more latency than the shorter batches save
+#: (docs/performance.md, rounds 4 and 8).
+DEFAULT_STREAM_RECORD_BUDGET_PER_S = 3000.0
 
 
 def stream_interval_ms(
