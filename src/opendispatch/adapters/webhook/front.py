@@ -7,9 +7,9 @@ that is the whole budget (docs/performance.md). What sidecars send is simple: a 
 with a Bearer token, or one streaming POST whose body is NDJSON. So this listener reads the
 first request line of each connection and serves the sidecar endpoints itself, with h11,
 in the connection's own task; a stream's body is read by the stream hub (stream_hub.py),
-one task for every open stream, and the connection's task answers when it ends. Any other request (chat
-platforms' webhooks, /metrics, sessions' long polls), and everything after it on that
-connection, goes to hypercorn, which is handed the bytes already read.
+one task for every open stream, and the connection's task answers when it ends. Any other
+request (chat platforms' webhooks, /metrics, sessions' long polls), and everything after it
+on that connection, goes to hypercorn, which is handed the bytes already read.
 
 The Quart routes for the same endpoints stay (app.py): an embedder who serves
 `build_webhook_app()` with their own ASGI server gets the same answers (reports.py and
