@@ -1,7 +1,9 @@
-"""The sidecar's send schedule when the server slows it down (`batchIntervalMs`).
+"""The sidecar's send schedule when the server slows it down (`batchIntervalMs`), and how
+long each of its streams stays open.
 
 Sidecars of jobs started together would otherwise send in the same slice of every interval,
-so the server would get their batches in bursts. The sidecar's `Relay` is used in process,
+and end their streams in the same instant, so the server would get their batches and their
+new connections in bursts. The sidecar's `Relay` is used in process,
 with its clock and random source given, and never sends anything here.
 """
 
@@ -66,3 +68,13 @@ def test_later_advice_keeps_the_phase(sidecar: ModuleType, tmp_path: Path) -> No
     clock.now = 101.0
     sender.note_interval({"batchIntervalMs": 400})  # slowed down again: a new random point
     assert sender.next_batch_not_before() == pytest.approx(101.0 - 0.1 + 0.4)
+
+
+def test_streams_opened_together_end_at_different_times_in_the_last_half_of_the_limit(
+    sidecar: ModuleType, tmp_path: Path
+) -> None:
+    lifetimes = [
+        relay(sidecar, tmp_path / str(i), Clock(100.0), fraction=fraction).stream_lifetime()
+        for i, fraction in enumerate((0.0, 0.5, 0.999))
+    ]
+    assert lifetimes == pytest.approx([sidecar.STREAM_MAX_S, 0.75 * sidecar.STREAM_MAX_S, 0.5005 * sidecar.STREAM_MAX_S])
