@@ -136,6 +136,16 @@ class Follower:
         return self.error if self.error is not None else self.end
 
 
+@asynccontextmanager
+async def one_followed_stream(already: bytes = b"") -> AsyncIterator[tuple[Sink, Pair, Follower]]:
+    """A running hub following one stream (job j-1) from a connection's task."""
+    sink = Sink()
+    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
+        follower = Follower(hub, pair, "j-1", already)
+        nursery.start_soon(follower.run)
+        yield sink, pair, follower
+
+
 @pytest.mark.trio
 async def test_records_of_many_streams_are_applied_in_order_and_each_body_ends_complete() -> None:
     sink = Sink()
@@ -158,10 +168,7 @@ async def test_records_of_many_streams_are_applied_in_order_and_each_body_ends_c
 
 @pytest.mark.trio
 async def test_what_came_with_the_head_is_applied_before_the_socket_is_read() -> None:
-    sink = Sink()
-    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
-        follower = Follower(hub, pair, "j-1", already=chunk(0, "early") + chunk(1, "with the head"))
-        nursery.start_soon(follower.run)
+    async with one_followed_stream(already=chunk(0, "early") + chunk(1, "with the head")) as (sink, pair, follower):
         await sink.until("j-1", ["early", "with the head"])
         await pair.client.send_all(chunk(2, "later") + LAST_CHUNK)
         assert await follower.result() is StreamEnd.COMPLETE
@@ -170,10 +177,7 @@ async def test_what_came_with_the_head_is_applied_before_the_socket_is_read() ->
 
 @pytest.mark.trio
 async def test_a_record_split_across_reads_is_applied_once_whole() -> None:
-    sink = Sink()
-    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
-        follower = Follower(hub, pair, "j-1")
-        nursery.start_soon(follower.run)
+    async with one_followed_stream() as (sink, pair, follower):
         data = chunk(0, "one whole line") + LAST_CHUNK
         for i in range(len(data)):
             await pair.client.send_all(data[i : i + 1])
@@ -202,10 +206,7 @@ async def test_a_connection_reset_mid_body_keeps_what_came_before_and_other_stre
 
 @pytest.mark.trio
 async def test_a_body_that_ends_without_its_last_chunk_is_broken() -> None:
-    sink = Sink()
-    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
-        follower = Follower(hub, pair, "j-1")
-        nursery.start_soon(follower.run)
+    async with one_followed_stream() as (sink, pair, follower):
         await pair.client.send_all(chunk(0, "before the close"))
         await pair.client.send_eof()
         assert await follower.result() is StreamEnd.BROKEN
@@ -214,10 +215,7 @@ async def test_a_body_that_ends_without_its_last_chunk_is_broken() -> None:
 
 @pytest.mark.trio
 async def test_broken_chunk_framing_ends_the_stream_keeping_what_came_before() -> None:
-    sink = Sink()
-    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
-        follower = Follower(hub, pair, "j-1")
-        nursery.start_soon(follower.run)
+    async with one_followed_stream() as (sink, pair, follower):
         await pair.client.send_all(chunk(0, "good") + b"zz\r\nnot a chunk size\r\n")
         assert await follower.result() is StreamEnd.BROKEN
         assert sink.lines["j-1"] == ["good"]
@@ -244,10 +242,7 @@ async def test_a_stream_idle_for_the_read_timeout_ends_idle(autojump_clock: trio
 
 @pytest.mark.trio
 async def test_a_record_over_the_limit_is_raised_for_the_connection_to_answer() -> None:
-    sink = Sink()
-    async with running_hub(sink) as hub, loopback() as pair, trio.open_nursery() as nursery:
-        follower = Follower(hub, pair, "j-1")
-        nursery.start_soon(follower.run)
+    async with one_followed_stream() as (sink, pair, follower):
         await pair.client.send_all(chunk(0, "fine"))
         await sink.until("j-1", ["fine"])
         await pair.client.send_all(chunk(1, "x" * (2 * MAX_RECORD_BYTES)))
