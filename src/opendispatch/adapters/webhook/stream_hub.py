@@ -2,8 +2,8 @@
 
 Why: with a task per stream reading its own body, each record woke that task: trio armed
 the socket in its epoll again (a system call), resumed the connection's coroutine through
-its eight frames and moved the stream's idle deadline. A thousand streams send 2,500
-records a second, and those wake-ups were the largest share of the server's CPU left
+its eight frames and moved the stream's idle deadline. A thousand streams send thousands
+of records a second, and those wake-ups were the largest share of the server's CPU left
 (docs/performance.md, round 8). Here a stream's socket joins an epoll set once, level-
 triggered, and stays armed; one task waits on the set and, each time it wakes, reads every
 socket that has data and applies their records. The connection's own task only waits for
@@ -16,7 +16,6 @@ connection reads its own body (`front._StreamBody`), with the same outcomes.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import select
 from collections.abc import Sequence
@@ -27,8 +26,6 @@ import trio
 from ...domain.job import Job
 from .body_framing import BodyFraming
 from .stream import RecordSplitter, StreamSink, Tally, apply_records
-
-log = logging.getLogger(__name__)
 
 RECEIVE_BYTES = 65536
 #: Sockets taken from the set per wake-up; more ready ones are taken at the next (the set is
