@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from ..domain.errors import DispatchError
+from ..domain.agent_progress import stopped_at_cost_cap
 from ..domain.job import FailureStage, Job
 from ..domain.messages import JobCard, LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
@@ -178,6 +179,7 @@ class JobRunner:
             timeout = max(0.0, live.job.started_at + timeout - self.wall_clock())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump_output, live)
+            nursery.start_soon(self._enforce_cost_cap, live)
             try:
                 with trio.move_on_after(timeout) as deadline:
                     sprite = adopt if adopt is not None else await self._spawn(live)
@@ -214,6 +216,16 @@ class JobRunner:
         self.metrics.live_sprites(len(self.sprites_by_job))
         await self._change(live, lambda j: j.with_sprite(sprite.id))
         return sprite
+
+    async def _enforce_cost_cap(self, live: LiveJob) -> None:
+        """Stop the job once the agent's running cost reached its `--max-cost` (every agent)."""
+        await live.cap_reached.wait()
+        cap, cost = live.job.spec.max_cost_usd, live.cost_at_cap
+        if cap is None or cost is None:
+            return
+        reason = stopped_at_cost_cap(cap, cost)
+        now = self.wall_clock()
+        await self._finish(live, lambda j: j.failed(FailureStage.COST_CAP, reason, at=now))
 
     async def _watch_exit(self, live: LiveJob, sprite: Sprite) -> None:
         """A sprite that stops without a final report still ends its job, with the reason."""
@@ -281,7 +293,8 @@ class JobRunner:
         if updates and live.pending_since is not None:
             self.metrics.relay_latency(trio.current_time() - live.pending_since)
             live.pending_since = None
-        for update in updates:
+        progress = live.progress.view() if live.progress.saw_events else None
+        for index, update in enumerate(updates):
             message = LiveOutput(
                 job=live.job,
                 page=update.page,
@@ -289,6 +302,8 @@ class JobRunner:
                 omitted=update.omitted,
                 elapsed_s=live.job.duration_s(self.wall_clock()),
                 sealed=update.sealed,
+                # The newest page carries the progress; a page sealed before it lets it go.
+                progress=progress if index == len(updates) - 1 else None,
             )
             try:
                 ref = live.page_refs.get(update.page)
@@ -319,8 +334,19 @@ class JobRunner:
         if live.saw_unsequenced:
             await trio.sleep(self.settings.unsequenced_settle_s)  # old sidecars post chunks concurrently
         live.release_held(trio.current_time())
+        await self._keep_agent_summary(live)
         await self._show_pages(live, live.buffer.flush_final(trio.current_time()))
         await self._post_card(live)
+
+    async def _keep_agent_summary(self, live: LiveJob) -> None:
+        """What the agent reported (answer, cost, tokens, files) stays with the job and its card."""
+        if not live.progress.saw_events:
+            return
+        summary = live.progress.summary()
+        try:
+            live.job = await self.ledger.change(live.job.id, lambda j: j.with_agent(summary))
+        except Exception:
+            log.warning("job %s: could not store the agent's summary", live.job.id, exc_info=True)
 
     async def _post_card(self, live: LiveJob) -> None:
         job = live.job

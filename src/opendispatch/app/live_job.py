@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from ..domain.agent_events import AgentEvent
+from ..domain.agent_progress import AgentProgress
 from ..domain.job import Job
 from ..domain.messages import MessageRef
 from ..domain.output_buffer import OutputBuffer
@@ -21,7 +23,12 @@ class LiveJob:
     started_ref: MessageRef | None = None
     page_refs: dict[int, MessageRef] = attrs.Factory(dict)
     next_seq: int = 0
-    held: dict[int, tuple[str, ...]] = attrs.Factory(dict)
+    held: dict[int, tuple[tuple[str, ...], tuple[AgentEvent, ...]]] = attrs.Factory(dict)
+    #: The agent's work so far, from its events (docs/agents.md); empty for plain sidecars.
+    progress: AgentProgress = attrs.Factory(AgentProgress)
+    #: Set once the agent's cost reached the job's `--max-cost` (the cost then, in USD).
+    cap_reached: trio.Event = attrs.Factory(trio.Event)
+    cost_at_cap: float | None = None
     saw_unsequenced: bool = False
     finished: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
@@ -49,33 +56,49 @@ class LiveJob:
         else:
             self.pump_scope.cancel()
 
-    def accept(self, seq: int | None, lines: Sequence[str], now: float) -> None:
-        """Feed a stored batch to the chat buffer in `seq` order.
+    def accept(
+        self, seq: int | None, lines: Sequence[str], now: float, events: Sequence[AgentEvent] = ()
+    ) -> None:
+        """Feed a stored batch to the chat buffer and the agent's progress in `seq` order.
 
         Batches may arrive out of order over several connections; later ones wait here
         until the gap is filled (the sidecar retries until acknowledged, so gaps close).
         """
         if seq is None:
             self.saw_unsequenced = True
-            self._append(lines, now)
+            self._append(lines, events, now)
             return
         if seq < self.next_seq:
             return
-        self.held[seq] = tuple(lines)
+        self.held[seq] = (tuple(lines), tuple(events))
         while self.next_seq in self.held:
-            self._append(self.held.pop(self.next_seq), now)
+            self._append(*self.held.pop(self.next_seq), now)
             self.next_seq += 1
 
     def release_held(self, now: float) -> None:
         """At the end nothing more will fill a gap: show what we have, in order."""
         for seq in sorted(self.held):
-            self._append(self.held.pop(seq), now)
+            self._append(*self.held.pop(seq), now)
 
-    def _append(self, lines: Sequence[str], now: float) -> None:
+    def _append(self, lines: Sequence[str], events: Sequence[AgentEvent], now: float) -> None:
         if self.pending_since is None:
             self.pending_since = now
-        self.buffer.append(lines, now)
+        if lines:
+            self.buffer.append(lines, now)
+        if events:
+            for event in events:
+                self.progress.apply(event)
+            self.buffer.touch(now)  # the progress shown on the open page changed
+            self._check_cost_cap()
         self._output_changed.set()
+
+    def _check_cost_cap(self) -> None:
+        if self.cost_at_cap is not None:
+            return
+        cost = self.progress.cost_over(self.job.spec.max_cost_usd)
+        if cost is not None:
+            self.cost_at_cap = cost
+            self.cap_reached.set()
 
     async def wait_output_changed(self) -> None:
         await self._output_changed.wait()

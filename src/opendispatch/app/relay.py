@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
+from ..domain.agent_events import AgentFinished, map_strings
+from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
 from ..domain.job import FailureStage, Job, JobState
 from ..domain.redaction import Redactor
@@ -136,7 +138,7 @@ class Relay:
             now = trio.current_time()
             for batch in batches:
                 if batch.seq is not None:  # a seq-less batch is shown once the store says it is new
-                    live.accept(batch.seq, batch.lines, now)
+                    live.accept(batch.seq, batch.lines, now, batch.events)
         records = _Records(current, batches, redacted=True)
         if self._ingest is None or not await self._hand_over(self._ingest, records):
             # No ingest task (a Relay built by hand, or one stopping): store here. Records
@@ -217,23 +219,23 @@ class Relay:
 
     async def _store_and_show(self, records: Sequence[_Records], write: _Write) -> list[Job]:
         """Redact, store in one `write` and hand new batches to live output; the jobs still starting."""
-        appends: list[tuple[Job, int | None, Sequence[str]]] = []
+        appends: list[tuple[Job, LogBatch]] = []
         for record in records:
             if record.redacted:
-                appends.extend((record.job, batch.seq, batch.lines) for batch in record.batches)
+                appends.extend((record.job, batch) for batch in record.batches)
                 continue
             live = self.live.get(record.job.id)
             redactor = live.redactor if live else self.redactor
-            appends.extend((record.job, batch.seq, redactor.redact_lines(batch.lines)) for batch in record.batches)
+            appends.extend((record.job, _redacted(batch, redactor)) for batch in record.batches)
         if not appends:
             return []
-        stored = await write([(job.id, seq, lines) for job, seq, lines in appends])
+        stored = await write([(job.id, batch.seq, batch.stored_lines()) for job, batch in appends])
         now = trio.current_time()
         starting: dict[str, Job] = {}
-        for (job, seq, lines), is_new in zip(appends, stored):
+        for (job, batch), is_new in zip(appends, stored):
             if not is_new:
                 continue  # a resent batch we already have: acknowledged, not repeated
-            self._show(job, seq, lines, now)
+            self._show(job, batch, now)
             if job.state is JobState.STARTING:
                 starting[job.id] = job
         return list(starting.values())
@@ -280,17 +282,17 @@ class Relay:
 
         return write
 
-    def _show(self, job: Job, seq: int | None, lines: Sequence[str], now: float) -> None:
+    def _show(self, job: Job, batch: LogBatch, now: float) -> None:
         """A newly stored batch: counted, and handed to the job's live output in seq order.
 
         A stream's batch was handed over on arrival already; `LiveJob.accept` ignores a seq
         it has shown.
         """
-        self.lines_relayed += len(lines)
-        self.metrics.lines_relayed(len(lines))
+        self.lines_relayed += len(batch.lines)
+        self.metrics.lines_relayed(len(batch.lines))
         live = self.live.get(job.id)
         if live is not None and not job.is_finished:
-            live.accept(seq, lines, now)
+            live.accept(batch.seq, batch.lines, now, batch.events)
 
     async def _mark_running_after_output(self, job: Job) -> None:
         """Output from a starting job means its sprite runs (old sidecars skip `running`)."""
@@ -307,8 +309,9 @@ class Relay:
         now = self.wall_clock()
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
+        result = live.progress.result if live is not None else None
         updated = await self.ledger.change_if_possible(
-            job.id, lambda current: _apply_status(current, report, now, redactor)
+            job.id, lambda current: _apply_status(current, report, now, redactor, result)
         )
         if updated.is_finished:
             self.pacer.forget(job.id)
@@ -332,17 +335,24 @@ class Relay:
 def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
     """The batch with its secrets masked; the same object when it had none (the usual case)."""
     lines = tuple(redactor.redact_lines(batch.lines))
-    return batch if lines == batch.lines else LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq)
+    events = tuple(map_strings(event, redactor.redact) for event in batch.events) if batch.events else ()
+    if lines == batch.lines and events == batch.events:
+        return batch
+    return LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq, events=events)
 
 
 def _mark_running(job: Job) -> Job | None:
     return job.running() if job.state is JobState.STARTING else None
 
 
-def _apply_status(job: Job, report: StatusReport, now: float, redactor: Redactor) -> Job | None:
+def _apply_status(
+    job: Job, report: StatusReport, now: float, redactor: Redactor, result: AgentFinished | None = None
+) -> Job | None:
     """Map a reported status to a transition; None when it changes nothing.
 
     Old sidecars may skip `running`, so a final report on a starting job passes through it.
+    The agent's own account of a failed run (`result`, from its events) names the cause a
+    user can act on: a model API that refused the key, a rate limit, the agent's error.
     """
     if job.is_finished:
         return None
@@ -353,10 +363,16 @@ def _apply_status(job: Job, report: StatusReport, now: float, redactor: Redactor
     elif job.state is JobState.QUEUED:
         return None
     exit_code = report.exit_code
-    if report.status is ReportedStatus.COMPLETED and (exit_code or 0) == 0:
+    agent_failed = result is not None and not result.ok
+    if report.status is ReportedStatus.COMPLETED and (exit_code or 0) == 0 and not agent_failed:
         return job.succeeded(at=now, exit_code=0)
     if report.status is ReportedStatus.CANCELLED:
         return job.cancelled(by="the sprite (stopped by a signal)", at=now, exit_code=exit_code)
+    if agent_failed and result is not None and FailureStage.from_wire(report.stage) is FailureStage.AGENT:
+        explained = explain_agent_failure(result.error_kind, redactor.redact(result.error), job.spec.agent.value)
+        if explained is not None:
+            stage = FailureStage.MODEL_API if result.error_kind in MODEL_API_ERRORS else FailureStage.AGENT
+            return job.failed(stage, explained, at=now, exit_code=exit_code)
     stage = FailureStage.from_wire(report.stage)
     reason = redactor.redact(report.error.strip()) if report.error.strip() else ""
     if not reason:

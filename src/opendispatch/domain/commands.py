@@ -38,6 +38,7 @@ from .job_spec import (
     AgentKind,
     JobSpec,
     format_duration,
+    parse_cost,
     parse_duration,
     validate_branch,
     validate_image,
@@ -156,6 +157,7 @@ _AGENT = _Option(
     "--agent", "-a", "|".join(kind.value for kind in AgentKind), "which agent runs the task"
 )
 _TIMEOUT = _Option("--timeout", None, "10m", "stop the job after this long: 90s, 10m, 1h30m (max 24h)")
+_MAX_COST = _Option("--max-cost", None, "2.50", "stop the job when the agent has spent this many US dollars")
 _PERSISTENT = _Option("--persistent", None, None, "keep the session running until /od-stop")
 _STOP_ALL = _Option("--all", None, None, "stop every session you started")
 _JOBS_ALL = _Option("--all", None, None, "everyone's jobs, not only yours")
@@ -186,17 +188,17 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
     _CommandInfo(
         "od-run",
         '[--repo owner/repo] [--branch main] [--image alias|image] '
-        '[--agent claude|opencode|shell] [--timeout 10m] "task"',
+        '[--agent claude|opencode|shell] [--timeout 10m] [--max-cost 2.50] "task"',
         "Run one task in a fresh sprite, destroyed when the task ends.",
-        (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT),
+        (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT, _MAX_COST),
         '/od-run --repo acme/api "fix the failing test"   (or: /od-run -r acme/api -- run pytest -v)',
     ),
     _CommandInfo(
         "od-start",
         "NAME [--repo owner/repo] [--branch main] [--image alias|image] "
-        "[--agent claude|opencode|shell] [--persistent]",
+        "[--agent claude|opencode|shell] [--max-cost 2.50] [--persistent]",
         "Start a named session; plain chat in its thread goes to it.",
-        (_REPO, _BRANCH, _IMAGE, _AGENT, _PERSISTENT),
+        (_REPO, _BRANCH, _IMAGE, _AGENT, _MAX_COST, _PERSISTENT),
         "/od-start api-fixer --repo acme/api --persistent",
     ),
     _CommandInfo(
@@ -331,7 +333,7 @@ def help_text(topic: str | None = None) -> str:
 
 
 def _parse_run(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-run", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT))
+    args = _split_options("od-run", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT, _MAX_COST))
     if args.wants_help:
         return ShowHelp("od-run")
     task = _join(args.positionals)
@@ -344,7 +346,7 @@ def _parse_run(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
 
 
 def _parse_start(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-start", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _PERSISTENT))
+    args = _split_options("od-start", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _MAX_COST, _PERSISTENT))
     if args.wants_help:
         return ShowHelp("od-start")
     if not args.positionals:
@@ -473,7 +475,10 @@ def _spec(command: str, args: _Arguments, settings: ParseSettings, *, task: str,
     agent = settings.default_agent
     if "--agent" in values:
         agent = _validated(command, "agent", AgentKind.parse, values["--agent"])
-    return JobSpec(task=task, agent=agent, repo=repo, branch=branch, image=image, timeout_s=timeout_s)
+    max_cost = _validated(command, "cost cap", parse_cost, values["--max-cost"]) if "--max-cost" in values else None
+    return JobSpec(
+        task=task, agent=agent, repo=repo, branch=branch, image=image, timeout_s=timeout_s, max_cost_usd=max_cost
+    )
 
 
 def _resolve_image(text: str, settings: ParseSettings) -> str:
@@ -581,6 +586,7 @@ def _spec_flags(spec: JobSpec) -> list[str]:
     flags = ["--repo", shlex.quote(spec.repo)] if spec.repo is not None else []
     flags += ["--branch", shlex.quote(spec.branch)]
     flags += ["--image", shlex.quote(spec.image)] if spec.image is not None else []
+    flags += ["--max-cost", f"{spec.max_cost_usd:g}"] if spec.max_cost_usd is not None else []
     return [*flags, "--agent", spec.agent.value]
 
 

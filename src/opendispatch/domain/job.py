@@ -11,6 +11,7 @@ from typing import Self
 
 import attrs
 
+from .agent_progress import AgentSummary
 from .errors import InvalidTransition
 from .job_spec import JobSpec
 
@@ -56,6 +57,10 @@ class FailureStage(enum.Enum):
     AGENT = "agent exit"
     RELAY = "relay"
     TIMEOUT = "timeout"
+    #: The model API refused the agent (authentication, rate limit, overload), by its account.
+    MODEL_API = "model API"
+    #: The dispatcher stopped the job at its `--max-cost` cap.
+    COST_CAP = "cost cap"
 
     @classmethod
     def from_wire(cls, text: str | None) -> FailureStage:
@@ -117,6 +122,8 @@ class Job:
     artifacts: tuple[Artifact, ...] = ()
     #: The session this job is a message of (its id), or None for a one-shot job.
     session: str | None = None
+    #: What the agent reported about its run (answer, cost, tokens, files changed), if it did.
+    agent: AgentSummary | None = None
 
     @classmethod
     def queued(cls, job_id: str, spec: JobSpec, conversation: Conversation, user: User, at: float) -> Job:
@@ -168,6 +175,10 @@ class Job:
 
     def lost(self, reason: str, at: float) -> Job:
         return self._move(JobState.LOST, finished_at=at, failure=Failure(FailureStage.RELAY, reason))
+
+    def with_agent(self, summary: AgentSummary) -> Job:
+        """Keep what the agent reported; allowed in any state, since the report may come last."""
+        return attrs.evolve(self, agent=summary)
 
     def with_artifacts(self, new: tuple[Artifact, ...]) -> Job:
         """Add artifacts we have not seen yet, keeping their order; repeats are ignored."""

@@ -89,6 +89,37 @@ def parse_duration(text: str) -> float:
     return total
 
 
+MAX_COST_USD = 10_000.0
+
+
+def parse_cost(text: str) -> float:
+    """`2.50` or `$2.50`: a cost cap in US dollars, more than 0 and at most 10,000."""
+    cleaned = text.strip().removeprefix("$").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= MAX_COST_USD:
+        raise UsageError(f"Bad cost cap {text!r}: use an amount in US dollars such as 2.50 (at most 10000).")
+    return round(value, 4)
+
+
+def format_cost(usd: float) -> str:
+    """`$2.61`, `$0.0042`: cents for amounts that have them, more digits for tiny ones."""
+    if usd >= 0.995 or usd == 0:
+        return f"${usd:,.2f}"
+    return f"${usd:.4f}".rstrip("0") if usd < 0.01 else f"${usd:.3f}".rstrip("0")
+
+
+def format_tokens(count: int) -> str:
+    """`950`, `12.3k`, `1.2M` tokens."""
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k".replace(".0k", "k")
+    return f"{count / 1_000_000:.1f}M".replace(".0M", "M")
+
+
 def format_duration(seconds: float) -> str:
     """The inverse of `parse_duration` for whole seconds, and a readable elapsed time."""
     whole = int(round(seconds))
@@ -108,6 +139,8 @@ class JobSpec:
     branch: str = DEFAULT_BRANCH
     image: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Stop the job when the agent's cost reaches this many US dollars (`--max-cost`).
+    max_cost_usd: float | None = None
 
     def summary(self) -> str:
         """`owner/repo @ branch · agent · image`, the line every first reply echoes."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from .agent_progress import ProgressView
 from .job import Conversation, Job, User
 
 
@@ -48,6 +49,9 @@ class LiveOutput:
     omitted: int
     elapsed_s: float
     sealed: bool
+    #: The agent's work so far (current step, recent steps, tokens, cost), for agents that
+    #: report events; shown under the page's lines.
+    progress: ProgressView | None = None
 
 
 @attrs.frozen

@@ -79,6 +79,9 @@ class OutputBuffer:
     _last_flush_at: float | None = attrs.field(init=False, default=None)
     _total_lines: int = attrs.field(init=False, default=0)
     _finished: bool = attrs.field(init=False, default=False)
+    #: Something shown beside the lines (the agent's progress) changed: the open page is
+    #: sent at the next flush even when it holds no lines yet.
+    _touched: bool = attrs.field(init=False, default=False)
 
     @property
     def total_lines(self) -> int:
@@ -100,6 +103,14 @@ class OutputBuffer:
                 self._place(piece)
                 added = True
         if added and self._changed_since is None:
+            self._changed_since = now
+
+    def touch(self, now: float) -> None:
+        """The open page must be sent again (what is shown with it changed), as new lines would."""
+        if self._finished:
+            return
+        self._touched = True
+        if self._changed_since is None:
             self._changed_since = now
 
     @property
@@ -144,7 +155,7 @@ class OutputBuffer:
         # Every change places a line on the open page (sealing happens only to make room for
         # one), so the open page is in every flush: as a change, or as the heartbeat re-send.
         updates, self._sealed_unsent = self._sealed_unsent, []
-        if self._open_lines:
+        if self._open_lines or self._touched:
             updates.append(
                 PageUpdate(
                     page=self._open_page,
@@ -156,6 +167,11 @@ class OutputBuffer:
         self._last_flush_at = now
         self._changed_since = None
         return updates
+
+    @property
+    def open_page(self) -> int:
+        """The page new lines go to (the one `touch` re-sends)."""
+        return self._open_page
 
     @property
     def _open_page_is_rolling(self) -> bool:

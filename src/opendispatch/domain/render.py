@@ -12,8 +12,9 @@ import datetime
 
 from typing import assert_never
 
+from .agent_progress import AgentSummary, ProgressView, Step
 from .job import Job, JobState
-from .job_spec import format_duration
+from .job_spec import format_cost, format_duration, format_tokens
 from .messages import (
     ChatMessage,
     JobAccepted,
@@ -101,6 +102,79 @@ def _live_output_lines(message: LiveOutput) -> list[str]:
     if message.omitted > 0:
         lines.append(omitted_line(message.job.id, message.omitted))
     lines.extend(message.lines)
+    if message.progress is not None:
+        lines.extend(progress_lines(message.progress))
+    return lines
+
+
+#: How much of the agent's final answer a card shows before pointing to the full text.
+ANSWER_CARD_CHARS = 1500
+MAX_FILES_ON_CARD = 10
+
+
+def step_text(step: Step) -> str:
+    mark = "…" if step.ok is None else ("✓" if step.ok else "✗")
+    return f"{mark} {step.label}"
+
+
+def usage_text(input_tokens: int, output_tokens: int, cost_usd: float | None, *, estimate: bool = False) -> str:
+    """`12.3k tokens in · 1.2k out · ~$0.04`: what the agent has used, the same on every card."""
+    text = f"{format_tokens(input_tokens)} tokens in · {format_tokens(output_tokens)} out"
+    if cost_usd is not None:
+        text += f" · {'~' if estimate else ''}{format_cost(cost_usd)}"
+    return text
+
+
+def progress_lines(view: ProgressView) -> list[str]:
+    """The agent's work so far, as the live message shows it under the page's lines.
+
+    An agent that reports tools only once they finished (OpenCode) gets "Last step", never a
+    current step we cannot know.
+    """
+    lines = ["── agent · " + usage_text(view.input_tokens, view.output_tokens, view.cost_usd, estimate=view.cost_is_estimate)]
+    recent = list(view.recent)
+    if view.current is not None:
+        lines.append(f"▶ Now: {view.current.label}")
+    elif recent and not view.knows_current_step:
+        lines.append(f"Last step: {step_text(recent.pop())}")
+    lines.extend(step_text(step) for step in recent)
+    if view.plan:
+        done = sum(1 for item in view.plan if item.status.value == "completed")
+        doing = next((item.text for item in view.plan if item.status.value == "in_progress"), None)
+        lines.append(f"☰ Plan {done}/{len(view.plan)} done" + (f" · now: {doing}" if doing else ""))
+    if view.latest_text:
+        lines.append(f"💬 {view.latest_text}")
+    return lines
+
+
+def answer_excerpt(answer: str, job_id: str, limit: int = ANSWER_CARD_CHARS) -> str:
+    """The agent's answer, cut at a line boundary near `limit` with a pointer to all of it."""
+    text = answer.strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    cut = cut if cut > limit // 2 else limit
+    return text[:cut].rstrip() + f"\n… (the full answer: {logs_hint(job_id)})"
+
+
+def agent_usage_line(summary: AgentSummary) -> str:
+    """`Cost $0.04 · 12.3k tokens in · 1.2k out · 3 turns · claude-sonnet-4-5`."""
+    parts = [usage_text(summary.input_tokens, summary.output_tokens, summary.cost_usd)]
+    if summary.turns is not None:
+        parts.append(f"{summary.turns} turn{'s' if summary.turns != 1 else ''}")
+    if summary.model:
+        parts.append(summary.model)
+    return " · ".join(parts)
+
+
+def files_changed_lines(summary: AgentSummary) -> list[str]:
+    if not summary.files and not summary.files_summary:
+        return []
+    lines = [f"Files changed: {summary.files_summary or len(summary.files)}"]
+    for change in summary.files[:MAX_FILES_ON_CARD]:
+        lines.append(f"  {change.path} +{change.added} −{change.removed}")
+    if len(summary.files) > MAX_FILES_ON_CARD:
+        lines.append(f"  … and {len(summary.files) - MAX_FILES_ON_CARD} more")
     return lines
 
 
@@ -111,8 +185,16 @@ def _card_lines(message: JobCard) -> list[str]:
     if outcome:
         lines.append(outcome)
     lines.extend(f"{artifact.name}: {artifact.url}" for artifact in job.artifacts)
-    lines.append("Last lines:" if message.tail else "No output.")
-    lines.extend(message.tail)
+    summary = job.agent
+    if summary is not None:
+        lines.append(agent_usage_line(summary))
+        lines.extend(files_changed_lines(summary))
+        if summary.answer:
+            lines.append("Answer:")
+            lines.extend(answer_excerpt(summary.answer, job.id).split("\n"))
+    if summary is None or not summary.answer or job.state is not JobState.SUCCEEDED:
+        lines.append("Last lines:" if message.tail else "No output.")
+        lines.extend(message.tail)
     if message.total_lines > len(message.tail):
         lines.append(f"({message.total_lines} lines in total: {logs_hint(job.id)})")
     return lines
@@ -158,9 +240,11 @@ def _table_lines(message: JobTable) -> list[str]:
 
 def _table_row(job: Job, now: float) -> str:
     age = format_duration(max(0.0, now - job.created_at))
+    cost = job.agent.cost_usd if job.agent is not None else None
+    spent = f"  {format_cost(cost)}" if cost is not None else ""
     return (
         f"{job.id}  {render_state(job.state):<13} {age:>7}  "
-        f"{job.spec.summary()}  ({job.requested_by.name})"
+        f"{job.spec.summary()}  ({job.requested_by.name}){spent}"
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from .agent_events import AgentEvent, describe
 from .job import Artifact, Job
 
 
@@ -26,6 +27,19 @@ class LogBatch:
     job_id: str
     lines: tuple[str, ...]
     seq: int | None = None
+    #: The agent's translated events (docs/agents.md), after `lines`; () from plain sidecars.
+    events: tuple[AgentEvent, ...] = ()
+
+    def stored_lines(self) -> tuple[str, ...]:
+        """What the job's log keeps of this batch: its lines, then each event as a line."""
+        if not self.events:
+            return self.lines
+        lines = list(self.lines)
+        for event in self.events:
+            text = describe(event)
+            if text is not None:
+                lines.extend(text.replace("\r\n", "\n").split("\n"))
+        return tuple(lines)
 
     @classmethod
     def from_text(cls, job_id: str, text: str, seq: int | None = None) -> LogBatch:

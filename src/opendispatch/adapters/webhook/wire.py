@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from ...domain.job import Artifact
 from ...domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
+from .agent_events_wire import agent_events
 
 MAX_LINES_PER_BATCH = 100_000
 MAX_ARTIFACTS = 100
@@ -60,11 +63,15 @@ def log_batch(body: Any) -> LogBatch:
     data = _object(body)
     job_id = _string(data, "jobId")
     seq = _optional_int(data, "seq", minimum=0)
+    events = agent_events(data.get("events"))
     if "lines" in data and data["lines"] is not None:
-        return LogBatch(job_id=job_id, lines=_lines(data["lines"]), seq=seq)
+        return LogBatch(job_id=job_id, lines=_lines(data["lines"]), seq=seq, events=events)
     if "text" not in data:
+        if events:
+            return LogBatch(job_id=job_id, lines=(), seq=seq, events=events)
         raise BadRequest("a log batch needs text (a string) or lines (a list of strings)")
-    return LogBatch.from_text(job_id, _string(data, "text"), seq=seq)
+    batch = LogBatch.from_text(job_id, _string(data, "text"), seq=seq)
+    return attrs.evolve(batch, events=events) if events else batch
 
 
 def _lines(lines: Any) -> tuple[str, ...]:
@@ -129,8 +136,12 @@ def stream_record(body: Any, job_id: str) -> LogBatch:
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise BadRequest("a stream record needs seq (an integer)")
     lines = data.get("lines")
+    raw_events = data.get("events")
+    if lines is None and raw_events is not None:
+        lines = []
     if not isinstance(lines, list):
         raise BadRequest("a stream record needs lines (a list of strings)")
     # Checked here rather than through `log_batch`: a thousand streams send thousands of
     # records a second, and building a request body to check again cost ~2 % of the server.
-    return LogBatch(job_id=job_id, lines=_lines(lines), seq=_optional_int(data, "seq", minimum=0))
+    events = agent_events(raw_events) if raw_events is not None else ()
+    return LogBatch(job_id=job_id, lines=_lines(lines), seq=_optional_int(data, "seq", minimum=0), events=events)
