@@ -1,9 +1,9 @@
 """The sprite side of `bench/relay`: N simulated sprites, each driving the real sidecar relay.
 
-The sidecar's own `Relay` (spool file, batching, seq, retries, `batchIntervalMs`) is loaded
-from `sidecar/sprite-reporter`; only the agent is simulated: one producer thread writes a
-line to every sprite's relay at `--rate` lines/s, each line carrying its index and the wall
-time it was written (the server's chat port measures latency from it).
+The sidecar's own `Relay` (spool file, batching, seq, retries, `batchIntervalMs`) is imported
+from its sources (`sidecar/src/sprite_reporter`); only the agent is simulated: one producer
+thread writes a line to every sprite's relay at `--rate` lines/s, each line carrying its index
+and the wall time it was written (the server's chat port measures latency from it).
 
 Input: a JSON file with the jobs' environments. Output (stdout): one JSON object.
 """
@@ -11,8 +11,6 @@ Input: a JSON file with the jobs' environments. Output (stdout): one JSON object
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import os
 import random
@@ -20,19 +18,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-SIDECAR = Path(__file__).resolve().parents[1] / "sidecar" / "sprite-reporter"
+SIDECAR_SOURCES = Path(__file__).resolve().parents[1] / "sidecar" / "src"
 TICKS_PER_SECOND = 100  # sprites are spread over the ticks so they do not all write at once
 
 
 def load_sidecar() -> Any:
-    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
-    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    """The sidecar's parts this bench drives (its sources, which build `sidecar/sprite-reporter`)."""
+    if str(SIDECAR_SOURCES) not in sys.path:
+        sys.path.insert(0, str(SIDECAR_SOURCES))
+    from sprite_reporter import config, relay
+
+    return SimpleNamespace(load_connection=config.load_connection, Tuning=config.Tuning, Relay=relay.Relay)
 
 
 LATENCY_SAMPLE = 4  # as bench/relay_server.py samples

@@ -7,13 +7,14 @@ with the token the dispatcher handed to the sprite, as the real sidecar does.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import importlib
 import json
+import pkgutil
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -37,16 +38,24 @@ CHANNEL = Conversation("memory", "c1")
 WALL_EPOCH = 1_800_000_000.0
 
 SIDECAR = Path(__file__).resolve().parents[1] / "sidecar" / "sprite-reporter"
+# The sidecar's sources: tests of its parts import `sprite_reporter.<module>` from here; tests
+# that run it as a program run the built file above (what a sprite runs).
+SIDECAR_SOURCES = Path(__file__).resolve().parents[1] / "sidecar" / "src"
+if str(SIDECAR_SOURCES) not in sys.path:
+    sys.path.insert(0, str(SIDECAR_SOURCES))
 
 
-def sidecar_module() -> ModuleType:
-    """The sidecar script loaded as a module (it has no .py name), for tests of its parts."""
-    loader = importlib.machinery.SourceFileLoader("sprite_reporter", str(SIDECAR))
-    spec = importlib.util.spec_from_loader("sprite_reporter", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+def sidecar_module() -> SimpleNamespace:
+    """Every public name of the sidecar's modules in one namespace (prefer importing the module)."""
+    import sprite_reporter
+
+    names: dict[str, Any] = {}
+    for info in sorted(pkgutil.iter_modules(sprite_reporter.__path__), key=lambda found: found.name):
+        if info.name == "__main__":
+            continue
+        module = importlib.import_module(f"sprite_reporter.{info.name}")
+        names.update({name: value for name, value in vars(module).items() if not name.startswith("_")})
+    return SimpleNamespace(**names)
 
 
 FAST = RunnerSettings(exit_settle_s=0.2, unsequenced_settle_s=0.05, edit_interval_s=0.0, heartbeat_s=3600.0)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sidecar_module
+import harness  # noqa: F401  (puts sidecar/src on sys.path)
+from sprite_reporter import agent_state, agents
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.store import MemoryJobStore
@@ -150,29 +151,27 @@ async def test_the_sqlite_store_keeps_sessions_and_migrates_a_version_1_file(tmp
 
 
 def test_session_argv_follows_the_documented_flags() -> None:
-    sidecar = sidecar_module()
     claude = ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "text"]
-    assert sidecar.session_agent_argv("claude", "fix it", UUID, False) == [*claude, "--session-id", UUID, "fix it"]
-    assert sidecar.session_agent_argv("claude", "go on", UUID, True) == [*claude, "--resume", UUID, "go on"]
-    assert sidecar.session_agent_argv("opencode", "fix it", UUID, False) == ["opencode", "run", "fix it"]
-    assert sidecar.session_agent_argv("opencode", "$(x)", UUID, True) == ["opencode", "run", "--continue", "$(x)"]
-    assert sidecar.session_agent_argv("shell", "ls -la", UUID, True)[-2:] == ["--", "ls -la"]
+    assert agents.session_agent_argv("claude", "fix it", UUID, False) == [*claude, "--session-id", UUID, "fix it"]
+    assert agents.session_agent_argv("claude", "go on", UUID, True) == [*claude, "--resume", UUID, "go on"]
+    assert agents.session_agent_argv("opencode", "fix it", UUID, False) == ["opencode", "run", "fix it"]
+    assert agents.session_agent_argv("opencode", "$(x)", UUID, True) == ["opencode", "run", "--continue", "$(x)"]
+    assert agents.session_agent_argv("shell", "ls -la", UUID, True)[-2:] == ["--", "ls -la"]
 
 
 def test_the_claude_conversation_moves_to_the_new_sprites_working_directory(tmp_path: Path) -> None:
-    sidecar = sidecar_module()
     old_home, new_home = tmp_path / "a", tmp_path / "b"
-    folder = old_home / ".claude" / "projects" / sidecar.claude_project_dir("/old/work/repo")
+    folder = old_home / ".claude" / "projects" / agent_state.claude_project_dir("/old/work/repo")
     folder.mkdir(parents=True)
     (folder / f"{UUID}.jsonl").write_text('{"prompt": "one"}\n')
     (old_home / ".claude" / ".credentials.json").write_text("secret")
-    blob = sidecar.pack_agent_state("claude", str(old_home))
+    blob = agent_state.pack_agent_state("claude", str(old_home))
     assert blob is not None
-    assert not sidecar.has_conversation("claude", str(new_home), UUID)
-    sidecar.restore_agent_state(blob, "claude", str(new_home), "/new/work/repo", UUID)
-    moved = new_home / ".claude" / "projects" / sidecar.claude_project_dir("/new/work/repo") / f"{UUID}.jsonl"
+    assert not agent_state.has_conversation("claude", str(new_home), UUID)
+    agent_state.restore_agent_state(blob, "claude", str(new_home), "/new/work/repo", UUID)
+    moved = new_home / ".claude" / "projects" / agent_state.claude_project_dir("/new/work/repo") / f"{UUID}.jsonl"
     assert moved.read_text() == '{"prompt": "one"}\n'
-    assert sidecar.has_conversation("claude", str(new_home), UUID)
+    assert agent_state.has_conversation("claude", str(new_home), UUID)
     assert not (new_home / ".claude" / ".credentials.json").exists()  # credentials never travel
 
 

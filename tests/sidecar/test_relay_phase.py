@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
 
-from harness import sidecar_module
-
-
-@pytest.fixture(scope="module")
-def sidecar() -> ModuleType:
-    return sidecar_module()
+import harness  # noqa: F401  (puts sidecar/src on sys.path)
+from sprite_reporter.config import Connection, Tuning
+from sprite_reporter.relay import STREAM_MAX_S, Relay
 
 
 class Clock:
@@ -32,24 +27,22 @@ class Clock:
         return self.now
 
 
-def relay(sidecar: ModuleType, tmp_path: Path, clock: Clock, fraction: float) -> Any:
-    connection = sidecar.Connection("job-1", "token", "http", "127.0.0.1", 9, "")
-    return sidecar.Relay(
-        connection, sidecar.Tuning(), str(tmp_path / "spool.jsonl"), clock=clock, random_fraction=lambda: fraction
-    )
+def relay(tmp_path: Path, clock: Clock, fraction: float) -> Relay:
+    connection = Connection("job-1", "token", "http", "127.0.0.1", 9, "")
+    return Relay(connection, Tuning(), str(tmp_path / "spool.jsonl"), clock=clock, random_fraction=lambda: fraction)
 
 
-def test_without_advice_the_next_batch_may_go_at_once(sidecar: ModuleType, tmp_path: Path) -> None:
-    sender = relay(sidecar, tmp_path, Clock(100.0), fraction=0.25)
+def test_without_advice_the_next_batch_may_go_at_once(tmp_path: Path) -> None:
+    sender = relay(tmp_path, Clock(100.0), fraction=0.25)
     sender.note_interval({})
     assert sender.next_batch_not_before() == -math.inf
 
 
 def test_first_advice_puts_the_next_batch_at_a_random_point_of_the_interval(
-    sidecar: ModuleType, tmp_path: Path
+    tmp_path: Path
 ) -> None:
-    early = relay(sidecar, tmp_path / "a", Clock(100.0), fraction=0.25)
-    late = relay(sidecar, tmp_path / "b", Clock(100.0), fraction=0.75)
+    early = relay(tmp_path / "a", Clock(100.0), fraction=0.25)
+    late = relay(tmp_path / "b", Clock(100.0), fraction=0.75)
     for sender in (early, late):
         sender.note_interval({"batchIntervalMs": 400})
     # As if the last batch had gone 0.1 s and 0.3 s ago: the next may go 0.3 s and 0.1 s from now.
@@ -57,9 +50,9 @@ def test_first_advice_puts_the_next_batch_at_a_random_point_of_the_interval(
     assert late.next_batch_not_before() == pytest.approx(100.1)
 
 
-def test_later_advice_keeps_the_phase(sidecar: ModuleType, tmp_path: Path) -> None:
+def test_later_advice_keeps_the_phase(tmp_path: Path) -> None:
     clock = Clock(100.0)
-    sender = relay(sidecar, tmp_path, clock, fraction=0.25)
+    sender = relay(tmp_path, clock, fraction=0.25)
     sender.note_interval({"batchIntervalMs": 400})
     clock.now = 100.2
     sender.note_interval({"batchIntervalMs": 500})  # still slowed down: no new random point
@@ -71,10 +64,10 @@ def test_later_advice_keeps_the_phase(sidecar: ModuleType, tmp_path: Path) -> No
 
 
 def test_streams_opened_together_end_at_different_times_in_the_last_half_of_the_limit(
-    sidecar: ModuleType, tmp_path: Path
+    tmp_path: Path
 ) -> None:
     lifetimes = [
-        relay(sidecar, tmp_path / str(i), Clock(100.0), fraction=fraction).stream_lifetime()
+        relay(tmp_path / str(i), Clock(100.0), fraction=fraction).stream_lifetime()
         for i, fraction in enumerate((0.0, 0.5, 0.999))
     ]
-    assert lifetimes == pytest.approx([sidecar.STREAM_MAX_S, 0.75 * sidecar.STREAM_MAX_S, 0.5005 * sidecar.STREAM_MAX_S])
+    assert lifetimes == pytest.approx([STREAM_MAX_S, 0.75 * STREAM_MAX_S, 0.5005 * STREAM_MAX_S])

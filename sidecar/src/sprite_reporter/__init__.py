@@ -1,0 +1,40 @@
+"""sprite-reporter: the Open-Dispatch sidecar that runs inside a sprite.
+
+It clones the job's repository, runs the coding agent, streams every line of the agent's
+output to the Open-Dispatch webhook server, and reports how the job ended.
+
+Why it is built this way:
+- Python standard library only, python3 >= 3.9: it must run in any image that has python3.
+- The user's task is always ONE argv element; nothing a user wrote is pasted into a shell string.
+- Every output line is appended to a spool file before it is sent, so a long server outage costs
+  neither memory nor lines; each batch carries a `seq` the server dedupes, so retries are safe.
+- The final status is sent only after every log batch was acknowledged (or given up on).
+- Output goes over one long-lived `POST /webhooks/stream` (a chunked NDJSON body, one record per
+  batch) when the server offers it: a record costs the server a fraction of a request. The answer
+  at the end of each stream, or `GET /webhooks/stream` after a drop, names the last stored seq;
+  records after it are resent unchanged. A server without it (404) gets POSTs, as before.
+- Secrets (JOB_TOKEN, GH_TOKEN, ...) never appear in argv, in our output or in relayed lines;
+  the agent does not even receive JOB_TOKEN.
+
+Environment
+  required  JOB_ID, JOB_TOKEN, OPEN_DISPATCH_URL (base URL), and either AGENT (claude|opencode|shell)
+            with TASK, or the legacy COMMAND (split with shlex, never run through a shell)
+  optional  REPO (owner/repo, a git URL or a local path), BRANCH (main), GH_TOKEN,
+            OPENDISPATCH_WORKSPACE (.), OPENDISPATCH_ARTIFACTS_FILE (<workspace>/.opendispatch-artifacts),
+            OPENDISPATCH_BATCH_MS (100), OPENDISPATCH_BATCH_BYTES (65536), OPENDISPATCH_GIVE_UP_S (900),
+            OPENDISPATCH_RETRY_MAX_S (5), OPENDISPATCH_HTTP_TIMEOUT_S (10),
+            OPENDISPATCH_STREAM (1: send output over one long-lived request when the server offers it)
+Sessions (OPENDISPATCH_SESSION_MODE)
+  handover    one sprite per message (a normal job) of a non-persistent session: before the agent runs,
+              GET /webhooks/session/state restores the agent's saved conversation; after it, the new
+              state is POSTed back. AGENT_SESSION_ID names the conversation (claude --session-id/--resume).
+  persistent  one sprite for the whole session: no JOB_ID; SESSION_ID and SESSION_TOKEN instead. The
+              sidecar long-polls GET /webhooks/session/next for each message (jobId, jobToken, task),
+              runs it as a job (clone once, then the same workspace), continues the same agent
+              conversation, and asks again; 410 means the session ended (exit 0).
+Exit code: the agent's; 2 for a configuration error, git's for a failed clone, 127 when the agent
+is not installed, 143 when cancelled before the agent ran.
+"""
+
+
+PROG = "sprite-reporter"

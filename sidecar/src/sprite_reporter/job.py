@@ -1,0 +1,279 @@
+"""One job: clone the repository, run the agent, relay its output, report how it ended."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from .artifacts import Artifacts
+from .config import Connection, RunPlan, Tuning
+from .output import echo, say
+from .process import (
+    EXIT_CANCELLED,
+    EXIT_INTERNAL,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_INSTALLED,
+    Cancellation,
+    exit_code_of,
+    pump_lines,
+)
+from .redact import Redactor
+from .relay import Relay
+
+if TYPE_CHECKING:  # session imports job; the type is only named in a comment
+    from .session import AgentConversation
+
+CANCEL_FLUSH_S = 4.0  # after a SIGTERM, how long the relay may still try to send
+DRAIN_AFTER_EXIT_S = 3.0  # output still held open by the agent's children after it exited
+POLL_S = 0.2
+
+# Credential helper for https GitHub clones: git runs it through sh, which reads GH_TOKEN
+# from the environment, so the token itself is never in argv, a URL or a log line.
+GH_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$GH_TOKEN"; }; f'
+)
+
+_GITHUB_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+_REMOTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+")
+
+
+def repo_url(repo: str) -> Tuple[str, bool]:
+    """(what git clones, whether it is remote): owner/repo means GitHub over https."""
+    if repo.startswith(("/", "./", "../", "~/")) or os.path.exists(repo):
+        return os.path.abspath(os.path.expanduser(repo)), False
+    if _REMOTE_URL.fullmatch(repo):
+        return repo, not repo.startswith("file://")
+    if _GITHUB_SLUG.fullmatch(repo):
+        slug = repo[:-4] if repo.endswith(".git") else repo
+        return f"https://github.com/{slug}.git", True
+    return repo, False
+
+
+def display_repo(repo: str) -> str:
+    """The repository as given, without any credentials embedded in a URL."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1", repo)
+
+
+class JobFailed(Exception):
+    def __init__(self, stage: str, exit_code: int, error: str) -> None:
+        super().__init__(error)
+        self.stage = stage
+        self.exit_code = exit_code
+        self.error = error
+
+
+class Cancelled(Exception):
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("cancelled")
+        self.exit_code = exit_code
+
+
+class Job:
+    def __init__(self, connection: Connection, tuning: Tuning, plan: RunPlan, env: Dict[str, str]) -> None:
+        self.connection = connection
+        self.plan = plan
+        self.env = env
+        self.redact = Redactor(env)
+        self.relay = Relay(connection, tuning, plan.spool_file)
+        self.artifacts = Artifacts()
+        self.cancel = Cancellation()
+        self.relaying = True
+        self.install_signals = True  # a persistent session's loop owns the signal handlers
+        self.workdir = None  # type: Optional[str]  # set once cloned (a session clones once)
+        self.conversation = None  # type: Optional[AgentConversation]
+
+    def emit(self, text: str) -> None:
+        text = self.redact(text)
+        echo(text)
+        if self.relaying:
+            self.artifacts.scan(text)
+            self.relay.add_line(text)
+
+    def status(self, status: str, **fields: object) -> Dict[str, object]:
+        payload = {"jobId": self.connection.job_id, "status": status}  # type: Dict[str, object]
+        payload.update(fields)
+        return payload
+
+    def run(self) -> int:
+        if self.install_signals:
+            self.cancel.install()
+        self.relay.start(self.status("running", error=""))
+        workdir = self.workdir or self.plan.workspace
+        try:
+            if self.plan.repo and self.workdir is None:
+                workdir = self.clone(self.plan.repo)
+                self.workdir = workdir
+            self.check_cancelled(EXIT_CANCELLED)
+            if self.conversation is not None:
+                self.conversation.restore(workdir, self.emit)
+                self.plan.argv = self.conversation.argv(workdir)
+            exit_code = self.run_agent(workdir)
+            if self.conversation is not None:
+                self.conversation.hand_back(self.emit)
+        except JobFailed as failure:
+            say(failure.error)
+            final = self.status(
+                "failed", exitCode=failure.exit_code, error=failure.error, stage=failure.stage
+            )
+            return self.report(final, failure.exit_code, workdir)
+        except Cancelled as cancelled:
+            final = self.status("cancelled", exitCode=cancelled.exit_code, error="cancelled")
+            return self.report(final, cancelled.exit_code, workdir)
+        except Exception as exc:  # a bug of ours: still tell the server, never hang the job
+            error = f"the sidecar failed: {type(exc).__name__}: {self.redact(str(exc))}"
+            say(error)
+            final = self.status("failed", exitCode=EXIT_INTERNAL, error=error, stage="sidecar")
+            return self.report(final, EXIT_INTERNAL, workdir)
+        if exit_code == 0:
+            final = self.status("completed", exitCode=0, error="")
+        else:
+            error = f"agent exited with code {exit_code}"
+            final = self.status("failed", exitCode=exit_code, error=error, stage="agent")
+        return self.report(final, exit_code, workdir)
+
+    def check_cancelled(self, exit_code: int) -> None:
+        if self.cancel.requested:
+            raise Cancelled(exit_code)
+
+    def report(self, final: Dict[str, object], exit_code: int, workdir: str) -> int:
+        self.relaying = False
+        self.artifacts.read_file(self.plan.artifacts_file, workdir, self.redact)
+        self.relay.finish(self.artifacts.collected(), final)
+        hurried = False
+        while not self.relay.wait_done(POLL_S):
+            if self.cancel.requested and not hurried:
+                hurried = True
+                self.relay.hurry(CANCEL_FLUSH_S)
+        return exit_code
+
+    # ---- clone ----
+
+    def child_env(self, extra: Dict[str, str]) -> Dict[str, str]:
+        env = dict(self.env)
+        env.pop("JOB_TOKEN", None)  # the agent never needs the job's webhook token
+        env.pop("SESSION_TOKEN", None)
+        env.update(extra)
+        return env
+
+    def clone(self, repo: str) -> str:
+        url, remote = repo_url(repo)
+        shown = display_repo(repo)
+        dest = os.path.join(self.plan.workspace, "repo")
+        argv = ["git"]
+        if self.env.get("GH_TOKEN") and url.startswith("https://github.com/"):
+            argv += ["-c", "credential.helper=", "-c", "credential.helper=" + GH_CREDENTIAL_HELPER]
+        argv += ["clone", "--branch", self.plan.branch]
+        if remote:
+            argv += ["--depth", "1"]
+        argv += ["--", url, dest]
+        self.emit(f"$ git clone {shown} (branch {self.plan.branch})")
+        output = []  # type: List[str]
+
+        def keep(line: str) -> None:
+            output.append(line)
+            self.emit(line)
+
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.child_env({"GIT_TERMINAL_PROMPT": "0"}),
+                cwd=self.plan.workspace,
+                start_new_session=True,
+            )
+        except OSError:
+            raise JobFailed(
+                "clone", EXIT_NOT_INSTALLED, "git is not installed in this image; use an image that has git"
+            ) from None
+        self.cancel.child_pgid = proc.pid
+        if self.cancel.requested:
+            self.cancel.signal_child(signal.SIGTERM)
+        try:
+            pump_lines(proc.stdout, keep)
+            code = exit_code_of(proc.wait())
+        finally:
+            self.cancel.child_pgid = None
+        self.check_cancelled(code if code else EXIT_CANCELLED)
+        if code != 0:
+            last = next((line.strip() for line in reversed(output) if line.strip()), "git said nothing")
+            last = re.sub(r"^(fatal|error):\s*", "", self.redact(last))
+            raise JobFailed(
+                "clone",
+                code,
+                f"could not clone {shown} at branch {self.plan.branch}: {last}; "
+                "check the repository name, branch and GH_TOKEN access",
+            )
+        if self.env.get("GH_TOKEN") and url.startswith("https://github.com/"):
+            self.configure_push_credentials(dest)
+        return dest
+
+    def configure_push_credentials(self, dest: str) -> None:
+        """Let the agent push with GH_TOKEN: the clone's config names the variable, not its value."""
+        key = "credential.https://github.com.helper"
+        for value in ("", GH_CREDENTIAL_HELPER):
+            subprocess.run(
+                ["git", "-C", dest, "config", "--local", "--add", key, value],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=self.child_env({}),
+                check=False,
+            )
+
+    # ---- agent ----
+
+    def run_agent(self, workdir: str) -> int:
+        argv = self.plan.argv
+        env = self.child_env({"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file})
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=workdir,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise JobFailed(
+                "agent_start",
+                EXIT_NOT_INSTALLED,
+                f"agent command {argv[0]!r} is not installed in this image; "
+                "use --image with an image that has it, or --agent shell",
+            ) from None
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise JobFailed(
+                "agent_start",
+                EXIT_NOT_EXECUTABLE,
+                f"agent command {argv[0]!r} could not be started: {reason}; "
+                "use --image with an image that has it, or --agent shell",
+            ) from None
+        self.cancel.child_pgid = proc.pid
+        pump = threading.Thread(target=pump_lines, args=(proc.stdout, self.emit), name="pump", daemon=True)
+        pump.start()
+        forwarded = False
+        while True:
+            if self.cancel.requested and not forwarded:
+                forwarded = True
+                self.cancel.signal_child(signal.SIGTERM)  # in case the signal beat `child_pgid`
+            self.cancel.escalate_if_due()
+            try:
+                returncode = proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        code = exit_code_of(returncode)
+        if self.cancel.requested:
+            self.cancel.signal_child(signal.SIGKILL)  # whatever of the agent is left
+        self.cancel.child_pgid = None
+        pump.join(DRAIN_AFTER_EXIT_S)
+        if pump.is_alive():
+            say("the agent exited but something it started still holds its output open; not waiting for it")
+        self.check_cancelled(code)
+        return code
