@@ -169,3 +169,28 @@ async def test_secrets_in_events_are_redacted_before_they_are_shown_or_stored() 
         everything = "\n".join(render_text(m) for m in h.chat.messages()) + "\n".join(await h.store.output(job.id))
         assert sidecar.token not in everything
         assert card.job.agent is not None and sidecar.token not in card.job.agent.answer
+
+
+async def test_od_jobs_shows_cost_and_od_usage_sums_it_per_user_and_channel() -> None:
+    from harness import BOB
+
+    async with open_harness() as h:
+        for user, cost in ((None, 0.5), (None, 0.25), (BOB, 1.0)):
+            job = await h.run('/od-run -a claude "x"', **({"user": user} if user else {}))
+            sidecar = await h.sidecar()
+            await post_events(sidecar, 0, [ev("result", ok=True, answer="ok", costUsd=cost, inputTokens=1000,
+                                                outputTokens=100)])
+            await sidecar.status("completed", 0)
+            await h.card(job.id)
+        await h.say("/od-jobs")
+        table = render_text(h.chat.sent[-1].message)
+        assert "$0.50" in table and "$0.25" in table and "$1.00" not in table  # alice's only
+        await h.say("/od-usage")
+        mine = h.notices()[-1]
+        assert "alice in c1: 2 jobs · $0.75 · 2k tokens in · 200 out" in mine and "bob" not in mine
+        await h.say("/od-usage --all --since 1d")
+        everyone = h.notices()[-1]
+        assert everyone.splitlines()[1].startswith("bob in c1: 1 job · $1.00")
+        assert "Total: 3 jobs · $1.75" in everyone
+        await h.say("/od-usage --since forever")
+        assert "Bad period forever: use hours, days or weeks" in h.notices()[-1]

@@ -265,3 +265,24 @@ async def test_last_seq_is_the_highest_stored_seq(store: JobStore) -> None:
     await store.append_output("j-0000beef", 3, ["c"])
     await store.append_output("j-0000beef", 1, ["a"])
     assert await store.last_seq("j-0000beef") == 3
+
+
+async def test_recent_filters_by_creation_time(store: JobStore) -> None:
+    for number, at in enumerate((100.0, 200.0, 300.0), start=1):
+        await store.add(queued(f"j-0000000{number}", at=at))
+    assert [job.id for job in await store.recent(limit=10, created_after=200.0)] == ["j-00000003", "j-00000002"]
+    assert await store.recent(limit=10, created_after=301.0) == []
+
+
+async def test_the_agent_summary_survives_a_save(store: JobStore) -> None:
+    from opendispatch.domain.agent_events import ErrorKind, FileChange
+    from opendispatch.domain.agent_progress import AgentSummary
+
+    job = queued("j-00000001", at=1.0)
+    await store.add(job)
+    summary = AgentSummary(
+        answer="done", ok=False, cost_usd=0.25, input_tokens=10, output_tokens=2, turns=3, model="m",
+        session_id="s", error_kind=ErrorKind.AUTH, files=(FileChange("a.py", 1, 2),), files_summary="1 file",
+    )
+    await store.save(job.with_agent(summary))
+    assert (await store.get(job.id)).agent == summary

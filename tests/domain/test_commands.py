@@ -15,6 +15,7 @@ from opendispatch.domain.commands import (
     CancelJob,
     Command,
     ListJobs,
+    ShowUsage,
     ListSessions,
     ParseSettings,
     RunJob,
@@ -187,6 +188,11 @@ OTHER_CASES: list[tuple[str, Command]] = [
         "/od-jobs --status=Timed-Out --limit=100 --all",
         ListJobs(all=True, status=JobState.TIMED_OUT, limit=100),
     ),
+    ("/od-usage", ShowUsage()),
+    ("/od-usage --all --since 30d", ShowUsage(all=True, since_s=30 * 86400.0)),
+    ("/od-usage --since 12h", ShowUsage(since_s=12 * 3600.0)),
+    ("/od-usage --since 2w", ShowUsage(since_s=14 * 86400.0)),
+    ("/od-run --max-cost $2.50 go", run(task="go", max_cost_usd=2.5)),
     ("/od-cancel j-1a2b3c4d", CancelJob("j-1a2b3c4d")),
     ("/od-cancel J-1A2B3C4D", CancelJob("j-1a2b3c4d")),
     ("/od-logs j-1a2b3c4d", ShowLogs("j-1a2b3c4d")),
@@ -247,6 +253,11 @@ RUN_ERRORS: list[tuple[str, str]] = [
     ("/od-run --timeout 25h go", "between 1s and 24h"),
     ("/od-run --timeout " + "9" * 5000 + " go", "Bad timeout"),
     ("/od-run --agent gpt go", "Unknown agent 'gpt'"),
+    ("/od-run --max-cost lots go", "Bad cost cap 'lots'"),
+    ("/od-run --max-cost 0 go", "Bad cost cap '0'"),
+    ("/od-run --max-cost -- go", "Missing the value after --max-cost"),
+    ("/od-run --max-cost nan go", "Bad cost cap 'nan'"),
+    ("/od-run --max-cost 99999 go", "at most 10000"),
     ("/od-run --image 'not an image' go", "Bad image"),
     ('/od-run "fix it', "Unbalanced double quote"),
     ("/od-run don't break it", "Unbalanced single quote"),
@@ -369,7 +380,8 @@ def test_stop_session_needs_exactly_one_target() -> None:
 
 def test_usage_has_one_line_per_command() -> None:
     assert set(USAGE) == {
-        "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-cancel", "od-logs", "od-help",
+        "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs",
+        "od-help",
     }
     assert all(usage.startswith(f"/{name}") and "\n" not in usage for name, usage in USAGE.items())
 
@@ -478,6 +490,7 @@ def specs(task: st.SearchStrategy[str], timeouts: st.SearchStrategy[float]) -> s
         branch=branches,
         image=images,
         timeout_s=timeouts,
+        max_cost_usd=st.none() | st.integers(1, 1_000_000).map(lambda cents: cents / 100),
     )
 
 
@@ -489,6 +502,7 @@ commands: st.SearchStrategy[Command] = st.one_of(
     st.just(ListSessions()),
     st.builds(SendToSession, names, free_text),
     st.builds(ListJobs, st.booleans(), st.none() | st.sampled_from(JobState), st.integers(1, 100)),
+    st.builds(ShowUsage, st.booleans(), st.sampled_from([3600.0, 12 * 3600.0, 86400.0, 7 * 86400.0, 366 * 86400.0])),
     st.builds(CancelJob, job_ids),
     st.builds(ShowLogs, job_ids, st.none() | st.integers(1, 10_000)),
     st.builds(ShowHelp, st.none() | st.sampled_from(sorted(USAGE))),

@@ -17,6 +17,7 @@ from ..domain.commands import (
     CancelJob,
     Command,
     ListJobs,
+    ShowUsage,
     ListSessions,
     ParseSettings,
     RunJob,
@@ -35,6 +36,7 @@ from ..domain.ids import job_id_from_hex
 from ..domain.job import Conversation, Job, JobState, User
 from ..domain.job_spec import JobSpec, format_duration
 from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, LogExcerpt, MessageRef, Notice
+from ..domain.usage import render_usage, summarize_usage
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite
@@ -43,6 +45,8 @@ from .sessions import SessionManager, session_table_lines
 
 log = logging.getLogger(__name__)
 
+#: `/od-usage` sums at most this many of the newest jobs in its period.
+MAX_USAGE_JOBS = 100_000
 ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
 SESSIONS_NOT_YET = (
     "Persistent sessions are not available yet in this build. "
@@ -115,6 +119,8 @@ class Dispatcher:
                 return await self.submit(spec, conversation, user)
             case ListJobs():
                 await self._list_jobs(command, conversation, user)
+            case ShowUsage():
+                await self._show_usage(command, conversation, user)
             case CancelJob(job_id=job_id):
                 await self.cancel(job_id, user, conversation)
             case ShowLogs(job_id=job_id, tail=tail):
@@ -218,6 +224,15 @@ class Dispatcher:
         )
         title = "Recent jobs" if command.all else f"Recent jobs of {user.name}"
         await self._reply(conversation, JobTable(title=title, jobs=tuple(jobs), now=self.wall_clock()))
+
+    async def _show_usage(self, command: ShowUsage, conversation: Conversation, user: User) -> None:
+        since = self.wall_clock() - command.since_s
+        jobs = await self.store.recent(
+            limit=MAX_USAGE_JOBS, user_id=None if command.all else user.id, created_after=since
+        )
+        rows = summarize_usage(jobs)
+        text = render_usage(rows, since_s=command.since_s, everyone=command.all, user_name=user.name)
+        await self._reply(conversation, Notice(text))
 
     async def _reply(self, conversation: Conversation, message: ChatMessage) -> MessageRef | None:
         try:

@@ -109,6 +109,14 @@ class ListJobs:
 
 
 @attrs.frozen
+class ShowUsage:
+    """`/od-usage`: what agents cost, summed per user and channel since `since_s` ago."""
+
+    all: bool = False
+    since_s: float = 7 * 24 * 3600.0
+
+
+@attrs.frozen
 class CancelJob:
     job_id: str
 
@@ -133,6 +141,7 @@ Command: TypeAlias = (
     | ListSessions
     | SendToSession
     | ListJobs
+    | ShowUsage
     | CancelJob
     | ShowLogs
     | ShowHelp
@@ -165,6 +174,8 @@ _STATUS = _Option(
     "--status", None, "state", "only jobs in this state: " + ", ".join(state.value for state in JobState)
 )
 _LIMIT = _Option("--limit", None, "N", "how many jobs to show, 1 to 100 (default 10)")
+_USAGE_ALL = _Option("--all", None, None, "everyone's usage, not only yours")
+_SINCE = _Option("--since", None, "7d", "how far back: 12h, 7d, 30d (default 7d, at most 366d)")
 _TAIL = _Option("--tail", None, "N", "only the last N lines, 1 to 10000")
 
 _HELP_WORDS = ("--help", "-h")
@@ -222,6 +233,13 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
         "List recent jobs.",
         (_JOBS_ALL, _STATUS, _LIMIT),
         "/od-jobs --status failed --limit 5",
+    ),
+    _CommandInfo(
+        "od-usage",
+        "[--all] [--since 7d]",
+        "What agents cost, per user and channel.",
+        (_USAGE_ALL, _SINCE),
+        "/od-usage --all --since 30d",
     ),
     _CommandInfo("od-cancel", "JOB", "Cancel a running job.", (), "/od-cancel j-1a2b3c4d"),
     _CommandInfo(
@@ -296,6 +314,8 @@ def format_command(command: Command) -> str:
             parts = ["/od-jobs", *(["--all"] if everyone else [])]
             parts += ["--status", status.value] if status is not None else []
             return " ".join([*parts, "--limit", str(limit)])
+        case ShowUsage(all=everyone, since_s=since_s):
+            return " ".join(["/od-usage", *(["--all"] if everyone else []), "--since", format_period(since_s)])
         case CancelJob(job_id=job_id):
             return f"/od-cancel {shlex.quote(job_id)}"
         case ShowLogs(job_id=job_id, tail=tail):
@@ -357,6 +377,36 @@ def _parse_start(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
         _fail("od-start", f"Unexpected text {extra}: send work to the session with /od-send {name} message.")
     spec = _spec("od-start", args, settings, task="", timeout_s=settings.default_timeout_s)
     return StartSession(name=name, spec=spec, persistent="--persistent" in args.flags)
+
+
+def _parse_usage(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
+    args = _split_options("od-usage", tokens, (_USAGE_ALL, _SINCE))
+    if args.wants_help:
+        return ShowHelp("od-usage")
+    if args.positionals:
+        _fail("od-usage", f"Unexpected text {_show(_join(args.positionals))}.")
+    since = 7 * 24 * 3600.0
+    if "--since" in args.values:
+        since = _validated("od-usage", "period", parse_period, args.values["--since"])
+    return ShowUsage(all="--all" in args.flags, since_s=since)
+
+
+def parse_period(text: str) -> float:
+    """`12h`, `7d`, `30d`, `2w`: how far back `/od-usage` looks, from 1 hour to 366 days."""
+    match = re.fullmatch(r"\s*(\d{1,4})\s*([hdw])\s*", text.lower())
+    if match is None:
+        raise UsageError(f"Bad period {_show(text)}: use hours, days or weeks such as 12h, 7d or 2w.")
+    count, unit = int(match.group(1)), match.group(2)
+    seconds = count * {"h": 3600, "d": 86400, "w": 7 * 86400}[unit]
+    if not 3600 <= seconds <= 366 * 86400:
+        raise UsageError(f"Bad period {_show(text)}: it must be between 1h and 366d.")
+    return float(seconds)
+
+
+def format_period(seconds: float) -> str:
+    """The inverse of `parse_period`: whole days as `7d`, else hours."""
+    whole = int(seconds)
+    return f"{whole // 86400}d" if whole % 86400 == 0 else f"{whole // 3600}h"
 
 
 def _parse_stop(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
@@ -454,6 +504,7 @@ _PARSERS: Mapping[str, Callable[[Sequence[_Token], ParseSettings], Command]] = M
         "od-list": _parse_list,
         "od-send": _parse_send,
         "od-jobs": _parse_jobs,
+        "od-usage": _parse_usage,
         "od-cancel": _parse_cancel,
         "od-logs": _parse_logs,
         "od-help": _parse_help,

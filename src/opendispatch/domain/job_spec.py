@@ -106,9 +106,11 @@ def parse_cost(text: str) -> float:
 
 def format_cost(usd: float) -> str:
     """`$2.61`, `$0.0042`: cents for amounts that have them, more digits for tiny ones."""
-    if usd >= 0.995 or usd == 0:
+    if usd >= 0.1 or usd == 0:
         return f"${usd:,.2f}"
-    return f"${usd:.4f}".rstrip("0") if usd < 0.01 else f"${usd:.3f}".rstrip("0")
+    digits = 4 if usd < 0.01 else 3
+    whole, fraction = f"{usd:.{digits}f}".split(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def format_tokens(count: int) -> str:

@@ -27,8 +27,10 @@ class JobStore(Protocol):
         limit: int,
         states: Collection[JobState] | None = None,
         user_id: str | None = None,
+        created_after: float | None = None,
     ) -> list[Job]:
-        """Newest first, optionally only in `states` and only requested by `user_id`."""
+        """Newest first, optionally only in `states`, only requested by `user_id`, and only
+        created at or after `created_after` (wall-clock seconds)."""
         ...
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:

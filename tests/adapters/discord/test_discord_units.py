@@ -30,7 +30,7 @@ def test_every_command_of_the_grammar_is_registered_with_valid_shapes() -> None:
     assert {c["name"] for c in commands} == set(USAGE) == set(COMMAND_NAMES)
     run = next(c for c in commands if c["name"] == "od-run")
     by_name = {o["name"]: o for o in run["options"]}
-    assert set(by_name) == {"task", "repo", "branch", "image", "agent", "timeout"}
+    assert set(by_name) == {"task", "repo", "branch", "image", "agent", "max-cost", "timeout"}
     assert [c["value"] for c in by_name["agent"]["choices"]] == [k.value for k in AgentKind]
     for command in commands:
         assert 1 <= len(command["description"]) <= 100

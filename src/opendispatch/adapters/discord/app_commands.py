@@ -37,6 +37,7 @@ def _spec_options() -> list[dict[str, Any]]:
         _option(STRING, "branch", "Branch to check out (default main)", max_length=200),
         _option(STRING, "image", "An alias from SPRITE_IMAGES or a full image reference", max_length=255),
         _option(STRING, "agent", "Which agent runs the task", choices=_choices([k.value for k in AgentKind])),
+        _option(STRING, "max-cost", "Stop the job when the agent has spent this many US dollars, e.g. 2.50", max_length=16),
     ]
 
 
@@ -47,7 +48,9 @@ def _command(name: str, description: str, options: list[dict[str, Any]] | None =
     return command
 
 
-COMMAND_NAMES = ("od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-cancel", "od-logs", "od-help")
+COMMAND_NAMES = (
+    "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs", "od-help"
+)
 
 
 def application_commands() -> list[dict[str, Any]]:
@@ -92,6 +95,14 @@ def application_commands() -> list[dict[str, Any]]:
                 _option(INTEGER, "limit", "How many jobs to show", min_value=1, max_value=100),
             ],
         ),
+        _command(
+            "od-usage",
+            "What agents cost, per user and channel",
+            [
+                _option(BOOLEAN, "all", "Everyone's usage, not only yours"),
+                _option(STRING, "since", "How far back: 12h, 7d, 30d (default 7d)", max_length=8),
+            ],
+        ),
         _command("od-cancel", "Cancel a running job", [job]),
         _command(
             "od-logs",
@@ -123,7 +134,7 @@ def command_text(data: Mapping[str, Any]) -> str:
         value = values.get(option)
         return [] if value is None else [shlex.quote(str(value))]
 
-    spec_flags = [*flag("repo"), *flag("branch"), *flag("image"), *flag("agent")]
+    spec_flags = [*flag("repo"), *flag("branch"), *flag("image"), *flag("agent"), *flag("max-cost")]
     match name:
         case "od-run":
             parts = [*spec_flags, *flag("timeout"), "--", *word("task")]
@@ -135,6 +146,8 @@ def command_text(data: Mapping[str, Any]) -> str:
             parts = [*word("name"), "--", *word("message")]
         case "od-jobs":
             parts = [*flag("all"), *flag("status"), *flag("limit")]
+        case "od-usage":
+            parts = [*flag("all"), *flag("since")]
         case "od-cancel":
             parts = word("job")
         case "od-logs":

@@ -75,6 +75,7 @@ class MemoryJobStore:
         limit: int,
         states: Collection[JobState] | None = None,
         user_id: str | None = None,
+        created_after: float | None = None,
     ) -> list[Job]:
         # Reversed insertion order first, so a stable sort breaks created_at ties newest-added first.
         newest_added_first = reversed(list(self._jobs.values()))
@@ -84,6 +85,7 @@ class MemoryJobStore:
             for job in ordered
             if (states is None or job.state in states)
             and (user_id is None or job.requested_by.id == user_id)
+            and (created_after is None or job.created_at >= created_after)
         ]
         return wanted[: max(limit, 0)]
 

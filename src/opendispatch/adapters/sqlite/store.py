@@ -287,6 +287,7 @@ class SqliteJobStore:
         limit: int,
         states: Collection[JobState] | None = None,
         user_id: str | None = None,
+        created_after: float | None = None,
     ) -> list[Job]:
         if limit <= 0 or (states is not None and not states):
             return []
@@ -299,6 +300,9 @@ class SqliteJobStore:
         if user_id is not None:
             where.append("user_id = ?")
             params.append(user_id)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            params.append(created_after)
         query = "SELECT body FROM jobs"
         if where:
             query += " WHERE " + " AND ".join(where)
