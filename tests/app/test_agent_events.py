@@ -194,3 +194,17 @@ async def test_od_jobs_shows_cost_and_od_usage_sums_it_per_user_and_channel() ->
         assert "Total: 3 jobs · $1.75" in everyone
         await h.say("/od-usage --since forever")
         assert "Bad period forever: use hours, days or weeks" in h.notices()[-1]
+
+
+async def test_terminal_escape_sequences_never_reach_chat_or_the_log() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "ls --color"')
+        sidecar = await h.sidecar()
+        await sidecar.logs(["\x1b[0m$ \x1b[0mecho hi", "50%\r100%", "\x1b]0;title\x07done"], seq=0)
+        await post_events(sidecar, 1, [ev("text", text="\x1b[1mbold\x1b[0m answer")])
+        await sidecar.status("completed", 0)
+        card = await h.card(job.id)
+        shown = "\n".join(render_text(m) for m in h.chat.messages())
+        assert "\x1b" not in shown and "\r" not in shown and "\x07" not in shown
+        assert await h.store.output(job.id) == ["$ echo hi", "100%", "done", "bold answer"]
+        assert card.job.agent is not None and card.job.agent.answer == "bold answer"

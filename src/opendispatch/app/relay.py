@@ -17,6 +17,7 @@ from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
 from ..domain.job import FailureStage, Job, JobState
 from ..domain.redaction import Redactor
+from ..domain.terminal import clean_lines, clean_text
 from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
@@ -334,8 +335,8 @@ class Relay:
 
 def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
     """The batch with its secrets masked; the same object when it had none (the usual case)."""
-    lines = tuple(redactor.redact_lines(batch.lines))
-    events = tuple(map_strings(event, redactor.redact) for event in batch.events) if batch.events else ()
+    lines = tuple(redactor.redact_lines(clean_lines(batch.lines)))
+    events = tuple(map_strings(event, lambda text: redactor.redact(clean_text(text))) for event in batch.events)
     if lines == batch.lines and events == batch.events:
         return batch
     return LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq, events=events)
