@@ -402,6 +402,9 @@ class SessionManager:
             running = await self._nursery.start(self.runner.run, job, live.refs.pop(job_id, None))
         if running is not None:
             await running.done.wait()
+            reported = running.job.agent
+            if reported is not None and reported.session_id:
+                live.session = live.session.resumes_from(reported.session_id)
         live.session = live.session.finished(job_id, at=self.wall_clock())
         await self._save(live)
         self._notify(live)

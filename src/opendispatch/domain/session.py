@@ -210,6 +210,16 @@ class Session:
     def with_agent_state(self, state: str | None) -> Session:
         return attrs.evolve(self, agent_state=state)
 
+    def resumes_from(self, agent_session_id: str) -> Session:
+        """The agent reported the id of its conversation: the next message resumes that one.
+
+        Not a guess: Claude Code keeps the id we pinned, but OpenCode makes its own, and
+        an agent that started afresh (a lost conversation) reports a new one.
+        """
+        if not agent_session_id or agent_session_id == self.agent_session_id:
+            return self
+        return attrs.evolve(self, agent_session_id=agent_session_id)
+
     def stopped(self, reason: str, at: float) -> tuple[Session, tuple[str, ...]]:
         """End the session; returns it and the ids of its unfinished jobs (running first)."""
         unfinished = ((self.current_job,) if self.current_job else ()) + self.queue
