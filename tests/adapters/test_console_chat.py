@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 
+import attrs
 import trio
 
 from opendispatch.adapters.console import ConsoleChat
+from opendispatch.domain.agent_events import AgentStarted, AgentText, FileChange, ToolFinished, ToolStarted, UsageReported
+from opendispatch.domain.agent_progress import AgentProgress, AgentSummary, ProgressView
 from opendispatch.domain.job import Conversation, FailureStage, Job, User
 from opendispatch.domain.job_spec import AgentKind, JobSpec
 from opendispatch.domain.messages import Inbound, JobAccepted, JobCard, LiveOutput, Notice
@@ -215,3 +218,59 @@ async def test_user_name_falls_back_when_user_is_unset() -> None:
         await chat.listen(handler)
 
     assert names == ["you"]
+
+
+def _agent_view(*events: object) -> ProgressView:
+    agent = AgentProgress()
+    for event in events:
+        agent.apply(event)  # type: ignore[arg-type]
+    return agent.view()
+
+
+def progress_printed(output: io.StringIO, job_id: str = "j-1234abcd") -> list[str]:
+    """The agent progress lines printed for one job (they have a dotted gutter)."""
+    prefix = f"{job_id} "
+    return [
+        line.split(" ┆ ", 1)[1]
+        for line in output.getvalue().splitlines()
+        if line.startswith(prefix) and " ┆ " in line
+    ]
+
+
+async def test_agent_progress_is_printed_as_it_changes_each_step_once() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+    started = (AgentStarted(agent="claude", model="claude-sonnet-4-5"), ToolStarted("t1", "Bash", "npm test"))
+    first = _agent_view(*started)
+    second = _agent_view(*started, ToolFinished("t1", "Bash", "npm test", ok=False), ToolStarted("t2", "Edit", "a.py"),
+                         AgentText("Fixing it"))
+    third = _agent_view(*started, ToolFinished("t1", "Bash", "npm test", ok=False), ToolStarted("t2", "Edit", "a.py"),
+                        AgentText("Fixing it"), ToolFinished("t2", "Edit", "a.py"), UsageReported(100, 10))
+
+    ref = await chat.send(WHERE, attrs.evolve(live(job, ("a",)), progress=first))
+    await chat.edit(ref, attrs.evolve(live(job, ("a", "b")), progress=second))
+    await chat.edit(ref, attrs.evolve(live(job, ("a", "b")), progress=third))
+    await chat.send(WHERE, attrs.evolve(live(job, ("c",), page=1), progress=third))  # a new page repeats nothing
+
+    assert printed_lines(output) == ["a", "b", "c"]
+    assert progress_printed(output) == ["▶ Bash: npm test", "✗ Bash: npm test", "▶ Edit: a.py", "💬 Fixing it", "✓ Edit: a.py"]
+    assert "{" not in output.getvalue() and "\x1b[" not in output.getvalue()
+
+
+async def test_the_card_prints_the_agent_usage_files_and_answer() -> None:
+    output = io.StringIO()
+    chat = plain_console(output)
+    summary = AgentSummary(
+        answer="# Done\nAll **green**.", ok=True, cost_usd=0.42, input_tokens=12_300, output_tokens=1_200, turns=3,
+        model="claude-sonnet-4-5", files=(FileChange("src/app.py", 10, 2),), files_summary="1 file changed",
+    )
+    job = running_job().succeeded(at=9.0).with_agent(summary)
+    await chat.send(WHERE, JobCard(job, tail=("raw tail",), total_lines=1, duration_s=8.0))
+    text = output.getvalue()
+    assert "12.3k tokens in · 1.2k out · $0.42 · 3 turns · claude-sonnet-4-5" in text
+    assert "Files changed: 1 file changed" in text and "src/app.py +10 −2" in text
+    assert "# Done\n  All **green**." in text and "raw tail" not in text
+    capped = running_job().failed(FailureStage.COST_CAP, "stopped: cost cap $2.50 reached at $2.61", at=9.0)
+    await chat.send(WHERE, JobCard(capped, tail=(), total_lines=0, duration_s=8.0))
+    assert "Failed at cost cap: stopped: cost cap $2.50 reached at $2.61" in output.getvalue()

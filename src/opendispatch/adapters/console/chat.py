@@ -3,8 +3,11 @@
 A terminal cannot edit a line it printed long ago, so an "edit" of live output prints only
 the lines that are new since the last print for that message, each tagged with the job id and
 elapsed time (`j-1234abcd  0:03 │ line`). Several jobs can therefore stream at once and stay
-readable. Every other message is printed as `render_text` gives it, with a one-character mark
-for its kind; an edit of one of those simply prints the new version.
+readable. An agent's progress is printed the same way, as it changes, with a dotted gutter
+(`j-1234abcd  0:07 ┆ ✓ Bash: npm test`): each finished step once, the current step when it
+changes, the agent's latest words and its plan when they change. Every other message is
+printed as `render_text` gives it, with a one-character mark for its kind; an edit of one of
+those simply prints the new version.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TextIO
 import attrs
 import trio
 
+from ...domain.agent_progress import ProgressView, Step
 from ...domain.job import Conversation, JobState, User
 from ...domain.messages import (
     ChatMessage,
@@ -29,7 +33,7 @@ from ...domain.messages import (
     MessageRef,
     Notice,
 )
-from ...domain.render import render_lines
+from ...domain.render import progress_lines, render_lines, step_text
 from ...ports.chat import InboundHandler
 
 PROMPT = "od> "
@@ -74,6 +78,16 @@ class _PrintedLive:
     printed_end: int
 
 
+@attrs.define
+class _PrintedProgress:
+    """What of a job's agent progress has been printed (across all its pages)."""
+
+    steps_done: int = 0
+    current: str | None = None
+    plan: str | None = None
+    said: str | None = None
+
+
 class ConsoleChat:
     """A ChatPort that prints to one text stream and reads commands from another.
 
@@ -97,6 +111,7 @@ class ConsoleChat:
         self._user = User("console", environ.get("USER") or "you")
         self._next_id = 0
         self._live: dict[MessageRef, _PrintedLive] = {}
+        self._progress: dict[str, _PrintedProgress] = {}
         self._prompt_visible = False
 
     async def send(
@@ -137,8 +152,10 @@ class ConsoleChat:
 
     def _show(self, ref: MessageRef, message: ChatMessage) -> None:
         if isinstance(message, LiveOutput):
-            self._emit(self._live_update(ref, message))
+            self._emit(self._live_update(ref, message) + self._progress_update(message))
             return
+        if isinstance(message, JobCard):
+            self._progress.pop(message.job.id, None)
         self._live.pop(ref, None)
         self._emit(self._decorated(message))
 
@@ -163,9 +180,30 @@ class ConsoleChat:
         out.extend(self._live_line(message, line) for line in message.lines[start:])
         return out
 
-    def _live_line(self, message: LiveOutput, line: str) -> str:
-        gutter = f"{message.job.id} {clock_format(message.elapsed_s)} │"
+    def _live_line(self, message: LiveOutput, line: str, *, bar: str = "│") -> str:
+        gutter = f"{message.job.id} {clock_format(message.elapsed_s)} {bar}"
         return f"{self._paint(gutter, _DIM)} {line}"
+
+    def _progress_update(self, message: LiveOutput) -> list[str]:
+        """What changed in the agent's progress since the last print for this job."""
+        view = message.progress
+        if view is None:
+            return []
+        printed = self._progress.setdefault(message.job.id, _PrintedProgress())
+        out = [step_text(step) for step in _new_steps(view, printed.steps_done)]
+        printed.steps_done = max(printed.steps_done, view.steps_done)
+        current = view.current.label if view.current is not None else None
+        if current is not None and current != printed.current:
+            out.append(f"▶ {current}")
+        printed.current = current
+        for line in progress_lines(view)[1:]:
+            if line.startswith("☰") and line != printed.plan:
+                printed.plan = line
+                out.append(line)
+            elif line.startswith("💬") and line != printed.said:
+                printed.said = line
+                out.append(line)
+        return [self._live_line(message, line, bar="┆") for line in out]
 
     def _decorated(self, message: ChatMessage) -> list[str]:
         """`render_text` with a kind mark on the first line and the rest indented under it."""
@@ -203,6 +241,12 @@ class ConsoleChat:
     def _write(self, text: str) -> None:
         self._out.write(text)
         self._out.flush()
+
+
+def _new_steps(view: ProgressView, printed: int) -> tuple[Step, ...]:
+    """The finished steps of `view` not printed yet (the view keeps only the last few)."""
+    new = view.steps_done - printed
+    return view.recent[-new:] if new > 0 else ()
 
 
 def _mark_for(message: ChatMessage) -> tuple[str, str]:

@@ -3,22 +3,32 @@
 One chat message may need several Discord messages ("parts"): long text is cut with
 `split_message`, which never breaks a code block, and the parts are posted in order. Output
 lines are shown in code blocks with mentions disabled, so agent output cannot ping anyone.
-Pure functions: tested without Discord.
+An agent's progress rides on the live page as an embed (its steps as markdown-safe text, its
+usage in the footer); the card shows its usage, files changed and its answer (markdown as
+the agent wrote it, mentions neutralised, cut to the embed limits). Pure functions: tested
+without Discord.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ...domain.agent_progress import AgentSummary, ProgressView
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
-from ...domain.output_buffer import split_message
+from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    ANSWER_CARD_CHARS,
     STATE_ICONS,
+    agent_usage_line,
+    answer_excerpt,
+    files_changed_lines,
     live_output_header,
     logs_hint,
     omitted_line,
+    progress_lines,
     render_lines,
     render_text,
     state_word,
@@ -27,6 +37,9 @@ from ...domain.render import (
 MAX_CONTENT = 2000
 MAX_EMBED_DESCRIPTION = 4096
 MAX_FIELD_VALUE = 1024
+MAX_EMBED_TOTAL = 6000
+MAX_FOOTER = 2048
+PROGRESS_COLOUR = 0x3498DB
 EPHEMERAL = 1 << 6
 NO_MENTIONS: dict[str, Any] = {"parse": []}
 STOP_PREFIX = "od_stop:"
@@ -111,9 +124,33 @@ def _live_parts(message: LiveOutput) -> list[Payload]:
     parts = _text_parts(text)
     for part in parts:
         part["components"] = []
+    if message.progress is not None:
+        parts[-1]["embeds"] = [progress_embed(message.progress)]
     if not message.sealed and not message.job.is_finished:
         parts[-1]["components"] = [_stop_row(message.job.id)]
     return parts
+
+
+def progress_embed(view: ProgressView) -> Payload:
+    """The agent's work so far: steps (markdown-safe) as the description, usage as the footer."""
+    usage, *steps = progress_lines(view)
+    embed: Payload = {"color": PROGRESS_COLOUR, "footer": {"text": _fit(usage, MAX_FOOTER)}}
+    if steps:
+        embed["description"] = _fit("\n".join(markdown_safe(step) for step in steps), MAX_EMBED_DESCRIPTION)
+    return embed
+
+
+_MARKDOWN = re.compile(r"([\\*_~`|<>\[\]#:-])")
+
+
+def markdown_safe(text: str) -> str:
+    """Text shown as is: Discord markdown characters escaped, mentions unable to form."""
+    return neutralise_mentions(_MARKDOWN.sub(r"\\\1", text))
+
+
+def neutralise_mentions(text: str) -> str:
+    """`@everyone`, `@here` and `<@id>` shown as text (allowed_mentions already stops pings)."""
+    return re.sub(r"@(everyone|here)", "@\u200b\\1", text).replace("<@", "<\u200b@")
 
 
 def _stop_row(job_id: str) -> Payload:
@@ -126,7 +163,6 @@ def _card_payload(card: JobCard) -> Payload:
     status_line = render_lines(card)[0]
     embed: Payload = {
         "title": f"{STATE_ICONS[job.state]} Job {job.id} {state_word(job.state)}",
-        "description": _card_description(card),
         "color": STATE_COLOURS[job.state],
         "fields": [
             {"name": "Status", "value": state_word(job.state), "inline": True},
@@ -137,31 +173,79 @@ def _card_payload(card: JobCard) -> Payload:
     if job.artifacts:
         links = "\n".join(f"[{_link_text(a.name)}]({a.url})" for a in job.artifacts)
         embed["fields"].append({"name": "Artifacts", "value": _fit(links, MAX_FIELD_VALUE)})
+    if job.agent is not None:
+        embed["fields"].extend(_agent_fields(job.agent))
     if card.total_lines > len(card.tail):
         embed["footer"] = {"text": f"{card.total_lines} lines in total: {logs_hint(job.id)}"}
+    others = len(embed["title"]) + len(embed.get("footer", {}).get("text", ""))
+    others += sum(len(field["name"]) + len(field["value"]) for field in embed["fields"])
+    embed["description"] = _card_description(card, min(MAX_EMBED_DESCRIPTION, MAX_EMBED_TOTAL - others))
     return {"content": _fit(status_line, MAX_CONTENT), "embeds": [embed], "allowed_mentions": NO_MENTIONS, "components": []}
 
 
-def _card_description(card: JobCard) -> str:
-    """Where, why it ended, and as many of the last lines as fit (newest kept)."""
+def _agent_fields(summary: AgentSummary) -> list[Payload]:
+    fields: list[Payload] = [{"name": "Usage", "value": _fit(markdown_safe(agent_usage_line(summary)), MAX_FIELD_VALUE)}]
+    files = files_changed_lines(summary)
+    if files:
+        title, *rows = files
+        value = "\n".join([markdown_safe(title.removeprefix("Files changed: ")), *(markdown_safe(row.strip()) for row in rows)])
+        fields.append({"name": "Files changed", "value": _fit(value, MAX_FIELD_VALUE)})
+    return fields
+
+
+def _card_description(card: JobCard, budget: int) -> str:
+    """Where, why it ended, the agent's answer, and as many of the last lines as fit (newest kept)."""
     job = card.job
     lines = render_lines(card)
     head = [lines[1]]  # "<summary> · requested by <name>"
     outcome = next((line for line in lines[2:3] if line.startswith(("Cancelled by", "Timed out", "Failed at", "Lost at"))), None)
     if outcome:
         head.append(outcome)
-    text = "\n".join(head)
+    text = neutralise_mentions("\n".join(head))
+    summary = job.agent
+    if summary is not None and summary.answer:
+        text += "\n\n" + answer_markdown(summary.answer, job.id, budget - len(text) - 2)
+    if summary is not None and summary.answer and job.state is JobState.SUCCEEDED:
+        return _fit(text, budget)
     if not card.tail:
-        return text + "\nNo output."
-    budget = MAX_EMBED_DESCRIPTION - len(text) - len("\nLast lines:\n```\n\n```") - 2
+        return _fit(text + "\nNo output.", budget)
+    room = budget - len(text) - len("\nLast lines:\n```\n\n```") - 2
     tail: list[str] = []
     for line in reversed(card.tail):
         piece = code_safe(line)[:MAX_CONTENT]
-        if len(piece) + 1 > budget:
+        if len(piece) + 1 > room:
             break
         tail.insert(0, piece)
-        budget -= len(piece) + 1
-    return text + "\nLast lines:\n```\n" + "\n".join(tail) + "\n```" if tail else text + f"\n({logs_hint(job.id)})"
+        room -= len(piece) + 1
+    return text + "\nLast lines:\n```\n" + "\n".join(tail) + "\n```" if tail else _fit(text + f"\n({logs_hint(job.id)})", budget)
+
+
+def answer_markdown(answer: str, job_id: str, budget: int) -> str:
+    """The agent's answer as Discord markdown within `budget` characters: cut near 1,500 with
+    a pointer to all of it, code blocks closed, mentions neutralised outside code."""
+    limit = ANSWER_CARD_CHARS
+    while True:
+        excerpt = answer_excerpt(answer, job_id, limit)
+        whole = excerpt == answer.strip()
+        body, pointer = (excerpt, "") if whole else excerpt.rsplit("\n", 1)
+        text = _markdown_body(body) + ("" if whole else "\n" + pointer)
+        if len(text) <= budget or limit <= 100:
+            return _fit(text, max(budget, 1))
+        limit = max(100, min(limit // 2, budget // 2))
+
+
+def _markdown_body(markdown: str) -> str:
+    out: list[str] = []
+    in_code = False
+    for line in markdown.split("\n"):
+        if is_fence_line(line):
+            in_code = not in_code
+            out.append(line)
+        else:
+            out.append(line if in_code else neutralise_mentions(line))
+    if in_code:
+        out.append(FENCE)
+    return "\n".join(out)
 
 
 def _link_text(name: str) -> str:

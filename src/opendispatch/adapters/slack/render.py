@@ -8,6 +8,10 @@ shows in notifications and screen readers. Two Slack rules shape this module:
 - size: a section holds at most 3,000 characters, a message at most 50 blocks and, in
   practice, about 12,000 characters of block text. Long code is split into several sections
   with `split_message`, which closes and reopens the ``` fence at each cut.
+
+An agent's progress (live) and its answer, usage and files changed (card) are shown natively:
+progress as escaped text under the code block, the answer converted from markdown to mrkdwn
+by `markdown.to_mrkdwn`.
 """
 
 from __future__ import annotations
@@ -17,20 +21,29 @@ from typing import Any, assert_never
 
 import attrs
 
+from ...domain.agent_progress import AgentSummary
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import split_message
 from ...domain.render import (
+    ANSWER_CARD_CHARS,
     STATE_ICONS,
+    agent_usage_line,
+    answer_excerpt,
+    files_changed_lines,
     live_output_header,
     logs_hint,
     omitted_line,
+    progress_lines,
     render_lines,
     render_state,
     render_text,
     state_word,
 )
+from .markdown import code_line as code_line
+from .markdown import escape as escape
+from .markdown import to_mrkdwn
 
 STOP_ACTION_ID = "od_stop"
 SECTION_LIMIT = 3000
@@ -40,7 +53,6 @@ FALLBACK_LIMIT = 3000
 HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
 CARD_LINE_LIMIT = 500  # one very long log line must not crowd the card; the file has it whole
-ZERO_WIDTH_SPACE = "\u200b"
 
 Block = dict[str, Any]
 
@@ -57,16 +69,6 @@ class SlackMessage:
         if self.blocks:
             args["blocks"] = list(self.blocks)
         return args
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters as entities: user and log text is never markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def code_line(line: str) -> str:
-    """A log line for inside a ``` block: escaped, and unable to close the block early."""
-    return escape(line).replace("```", f"`{ZERO_WIDTH_SPACE}`{ZERO_WIDTH_SPACE}`")
 
 
 def code_block(lines: Sequence[str]) -> str:
@@ -178,10 +180,11 @@ def render_live(message: LiveOutput) -> SlackMessage:
     lines = list(message.lines)
     omitted = message.omitted
     top = [context(escape(live_output_header(message)))]
+    progress = progress_blocks(message)
     bottom = [] if message.sealed or message.job.is_finished else [stop_button(message.job)]
     while True:
         note = [context(escape(omitted_line(message.job.id, omitted)))] if omitted else []
-        blocks = [*top, *note, *code_sections(lines), *bottom]
+        blocks = [*top, *note, *code_sections(lines), *progress, *bottom]
         if block_chars(blocks) <= MESSAGE_BLOCK_CHARS or len(lines) <= 1:
             return SlackMessage(text=fallback_text(message), blocks=tuple(blocks))
         # Only output full of &, < and > grows this much when escaped: show its newest part.
@@ -190,8 +193,39 @@ def render_live(message: LiveOutput) -> SlackMessage:
         omitted += dropped
 
 
+def progress_blocks(message: LiveOutput) -> list[Block]:
+    """The agent's work so far, under the output: its usage as context, the steps as text."""
+    if message.progress is None:
+        return []
+    usage, *steps = progress_lines(message.progress)
+    blocks = [context(escape(usage))]
+    if steps:
+        blocks.append(section("\n".join(escape(_cut(step, CARD_LINE_LIMIT)) for step in steps)))
+    return blocks
+
+
 def render_card(card: JobCard) -> SlackMessage:
-    """The final card: status, exit code, duration, where it ran, artifacts, the last lines."""
+    """The final card: status, exit code, duration, where it ran, artifacts, what the agent
+    reported (usage, files changed, its answer) and the last lines, within Slack's limits.
+
+    When it does not fit, the oldest last lines go first, then the answer is cut shorter
+    (it always ends with where to read all of it).
+    """
+    tail = [_cut(line, CARD_LINE_LIMIT) for line in card.tail]
+    answer_limit = ANSWER_CARD_CHARS
+    while True:
+        blocks = _card_blocks(card, tail, answer_limit)
+        if block_chars(blocks) <= MESSAGE_BLOCK_CHARS and len(blocks) <= 50:
+            return SlackMessage(text=fallback_text(card), blocks=tuple(blocks))
+        if tail:
+            tail = tail[max(1, len(tail) // 3) :]
+        elif answer_limit > 200:
+            answer_limit //= 2
+        else:
+            return SlackMessage(text=fallback_text(card), blocks=tuple(blocks[:50]))
+
+
+def _card_blocks(card: JobCard, tail: list[str], answer_limit: int) -> list[Block]:
     job = card.job
     fields = [
         f"*Status*\n{render_state(job.state)}",
@@ -213,15 +247,44 @@ def render_card(card: JobCard) -> SlackMessage:
     if job.artifacts:
         links = "\n".join(f"• {artifact_link(a.name, a.url)}" for a in job.artifacts)
         blocks.append(section(f"*Artifacts*\n{links}"))
-    tail = [_cut(line, CARD_LINE_LIMIT) for line in card.tail]
-    if tail:
-        blocks.append(context("Last lines:"))
-        blocks.extend(code_sections(tail))
-    else:
-        blocks.append(context("No output."))
+    summary = job.agent
+    if summary is not None:
+        blocks.extend(agent_blocks(summary, job.id, answer_limit))
+    if summary is None or not summary.answer or job.state is not JobState.SUCCEEDED:
+        if tail:
+            blocks.append(context("Last lines:"))
+            blocks.extend(code_sections(tail))
+        else:
+            blocks.append(context(escape(f"Last lines: {logs_hint(job.id)}") if card.tail else "No output."))
     if card.total_lines > len(card.tail):
         blocks.append(context(escape(f"{card.total_lines} lines in total: {logs_hint(job.id)}")))
-    return SlackMessage(text=fallback_text(card), blocks=tuple(blocks[:50]))
+    return blocks
+
+
+def agent_blocks(summary: AgentSummary, job_id: str, answer_limit: int = ANSWER_CARD_CHARS) -> list[Block]:
+    """Usage (cost, tokens, turns, model), files changed and the answer, as the card shows them."""
+    blocks = [context(escape(agent_usage_line(summary)))]
+    files = files_changed_lines(summary)
+    if files:
+        title, *rows = files
+        listed = [escape(row.strip()) if row.strip().startswith("…") else "• " + escape(row.strip()) for row in rows]
+        blocks.append(section("\n".join([f"*{escape(title)}*", *listed])))
+    if summary.answer:
+        body, pointer = split_excerpt(summary.answer, job_id, answer_limit)
+        blocks.append(context("*Answer*"))
+        blocks.extend(section(chunk) for chunk in split_message(to_mrkdwn(body), SECTION_LIMIT))
+        if pointer:
+            blocks.append(context(escape(pointer)))
+    return blocks
+
+
+def split_excerpt(answer: str, job_id: str, limit: int = ANSWER_CARD_CHARS) -> tuple[str, str | None]:
+    """`answer_excerpt` as (the answer's text, the pointer to all of it or None when whole)."""
+    excerpt = answer_excerpt(answer, job_id, limit)
+    if excerpt == answer.strip():
+        return excerpt, None
+    body, _, pointer = excerpt.rpartition("\n")
+    return body, pointer
 
 
 def _outcome(job: Job) -> str | None:

@@ -1,19 +1,34 @@
 """Chat messages as Bot Framework activities: Adaptive Cards for jobs, markdown for the rest.
 
-Rendered from the domain values, with `render_text` as each card's fallback text. A card
+Rendered from the domain values, with `render_text` as each card's fallback text. An agent's
+progress is a RichTextBlock under the live output (text runs are never read as markdown); its
+answer on the final card uses what a TextBlock's markdown supports (bold, italic, lists,
+links), headings become bold lines and code blocks monospace text runs. A card
 activity carries no `text`: Teams splits an activity with text *and* an attachment into two
 messages and returns no usable id, and we must keep the id to update the live card.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ...domain.agent_progress import AgentSummary, ProgressView
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
-from ...domain.render import STATE_ICONS, live_output_header, omitted_line, render_text, state_word
+from ...domain.render import (
+    STATE_ICONS,
+    agent_usage_line,
+    answer_excerpt,
+    files_changed_lines,
+    live_output_header,
+    omitted_line,
+    progress_lines,
+    render_text,
+    state_word,
+)
 from .activity import STOP_ACTION
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
@@ -85,6 +100,8 @@ def live_activity(message: LiveOutput) -> Activity:
     if message.omitted > 0:
         body.append(_text(omitted_line(job.id, message.omitted), isSubtle=True))
     body.append(_monospace(message.lines) if message.lines else _text("(no output yet)", isSubtle=True))
+    if message.progress is not None:
+        body.append(progress_block(message.progress))
     running = not message.sealed and not job.is_finished
     actions = [stop_action(job)] if running else []
     return card_activity(_card(body, actions, render_text(message)), summary=f"Output of {job.id}")
@@ -103,7 +120,11 @@ def final_activity(message: JobCard) -> Activity:
     if job.state is JobState.CANCELLED:
         facts.append(("Stopped by", job.cancelled_by or "someone"))
     elif job.failure is not None:
-        facts.append((f"Failed at {job.failure.stage.value}", job.failure.reason))
+        verb = "Lost" if job.state is JobState.LOST else "Failed"
+        facts.append((f"{verb} at {job.failure.stage.value}", job.failure.reason))
+    summary = job.agent
+    if summary is not None:
+        facts.append(("Usage", agent_usage_line(summary)))
     body: list[dict[str, Any]] = [
         _text(title, weight="bolder", size="medium", color=_STATE_COLORS.get(job.state, "default")),
         _facts(*facts),
@@ -114,7 +135,11 @@ def final_activity(message: JobCard) -> Activity:
         body.extend(
             _text(f"[{a.name}]({a.url})" if a in links else f"{a.name}: {a.url}") for a in job.artifacts
         )
-    if message.tail:
+    if summary is not None:
+        body.extend(agent_blocks(summary, job.id))
+    if summary is not None and summary.answer and job.state is JobState.SUCCEEDED:
+        pass  # the answer says what happened; the last lines are in the log
+    elif message.tail:
         body.append(_text("Last lines", weight="bolder"))
         body.append(_monospace(message.tail))
     else:
@@ -123,6 +148,118 @@ def final_activity(message: JobCard) -> Activity:
         body.append(_text(f"{message.total_lines} lines in total: send od-logs {job.id}", isSubtle=True))
     actions = [{"type": "Action.OpenUrl", "title": a.name[:40], "url": a.url} for a in links[:MAX_LINK_ACTIONS]]
     return card_activity(_card(body, actions, render_text(message)), summary=title)
+
+
+def progress_block(view: ProgressView) -> dict[str, Any]:
+    """The agent's work so far as text runs: shown as written, never read as markdown."""
+    usage, *steps = progress_lines(view)
+    inlines: list[dict[str, Any]] = [{"type": "TextRun", "text": _clip(usage), "isSubtle": True}]
+    if steps:
+        inlines.append({"type": "TextRun", "text": "\n" + _clip("\n".join(steps))})
+    return {"type": "RichTextBlock", "inlines": inlines}
+
+
+def agent_blocks(summary: AgentSummary, job_id: str) -> list[dict[str, Any]]:
+    """Files changed and the answer (the usage is one of the card's facts)."""
+    body: list[dict[str, Any]] = []
+    files = files_changed_lines(summary)
+    if files:
+        title, *rows = files
+        body.append(_text(title, weight="bolder"))
+        if rows:
+            body.append(_monospace([row.strip() for row in rows]))
+    if summary.answer:
+        body.append(_text("Answer", weight="bolder"))
+        excerpt = answer_excerpt(summary.answer, job_id)
+        whole = excerpt == summary.answer.strip()
+        text, pointer = (excerpt, "") if whole else excerpt.rsplit("\n", 1)
+        body.extend(answer_blocks(text))
+        if pointer:
+            body.append(_text(pointer, isSubtle=True))
+    return body
+
+
+_FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|(\d{1,9}[.)]))\s+(.*)$")
+_QUOTE = re.compile(r"^ {0,3}>\s?")
+_NOT_WEB_LINK = re.compile(r"\[([^\[\]]*)\]\((?!https?://)")
+
+
+def answer_blocks(markdown: str) -> list[dict[str, Any]]:
+    """An agent's markdown as card elements: TextBlocks for prose (headings bold, lists as
+    Teams writes them, links only to http(s)), monospace text runs for code blocks."""
+    body: list[dict[str, Any]] = []
+    prose: list[str] = []
+    code: list[str] | None = None
+    fence = ""
+
+    def flush_prose() -> None:
+        for paragraph in _paragraphs(prose):
+            body.append(_text(paragraph))
+        prose.clear()
+
+    for line in markdown.split("\n"):
+        if code is not None:
+            stripped = line.strip()
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                body.append(_code(code))
+                code = None
+            else:
+                code.append(line)
+            continue
+        opened = _FENCE_OPEN.match(line)
+        if opened:
+            flush_prose()
+            code, fence = [], opened.group(1)
+        else:
+            prose.append(line)
+    if code is not None:
+        body.append(_code(code))
+    flush_prose()
+    return body
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    """Blank-line separated paragraphs; list items joined with \r, other lines with \n\n
+    (a TextBlock's own line break rules)."""
+    paragraphs: list[str] = []
+    current = ""
+    previous_was_item = False
+    for raw in [*lines, ""]:
+        if not raw.strip():
+            if current:
+                paragraphs.append(current)
+            current, previous_was_item = "", False
+            continue
+        line, is_item = _teams_line(raw)
+        if current:
+            current += "\r" if is_item and previous_was_item else "\n\n"
+        current += line
+        previous_was_item = is_item
+    return paragraphs
+
+
+def _teams_line(line: str) -> tuple[str, bool]:
+    heading = _HEADING.match(line)
+    if heading:
+        text = heading.group(1).replace("**", "").strip()
+        return (f"**{_links(text)}**" if text else ""), False
+    item = _LIST_ITEM.match(line)
+    if item:
+        indent, number, text = item.groups()
+        return f"{indent}{number or '-'} {_links(text)}", True
+    return _links(_QUOTE.sub("", line).strip()), False
+
+
+def _links(text: str) -> str:
+    """Markdown links kept only to web addresses; any other link is shown as text."""
+    return _NOT_WEB_LINK.sub(r"\1 (", text)
+
+
+def _code(lines: list[str]) -> dict[str, Any]:
+    text = _clip("\n".join(lines) or " ")
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, "fontType": "Monospace"}]}
 
 
 def card_activity(card: dict[str, Any], *, summary: str) -> Activity:
