@@ -231,7 +231,7 @@ def test_claude_a_whole_run():
     assert t.finish(0, []) == []  # the result came from the CLI: nothing more
 
 
-def test_claude_todo_write_is_a_plan_and_a_tool():
+def test_claude_todo_write_is_a_plan_once_it_succeeded():
     todos = [{"content": "Write tests", "status": "completed", "activeForm": "Writing tests"},
              {"content": "Fix bug", "status": "in_progress", "activeForm": "Fixing bug"},
              {"content": "Ship", "status": "weird"}, "junk", {"status": "pending"}]
@@ -241,11 +241,59 @@ def test_claude_todo_write_is_a_plan_and_a_tool():
         c_result("Todos have been modified successfully.", "t1"),
         c_final(),
     ])
-    assert [e["type"] for e in events][:3] == ["tool_start", "plan", "tool_end"]
+    assert [e["type"] for e in events][:3] == ["tool_start", "tool_end", "plan"]
     assert events[0]["summary"] == "5 items"
-    assert events[1]["items"] == [{"text": "Write tests", "status": "completed"},
+    assert events[2]["items"] == [{"text": "Write tests", "status": "completed"},
                                   {"text": "Fix bug", "status": "in_progress"},
                                   {"text": "Ship", "status": "pending"}]
+
+
+def test_claude_refused_todo_write_is_no_plan():
+    events = run(ae.ClaudeTranslator(), [
+        c_assistant([{"type": "tool_use", "id": "t1", "name": "TodoWrite",
+                      "input": {"todos": [{"content": "x", "status": "pending"}]}}]),
+        c_result("<tool_use_error>Error: No such tool available: TodoWrite.</tool_use_error>",
+                 "t1", True),
+    ])
+    assert not of_type(events, "plan")
+    assert of_type(events, "tool_end")[0]["ok"] is False
+
+
+def test_claude_task_tools_make_a_plan():
+    def create(tid, subject, task_id, structured=True):
+        line = c_result("Task #%s created successfully: %s" % (task_id, subject), tid)
+        if structured:
+            line["tool_use_result"] = {"task": {"id": task_id, "subject": subject}}
+        return [c_assistant([{"type": "tool_use", "id": tid, "name": "TaskCreate",
+                              "input": {"subject": subject, "description": "d"}}]), line]
+
+    def update(tid, task_id, **inp):
+        return [c_assistant([{"type": "tool_use", "id": tid, "name": "TaskUpdate",
+                              "input": dict(taskId=task_id, **inp)}]),
+                c_result("Updated task #%s" % task_id, tid)]
+
+    events = run(ae.ClaudeTranslator(), [
+        *create("a", "Write tests", "1"), *create("b", "Fix bug", "2", structured=False),
+        *create("c", "Ship", "3"), *update("d", "1", status="completed"),
+        *update("e", "2", status="in_progress", subject="Fix the bug"),
+        *update("f", "3", status="deleted"), *update("g", "99", status="completed"),
+    ])
+    plans = of_type(events, "plan")
+    assert len(plans) == 7
+    assert plans[2]["items"] == [{"text": "Write tests", "status": "pending"},
+                                 {"text": "Fix bug", "status": "pending"},
+                                 {"text": "Ship", "status": "pending"}]
+    assert plans[-1]["items"] == [{"text": "Write tests", "status": "completed"},
+                                  {"text": "Fix the bug", "status": "in_progress"}]
+
+
+def test_claude_api_retry_names_a_failure_that_says_nothing_else():
+    retry = {"type": "system", "subtype": "api_retry", "attempt": 1, "error_status": 429,
+             "error": "rate_limit"}
+    events = run(ae.ClaudeTranslator(), [C_INIT, retry, c_final(is_error=True, result="odd")])
+    assert events[-1]["errorKind"] == "rate_limit"
+    events = run(ae.ClaudeTranslator(), [C_INIT, retry, c_final()])
+    assert events[-1]["ok"] is True and "errorKind" not in events[-1]
 
 
 def test_claude_tool_error_and_unknown_result():
@@ -291,6 +339,22 @@ def test_claude_error_kinds(over, kind):
     result = events[-1]
     assert result["ok"] is False and result["errorKind"] == kind
     assert result["error"]
+
+
+@pytest.mark.parametrize(
+    "error,kind",
+    [("authentication_failed", "auth"), ("rate_limit", "rate_limit"),
+     ("overloaded", "overloaded"), ("server_error", "agent_error")],
+)
+def test_claude_api_error_message_is_not_prose_and_names_the_kind(error, kind):
+    line = c_assistant([{"type": "text", "text": "API Error: something"}], msg_id="m",
+                       usage={"input_tokens": 0, "output_tokens": 0})
+    line["error"] = error
+    events = run(ae.ClaudeTranslator(), [
+        C_INIT, line,
+        c_final(is_error=True, result="API Error: something", total_cost_usd=0, usage={})])
+    assert not of_type(events, "text")
+    assert events[-1]["errorKind"] == kind and events[-1]["error"] == "API Error: something"
 
 
 def test_claude_crash_without_result():
@@ -465,6 +529,9 @@ def test_garbage_never_raises_and_unknown_lines_yield_nothing(cls):
 
 
 # --- the real CLIs' recordings ----------------------------------------------------------------
+# Claude Code 2.1.332 and OpenCode 1.18.33 against tests/modelserver's scripted scenarios.
+
+RECORDED_WORKSPACE = re.compile(r"/tmp/rec-[^/\"]+/workspace")
 
 
 def _recording(name: str) -> list[str]:
@@ -474,6 +541,15 @@ def _recording(name: str) -> list[str]:
     return path.read_text().splitlines()
 
 
+def replay(name: str, exit_code: int = 0, stderr=()):
+    """(translator, events) of a recording, with the workspace the CLI ran in."""
+    lines = _recording(name)
+    found = RECORDED_WORKSPACE.search("\n".join(lines))
+    t = ae.translator_for(name.split("-")[0], workspace=found.group(0) if found else None)
+    assert t is not None
+    return t, run(t, lines, exit_code, stderr)
+
+
 def _all_recordings() -> list[str]:
     return sorted(p.stem for p in STREAMS.glob("*.jsonl")) if STREAMS.exists() else []
 
@@ -481,7 +557,134 @@ def _all_recordings() -> list[str]:
 @pytest.mark.parametrize("name", _all_recordings() or ["none"])
 def test_every_recording_translates_to_valid_events(name):
     lines = _recording(name)
-    t = ae.translator_for(name.split("-")[0])
-    assert t is not None
-    events = run(t, lines, exit_code=0)
-    assert of_type(events, "result")
+    t, events = replay(name)
+    results = of_type(events, "result")
+    assert len(results) == 1 and events[-1] is results[0] and t.result == results[0]
+    assert results[0].get("sessionId") == t.session_id and t.session_id
+    # Every line of the recording is JSON the translator took without complaint.
+    assert all(line.strip().startswith("{") for line in lines if line.strip())
+    starts = {e["id"] for e in of_type(events, "tool_start")}
+    for end in of_type(events, "tool_end"):
+        if name.startswith("claude"):
+            assert end["id"] in starts
+    assert events[0]["type"] == "init" or name == "opencode-auth_error" or not events
+
+
+def _tools(events):
+    return [(e["type"], e["tool"], e["summary"], e.get("ok")) for e in events
+            if e["type"] in ("tool_start", "tool_end")]
+
+
+def test_recorded_claude_tools():
+    t, events = replay("claude-tools")
+    assert _tools(events) == [
+        ("tool_start", "Bash", "echo hi > notes.txt", None),
+        ("tool_end", "Bash", "echo hi > notes.txt", True),
+        ("tool_start", "Write", "hello.py", None),
+        ("tool_end", "Write", "hello.py", True),
+        ("tool_start", "Edit", "hello.py", None),
+        ("tool_end", "Edit", "hello.py", True),
+        ("tool_start", "Read", "hello.py", None),
+        ("tool_end", "Read", "hello.py", True),
+    ]
+    assert of_type(events, "tool_end")[0]["excerpt"] == "(Bash completed with no output)"
+    assert "print('hello, world')" in of_type(events, "tool_end")[-1]["excerpt"]
+    init = events[0]
+    assert init["agent"] == "claude" and init["model"] == "claude-sonnet-4-5"
+    assert [e["text"] for e in of_type(events, "text")] == [
+        "I will write a note with the shell.", "Done: notes.txt and hello.py are written."]
+    final_usage, result = events[-2:]
+    assert final_usage["type"] == "usage" and final_usage["final"] is True
+    assert result["ok"] is True and result["answer"] == "Done: notes.txt and hello.py are written."
+    assert result["costUsd"] == pytest.approx(0.0168) and result["turns"] == 5
+    # The assistant lines carry the usage of the stream's start (output 1); the result's
+    # modelUsage has the real totals.
+    assert result["inputTokens"] > 0 and result["outputTokens"] > 5
+    assert final_usage["inputTokens"] == result["inputTokens"]
+    assert final_usage["outputTokens"] == result["outputTokens"]
+    running = [e for e in of_type(events, "usage") if not e["final"]]
+    assert running and all(e["inputTokens"] <= result["inputTokens"] for e in running)
+    assert t.usage["costUsd"] == pytest.approx(0.0168)
+
+
+def test_recorded_claude_hello_and_session():
+    _, events = replay("claude-hello")
+    assert [e["type"] for e in events] == ["init", "text", "usage", "usage", "result"]
+    assert events[-1]["answer"] == "Hello from the scripted model!" and events[-1]["ok"]
+    t1, first = replay("claude-session")
+    t2, second = replay("claude-session-resume")
+    assert t1.session_id and t2.session_id
+    assert "PELICAN" in second[-1]["answer"]
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [("claude-auth_error", "auth"), ("claude-overloaded", "overloaded")],
+)
+def test_recorded_claude_api_errors(name, kind):
+    _, events = replay(name, exit_code=1)
+    result = events[-1]
+    assert result["ok"] is False and result["errorKind"] == kind and result["error"]
+    # The CLI's made-up assistant message repeats the error: it is not shown as prose.
+    assert not of_type(events, "text")
+
+
+@pytest.mark.parametrize("name", ["claude-rate_limited", "claude-dropped"])
+def test_recorded_claude_retries_that_recovered(name):
+    _, events = replay(name)
+    assert events[-1]["ok"] is True and "errorKind" not in events[-1]
+    assert len(of_type(events, "text")) == 1
+
+
+def test_recorded_claude_todo_refused():
+    """Claude Code 2.1.332 in print mode refuses TodoWrite (it offers TaskCreate/TaskUpdate)."""
+    _, events = replay("claude-todo")
+    assert not of_type(events, "plan")
+    end = of_type(events, "tool_end")[0]
+    assert end["tool"] == "TodoWrite" and end["ok"] is False and end["summary"] == "3 items"
+    assert events[-1]["ok"] is True
+
+
+def test_recorded_opencode_tools():
+    t, events = replay("opencode-tools")
+    assert _tools(events) == [
+        ("tool_end", "bash", "echo hi > notes.txt", True),
+        ("tool_end", "write", "hello.py", True),
+        ("tool_end", "edit", "hello.py", True),
+        ("tool_end", "read", "hello.py", True),
+    ]
+    assert events[0]["type"] == "init" and events[0]["agent"] == "opencode"
+    result = events[-1]
+    assert result["ok"] is True and result["answer"] == "Done: notes.txt and hello.py are written."
+    assert result["turns"] == 5
+    assert result["costUsd"] == pytest.approx(0.00351 + 3 * 0.003375 + 0.003165)
+    assert result["inputTokens"] == 5000 and result["outputTokens"] == 34 + 3 * 25 + 11
+    assert result["sessionId"] == t.session_id == "ses_dc52c6f3bffeSS3MHTqPAMWeLn"
+    usage = of_type(events, "usage")
+    assert [u["final"] for u in usage] == [False] * 5 + [True]
+    assert [u["inputTokens"] for u in usage] == [1000, 2000, 3000, 4000, 5000, 5000]
+
+
+def test_recorded_opencode_hello():
+    _, events = replay("opencode-hello")
+    assert [e["type"] for e in events] == ["init", "text", "usage", "usage", "result"]
+    assert events[-1]["answer"] == "Hello from the scripted model!" and events[-1]["turns"] == 1
+
+
+def test_recorded_opencode_todo():
+    _, events = replay("opencode-todo")
+    plan = of_type(events, "plan")
+    assert plan and plan[0]["items"] == [
+        {"text": "Write the tests", "status": "completed"},
+        {"text": "Fix the bug", "status": "in_progress"},
+        {"text": "Update the docs", "status": "pending"},
+    ]
+    assert of_type(events, "tool_end")[0]["summary"] == "3 items"
+
+
+def test_recorded_opencode_auth_error():
+    t, events = replay("opencode-auth_error", exit_code=1)
+    result = events[-1]
+    assert result["ok"] is False and result["errorKind"] == "auth"
+    assert result["error"] == "invalid x-api-key"
+    assert result["sessionId"] == t.session_id

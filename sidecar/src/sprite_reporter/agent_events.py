@@ -422,6 +422,37 @@ def _claude_model_usage(model_usage: Any) -> Optional[Tuple[int, int]]:
     return input_tokens, output_tokens
 
 
+# The `error` an assistant line carries when the model API refused the request (2.1.x).
+_CLAUDE_API_ERRORS = {
+    "authentication_failed": "auth",
+    "oauth_org_not_allowed": "auth",
+    "account_on_hold": "auth",
+    "verification_required": "auth",
+    "billing_error": "auth",
+    "cloud_credential_error": "auth",
+    "rate_limit": "rate_limit",
+    "overloaded": "overloaded",
+}
+
+_API_ERROR_TYPES = {
+    "authentication_error": "auth",
+    "permission_error": "auth",
+    "rate_limit_error": "rate_limit",
+    "overloaded_error": "overloaded",
+}
+
+
+def _api_kind(status: Any, error_type: Any, error: Any) -> Optional[str]:
+    """The errorKind of a refused API call, from its HTTP status, error type or Claude's name."""
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limit"
+    if status in (529, 503):
+        return "overloaded"
+    return _API_ERROR_TYPES.get(_str(error_type) or "") or _CLAUDE_API_ERRORS.get(_str(error) or "")
+
+
 _CLAUDE_KINDS = {
     "error_max_turns": "max_turns",
     "error_max_budget_usd": "budget",
@@ -439,6 +470,10 @@ class ClaudeTranslator(_Translator):
         self._tools = {}  # type: Dict[str, Tuple[str, str]]
         self._init_sent = False
         self._last_text = None  # type: Optional[str]
+        self._api_error = None  # type: Optional[str]  # errorKind of an API refusal
+        self._retry_error = None  # type: Optional[str]  # errorKind of the last api_retry
+        self._pending = {}  # type: Dict[str, Tuple[str, Dict[str, Any]]]  # plan tools' inputs
+        self._tasks = []  # type: List[Dict[str, str]]  # TaskCreate/TaskUpdate's list
 
     def _translate(self, data: Dict[str, Any]) -> List[Dict[str, Any]]:
         kind = data.get("type")
@@ -456,6 +491,10 @@ class ClaudeTranslator(_Translator):
         return []
 
     def _system(self, data: Dict[str, Any]) -> List[Dict[str, Any]]:
+        if data.get("subtype") == "api_retry":
+            # The CLI retries a refused API call (no event of ours); kept to name a failure.
+            self._retry_error = _api_kind(data.get("error_status"), None, data.get("error"))
+            return []
         if data.get("subtype") != "init":
             return []
         model = _str(data.get("model"))
@@ -468,12 +507,25 @@ class ClaudeTranslator(_Translator):
         message = _dict(data.get("message"))
         # A sub-agent's (Task's) messages carry the Task's tool_use id: its tools are shown,
         # its prose is not (the Task's result carries what it found).
-        sidechain = bool(_str(data.get("parent_tool_use_id")))
+        no_prose = bool(_str(data.get("parent_tool_use_id")))
+        # A message the CLI made up for a refused API call: its text is the error the result
+        # repeats, so it is not prose; its `error` says what kind of refusal it was.
+        api_error = _str(data.get("error"))
+        if (
+            api_error
+            or data.get("is_api_error_message") is True
+            or data.get("isApiErrorMessage") is True
+        ):
+            self._api_error = (
+                _api_kind(data.get("api_error_status"), data.get("api_error_type"), api_error)
+                or "agent_error"
+            )
+            no_prose = True
         events = []  # type: List[Dict[str, Any]]
         for block in _list(message.get("content")):
             block = _dict(block)
             btype = block.get("type")
-            if btype == "text" and not sidechain:
+            if btype == "text" and not no_prose:
                 text = _str(block.get("text"))
                 if text and text.strip():
                     self._last_text = text
@@ -494,10 +546,47 @@ class ClaudeTranslator(_Translator):
         summary = tool_summary(name, tool_input, self.workspace)
         if tool_id:
             self._tools[tool_id] = (name, summary)
-        events = [_event("tool_start", id=tool_id or None, tool=name, summary=summary)]
-        if name.lower() == "todowrite" and isinstance(tool_input.get("todos"), list):
-            events.append(_event("plan", items=plan_items(tool_input["todos"])))
-        return events
+            if name in ("TodoWrite", "TaskCreate", "TaskUpdate"):
+                # The plan is published when the call succeeds: the CLI may refuse the tool
+                # (2.1.x disables TodoWrite in print mode) and then the list did not change.
+                self._pending[tool_id] = (name, tool_input)
+        return [_event("tool_start", id=tool_id or None, tool=name, summary=summary)]
+
+    def _plan(self, tool_id: str, result: Dict[str, Any], text: str) -> List[Dict[str, Any]]:
+        """The `plan` a successful TodoWrite / TaskCreate / TaskUpdate call published."""
+        name, tool_input = self._pending.pop(tool_id)
+        if name == "TodoWrite":
+            if not isinstance(tool_input.get("todos"), list):
+                return []
+            return [_event("plan", items=plan_items(tool_input["todos"]))]
+        if name == "TaskCreate":
+            task = _dict(_dict(result.get("tool_use_result")).get("task"))
+            task_id = task.get("id")
+            if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
+                found = re.search(r"Task #(\S+) created", text)
+                task_id = found.group(1) if found else str(len(self._tasks) + 1)
+            subject = _str(tool_input.get("subject")) or _str(task.get("subject"))
+            if not subject:
+                return []
+            self._tasks.append({"id": str(task_id), "text": subject, "status": "pending"})
+        else:
+            task_id = tool_input.get("taskId")
+            task_id = str(task_id) if isinstance(task_id, (str, int)) else ""
+            for task in list(self._tasks):
+                if task["id"] != task_id:
+                    continue
+                status = _str(tool_input.get("status"))
+                if status == "deleted":
+                    self._tasks.remove(task)
+                elif status in _PLAN_STATUSES:
+                    task["status"] = status
+                subject = _str(tool_input.get("subject"))
+                if subject:
+                    task["text"] = subject
+        items = plan_items(
+            [{"content": t["text"], "status": t["status"]} for t in self._tasks]
+        )
+        return [_event("plan", items=items)]
 
     def _user(self, data: Dict[str, Any]) -> List[Dict[str, Any]]:
         message = _dict(data.get("message"))
@@ -509,16 +598,22 @@ class ClaudeTranslator(_Translator):
             tool_id = _str(block.get("tool_use_id")) or ""
             name, summary = self._tools.pop(tool_id, (None, None))
             text = _TOOL_ERROR_TAG.sub("", _claude_result_text(block.get("content")))
+            ok = block.get("is_error") is not True
             events.append(
                 _event(
                     "tool_end",
                     id=tool_id or None,
                     tool=name,
                     summary=summary,
-                    ok=block.get("is_error") is not True,
+                    ok=ok,
                     excerpt=excerpt(text),
                 )
             )
+            if tool_id in self._pending:
+                if ok:
+                    events.extend(self._plan(tool_id, data, text))
+                else:
+                    self._pending.pop(tool_id)
         return events
 
     def _final(self, data: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -553,7 +648,13 @@ class ClaudeTranslator(_Translator):
             if kind is None and "budget" in subtype:
                 kind = "budget"
             if kind is None:
-                kind = classify_error("\n".join([text or ""] + errors)) or "agent_error"
+                kind = _api_kind(data.get("api_error_status"), data.get("api_error_type"), None)
+            if kind is None and self._api_error != "agent_error":
+                kind = self._api_error
+            if kind is None:
+                kind = classify_error("\n".join([text or ""] + errors))
+            if kind is None:
+                kind = self._retry_error or "agent_error"
         turns = data.get("num_turns")
         result = self._result_event(
             ok=ok,
