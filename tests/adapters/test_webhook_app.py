@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opendispatch.adapters.webhook.app import build_webhook_app
 from opendispatch.domain.errors import InvalidToken
-from opendispatch.domain.sidecar import ArtifactReport, LogBatch, StatusReport
+from opendispatch.domain.sidecar import ArtifactReport, LogBatch, StatusReport, TranscriptPart
 
 
 class RefusingSink:
@@ -17,6 +17,9 @@ class RefusingSink:
         raise InvalidToken()
 
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None:
+        raise InvalidToken()
+
+    async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
         raise InvalidToken()
 
 

@@ -208,3 +208,24 @@ async def test_terminal_escape_sequences_never_reach_chat_or_the_log() -> None:
         assert "\x1b" not in shown and "\r" not in shown and "\x07" not in shown
         assert await h.store.output(job.id) == ["$ echo hi", "100%", "done", "bold answer"]
         assert card.job.agent is not None and card.job.agent.answer == "bold answer"
+
+
+async def test_the_raw_transcript_is_kept_in_parts_redacted_and_refused_with_a_bad_token() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a claude "x"')
+        sidecar = await h.sidecar()
+        part1 = {"jobId": job.id, "part": 1, "lines": ['{"type":"result"}']}
+        part0 = {"jobId": job.id, "part": 0, "lines": ['{"type":"system","subtype":"init"}', f'{{"t":"{sidecar.token}"}}']}
+        assert (await sidecar.post("/webhooks/transcript", part1)).status_code == 200
+        assert (await sidecar.post("/webhooks/transcript", part0)).status_code == 200
+        assert (await sidecar.post("/webhooks/transcript", part0)).status_code == 200  # a retry is harmless
+        assert (await sidecar.post("/webhooks/transcript", part0, token="odj1.1.bad")).status_code == 401
+        assert (await sidecar.post("/webhooks/transcript", {"jobId": job.id, "lines": []})).status_code == 400
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        stored = await h.store.transcript(job.id)
+        assert stored[0] == '{"type":"system","subtype":"init"}' and stored[2] == '{"type":"result"}'
+        assert sidecar.token not in stored[1]
+        await h.say(f"/od-logs {job.id} --raw --tail 1")
+        excerpt = h.chat.sent[-1].message
+        assert render_text(excerpt).splitlines() == [f"Raw agent transcript of {job.id} · showing 1 of 3 lines", '{"type":"result"}']

@@ -286,3 +286,12 @@ async def test_the_agent_summary_survives_a_save(store: JobStore) -> None:
     )
     await store.save(job.with_agent(summary))
     assert (await store.get(job.id)).agent == summary
+
+
+async def test_a_transcript_reads_back_in_part_order_and_each_part_is_stored_once(store: JobStore) -> None:
+    assert await store.transcript("j-00000001") == []
+    assert await store.append_transcript("j-00000001", 1, ['{"b": 2}', '{"c": "✓"}'])
+    assert await store.append_transcript("j-00000001", 0, ['{"a": 1}'])
+    assert not await store.append_transcript("j-00000001", 0, ["again"])
+    assert await store.append_transcript("j-00000002", 0, ["other"])
+    assert await store.transcript("j-00000001") == ['{"a": 1}', '{"b": 2}', '{"c": "✓"}']

@@ -197,6 +197,7 @@ OTHER_CASES: list[tuple[str, Command]] = [
     ("/od-cancel J-1A2B3C4D", CancelJob("j-1a2b3c4d")),
     ("/od-logs j-1a2b3c4d", ShowLogs("j-1a2b3c4d")),
     ("/od-logs j-1a2b3c4d --tail 50", ShowLogs("j-1a2b3c4d", tail=50)),
+    ("/od-logs j-1a2b3c4d --raw", ShowLogs("j-1a2b3c4d", raw=True)),
     ("/od-logs --tail=10000 j-1a2b3c4d", ShowLogs("j-1a2b3c4d", tail=10_000)),
     ("/od-help", ShowHelp()),
     ("/od-help run", ShowHelp("od-run")),
@@ -504,7 +505,7 @@ commands: st.SearchStrategy[Command] = st.one_of(
     st.builds(ListJobs, st.booleans(), st.none() | st.sampled_from(JobState), st.integers(1, 100)),
     st.builds(ShowUsage, st.booleans(), st.sampled_from([3600.0, 12 * 3600.0, 86400.0, 7 * 86400.0, 366 * 86400.0])),
     st.builds(CancelJob, job_ids),
-    st.builds(ShowLogs, job_ids, st.none() | st.integers(1, 10_000)),
+    st.builds(ShowLogs, job_ids, st.none() | st.integers(1, 10_000), st.booleans()),
     st.builds(ShowHelp, st.none() | st.sampled_from(sorted(USAGE))),
 )
 

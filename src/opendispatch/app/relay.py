@@ -18,7 +18,7 @@ from ..domain.errors import InvalidToken, JobClosed, UnknownJob
 from ..domain.job import FailureStage, Job, JobState
 from ..domain.redaction import Redactor
 from ..domain.terminal import clean_lines, clean_text
-from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
+from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
@@ -323,6 +323,14 @@ class Relay:
             live.finished.set()
         elif not live.job.is_finished:
             live.job = updated  # e.g. running: later requests are authorised from memory
+
+    async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
+        """Keep a part of the agent's raw transcript (redacted again: never trust the sprite)."""
+        job = await self.authorize(authorization, part.job_id)
+        self._refuse_if_closed(job)
+        live = self.live.get(job.id)
+        redactor = live.redactor if live is not None else self.redactor
+        await self.store.append_transcript(job.id, part.part, redactor.redact_lines(part.lines))
 
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None:
         job = await self.authorize(authorization, report.job_id)

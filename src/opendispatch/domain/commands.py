@@ -125,6 +125,8 @@ class CancelJob:
 class ShowLogs:
     job_id: str
     tail: int | None = None
+    #: The agent's raw transcript (its CLI's JSON lines) instead of the output.
+    raw: bool = False
 
 
 @attrs.frozen
@@ -177,6 +179,7 @@ _LIMIT = _Option("--limit", None, "N", "how many jobs to show, 1 to 100 (default
 _USAGE_ALL = _Option("--all", None, None, "everyone's usage, not only yours")
 _SINCE = _Option("--since", None, "7d", "how far back: 12h, 7d, 30d (default 7d, at most 366d)")
 _TAIL = _Option("--tail", None, "N", "only the last N lines, 1 to 10000")
+_RAW = _Option("--raw", None, None, "the agent's raw transcript (its own JSON events), as a file where chat allows")
 
 _HELP_WORDS = ("--help", "-h")
 _DASHES = ("\u2014", "\u2013")  # em and en dash: what phones make of "--"
@@ -244,9 +247,9 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
     _CommandInfo("od-cancel", "JOB", "Cancel a running job.", (), "/od-cancel j-1a2b3c4d"),
     _CommandInfo(
         "od-logs",
-        "JOB [--tail N]",
-        "Show the stored output of a job.",
-        (_TAIL,),
+        "JOB [--tail N] [--raw]",
+        "Show the stored output of a job (or the agent's raw transcript).",
+        (_TAIL, _RAW),
         "/od-logs j-1a2b3c4d --tail 50",
     ),
     _CommandInfo("od-help", "[command]", "Show this help, or one command's options.", (), "/od-help run"),
@@ -318,8 +321,9 @@ def format_command(command: Command) -> str:
             return " ".join(["/od-usage", *(["--all"] if everyone else []), "--since", format_period(since_s)])
         case CancelJob(job_id=job_id):
             return f"/od-cancel {shlex.quote(job_id)}"
-        case ShowLogs(job_id=job_id, tail=tail):
-            return f"/od-logs {shlex.quote(job_id)}" + (f" --tail {tail}" if tail is not None else "")
+        case ShowLogs(job_id=job_id, tail=tail, raw=raw):
+            text = f"/od-logs {shlex.quote(job_id)}" + (f" --tail {tail}" if tail is not None else "")
+            return text + (" --raw" if raw else "")
         case ShowHelp(topic=topic):
             return "/od-help" + (f" {shlex.quote(topic)}" if topic is not None else "")
         case _:
@@ -472,14 +476,14 @@ def _parse_cancel(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
 
 
 def _parse_logs(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-logs", tokens, (_TAIL,))
+    args = _split_options("od-logs", tokens, (_TAIL, _RAW))
     if args.wants_help:
         return ShowHelp("od-logs")
     job_id = _one_job_id("od-logs", args.positionals)
     tail = None
     if "--tail" in args.values:
         tail = _count("od-logs", "--tail", args.values["--tail"], 1, 10_000)
-    return ShowLogs(job_id=job_id, tail=tail)
+    return ShowLogs(job_id=job_id, tail=tail, raw="--raw" in args.flags)
 
 
 def _parse_help(tokens: Sequence[_Token], settings: ParseSettings) -> Command:

@@ -76,11 +76,12 @@ class JobTable:
 
 @attrs.frozen
 class LogExcerpt:
-    """`/od-logs`: stored output of one job."""
+    """`/od-logs`: stored output of one job, or (`raw`) its agent's raw transcript."""
 
     job: Job
     lines: tuple[str, ...]
     total_lines: int
+    raw: bool = False
 
 
 ChatMessage = Notice | JobAccepted | LiveOutput | JobCard | JobTable | LogExcerpt

@@ -250,7 +250,8 @@ def _table_row(job: Job, now: float) -> str:
 
 def _log_lines(message: LogExcerpt) -> list[str]:
     shown = len(message.lines)
-    header = f"Logs of {message.job.id} · showing {shown} of {message.total_lines} lines"
+    what = "Raw agent transcript" if message.raw else "Logs"
+    header = f"{what} of {message.job.id} · showing {shown} of {message.total_lines} lines"
     if not message.lines:
-        return [header, "(no output stored)"]
+        return [header, "(no transcript stored: only Claude Code and OpenCode jobs have one)" if message.raw else "(no output stored)"]
     return [header, *message.lines]

@@ -62,6 +62,15 @@ class StatusReport:
 
 
 @attrs.frozen
+class TranscriptPart:
+    """One part of a job's raw agent transcript (the CLI's own JSON lines), kept for `--raw`."""
+
+    job_id: str
+    part: int
+    lines: tuple[str, ...]
+
+
+@attrs.frozen
 class ArtifactReport:
     job_id: str
     artifacts: tuple[Artifact, ...]

@@ -67,6 +67,14 @@ class JobStore(Protocol):
         """The highest stored batch `seq` of a job (None: none yet), to resume after a restart."""
         ...
 
+    async def append_transcript(self, job_id: str, part: int, lines: Sequence[str]) -> bool:
+        """Store one part of a job's raw agent transcript once; False when that part is stored."""
+        ...
+
+    async def transcript(self, job_id: str) -> list[str]:
+        """The job's raw agent transcript (the CLI's JSON lines, redacted), parts in order."""
+        ...
+
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         """A named server secret, created with `create()` and kept on first use."""
         ...

@@ -72,6 +72,7 @@ async def test_a_version_2_file_keeps_every_line_in_order_and_the_resume_point(t
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "output_lines" not in tables and "batches" not in tables
+    assert "transcripts" in tables  # version 4
 
 
 async def test_tails_span_batches_and_stop_at_the_start(tmp_path: Path) -> None:

@@ -52,6 +52,18 @@ class MemoryJobStore:
     _secrets: dict[str, bytes] = attrs.field(factory=dict, init=False)
     _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
+    _transcripts: dict[str, dict[int, tuple[str, ...]]] = attrs.field(factory=dict, init=False)
+
+    async def append_transcript(self, job_id: str, part: int, lines: Sequence[str]) -> bool:
+        parts = self._transcripts.setdefault(job_id, {})
+        if part in parts:
+            return False
+        parts[part] = tuple(lines)
+        return True
+
+    async def transcript(self, job_id: str) -> list[str]:
+        parts = self._transcripts.get(job_id, {})
+        return [line for part in sorted(parts) for line in parts[part]]
 
     async def add(self, job: Job) -> None:
         if job.id in self._jobs:

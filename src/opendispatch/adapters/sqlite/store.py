@@ -28,7 +28,7 @@ from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Job, JobState
 from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 BUSY_TIMEOUT_MS = 5000
 #: Rows written between two WAL checkpoints. A row is a batch of lines, which usually
@@ -144,10 +144,21 @@ def _set_lines(db: sqlite3.Connection, key: tuple[str, int, int] | None, lines: 
         )
 
 
+# Version 4: each job's raw agent transcript (the CLI's JSON lines), in parts as uploaded.
+_TRANSCRIPTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transcripts (
+    job_id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (job_id, part)
+) WITHOUT ROWID
+"""
+
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA,
     2: _SESSIONS_SCHEMA,
     3: _batches_in_one_row,
+    4: _TRANSCRIPTS_SCHEMA,
 }
 
 #: A batch's lines as stored: compact JSON, made once (`json.dumps` with options builds an
@@ -497,6 +508,25 @@ class SqliteJobStore:
             return None if rows[0][0] is None else int(rows[0][0])
 
         return await self._read(highest)
+
+    async def append_transcript(self, job_id: str, part: int, lines: Sequence[str]) -> bool:
+        text = _LINES.encode(list(lines))
+
+        def insert(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO transcripts (job_id, part, lines) VALUES (?, ?, ?)", (job_id, part, text)
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(insert)
+
+    async def transcript(self, job_id: str) -> list[str]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT lines FROM transcripts WHERE job_id = ? ORDER BY part", (job_id,)).fetchall()
+            return [line for (text,) in rows for line in json.loads(text)]
+
+        return await self._read(select)
 
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         """Get-or-create under the lock and in one transaction, so the first value always wins."""

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from ...domain.errors import InvalidToken, JobClosed
-from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport
+from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport, TranscriptPart
 from . import wire
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -28,6 +28,7 @@ class ReportSink(Protocol):
         ...
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
+    async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None: ...
 
 
 @attrs.frozen
@@ -58,7 +59,7 @@ TOO_LARGE = error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
 
 
 def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes], Awaitable[Answer]]]:
-    """`POST` path -> handler(authorization, raw body) for the three report endpoints."""
+    """`POST` path -> handler(authorization, raw body) for the report endpoints."""
 
     def endpoint(parse: Callable[[Any], Any], accept: Callable[..., Awaitable[int | None]]) -> Callable[[str | None, bytes], Awaitable[Answer]]:
         async def handle(authorization: str | None, raw: bytes) -> Answer:
@@ -83,6 +84,7 @@ def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes]
         "/webhooks/logs": endpoint(wire.log_batch, sink.accept_logs),
         "/webhooks/status": endpoint(wire.status_report, sink.accept_status),
         "/webhooks/artifacts": endpoint(wire.artifact_report, sink.accept_artifacts),
+        "/webhooks/transcript": endpoint(wire.transcript_part, sink.accept_transcript),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from ...domain.job import Artifact
-from ...domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport
+from ...domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from .agent_events_wire import agent_events
 
 MAX_LINES_PER_BATCH = 100_000
@@ -102,6 +102,21 @@ def status_report(body: Any) -> StatusReport:
         error=error,
         stage=stage[:64] if stage else None,
     )
+
+
+MAX_TRANSCRIPT_PARTS = 4096
+
+
+def transcript_part(body: Any) -> TranscriptPart:
+    """`{jobId, part, lines}`: one part of the agent's raw transcript, parts numbered from 0."""
+    data = _object(body)
+    job_id = _string(data, "jobId")
+    part = _optional_int(data, "part", minimum=0)
+    if part is None:
+        raise BadRequest("a transcript part needs part (an integer from 0)")
+    if part >= MAX_TRANSCRIPT_PARTS:
+        raise BadRequest(f"at most {MAX_TRANSCRIPT_PARTS} transcript parts per job")
+    return TranscriptPart(job_id=job_id, part=part, lines=_lines(data.get("lines")))
 
 
 def artifact_report(body: Any) -> ArtifactReport:
