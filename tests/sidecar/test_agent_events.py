@@ -682,9 +682,14 @@ def test_recorded_opencode_todo():
     assert of_type(events, "tool_end")[0]["summary"] == "3 items"
 
 
-def test_recorded_opencode_auth_error():
-    t, events = replay("opencode-auth_error", exit_code=1)
+@pytest.mark.parametrize(
+    "name,kind,error",
+    [("opencode-auth_error", "auth", "invalid x-api-key"),
+     ("opencode-overloaded", "overloaded", "Overloaded")],
+)
+def test_recorded_opencode_api_errors(name, kind, error):
+    t, events = replay(name, exit_code=1)
     result = events[-1]
-    assert result["ok"] is False and result["errorKind"] == "auth"
-    assert result["error"] == "invalid x-api-key"
+    assert result["ok"] is False and result["errorKind"] == kind
+    assert result["error"] == error
     assert result["sessionId"] == t.session_id

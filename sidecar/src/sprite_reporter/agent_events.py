@@ -12,6 +12,18 @@ never gave one). A line that is not JSON, or JSON this module does not know, yie
 never raises: new CLI versions add events, and the caller keeps every raw line in the transcript.
 
 Pure and standard library only (python3 >= 3.9); it imports nothing else from the sidecar.
+
+What the real CLIs print (tests/fixtures/agent_streams) and how it is read:
+- Claude Code repeats an API message's usage on each of its content lines, and that usage is the
+  stream's start (output_tokens 1): running totals count each message id once and are rough;
+  the result's `modelUsage` (all models, sub-agents included) gives the final totals.
+- A refused API call ends in a made-up assistant message (`error`, `is_api_error_message`,
+  `api_error_status`) and a result with `subtype: success`, `is_error: true` and
+  `api_error_status` / `api_error_type`: the kind comes from those before the text.
+- Claude Code 2.1.x in print mode refuses TodoWrite and offers TaskCreate/TaskUpdate: a `plan`
+  is published when such a call succeeded, never from a refused one.
+- OpenCode reports a tool once it finished; a bash that exited non-zero is `completed` with
+  `metadata.exit`, shown as not ok. It has no result line: `finish` builds one.
 """
 
 import json
@@ -468,7 +480,6 @@ class ClaudeTranslator(_Translator):
     def __init__(self, workspace: Optional[str] = None, model: Optional[str] = None) -> None:
         super().__init__(workspace, model)
         self._tools = {}  # type: Dict[str, Tuple[str, str]]
-        self._init_sent = False
         self._last_text = None  # type: Optional[str]
         self._api_error = None  # type: Optional[str]  # errorKind of an API refusal
         self._retry_error = None  # type: Optional[str]  # errorKind of the last api_retry
@@ -500,7 +511,6 @@ class ClaudeTranslator(_Translator):
         model = _str(data.get("model"))
         if model:
             self._model = model
-        self._init_sent = True
         return [_event("init", agent=self.agent, model=self._model, sessionId=self._session_id)]
 
     def _assistant(self, data: Dict[str, Any]) -> List[Dict[str, Any]]:
