@@ -205,3 +205,14 @@ def test_accepted_names_the_agent_and_image_asked_for() -> None:
     spec = JobSpec(task="deploy", agent=AgentKind.CLAUDE, repo="owner/repo", image="registry/x:1")
     text = render_text(JobAccepted(queued(spec=spec)))
     assert "owner/repo @ main · claude · registry/x:1" in text
+
+
+def test_a_long_answer_is_cut_with_a_pointer_outside_any_code_block() -> None:
+    from opendispatch.domain.render import answer_excerpt
+
+    answer = "Intro\n```python\n" + "\n".join(f"x = {n}" for n in range(400)) + "\n```\nDone."
+    cut = answer_excerpt(answer, "j-1", limit=300)
+    lines = cut.split("\n")
+    assert lines[-1] == "… (the full answer: /od-logs j-1)" and lines[-2] == "```"
+    assert len(cut) < 340
+    assert answer_excerpt("short", "j-1") == "short"

@@ -15,6 +15,7 @@ from typing import assert_never
 from .agent_progress import AgentSummary, ProgressView, Step
 from .job import Job, JobState
 from .job_spec import format_cost, format_duration, format_tokens
+from .output_buffer import is_fence_line
 from .messages import (
     ChatMessage,
     JobAccepted,
@@ -148,13 +149,19 @@ def progress_lines(view: ProgressView) -> list[str]:
 
 
 def answer_excerpt(answer: str, job_id: str, limit: int = ANSWER_CARD_CHARS) -> str:
-    """The agent's answer, cut at a line boundary near `limit` with a pointer to all of it."""
+    """The agent's answer, cut at a line boundary near `limit` with a pointer to all of it.
+
+    A cut inside a ``` block closes the block first, so the pointer is never shown as code.
+    """
     text = answer.strip()
     if len(text) <= limit:
         return text
     cut = text.rfind("\n", 0, limit)
     cut = cut if cut > limit // 2 else limit
-    return text[:cut].rstrip() + f"\n… (the full answer: {logs_hint(job_id)})"
+    kept = text[:cut].rstrip()
+    if sum(1 for line in kept.split("\n") if is_fence_line(line)) % 2:
+        kept += "\n```"
+    return kept + f"\n… (the full answer: {logs_hint(job_id)})"
 
 
 def agent_usage_line(summary: AgentSummary) -> str:
