@@ -45,8 +45,6 @@ from .sessions import SessionManager, session_table_lines
 
 log = logging.getLogger(__name__)
 
-#: `/od-logs --raw` without `--tail` shows this many of the newest transcript lines in chat.
-RAW_TRANSCRIPT_TAIL = 200
 #: `/od-usage` sums at most this many of the newest jobs in its period.
 MAX_USAGE_JOBS = 100_000
 ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
@@ -128,7 +126,8 @@ class Dispatcher:
             case ShowLogs(job_id=job_id, tail=tail, raw=True):
                 job = await self.store.get(job_id)
                 lines = await self.store.transcript(job_id)
-                shown = lines[-(tail or RAW_TRANSCRIPT_TAIL) :]
+                # All of it: adapters that can attach a file send it whole, and text shows a tail.
+                shown = lines[-tail:] if tail is not None else lines
                 await self._reply(conversation, LogExcerpt(job=job, lines=tuple(shown), total_lines=len(lines), raw=True))
             case ShowLogs(job_id=job_id, tail=tail):
                 job = await self.store.get(job_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 
+import attrs
+
 from typing import assert_never
 
 from .agent_progress import AgentSummary, ProgressView, Step
@@ -255,7 +257,13 @@ def _table_row(job: Job, now: float) -> str:
     )
 
 
+#: A raw transcript shown as text (where chat takes no file) shows at most its newest lines.
+RAW_TRANSCRIPT_TEXT_LINES = 200
+
+
 def _log_lines(message: LogExcerpt) -> list[str]:
+    if message.raw and len(message.lines) > RAW_TRANSCRIPT_TEXT_LINES:
+        message = attrs.evolve(message, lines=message.lines[-RAW_TRANSCRIPT_TEXT_LINES:])
     shown = len(message.lines)
     what = "Raw agent transcript" if message.raw else "Logs"
     header = f"{what} of {message.job.id} · showing {shown} of {message.total_lines} lines"

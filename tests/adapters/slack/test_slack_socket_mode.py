@@ -283,3 +283,24 @@ async def test_a_channel_we_are_not_in_gets_one_private_hint_to_invite_us() -> N
         (hint,) = await stack.wait_for(lambda: stack.fake.ephemerals)
         assert hint["via"] == "response_url" and "/invite @open-dispatch" in hint["text"]
         assert [c.error for c in stack.fake.calls_of("chat.postMessage")] == ["not_in_channel"]
+
+
+async def test_a_raw_transcript_is_attached_as_a_file() -> None:
+    async with open_stack() as stack:
+        await stack.fake.slash_command("/od-run", '--agent claude "work"')
+        started = await stack.started_message()
+        sidecar = await stack.sidecar()
+        transcript = [f'{{"type":"assistant","n":{i}}}' for i in range(300)]
+        answer = await sidecar.post("/webhooks/transcript", {"jobId": sidecar.job_id, "part": 0, "lines": transcript})
+        assert answer.status_code == 200
+        await sidecar.status("completed", 0)
+        await stack.settled(sidecar.job_id, started)
+        await stack.fake.slash_command("/od-logs", f"{sidecar.job_id} --raw")
+        shared = await stack.wait_for(
+            lambda: [f for f in stack.fake.files.values() if "shared" in f and f["filename"].endswith(".jsonl")]
+        )
+        (file,) = shared
+        assert file["filename"] == f"{sidecar.job_id}.transcript.jsonl"
+        assert file["content"].decode().splitlines() == transcript  # whole, where the text shows a tail
+        texts = "\n".join(m.text for m in stack.fake.channel_messages())
+        assert f"Raw agent transcript of {sidecar.job_id} · showing 200 of 300 lines" in texts

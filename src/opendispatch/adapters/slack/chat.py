@@ -24,7 +24,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 
 from ...domain.errors import ConfigError
 from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, JobCard, MessageRef, Notice
+from ...domain.messages import ChatMessage, JobCard, LogExcerpt, MessageRef, Notice
 from ...domain.output_buffer import split_message
 from ...ports.chat import InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
@@ -113,6 +113,8 @@ class SlackChat:
         assert first is not None  # render always gives at least one message
         if isinstance(message, JobCard):
             self._after_card(message, reply_to, first)
+        elif isinstance(message, LogExcerpt) and message.raw and message.lines:
+            self._nursery.start_soon(self._attach_transcript, message, first)
         return first
 
     async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
@@ -205,27 +207,45 @@ class SlackChat:
         job_id = card.job.id
         try:
             content = log_file_text(await self.fetch_log(job_id)).encode("utf-8")
-            filename = f"{job_id}.log"
+        except Exception:
+            log.exception("job %s: could not read the full log for Slack", job_id)
+            return
+        await self._upload(
+            card_ref, f"{job_id}.log", content, title=f"Full log of job {job_id}",
+            comment=f"Full log of job {job_id} ({card.total_lines} lines)",
+        )
+
+    async def _attach_transcript(self, excerpt: LogExcerpt, ref: MessageRef) -> None:
+        job_id = excerpt.job.id
+        content = log_file_text(excerpt.lines).encode("utf-8")
+        await self._upload(
+            ref, f"{job_id}.transcript.jsonl", content, title=f"Raw agent transcript of job {job_id}",
+            comment=f"Raw agent transcript of job {job_id} ({len(excerpt.lines)} lines)",
+        )
+
+    async def _upload(self, where: MessageRef, filename: str, content: bytes, *, title: str, comment: str) -> None:
+        """A file in the thread of `where` (Slack's external upload: get a URL, send, complete)."""
+        try:
             upload = await self.web.call(
                 "files.getUploadURLExternal", {"filename": filename, "length": str(len(content))}, form=True
             )
             await self.web.upload_bytes(str(upload["upload_url"]), filename, content)
             args: dict[str, Any] = {
-                "files": [{"id": upload["file_id"], "title": f"Full log of job {job_id}"}],
-                "channel_id": card_ref.conversation.channel,
-                "initial_comment": f"Full log of job {job_id} ({card.total_lines} lines)",
+                "files": [{"id": upload["file_id"], "title": title}],
+                "channel_id": where.conversation.channel,
+                "initial_comment": comment,
             }
-            if card_ref.conversation.thread:
-                args["thread_ts"] = card_ref.conversation.thread
+            if where.conversation.thread:
+                args["thread_ts"] = where.conversation.thread
 
             async def complete() -> dict[str, Any]:
                 return await self.web.call("files.completeUploadExternal", args)
 
-            await self.outbox.put(card_ref.conversation.channel, Write(complete, describe="file")).wait()
+            await self.outbox.put(where.conversation.channel, Write(complete, describe="file")).wait()
         except (SlackApiError, httpx.HTTPError, KeyError) as exc:
-            log.warning("job %s: could not attach the full log in Slack: %s", job_id, _reason(exc))
+            log.warning("could not attach %s in Slack: %s", filename, _reason(exc))
         except Exception:
-            log.exception("job %s: could not attach the full log in Slack", job_id)
+            log.exception("could not attach %s in Slack", filename)
 
     # --- ChatPort: in -------------------------------------------------------------------------
 
