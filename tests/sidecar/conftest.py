@@ -8,8 +8,10 @@ server by providing a fixture with the same methods (`url`, `new_job`, `lines`, 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 import attrs
 import pytest
@@ -93,10 +95,13 @@ class RunningSidecar:
 class SidecarLauncher:
     tmp_path: Path
     nursery: trio.Nursery
+    # Outside pytest's tmp folders (closed to other users): a sidecar run as root hands the
+    # workspace to its agent user, which must be able to reach it, as in a sprite's /workspace.
+    workspace: Path
 
     def env(self, url: str | None, job_id: str | None, token: str | None, **extra: str) -> dict[str, str]:
         """An environment built from scratch: PATH, HOME in tmp, the fast knobs, then `extra`."""
-        workspace = self.tmp_path / "workspace"
+        workspace = self.workspace
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.tmp_path / "home"),
@@ -142,5 +147,16 @@ class SidecarLauncher:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path, nursery: trio.Nursery) -> SidecarLauncher:
-    return SidecarLauncher(tmp_path, nursery)
+def open_workspace() -> Iterator[Path]:
+    """A workspace folder every user can reach (its parents are open), removed afterwards."""
+    parent = Path(tempfile.mkdtemp(prefix="opendispatch-sidecar-test-"))
+    parent.chmod(0o755)
+    try:
+        yield parent / "workspace"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path, nursery: trio.Nursery, open_workspace: Path) -> SidecarLauncher:
+    return SidecarLauncher(tmp_path, nursery, open_workspace)

@@ -166,7 +166,7 @@ async def test_agent_not_installed_fails_at_agent_start(
     receiver: Recorder, sidecar: SidecarLauncher, tmp_path: Path
 ) -> None:
     job_id, token = receiver.new_job()
-    empty_bin = tmp_path / "empty-bin"
+    empty_bin = sidecar.workspace.parent / "empty-bin"  # a folder the agent's user may search
     empty_bin.mkdir()
     env = sidecar.env(receiver.url, job_id, token, AGENT="claude", TASK="fix it", PATH=str(empty_bin))
 
@@ -195,7 +195,7 @@ async def test_clone_of_a_local_repo_then_the_task_sees_it(
     lines = receiver.lines(job_id)
     assert lines[0] == f"$ git clone {origin} (branch main)"
     assert lines[-1] == "cloned content"
-    assert (tmp_path / "workspace" / "repo" / "hello.txt").exists()
+    assert (sidecar.workspace / "repo" / "hello.txt").exists()
     assert receiver.statuses(job_id)[-1]["status"] == "completed"
 
 
@@ -246,7 +246,7 @@ async def test_github_clone_uses_a_credential_helper_not_the_token(
     argv = argv_file.read_text().splitlines()
     assert result.returncode == 128
     assert gh_token not in argv_file.read_text()
-    assert argv[-3:] == ["--", "https://github.com/owner/repo.git", str(tmp_path / "workspace" / "repo")]
+    assert argv[-3:] == ["--", "https://github.com/owner/repo.git", str(sidecar.workspace / "repo")]
     assert ["--branch", "main", "--depth", "1"] == argv[argv.index("--branch") : argv.index("--branch") + 4]
     helper = next(a for a in argv if a.startswith("credential.helper=!"))[len("credential.helper=!") :]
     answer = subprocess.run(
@@ -427,7 +427,7 @@ async def test_pr_urls_and_the_artifacts_file_are_reported_once(
     result = await sidecar.run(sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK=task))
 
     assert result.returncode == 0, result.stderr
-    workspace = tmp_path / "workspace"
+    workspace = sidecar.workspace
     got = {a["url"]: (a["name"], a["type"]) for a in receiver.artifacts(job_id)}
     assert len(got) == len(receiver.artifacts(job_id))  # reported once each
     assert got == {

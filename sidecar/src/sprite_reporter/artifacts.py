@@ -2,8 +2,9 @@
 
 import os
 import re
+import stat
 import threading
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .output import say
 
@@ -41,16 +42,32 @@ class Artifacts:
         with self._lock:
             self._found.setdefault(url, {"name": name, "url": url, "type": kind})
 
-    def read_file(self, path: str, base_dir: str, redact: Callable[[str], str]) -> None:
-        """One artifact a line: a URL or a file path, optionally `name<TAB>target`."""
+    def read_file(
+        self, path: str, base_dir: str, redact: Callable[[str], str], writer_uid: Optional[int] = None
+    ) -> None:
+        """One artifact a line: a URL or a file path, optionally `name<TAB>target`.
+
+        The sidecar may read as root a file an unprivileged agent wrote: a link is not
+        followed, and with `writer_uid` a file that user does not own is not read, so the
+        agent cannot have the sidecar send the server a file only root may read.
+        """
         try:
-            with open(path, "r", encoding="utf-8", errors="replace") as handle:
-                entries = handle.read().splitlines()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return
         except OSError as exc:
             say(f"could not read the artifacts file {path}: {exc.strerror}")
             return
+        with open(fd, "r", encoding="utf-8", errors="replace") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or (writer_uid is not None and info.st_uid != writer_uid):
+                say(f"not reading the artifacts file {path}: not a plain file of the agent's user")
+                return
+            try:
+                entries = handle.read().splitlines()
+            except OSError as exc:
+                say(f"could not read the artifacts file {path}: {exc.strerror}")
+                return
         for entry in entries:
             entry = redact(entry.strip())
             if not entry or entry.startswith("#"):

@@ -9,6 +9,7 @@ from .job import Job
 from .output import say
 from .process import EXIT_CONFIG
 from .relay import LAST_WORD_S, Relay
+from .privileges import agent_identity
 from .session import AgentConversation, SessionLoop
 
 CONFIG_REPORT_S = 10.0  # how long a configuration error may try to reach the server
@@ -53,9 +54,12 @@ def main() -> int:
         report_config_error(connection, Tuning(), error)
         return EXIT_CONFIG
     job = Job(connection, tuning, plan, env)
+    job.identity = agent_identity(env)
     if mode == "handover":
         agent = env.get("AGENT", "").strip().lower()
         conversation_id = env.get("AGENT_SESSION_ID", "").strip() or str(uuid.uuid4())
-        home = env.get("HOME", "").strip() or plan.workspace
-        job.conversation = AgentConversation(agent, env.get("TASK", ""), conversation_id, home, handover=connection)
+        home = job.identity.home_in(env, plan.workspace)
+        job.conversation = AgentConversation(
+            agent, env.get("TASK", ""), conversation_id, home, handover=connection, owner=job.identity
+        )
     return job.run()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from .artifacts import Artifacts
 from .config import Connection, RunPlan, Tuning
 from .output import echo, say
+from .privileges import AgentIdentity, not_to_give
 from .process import (
     EXIT_CANCELLED,
     EXIT_INTERNAL,
@@ -83,6 +84,8 @@ class Job:
         self.install_signals = True  # a persistent session's loop owns the signal handlers
         self.workdir = None  # type: Optional[str]  # set once cloned (a session clones once)
         self.conversation = None  # type: Optional[AgentConversation]
+        self.identity = AgentIdentity()  # who the agent runs as (cli/session decide, once per sidecar)
+        self.agent_uid = None  # type: Optional[int]  # the user this job's agent ran as, if not ours
 
     def emit(self, text: str) -> None:
         text = self.redact(text)
@@ -139,7 +142,7 @@ class Job:
 
     def report(self, final: Dict[str, object], exit_code: int, workdir: str) -> int:
         self.relaying = False
-        self.artifacts.read_file(self.plan.artifacts_file, workdir, self.redact)
+        self.artifacts.read_file(self.plan.artifacts_file, workdir, self.redact, self.agent_uid)
         self.relay.finish(self.artifacts.collected(), final)
         hurried = False
         while not self.relay.wait_done(POLL_S):
@@ -226,9 +229,42 @@ class Job:
 
     # ---- agent ----
 
+    def agent_identity_for(self, workdir: str) -> AgentIdentity:
+        """The identity this job's agent runs as: the workspace is handed to it, or we fall back.
+
+        The fallback (root) is said in the job's output, so whoever reads it knows the agent
+        could read the sidecar's environment.
+        """
+        identity = self.identity
+        if identity.dropped:
+            workspace = self.plan.workspace
+            problem = not_to_give(workspace) or not_to_give(workdir)
+            closed = identity.cannot_reach(os.path.dirname(os.path.realpath(workspace)))
+            if closed is not None and problem is None:
+                say(f"running the agent as root: {closed} (the workspace is not in a sprite's open folder)")
+                identity = AgentIdentity(fallback=closed, quiet=True)
+            elif problem is None:
+                try:
+                    identity.give_folder(workspace)  # the agent may write its artifacts file there
+                    identity.give(workdir)
+                    artifacts = os.path.abspath(self.plan.artifacts_file)
+                    if not artifacts.startswith(os.path.abspath(workdir) + os.sep):
+                        identity.give_file(artifacts)
+                except OSError as exc:
+                    problem = f"the workspace could not be handed to the user {identity.name}: {exc.strerror}"
+            if problem is not None:
+                identity = AgentIdentity(fallback=problem)
+        note = identity.note()
+        if note is not None:
+            self.emit(note)
+        return identity
+
     def run_agent(self, workdir: str) -> int:
         argv = self.plan.argv
-        env = self.child_env({"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file})
+        identity = self.agent_identity_for(workdir)
+        self.agent_uid = identity.uid
+        home = identity.home_in(self.env, self.plan.workspace)
+        env = identity.agent_env(self.child_env({"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file}), argv, home)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -238,6 +274,9 @@ class Job:
                 env=env,
                 cwd=workdir,
                 start_new_session=True,
+                user=identity.uid,  # None: the sidecar's own user (Python >= 3.9 for these three)
+                group=identity.gid,
+                extra_groups=identity.extra_groups(),
             )
         except FileNotFoundError:
             raise JobFailed(
@@ -247,7 +286,9 @@ class Job:
                 "use --image with an image that has it, or --agent shell",
             ) from None
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            reason = str(exc.strerror if isinstance(exc, OSError) else exc)
+            if identity.dropped and isinstance(exc, PermissionError):
+                reason += f" for the user {identity.name} (is it installed where that user can reach it?)"
             raise JobFailed(
                 "agent_start",
                 EXIT_NOT_EXECUTABLE,

@@ -27,6 +27,7 @@ from .config import (
 from .http import http_json
 from .job import Job
 from .output import say
+from .privileges import AgentIdentity, agent_identity
 from .process import EXIT_CANCELLED, EXIT_CONFIG
 
 MAX_STATE_CHARS = 700 * 1024  # base64 of the packed conversation; the server takes 1 MiB bodies
@@ -38,17 +39,25 @@ class AgentConversation:
     """Continues one agent conversation across the messages of a session.
 
     `handover` (non-persistent sessions): the connection to fetch the saved conversation
-    before the agent runs and to hand the new one back after it.
+    before the agent runs and to hand the new one back after it. `owner`: the agent's user,
+    who must own what is restored under its HOME (the sidecar restores it as root).
     """
 
     def __init__(
-        self, agent: str, task: str, conversation_id: str, home: str, handover: Optional[Connection] = None
+        self,
+        agent: str,
+        task: str,
+        conversation_id: str,
+        home: str,
+        handover: Optional[Connection] = None,
+        owner: Optional[AgentIdentity] = None,
     ) -> None:
         self.agent = agent
         self.task = task
         self.conversation_id = conversation_id
         self.home = home
         self.handover = handover
+        self.owner = owner or AgentIdentity()
 
     def argv(self, workdir: str) -> List[str]:
         resume = has_conversation(self.agent, self.home, self.conversation_id)
@@ -84,6 +93,7 @@ class AgentConversation:
         if isinstance(blob, str) and blob:
             try:
                 restore_agent_state(blob, self.agent, self.home, workdir, self.conversation_id)
+                self.owner.give(self.home)
             except (OSError, ValueError, tarfile.TarError) as exc:
                 emit(f"[session] could not restore the agent's conversation: {exc}; it starts afresh")
 
@@ -120,7 +130,8 @@ class SessionLoop:
         workspace = os.path.abspath(os.path.expanduser(env.get("OPENDISPATCH_WORKSPACE", "").strip() or "."))
         os.makedirs(workspace, exist_ok=True)
         self.workspace = workspace
-        self.home = env.get("HOME", "").strip() or workspace
+        self.identity = agent_identity(env)
+        self.home = self.identity.home_in(env, workspace)
         self.repo = env.get("REPO", "").strip() or None
         self.branch = env.get("BRANCH", "").strip() or DEFAULT_BRANCH
         self.workdir = None  # type: Optional[str]
@@ -199,7 +210,8 @@ class SessionLoop:
         job = Job(connection, self.tuning, plan, env)
         job.install_signals = False
         job.workdir = self.workdir
-        job.conversation = AgentConversation(self.agent, task, self.conversation_id, self.home)
+        job.identity = self.identity
+        job.conversation = AgentConversation(self.agent, task, self.conversation_id, self.home, owner=self.identity)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_cancel, args=(job, done), name="cancel-watch", daemon=True)
         self.current = job
