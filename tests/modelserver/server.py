@@ -178,23 +178,19 @@ def map_tool_call(call: dict[str, Any], body: dict[str, Any]) -> tuple[str, dict
     The schema in the request decides which keys to use, so both CLIs share one script.
     """
     kind = call["tool"]
-    tools = offered_tools(body)
-    name, schema = _pick_tool(kind, call, tools)
+    name, schema = _pick_tool(kind, call, offered_tools(body))
+    if kind not in TOOL_NAMES:  # any other tool: the script gives its literal input
+        return name, dict(call.get("input", {}))
     props: dict[str, Any] = schema.get("input_schema", {}).get("properties", {})
-    if kind in ("write", "edit", "read") or "path" in call:
-        builder = _FILE_BUILDERS.get(kind)
-        args = builder(call, props, body) if builder else {}
-    elif kind == "shell":
-        args = {"command": call["command"]}
+    if kind == "shell":
+        args: dict[str, Any] = {"command": call["command"]}
         if "description" in props:
             args["description"] = call.get("description", "Run a scripted command")
     elif kind == "todo":
         args = {"todos": _todos(call.get("todos", []), props)}
     else:
-        args = {}
+        args = _FILE_BUILDERS[kind](call, props, body)
     args.update(call.get("extra_input", {}))
-    if kind not in TOOL_NAMES:
-        args = dict(call.get("input", {}))
     return name, args
 
 
@@ -375,9 +371,8 @@ class ScenarioServer:
         self.log = log
         self.scenario: dict[str, Any] = {}
         self.load(scenario)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="model-server", daemon=True)
+        self._httpd = _QuietServer(("127.0.0.1", port), _make_handler(self))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="model-server", daemon=True)
 
     # -- lifecycle
 
@@ -446,6 +441,19 @@ class ScenarioServer:
     def wait(self, seconds: float) -> bool:
         """Sleep for a slow turn; False if the server is stopping."""
         return not self._stopping.wait(seconds)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that does not print tracebacks when a CLI hangs up.
+
+    CLIs cancel, time out and retry by closing connections; that is expected traffic.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _make_handler(server: ScenarioServer) -> type[BaseHTTPRequestHandler]:
@@ -543,7 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = float(turn.get("delay_seconds", 0))
         if delay and not self.scripted.wait(delay):
             return
-        drop = turn.get("drop")
+        drop: dict[str, Any] = turn.get("drop") or {}
         dropping = bool(drop) and (drop.get("times") is None or attempt < drop["times"])
         self._answer(body, model, turn, drop_after=int(drop.get("after_events", 4)) if dropping else None)
 
@@ -552,6 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if "retry_after" in error:
             headers["retry-after"] = str(error["retry_after"])
+        if "retry_after_ms" in error:  # both CLIs honour it: the way to make their retries fast
+            headers["retry-after-ms"] = str(error["retry_after_ms"])
         if status == 529:
             headers["x-should-retry"] = "true"
         self._send_json(status, error_body(status, error.get("message")), headers)
