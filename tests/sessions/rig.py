@@ -1,4 +1,4 @@
-"""A dispatcher with local sprites running the real sidecar, and a stand-in `claude` on PATH."""
+"""A dispatcher with local sprites running the real sidecar (and, given a model, the real agent CLIs)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from opendispatch.domain.session import Session, SessionState
 from opendispatch.ports.job_store import JobStore
 from opendispatch.ports.sprites import SpritePort
 
-BIN = Path(__file__).parent / "bin"
 ALICE = User("u1", "alice")
 BOB = User("u2", "bob")
 ROOM = Conversation("memory", "room")
@@ -33,9 +32,9 @@ CEILING_S = 30
 FAST = RunnerSettings(exit_settle_s=0.5, unsequenced_settle_s=0.05, edit_interval_s=0.0, heartbeat_s=3600.0)
 
 
-def search_path() -> str:
-    """The stand-in `claude` first, then the usual PATH (python3, git, sh)."""
-    return os.pathsep.join([str(BIN), *os.get_exec_path()])
+def search_path(agent_bin: Path | None = None) -> str:
+    """The real agent CLIs first (when given), then the usual PATH (python3, git, sh)."""
+    return os.pathsep.join([*([str(agent_bin)] if agent_bin else []), *os.get_exec_path()])
 
 
 def free_port() -> int:
@@ -44,8 +43,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def local_sprites(root: Path) -> LocalSprites:
-    return LocalSprites(workspace_root=root, search_path=search_path(), term_grace_s=2.0)
+def local_sprites(root: Path, agent_bin: Path | None = None) -> LocalSprites:
+    return LocalSprites(workspace_root=root, search_path=search_path(agent_bin), term_grace_s=2.0)
 
 
 @attrs.define
@@ -98,9 +97,10 @@ async def open_rig(
     idle_suspend_s: float = 3600.0,
     max_idle_s: float = 7200.0,
     port: int = 0,
+    passthrough: dict[str, str] | None = None,
 ) -> AsyncIterator[Rig]:
     chat = MemoryChat()
-    config = Config.embedded(agent_type=AgentKind.CLAUDE)
+    config = attrs.evolve(Config.embedded(agent_type=AgentKind.CLAUDE), passthrough=passthrough or {})
     settings = SessionSettings(
         idle_suspend_s=idle_suspend_s, max_idle_s=max_idle_s, allow_shell=allow_shell, poll_wait_s=5.0
     )

@@ -151,11 +151,15 @@ async def test_the_sqlite_store_keeps_sessions_and_migrates_a_version_1_file(tmp
 
 
 def test_session_argv_follows_the_documented_flags() -> None:
-    claude = ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "text"]
-    assert agents.session_agent_argv("claude", "fix it", UUID, False) == [*claude, "--session-id", UUID, "fix it"]
-    assert agents.session_agent_argv("claude", "go on", UUID, True) == [*claude, "--resume", UUID, "go on"]
-    assert agents.session_agent_argv("opencode", "fix it", UUID, False) == ["opencode", "run", "fix it"]
-    assert agents.session_agent_argv("opencode", "$(x)", UUID, True) == ["opencode", "run", "--continue", "$(x)"]
+    claude = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
+    opencode = ["opencode", "run", "--format", "json"]
+    assert agents.session_agent_argv("claude", "fix it", UUID, False) == [*claude, "--session-id", UUID, "--", "fix it"]
+    assert agents.session_agent_argv("claude", "go on", UUID, True) == [*claude, "--resume", UUID, "--", "go on"]
+    assert agents.session_agent_argv("claude", "go", UUID, True, "2.5")[-6:-4] == ["--max-budget-usd", "2.5"]
+    assert agents.session_agent_argv("opencode", "fix it", UUID, False) == [*opencode, "--", "fix it"]
+    assert agents.session_agent_argv("opencode", "$(x)", UUID, True) == [*opencode, "--continue", "--", "$(x)"]
+    # the id OpenCode reported, not a guess
+    assert agents.session_agent_argv("opencode", "go", "ses_9", True) == [*opencode, "--session", "ses_9", "--", "go"]
     assert agents.session_agent_argv("shell", "ls -la", UUID, True)[-2:] == ["--", "ls -la"]
 
 

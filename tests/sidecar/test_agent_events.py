@@ -629,11 +629,19 @@ def test_recorded_claude_api_errors(name, kind):
     assert not of_type(events, "text")
 
 
-@pytest.mark.parametrize("name", ["claude-rate_limited", "claude-dropped"])
-def test_recorded_claude_retries_that_recovered(name):
-    _, events = replay(name)
+def test_recorded_claude_retries_that_recovered():
+    _, events = replay("claude-rate_limited")
     assert events[-1]["ok"] is True and "errorKind" not in events[-1]
     assert len(of_type(events, "text")) == 1
+
+
+def test_a_recorded_claude_stream_dropped_every_time_fails_with_the_cause():
+    """The scripted server cuts every answer (streamed, then the CLI's non-streaming retry)."""
+    _, events = replay("claude-dropped", exit_code=1)
+    result = events[-1]
+    assert result["ok"] is False and result["errorKind"] in ("agent_error", "crash")
+    assert "Connection to the API was lost" in result["error"]
+    assert not of_type(events, "text")
 
 
 def test_recorded_claude_todo_refused():

@@ -28,8 +28,9 @@ def test_secrets_are_redacted_longest_first_and_short_values_are_left_alone() ->
 
 def test_the_task_is_always_one_argv_element() -> None:
     task = "fix it; rm -rf / $(whoami)"
-    assert agent_argv("claude", task)[-1] == task
-    assert agent_argv("opencode", task) == ["opencode", "run", task]
+    assert agent_argv("claude", task)[-2:] == ["--", task]
+    assert agent_argv("claude", "-p", "2.5")[-4:] == ["--max-budget-usd", "2.5", "--", "-p"]
+    assert agent_argv("opencode", task) == ["opencode", "run", "--format", "json", "--", task]
     assert agent_argv("shell", "-x")[-2:] == ["--", "-x"]
 
 

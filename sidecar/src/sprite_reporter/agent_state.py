@@ -31,8 +31,10 @@ def has_conversation(agent: str, home: str, conversation_id: str) -> bool:
     if agent == "claude":
         return bool(glob.glob(os.path.join(home, ".claude", "projects", "*", glob.escape(conversation_id) + ".jsonl")))
     if agent == "opencode":
-        root = os.path.join(home, ".local", "share", "opencode", "storage")
-        return os.path.isdir(root) and any(os.scandir(root))
+        # OpenCode 1.x keeps its sessions in one SQLite file; older releases in storage/.
+        data = os.path.join(home, ".local", "share", "opencode")
+        storage = os.path.join(data, "storage")
+        return os.path.isfile(os.path.join(data, "opencode.db")) or (os.path.isdir(storage) and any(os.scandir(storage)))
     return False
 
 
@@ -59,6 +61,7 @@ def restore_agent_state(blob: str, agent: str, home: str, workdir: str, conversa
 
     Claude Code finds a conversation by the working directory it was made in; a fresh sprite
     may have another one, so the conversation file is moved to this sprite's project folder.
+    OpenCode keeps the directory in its database: the session is moved there.
     """
     roots = agent_state_roots(agent)
     restored = 0
@@ -75,6 +78,8 @@ def restore_agent_state(blob: str, agent: str, home: str, workdir: str, conversa
             with open(target, "wb") as handle:
                 shutil.copyfileobj(source, handle)
             restored += 1
+    if agent == "opencode":
+        move_opencode_session(home, workdir, conversation_id)
     if agent == "claude":
         wanted = os.path.join(home, ".claude", "projects", claude_project_dir(workdir))
         for found in glob.glob(os.path.join(home, ".claude", "projects", "*", glob.escape(conversation_id) + ".jsonl")):
@@ -82,3 +87,32 @@ def restore_agent_state(blob: str, agent: str, home: str, workdir: str, conversa
                 os.makedirs(wanted, exist_ok=True)
                 os.replace(found, os.path.join(wanted, os.path.basename(found)))
     return restored
+
+
+def move_opencode_session(home: str, workdir: str, session_id: str) -> bool:
+    """Point OpenCode's session at this sprite's working directory; False when it cannot be done.
+
+    OpenCode 1.x binds a session to the directory it was made in (`session.directory` in its
+    SQLite file) and, resumed from another one, fails ("Unexpected server error") or hangs.
+    A sprite of a non-persistent session clones into a folder of its own, so the saved
+    session is moved to it before OpenCode runs.
+    """
+    path = os.path.join(home, ".local", "share", "opencode", "opencode.db")
+    if not session_id.startswith("ses_") or not os.path.isfile(path):
+        return False
+    try:
+        import sqlite3
+    except ImportError:  # a python3 built without sqlite3: OpenCode starts a new session
+        return False
+    try:
+        db = sqlite3.connect(path)
+        try:
+            with db:
+                changed = db.execute(
+                    "UPDATE session SET directory = ? WHERE id = ?", (os.path.abspath(workdir), session_id)
+                ).rowcount
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    return changed == 1

@@ -135,6 +135,15 @@ def load_tuning(env: Dict[str, str]) -> Tuning:
 
 
 
+def max_cost_env(env: Dict[str, str]) -> Optional[str]:
+    """`MAX_COST_USD` as the dispatcher set it (`--max-cost`), if it is a positive number."""
+    text = env.get("MAX_COST_USD", "").strip()
+    try:
+        return text if float(text) > 0 else None
+    except ValueError:
+        return None
+
+
 def load_run(env: Dict[str, str]) -> RunPlan:
     agent = env.get("AGENT", "").strip().lower()
     if agent:
@@ -143,7 +152,7 @@ def load_run(env: Dict[str, str]) -> RunPlan:
         task = env.get("TASK", "")
         if not task.strip():
             raise ConfigError("TASK", f"TASK is not set; AGENT={agent} needs the task text in TASK")
-        argv = agent_argv(agent, task)
+        argv = agent_argv(agent, task, max_cost_env(env))
     else:
         command = env.get("COMMAND", "").strip()
         if not command:

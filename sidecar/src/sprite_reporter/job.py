@@ -1,5 +1,6 @@
 """One job: clone the repository, run the agent, relay its output, report how it ended."""
 
+import json
 import os
 import re
 import signal
@@ -7,8 +8,10 @@ import subprocess
 import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_lines
+from .agents import STRUCTURED_AGENTS
 from .artifacts import Artifacts
-from .config import Connection, RunPlan, Tuning
+from .config import Connection, RunPlan, Tuning, max_cost_env
 from .output import echo, say
 from .privileges import AgentIdentity, not_to_give
 from .process import (
@@ -86,6 +89,20 @@ class Job:
         self.conversation = None  # type: Optional[AgentConversation]
         self.identity = AgentIdentity()  # who the agent runs as (cli/session decide, once per sidecar)
         self.agent_uid = None  # type: Optional[int]  # the user this job's agent ran as, if not ours
+        self.agent = env.get("AGENT", "").strip().lower()
+        self.base_commit = None  # type: Optional[str]  # what was cloned: files changed are against it
+        self.structured = None  # type: Optional[StructuredOutput]
+
+    def emit_event(self, event: Dict[str, object]) -> None:
+        """One agent event (already redacted): relayed, echoed for the machine's log, scanned for links."""
+        echo(json.dumps(event, ensure_ascii=False))
+        if self.relaying:
+            for key in ("text", "answer"):
+                value = event.get(key)
+                if isinstance(value, str):
+                    for line in value.splitlines():
+                        self.artifacts.scan(line)
+            self.relay.add_event(event)
 
     def emit(self, text: str) -> None:
         text = self.redact(text)
@@ -111,7 +128,7 @@ class Job:
             self.check_cancelled(EXIT_CANCELLED)
             if self.conversation is not None:
                 self.conversation.restore(workdir, self.emit)
-                self.plan.argv = self.conversation.argv(workdir)
+                self.plan.argv = self.conversation.argv(workdir, max_cost_env(self.env))
             exit_code = self.run_agent(workdir)
             if self.conversation is not None:
                 self.conversation.hand_back(self.emit)
@@ -143,7 +160,8 @@ class Job:
     def report(self, final: Dict[str, object], exit_code: int, workdir: str) -> int:
         self.relaying = False
         self.artifacts.read_file(self.plan.artifacts_file, workdir, self.redact, self.agent_uid)
-        self.relay.finish(self.artifacts.collected(), final)
+        transcript = self.structured.transcript.parts() if self.structured is not None else None
+        self.relay.finish(self.artifacts.collected(), final, transcript)
         hurried = False
         while not self.relay.wait_done(POLL_S):
             if self.cancel.requested and not hurried:
@@ -212,6 +230,7 @@ class Job:
             )
         if self.env.get("GH_TOKEN") and url.startswith("https://github.com/"):
             self.configure_push_credentials(dest)
+        self.base_commit = head_commit(dest)
         return dest
 
     def configure_push_credentials(self, dest: str) -> None:
@@ -264,13 +283,17 @@ class Job:
         identity = self.agent_identity_for(workdir)
         self.agent_uid = identity.uid
         home = identity.home_in(self.env, self.plan.workspace)
-        env = identity.agent_env(self.child_env({"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file}), argv, home)
+        # PWD too: OpenCode takes its project folder from $PWD, not from its working directory.
+        extra = {"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file, "PWD": workdir}
+        env = identity.agent_env(self.child_env(extra), argv, home)
+        if self.agent in STRUCTURED_AGENTS:
+            self.structured = StructuredOutput(self.agent, workdir, self.redact, self.emit_event, self.emit)
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE if self.structured is not None else subprocess.STDOUT,
                 env=env,
                 cwd=workdir,
                 start_new_session=True,
@@ -296,8 +319,7 @@ class Job:
                 "use --image with an image that has it, or --agent shell",
             ) from None
         self.cancel.child_pgid = proc.pid
-        pump = threading.Thread(target=pump_lines, args=(proc.stdout, self.emit), name="pump", daemon=True)
-        pump.start()
+        pumps = self.start_pumps(proc, workdir)
         forwarded = False
         while True:
             if self.cancel.requested and not forwarded:
@@ -313,8 +335,44 @@ class Job:
         if self.cancel.requested:
             self.cancel.signal_child(signal.SIGKILL)  # whatever of the agent is left
         self.cancel.child_pgid = None
-        pump.join(DRAIN_AFTER_EXIT_S)
-        if pump.is_alive():
+        for pump in pumps:
+            pump.join(DRAIN_AFTER_EXIT_S)
+        if any(pump.is_alive() for pump in pumps):
             say("the agent exited but something it started still holds its output open; not waiting for it")
+        structured = self.structured
+        if structured is not None:
+            structured.finish(code)
+            if self.conversation is not None and structured.session_id:
+                self.conversation.conversation_id = structured.session_id  # what the next message resumes
+        self.report_files_changed(workdir, identity, env)
         self.check_cancelled(code)
         return code
+
+    def start_pumps(self, proc: "subprocess.Popen[bytes]", workdir: str) -> List[threading.Thread]:
+        """Threads reading the agent's output: its JSON events and its stderr, or its text."""
+        structured = self.structured
+        if structured is None:
+            targets = [(pump_lines, proc.stdout, self.emit)]
+        else:
+            targets = [
+                (pump_json_lines, proc.stdout, structured.stdout_line),
+                (pump_lines, proc.stderr, structured.stderr_line),
+            ]
+        pumps = []
+        for number, (pump, stream, on_line) in enumerate(targets):
+            thread = threading.Thread(target=pump, args=(stream, on_line), name=f"pump-{number}", daemon=True)
+            thread.start()
+            pumps.append(thread)
+        return pumps
+
+    def report_files_changed(self, workdir: str, identity: AgentIdentity, env: Dict[str, str]) -> None:
+        """`git diff --stat` of the workspace against the cloned commit, as an event and a line."""
+        if self.base_commit is None:
+            return
+        event = files_changed(workdir, self.base_commit, identity, env)
+        if event is None:
+            return
+        if self.structured is not None:
+            self.emit_event(event)
+        else:
+            self.emit(f"[sidecar] files changed: {event['summary']}")

@@ -41,11 +41,23 @@ HALTED = "halted"  # stop sending: 401, 409, given up, or out of time
 
 
 class Batch:
-    def __init__(self, seq: int, lines: List[str], start: int, end: int) -> None:
+    """Spooled records start..end: lines, then the agent's events (docs/agents.md)."""
+
+    def __init__(
+        self, seq: int, lines: List[str], start: int, end: int, events: Optional[List[Dict[str, object]]] = None
+    ) -> None:
         self.seq = seq
         self.lines = lines
         self.start = start
         self.end = end
+        self.events = events or []
+
+    def body(self) -> Dict[str, object]:
+        """The record as the wire has it; `events` only when there are some (old servers)."""
+        body = {"seq": self.seq, "lines": self.lines}  # type: Dict[str, object]
+        if self.events:
+            body["events"] = self.events
+        return body
 
 
 # One encoder, made once: json.dumps with any option builds a new encoder per call, which
@@ -119,7 +131,13 @@ class Relay:
         self._thread.start()
 
     def add_line(self, text: str) -> None:
-        data = encode_body({"t": round(self._clock(), 4), "line": text}) + b"\n"
+        self._spool(encode_body({"t": round(self._clock(), 4), "line": text}) + b"\n")
+
+    def add_event(self, event: Dict[str, object]) -> None:
+        """One agent event (already redacted); it travels after the lines spooled before it."""
+        self._spool(encode_body({"t": round(self._clock(), 4), "event": event}) + b"\n")
+
+    def _spool(self, data: bytes) -> None:
         with self._cond:
             if self._closed:
                 return
@@ -133,11 +151,19 @@ class Relay:
             if self._wake_at_written is None or self._written >= self._wake_at_written:
                 self._cond.notify_all()
 
-    def finish(self, artifacts: List[Dict[str, str]], final_status: Dict[str, object]) -> None:
-        """No more lines: send what is spooled, then the artifacts, then the final status."""
+    def finish(
+        self,
+        artifacts: List[Dict[str, str]],
+        final_status: Dict[str, object],
+        transcript: Optional[List[List[str]]] = None,
+    ) -> None:
+        """No more lines: send what is spooled, the transcript's parts, the artifacts, then the final status."""
         with self._cond:
             if self._closed:
                 return
+            for number, part in enumerate(transcript or []):
+                body = {"jobId": self._job_id, "part": number, "lines": part}  # type: Dict[str, object]
+                self._tail.append(("/webhooks/transcript", body, f"transcript part {number}"))
             if artifacts:
                 body = {"jobId": self._job_id, "artifacts": artifacts}  # type: Dict[str, object]
                 self._tail.append(("/webhooks/artifacts", body, "artifacts"))
@@ -230,6 +256,7 @@ class Relay:
             if self._halted() or self._read == self._written:
                 return None
         lines = []  # type: List[str]
+        events = []  # type: List[Dict[str, object]]
         size = 2
         end = self._read
         first_at = None  # type: Optional[float]
@@ -243,12 +270,21 @@ class Relay:
                 self._reader.seek(end)
                 raw = self._reader.readline()
                 record = json.loads(raw.decode("utf-8"))
-                text = record["line"]
-                cost = json_cost(text)
-                if lines and size + cost > self._batch_bytes:
+                event = record.get("event")
+                text = record.get("line")
+                cost = json_cost(text) if event is None else len(encode_body(event)) + 1
+                if (lines or events) and size + cost > self._batch_bytes:
                     full = True
                     break
-                lines.append(text)
+                if event is not None:
+                    events.append(event)
+                elif events:
+                    # A record carries its lines before its events: a line after an event
+                    # starts the next record, so the server sees them in the order they came.
+                    full = True
+                    break
+                else:
+                    lines.append(text)
                 size += cost
                 end += len(raw)
                 if first_at is None:
@@ -273,12 +309,13 @@ class Relay:
                         self._cond.wait(send_at - now)
                     finally:
                         self._wake_at_written = None
-        return Batch(self._seq, lines, self._read, end)
+        return Batch(self._seq, lines, self._read, end, events)
 
     def _deliver(self, batch: Batch) -> None:
-        payload = {"jobId": self._job_id, "seq": batch.seq, "lines": batch.lines}
+        payload = {"jobId": self._job_id}  # type: Dict[str, object]
+        payload.update(batch.body())
         outcome = self._post("/webhooks/logs", payload, f"log batch {batch.seq}")
-        if outcome == TOO_LARGE and len(batch.lines) > 1:
+        if outcome == TOO_LARGE and len(batch.lines) + len(batch.events) > 1:
             # Not stored under this seq: re-batch the same lines, smaller, under the same seq.
             self._batch_bytes = max(1024, self._batch_bytes // 2)
             return
@@ -431,7 +468,7 @@ class Relay:
             self._unconfirmed = []
 
     def _record(self, batch: Batch) -> bytes:
-        return encode_body({"seq": batch.seq, "lines": batch.lines}) + b"\n"
+        return encode_body(batch.body()) + b"\n"
 
     @property
     def _http_target(self) -> Connection:

@@ -59,9 +59,9 @@ class AgentConversation:
         self.handover = handover
         self.owner = owner or AgentIdentity()
 
-    def argv(self, workdir: str) -> List[str]:
+    def argv(self, workdir: str, max_cost_usd: Optional[str] = None) -> List[str]:
         resume = has_conversation(self.agent, self.home, self.conversation_id)
-        return session_agent_argv(self.agent, self.task, self.conversation_id, resume)
+        return session_agent_argv(self.agent, self.task, self.conversation_id, resume, max_cost_usd)
 
     def _state_call(self, method: str, body: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
         target = self.handover
@@ -222,6 +222,8 @@ class SessionLoop:
             self.current = None
             done.set()
         self.workdir = job.workdir
+        if job.conversation is not None:
+            self.conversation_id = job.conversation.conversation_id  # the id the agent reported
         for leftover in (plan.spool_file, plan.artifacts_file):
             try:
                 os.unlink(leftover)

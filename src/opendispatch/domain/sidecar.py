@@ -98,6 +98,8 @@ def sprite_environment(
     }
     if job.spec.repo:
         env["REPO"] = job.spec.repo
+    if job.spec.max_cost_usd is not None:
+        env["MAX_COST_USD"] = f"{job.spec.max_cost_usd:g}"  # Claude Code's own budget flag
     env.update({name: value for name, value in passthrough.items() if value})
     return env
 
