@@ -142,13 +142,15 @@ def cli_versions(bin_path: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- pytest glue
 
-import pytest  # noqa: E402 - the helpers above stay usable without pytest (scripts)
+try:
+    import pytest
+except ImportError:  # a script (the real-agent demo) in a venv without the test extras
+    pytest = None  # type: ignore[assignment]
 
 _VERSIONS_SEEN: dict[str, str] = {}
 
 
-@pytest.fixture(scope="session")
-def agent_cli_bin() -> Path:
+def _agent_cli_bin() -> Path:
     """The bin dir holding ``claude`` and ``opencode`` at the pinned versions.
 
     Skips when they cannot be installed (no npm, offline), with the command to run;
@@ -171,3 +173,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _VERSIONS_SEEN:
         line = ", ".join(f"{name} {version}" for name, version in _VERSIONS_SEEN.items())
         terminalreporter.write_line(f"agent CLIs used: {line} (pinned in tests/agent_clis.py)")
+
+
+if pytest is not None:
+    agent_cli_bin = pytest.fixture(scope="session", name="agent_cli_bin")(_agent_cli_bin)
+
+
+if __name__ == "__main__":  # `python tests/agent_clis.py`: install if needed, print the bin dir
+    print(ensure_agent_clis())

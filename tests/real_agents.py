@@ -10,7 +10,6 @@ operator would (`OPENDISPATCH_PASSTHROUGH_ENV`).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from modelserver.cli_runs import MODEL, SMALL_MODEL, opencode_config
+from modelserver.cli_runs import agent_environment
 from modelserver.server import ScenarioServer
 from opendispatch.adapters.local import LocalSprites
 from opendispatch.adapters.memory.chat import MemoryChat
@@ -36,27 +35,6 @@ from opendispatch.domain.job_spec import AgentKind
 #: A real CLI run takes seconds; cards come well within this.
 CEILING_S = 90
 FAST = RunnerSettings(exit_settle_s=0.5, unsequenced_settle_s=0.05, edit_interval_s=0.0, heartbeat_s=3600.0)
-
-
-def agent_environment(server_url: str) -> dict[str, str]:
-    """What the operator passes to sprites so both CLIs use the scripted model, offline."""
-    return {
-        "ANTHROPIC_BASE_URL": server_url,
-        "ANTHROPIC_API_KEY": "test-key",
-        "ANTHROPIC_MODEL": MODEL,
-        "ANTHROPIC_SMALL_FAST_MODEL": SMALL_MODEL,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "1",
-        "OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(server_url)),
-        "OPENCODE_DISABLE_MODELS_FETCH": "1",
-        "OPENCODE_DISABLE_AUTOUPDATE": "1",
-        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-        "OPENCODE_DISABLE_SHARE": "1",
-        "OPENCODE_DISABLE_CLAUDE_CODE": "1",
-    }
 
 
 @contextmanager

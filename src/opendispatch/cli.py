@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("local", "fly-emulator"),
         help="where jobs run: local subprocesses (default) or Fly Machines on the built-in API emulator",
     )
+    demo.add_argument(
+        "--agent",
+        choices=("claude", "opencode"),
+        help="the scripted demo runs this real agent CLI (on PATH, with its model settings passed "
+        "through: see docs/agents.md) instead of shell jobs",
+    )
     commands.add_parser("console", help="an interactive prompt on the embedded default (throwaway project)")
     commands.add_parser("serve", help="run the service from configuration until SIGTERM/SIGINT")
     commands.add_parser("doctor", help="show what is configured and what is missing (no secrets printed)")
@@ -63,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "sprites", None):
                 config = attrs.evolve(config, sprite_backend=args.sprites)
             interactive = True if args.command == "console" or args.interactive else (False if args.script else None)
-            return demo_main(config, interactive=interactive)
+            return demo_main(config, interactive=interactive, agent=getattr(args, "agent", None))
         from .bootstrap import serve
         from .gc_tuning import tune_garbage_collector
 

@@ -28,6 +28,17 @@ DEFAULT_FLY_REGION = "iad"
 DEFAULT_DB_PATH = ".opendispatch/jobs.db"
 DEFAULT_MAX_JOBS_PER_USER = 5
 
+#: Passed-through agent settings that are not secrets (a model's name, a switch): every other
+#: variable of `OPENDISPATCH_PASSTHROUGH_ENV` is treated as one and redacted, but redacting
+#: `claude-sonnet-4-5` from every card would only hide what the card is for.
+PUBLIC_SETTINGS = ("ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_BASE_URL")
+PUBLIC_SETTING_PREFIXES = ("DISABLE_", "CLAUDE_CODE_", "OPENCODE_DISABLE_")
+
+
+def is_public_setting(name: str) -> bool:
+    return name in PUBLIC_SETTINGS or name.startswith(PUBLIC_SETTING_PREFIXES)
+
+
 #: Every variable whose value is a secret: redacted from chat, the store and logs.
 SECRET_VARIABLES = (
     "GH_TOKEN",
@@ -128,7 +139,9 @@ class Config:
         passthrough = {name: env[name] for name in (*PASSTHROUGH_SECRETS, *extra) if env.get(name)}
         if backend == "fly":
             _check_fly_requirements(fly, image, extra)
-        secrets = tuple(env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name))
+        secrets = tuple(
+            env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name) and not is_public_setting(name)
+        )
         return cls(
             chat_provider=provider,
             sprite_backend=backend,

@@ -71,7 +71,16 @@ def demo_script(project: Path) -> list[str]:
     ]
 
 
-async def run_demo(config: Config, *, interactive: bool) -> int:
+def agent_demo_script(project: Path, agent: str) -> list[str]:
+    """A real agent (Claude Code or OpenCode on PATH) works on the demo project, then the bill."""
+    return [
+        f'/od-run --repo {project} --agent {agent} "run the tests and write down what you find"',
+        "/od-jobs",
+        "/od-usage",
+    ]
+
+
+async def run_demo(config: Config, *, interactive: bool, agent: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="opendispatch-demo-") as tmp:
         project = make_demo_project(Path(tmp) / "project")
         config = attrs.evolve(
@@ -88,7 +97,7 @@ async def run_demo(config: Config, *, interactive: bool) -> int:
                 await running.dispatcher.wait_idle()
                 return 0
             where, who = Conversation("console", "console"), User("demo", "demo")
-            for text in demo_script(project):
+            for text in demo_script(project) if agent is None else agent_demo_script(project, agent):
                 print(f"you> {text}", flush=True)
                 await running.dispatcher.handle(Inbound(where, who, text))
                 if running.dispatcher.sessions is not None:
@@ -98,7 +107,7 @@ async def run_demo(config: Config, *, interactive: bool) -> int:
     return 0
 
 
-def main(config: Config, *, interactive: bool | None = None) -> int:
+def main(config: Config, *, interactive: bool | None = None, agent: str | None = None) -> int:
     if interactive is None:
         interactive = sys.stdin.isatty()
-    return trio.run(partial(run_demo, config, interactive=interactive))
+    return trio.run(partial(run_demo, config, interactive=interactive, agent=agent))

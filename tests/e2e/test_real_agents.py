@@ -111,3 +111,35 @@ async def test_a_job_past_its_timeout_is_stopped_with_its_cli(agent_cli_bin: Pat
         card = await card_of(stack, accepted.job.id)
         assert card.job.state is JobState.TIMED_OUT
         await wait_for(lambda: not processes_mentioning(marker), timeout_s=15)
+
+
+def test_the_readme_real_agent_demo_shows_a_live_card_and_the_bill(agent_cli_bin: Path, tmp_path: Path) -> None:
+    """The README's command, as a new user runs it (a subprocess, its own cwd)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "modelserver" / "run_demo.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "claude"], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "┆ ▶ Bash: python3 run_tests.py" in out and "┆ ✓ Write: TEST_NOTES.md" in out
+    assert "✅ Job" in out and "succeeded" in out
+    assert "4 turns · claude-sonnet-4-5" in out and "TEST_NOTES.md +3 −0" in out
+    assert "All **4 tests pass**" in out
+    assert "Total: 1 job · $" in out
+    assert "Traceback" not in out + done.stderr
+
+
+def test_the_example_images_install_the_cli_versions_the_tests_run() -> None:
+    from agent_clis import CLAUDE_CODE_VERSION, OPENCODE_VERSION
+
+    root = Path(__file__).resolve().parents[2]
+    claude = (root / "examples" / "agents" / "claude-code" / "Dockerfile").read_text()
+    opencode = (root / "examples" / "agents" / "opencode" / "Dockerfile").read_text()
+    assert f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}" in claude
+    assert f"opencode-ai@{OPENCODE_VERSION}" in opencode and '"permission": {"*": "allow"}' in opencode
+    readme = (root / "README.md").read_text()
+    assert ".venv/bin/python tests/modelserver/run_demo.py claude" in readme.split("\n## ")[0]

@@ -135,6 +135,31 @@ def opencode_command(bin_dir: Path, prompt: str, session: str | None = None, mod
     return [*command, prompt]
 
 
+# ----------------------------------------------------------------------------- sprites
+
+
+def agent_environment(server_url: str) -> dict[str, str]:
+    """What an operator passes to sprites (`OPENDISPATCH_PASSTHROUGH_ENV`) so that both CLIs use
+    the scripted server, offline: the settings above, as environment variables only."""
+    return {
+        "ANTHROPIC_BASE_URL": server_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_MODEL": MODEL,
+        "ANTHROPIC_SMALL_FAST_MODEL": SMALL_MODEL,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "1",
+        "OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(server_url)),
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+        "OPENCODE_DISABLE_SHARE": "1",
+        "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+    }
+
+
 # ----------------------------------------------------------------------------- running
 
 

@@ -186,7 +186,7 @@ class AgentProgress:
             output_tokens=self.output_tokens,
             cost_usd=self.cost_usd,
             cost_is_estimate=self.reported_cost_usd is None,
-            latest_text=one_line(self.latest_text) if self.latest_text else "",
+            latest_text=one_line(self.latest_text.lstrip("# ")) if self.latest_text else "",
             plan=self.plan,
             steps_done=self._steps_done,
         )

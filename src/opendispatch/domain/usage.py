@@ -44,9 +44,18 @@ def summarize_usage(jobs: Iterable[Job]) -> list[UsageRow]:
     return sorted(rows.values(), key=lambda row: (-row.cost_usd, -row.jobs, row.user, row.channel))
 
 
+def _period(seconds: float) -> str:
+    """`7 days`, `12 hours`: how `/od-usage` names the period it summed."""
+    whole = int(seconds)
+    if whole % 86400 == 0:
+        days = whole // 86400
+        return f"{days} day{'s' if days != 1 else ''}"
+    return format_duration(seconds)
+
+
 def render_usage(rows: list[UsageRow], *, since_s: float, everyone: bool, user_name: str) -> str:
     whose = "everyone" if everyone else user_name
-    title = f"Agent usage of {whose}, last {format_duration(since_s)}"
+    title = f"Agent usage of {whose}, last {_period(since_s)}"
     if not rows:
         return f"{title}\nNo jobs in that time."
     lines = [title]
