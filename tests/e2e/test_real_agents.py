@@ -143,3 +143,27 @@ def test_the_example_images_install_the_cli_versions_the_tests_run() -> None:
     assert f"opencode-ai@{OPENCODE_VERSION}" in opencode and '"permission": {"*": "allow"}' in opencode
     readme = (root / "README.md").read_text()
     assert ".venv/bin/python tests/modelserver/run_demo.py claude" in readme.split("\n## ")[0]
+
+
+async def test_an_overloaded_model_api_is_named_after_the_clis_own_retries(agent_cli_bin: Path) -> None:
+    async with open_real_agents(agent_cli_bin, "overloaded") as stack:  # CLAUDE_CODE_MAX_RETRIES=1
+        accepted = await run(stack, f'/od-run --repo {stack.repo} -a claude "anything"')
+        card = await card_of(stack, accepted.job.id)
+        assert card.job.failure is not None and card.job.failure.stage is FailureStage.MODEL_API
+        assert "overloaded" in card.job.failure.reason and "try again later" in card.job.failure.reason
+        assert len(stack.model.main_requests()) == 2  # the first try and the CLI's one retry
+
+
+async def test_the_cost_cap_stops_a_real_agent_and_its_sprite(agent_cli_bin: Path) -> None:
+    async with open_real_agents(agent_cli_bin, "tools", agent=AgentKind.OPENCODE) as stack:
+        marker = "cap-marker-51e0"
+        accepted = await run(stack, f'/od-run --repo {stack.repo} -a opencode --max-cost 0.005 "write {marker}"')
+        card = await card_of(stack, accepted.job.id)
+        job = card.job
+        assert job.state is JobState.FAILED and job.failure is not None, everything_shown(stack)
+        assert job.failure.stage is FailureStage.COST_CAP
+        assert job.failure.reason.startswith("stopped: cost cap $0.005 reached at $0.00")
+        assert job.agent is not None and job.agent.cost_usd is not None and job.agent.cost_usd >= 0.005
+        assert len(stack.model.main_requests()) < 5  # stopped before the scripted run's end
+        await wait_for(lambda: not processes_mentioning(marker), timeout_s=15)
+        assert await stack.sprites.list_sprites() == []
