@@ -358,6 +358,7 @@ class SessionManager:
             branch=session.spec.branch,
             callback_url=self.callback_url,
             passthrough=self.passthrough,
+            max_cost_usd=session.spec.max_cost_usd,
         )
         try:
             sprite = await self.sprites.spawn(SpriteRequest(job_id=session.id, image=session.spec.image, env=env))

@@ -132,8 +132,12 @@ def session_sprite_environment(
     branch: str,
     callback_url: str,
     passthrough: Mapping[str, str],
+    max_cost_usd: float | None = None,
 ) -> dict[str, str]:
-    """A persistent session's sprite: no job yet; it asks for each message with `SESSION_TOKEN`."""
+    """A persistent session's sprite: no job yet; it asks for each message with `SESSION_TOKEN`.
+
+    `max_cost_usd` (the session's `--max-cost`, per message) becomes Claude Code's own budget.
+    """
     env = {
         "OPENDISPATCH_SESSION_MODE": SESSION_MODE_PERSISTENT,
         "SESSION_ID": session_id,
@@ -146,5 +150,7 @@ def session_sprite_environment(
     }
     if repo:
         env["REPO"] = repo
+    if max_cost_usd is not None:
+        env["MAX_COST_USD"] = f"{max_cost_usd:g}"
     env.update({name: value for name, value in passthrough.items() if value})
     return env
