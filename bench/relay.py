@@ -8,6 +8,18 @@ write `--rate` lines/s for `--duration` seconds, and prints what the server did 
     bench/relay                      # N = 10, 100, 1000; 20 s each; ours and the seed's batching
     bench/relay --quick              # 5 s each
     bench/relay -n 1000 --duration 30 --modes ours
+    bench/relay --events -n 100 -n 1000   # agent events instead of lines (stream mode)
+
+`--events`: each sprite replays a recorded real agent event stream (Claude Code's
+stream-json, `tests/fixtures/agent_streams/claude-tools.jsonl` unless `--recording` says
+otherwise), translated once at start by the sidecar's own `ClaudeTranslator`, cycled through
+from a random place, one `Relay.add_event` every 1/`--event-rate` s (default 3/s); text and
+tool_end events are padded to `--event-kb-min`..`--event-kb-max` KiB (default 1-5). Chat
+latency is `Relay.add_event` called -> the chat port got a LiveOutput whose progress was
+computed after the event was applied to the job's `AgentProgress` (how that is measured, and
+checked against the view itself: `relay_server.py`'s docstring). Events are counted sent ->
+applied -> shown in chat -> stored (the tagged ones: text and tool events), and their order
+is checked.
 """
 
 from __future__ import annotations
@@ -66,8 +78,11 @@ class Server:
         cpus: set[int] | None = None,
         python_gc: bool = False,
         stages: bool = False,
+        events: bool = False,
     ) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
+        if events:
+            command.append("--events")
         if python_gc:
             command.append("--python-gc")
         if stages:
@@ -120,12 +135,20 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
             str(HERE / "relay_load.py"),
             str(path),
             "--duration", str(args.duration),
-            "--rate", str(args.rate),
+            "--rate", str(args.event_rate if args.events else args.rate),
             "--batch-ms", str(args.stream_batch_ms if mode == "stream" and args.stream_batch_ms else MODES[mode]["batch_ms"]),
             *(["--stream"] if MODES[mode]["stream"] else []),
             "--line-chars", str(args.line_chars),
             "--start-at", str(start_at),
             *(["--stages"] if args.stages else []),
+            *(
+                [
+                    "--events", "--seed", str(index),
+                    "--event-kb-min", str(args.event_kb_min), "--event-kb-max", str(args.event_kb_max),
+                    *[item for path in args.recording or [] for item in ("--recording", str(path))],
+                ]
+                if args.events else []
+            ),
         ]
         cpus = args.generator_cpus
         proc = subprocess.Popen(
@@ -140,6 +163,7 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
     profiler = start_profiler(running[0][0].pid, args.profile, f"{len(jobs)}-{mode}-sprites") if args.profile else None
     merged: dict[str, Any] = {
         "sent": {}, "started": math.inf, "delivered_at": 0.0, "lag": 0.0, "cpu_s": 0.0, "sent_age_ms": [],
+        "event_sent_at": {}, "event_bytes": 0, "event_tagged": {}, "writing_ended": 0.0,
     }
     for proc, out in running:
         text = out.read()
@@ -154,6 +178,10 @@ def run_generators(jobs: list[dict[str, str]], args: argparse.Namespace, mode: s
         merged["lag"] = max(merged["lag"], result["producer_lag_max_s"])
         merged["cpu_s"] += usage.ru_utime + usage.ru_stime
         merged["sent_age_ms"].extend(result.get("sent_age_ms") or [])
+        merged["event_sent_at"].update(result.get("event_sent_at") or {})
+        merged["event_bytes"] += result.get("event_bytes") or 0
+        merged["event_tagged"].update(result.get("event_tagged") or {})
+        merged["writing_ended"] = max(merged["writing_ended"], result["writing_ended"])
     if profiler is not None:
         profiler.wait()  # py-spy stops when its process ends
     merged["generators"] = procs
@@ -174,7 +202,8 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
 
 def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     server = Server(
-        args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc, args.stages
+        args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc, args.stages,
+        args.events,
     )
     try:
         server.send({"cmd": "start", "n": n})
@@ -193,6 +222,8 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         rss = peak_rss_mib(server.pid)
     finally:
         server.close()
+    if args.events:
+        return event_row(n, mode, args, load, report, overheads, cpu_after - cpu_before, rss)
     sent = load["sent"]
     total_sent = sum(sent.values())
     lost_store = sum(max(0, count - report["stored"].get(job, 0)) for job, count in sent.items())
@@ -242,6 +273,101 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def reached_at(sent_at: list[float], marks: list[list[float]]) -> list[tuple[float, float]]:
+    """(sent, latency) of each event k that a mark covers: the first mark whose count passed k."""
+    joined = []
+    m = 0
+    for k, sent in enumerate(sent_at):
+        while m < len(marks) and marks[m][0] <= k:
+            m += 1
+        if m == len(marks):
+            break
+        joined.append((sent, marks[m][1] - sent))
+    return joined
+
+
+def event_row(
+    n: int, mode: str, args: argparse.Namespace, load: dict[str, Any], report: dict[str, Any],
+    overheads: list[float], cpu: float, rss: float,
+) -> dict[str, Any]:
+    """One `--events` run's figures: latencies joined by event index (sent -> applied, -> chat)."""
+    sent_at: dict[str, list[float]] = load["event_sent_at"]
+    events: dict[str, dict[str, Any]] = report["events"] or {}
+    total_sent = sum(len(times) for times in sent_at.values())
+    applied = shown = lost_applied = lost_chat = 0
+    chat: list[tuple[float, float]] = []
+    to_applied: list[float] = []
+    for job_id, times in sent_at.items():
+        job = events.get(job_id, {"applied": 0, "shown": 0, "applied_marks": [], "chat_marks": []})
+        applied += job["applied"]
+        shown += job["shown"]
+        lost_applied += max(0, len(times) - job["applied"])
+        lost_chat += max(0, len(times) - job["shown"])
+        chat.extend(reached_at(times, job["chat_marks"]))
+        to_applied.extend(latency for _, latency in reached_at(times, job["applied_marks"]))
+    chat_latencies = [latency for _, latency in chat]
+    tagged = load["event_tagged"]
+    lost_store = sum(max(0, count - report["stored"].get(job, 0)) for job, count in tagged.items())
+    duplicated = sum(max(0, job["applied"] - len(sent_at.get(job_id, []))) for job_id, job in events.items())
+    wall = load["delivered_at"] - load["started"]
+    first = min((sent for sent, _ in chat), default=0.0)
+    by_second: dict[int, list[float]] = {}
+    for sent, latency in chat:
+        by_second.setdefault(int(sent - first), []).append(latency * 1000.0)
+    return {
+        "n": n,
+        "mode": mode,
+        "sent": total_sent,
+        "offered_per_s": total_sent / (load["writing_ended"] - load["started"]),
+        "delivered_per_s": applied / wall if wall > 0 else float("nan"),
+        "drain_s": wall - args.duration,
+        "lost_applied": lost_applied,
+        "lost_chat": lost_chat,
+        "lost_store": lost_store,
+        "duplicated": duplicated,
+        "out_of_order": sum(job["out_of_order"] for job in events.values()) + report["stored_out_of_order"],
+        "view_mismatch": sum(job["view_mismatch"] for job in events.values()),
+        "views_checked": sum(job.get("views", 0) for job in events.values()),
+        "still_live": report["still_live"],
+        "chat_p50_ms": percentile(chat_latencies, 0.50) * 1000.0,
+        "chat_p99_ms": percentile(chat_latencies, 0.99) * 1000.0,
+        "chat_max_ms": max(chat_latencies, default=float("nan")) * 1000.0,
+        "applied_p50_ms": percentile(to_applied, 0.50) * 1000.0,
+        "applied_p99_ms": percentile(to_applied, 0.99) * 1000.0,
+        "store_p50_ms": _ms(report["store_latency_s"]["p50"]),
+        "store_p99_ms": _ms(report["store_latency_s"]["p99"]),
+        "event_kib": load["event_bytes"] / total_sent / 1024.0 if total_sent else float("nan"),
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / total_sent * 1e6 if total_sent else float("nan"),
+        "server_cpu_share": cpu / wall if wall > 0 else float("nan"),
+        "peak_rss_mib": rss,
+        "start_p50_ms": percentile(overheads, 0.50),
+        "start_p99_ms": percentile(overheads, 0.99),
+        "generators": load["generators"],
+        "generator_cpu_s": load["cpu_s"],
+        "producer_lag_max_ms": load["lag"] * 1000.0,
+        "chat_calls": report["chat_calls"],
+        "log_requests": report["log_requests"],
+        "webhook_requests": report["webhook_requests"],
+        "append_wait_ms": {k: _ms(v) for k, v in report["append_wait_s"].items()},
+        "timeline": [
+            {"second": second, "lines": len(values), "p50": percentile(values, 0.5) / 1000.0,
+             "p99": percentile(values, 0.99) / 1000.0}
+            for second, values in sorted(by_second.items())
+        ],
+        "gc": report["gc"],
+        "stages_ms": {
+            "sent": (percentile(load["sent_age_ms"], 0.50), percentile(load["sent_age_ms"], 0.99)),
+            "read": (_ms(report["arrival_latency_s"]["p50"]), _ms(report["arrival_latency_s"]["p99"])),
+            "applied": (percentile(to_applied, 0.50) * 1000.0, percentile(to_applied, 0.99) * 1000.0),
+            "stored": (_ms(report["store_latency_s"]["p50"]), _ms(report["store_latency_s"]["p99"])),
+            "chat": (percentile(chat_latencies, 0.50) * 1000.0, percentile(chat_latencies, 0.99) * 1000.0),
+        } if args.stages else None,
+        "loop_round": report["loop_round_s"] if args.stages else None,
+        "started_at": load["started"],
+    }
+
+
 def _ms(seconds: float | None) -> float:
     return float("nan") if seconds is None else seconds * 1000.0
 
@@ -267,10 +393,35 @@ COLUMNS = [
 ]
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print("  ".join(f"{title:>{len(fmt.format(rows[0][key])) if rows else len(title)}}" for title, key, fmt in COLUMNS))
+EVENT_COLUMNS = [
+    ("N", "n", "{:>5}"),
+    ("batching", "mode", "{:>8}"),
+    ("events sent", "sent", "{:>11}"),
+    ("offered/s", "offered_per_s", "{:>9.0f}"),
+    ("events/s", "delivered_per_s", "{:>8.0f}"),
+    ("KiB/event", "event_kib", "{:>9.2f}"),
+    ("lost", "lost_applied", "{:>4}"),
+    ("lost chat", "lost_chat", "{:>9}"),
+    ("lost store", "lost_store", "{:>10}"),
+    ("dup", "duplicated", "{:>3}"),
+    ("order", "out_of_order", "{:>5}"),
+    ("view", "view_mismatch", "{:>4}"),
+    ("chat p50 ms", "chat_p50_ms", "{:>11.0f}"),
+    ("chat p99 ms", "chat_p99_ms", "{:>11.0f}"),
+    ("applied p50 ms", "applied_p50_ms", "{:>14.0f}"),
+    ("applied p99 ms", "applied_p99_ms", "{:>14.0f}"),
+    ("server CPU s", "cpu_s", "{:>12.1f}"),
+    ("CPU µs/event", "cpu_us_per_event", "{:>12.0f}"),
+    ("server CPU", "server_cpu_share", "{:>10.0%}"),
+    ("peak RSS MiB", "peak_rss_mib", "{:>12.0f}"),
+    ("start p50 ms", "start_p50_ms", "{:>12.1f}"),
+]
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]] = COLUMNS) -> None:
+    print("  ".join(f"{title:>{len(fmt.format(rows[0][key])) if rows else len(title)}}" for title, key, fmt in columns))
     for row in rows:
-        print("  ".join(fmt.format(row[key]).rjust(len(title)) for title, key, fmt in COLUMNS))
+        print("  ".join(fmt.format(row[key]).rjust(len(title)) for title, key, fmt in columns))
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -326,7 +477,26 @@ def main() -> int:
         help="print a line's age p50/p99 when its sidecar sends it, when the relay gets it, stored, at chat",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--events", action="store_true",
+        help="sprites replay a recorded agent event stream (Relay.add_event) instead of writing lines; "
+        "default mode stream",
+    )
+    parser.add_argument("--event-rate", type=float, default=3.0, help="--events: events/s per sprite (default 3)")
+    parser.add_argument(
+        "--event-kb-min", type=float, default=1.0, help="--events: smallest padded text/tool_end event, KiB (default 1)"
+    )
+    parser.add_argument(
+        "--event-kb-max", type=float, default=5.0, help="--events: largest padded text/tool_end event, KiB (default 5)"
+    )
+    parser.add_argument(
+        "--recording", type=Path, action="append",
+        help="--events: a Claude Code stream-json recording to replay (repeatable; default "
+        "tests/fixtures/agent_streams/claude-tools.jsonl)",
+    )
     args = parser.parse_args()
+    if args.events and args.modes == parser.get_default("modes"):
+        args.modes = "stream"
     if args.quick:
         args.duration = 5.0
     all_cpus = sorted(os.sched_getaffinity(0))
@@ -336,9 +506,17 @@ def main() -> int:
     args.generator_cpus = set(all_cpus[1:]) if args.pin else None
     sizes = args.n or [10, 100, 1000]
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if args.events:
+        recordings = ", ".join(path.name for path in args.recording or []) or "claude-tools.jsonl"
+        load = (
+            f"{args.event_rate:g} agent events/s per sprite ({recordings}; text and tool_end padded to "
+            f"{args.event_kb_min:g}-{args.event_kb_max:g} KiB)"
+        )
+    else:
+        load = f"{args.rate:g} lines/s per sprite, {args.line_chars}-char lines"
     print(
-        f"bench/relay: {os.cpu_count()} CPUs, {args.duration:g} s per run, {args.rate:g} lines/s per sprite, "
-        f"{args.line_chars}-char lines, live-output edit interval {args.edit_interval:g} s",
+        f"bench/relay: {os.cpu_count()} CPUs, {args.duration:g} s per run, {load}, "
+        f"live-output edit interval {args.edit_interval:g} s",
         flush=True,
     )
     rows = []
@@ -346,11 +524,21 @@ def main() -> int:
         for mode in modes:
             row = run_once(n, mode, args)
             rows.append(row)
+            if args.events:
+                print(
+                    f"  N={n} {mode}: {row['sent']} events ({row['event_kib']:.2f} KiB each on average), "
+                    f"chat max {row['chat_max_ms']:.0f} ms, {row['views_checked']} progress views checked "
+                    f"({row['view_mismatch']} not matching what was applied), "
+                    f"{row['still_live']} job(s) still live at the end, "
+                    f"store p50/p99 (tagged events) {row['store_p50_ms']:.0f}/{row['store_p99_ms']:.0f} ms",
+                    flush=True,
+                )
             print(
-                f"  N={n} {mode}: {row['sent']} lines, drained {row['drain_s']:.1f} s after the last line, "
+                f"  N={n} {mode}: {row['sent']} {'events' if args.events else 'lines'}, drained {row['drain_s']:.1f} s after the last line, "
                 f"{row['generators']} generator process(es) used {row['generator_cpu_s']:.1f} CPU s, "
                 f"producer lag max {row['producer_lag_max_ms']:.0f} ms, {row['chat_calls']} chat calls, "
-                f"{row['log_requests']} log batches ({row['sent'] / max(1, row['log_requests']):.1f} lines each)",
+                f"{row['log_requests']} log batches ({row['sent'] / max(1, row['log_requests']):.1f} "
+                f"{'events' if args.events else 'lines'} each)",
                 flush=True,
             )
             requests = ", ".join(
@@ -388,9 +576,9 @@ def main() -> int:
                 ), flush=True)
             print(f"    store append (await, commit included): p50 {waits['p50']:.1f} ms, p99 {waits['p99']:.1f} ms, max {waits['max']:.1f} ms", flush=True)
     print()
-    print_table(rows)
+    print_table(rows, EVENT_COLUMNS if args.events else COLUMNS)
     print()
-    for line in check_targets(rows):
+    for line in [] if args.events else check_targets(rows):
         print(line)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -9,6 +9,22 @@ quart-trio webhook server, the SQLite store) except two ports:
   requested and hands the sprite's environment (JOB_ID, JOB_TOKEN, OPEN_DISPATCH_URL) to the
   orchestrator, which gives it to the load generator.
 
+With `--events` the sprites send agent events instead of lines (`relay_load.py --events`), and
+what is timed is the events' way to chat. An event shows in chat only through the live
+message's progress (`LiveOutput.progress`, a `ProgressView` folded from every event so far),
+and most events leave no trace there of their own (a usage total that did not change, a
+tool_end whose label is its tool_start's), so the send time cannot be read back from what
+reaches chat. Instead `EventStopwatch` wraps `LiveJob._append`, where a job's events are
+applied to its `AgentProgress` in seq order, and counts them per job (checking the
+`[<index> <wall time>]` tag that text and tool events carry against that count: order); the
+chat port notes, for each LiveOutput carrying progress, how many of the job's events had been
+applied when that progress was computed (the view is taken right before the chat call, and
+nothing in between yields). Event k of a job reached chat with the first LiveOutput whose
+count passed k; the orchestrator joins that with event k's send time from the load generator
+(`Relay.add_event` called). To check that the progress really reflects those events, every
+progress handed to chat is compared with what the stopwatch applied: `steps_done` must equal
+the tool_end events applied and `latest_text` must start with the last text event's tag.
+
 It is driven over stdin/stdout, one JSON object per line (logs go to stderr):
   -> {"cmd": "start", "n": N}      <- {"event": "jobs", "jobs": [...], "start_overhead_ms": [...]}
   -> {"cmd": "report"}             <- {"event": "report", ...}   (after every job has ended)
@@ -38,12 +54,14 @@ import trio
 
 from opendispatch.adapters.sqlite import open_sqlite_store
 from opendispatch.app.job_runner import RunnerSettings
+from opendispatch.app.live_job import LiveJob
 from opendispatch.app.pacing import SenderPacer
 from opendispatch.app.relay import Relay
 from opendispatch.bootstrap import open_dispatcher
 from opendispatch.config import Config
 from opendispatch.gc_tuning import tune_garbage_collector
 from opendispatch.domain.job import Conversation, User
+from opendispatch.domain.agent_events import AgentText, ToolFinished, ToolStarted
 from opendispatch.domain.messages import ChatMessage, Inbound, LiveOutput, MessageRef
 from opendispatch.ports.sprites import Sprite, SpriteRequest
 
@@ -143,6 +161,8 @@ class StopwatchChat:
 
     def _record(self, message: LiveOutput) -> None:
         now = time.time()
+        if message.progress is not None and EVENTS.installed:
+            EVENTS.shown(message, now)
         key = (message.job.id, message.page)
         seen = self.seen_on_page.get(key, 0)
         fresh = message.lines[seen:]
@@ -208,12 +228,129 @@ class StoreStopwatch:
         now = time.time()
         self.append_waits.append(now - began)
         for (_, _, lines), is_new in zip(appends, stored):
-            if is_new:
+            if is_new and EVENTS.installed:
+                for line in lines:  # every tagged event's line (the padding's lines have none)
+                    sent = event_line_sent_at(line)
+                    if sent is not None:
+                        self.latencies.append(now - sent)
+            elif is_new:
                 for line in sample(lines):  # sampled, as the chat's (JobLines.take_run)
                     parts = line.split(" ", 2)
                     if len(parts) == 3:
                         self.latencies.append(now - float(parts[1]))
         return list(stored)
+
+
+def event_tag(text: str) -> tuple[int, float] | None:
+    """`[<index> <wall time>]` at the start of `text` (relay_load.py's tag), else None."""
+    if text[:1] != "[" or not text[1:2].isdigit():
+        return None
+    end = text.find("]", 1, 64)
+    if end < 0:
+        return None
+    index, _, sent = text[1:end].partition(" ")
+    return int(index), float(sent)
+
+
+def event_line_sent_at(line: str) -> float | None:
+    """The send time in an event's stored line: its text's first line (`[k t] ...`), or a
+    tool's (`▶ Bash: [k t] ...`, `✓ ...`, `✗ ...`); None for other lines."""
+    first = line[:1]
+    if first == "[":
+        tag = event_tag(line)
+    elif first in ("▶", "✓", "✗"):
+        at = line.find(": [", 0, 256)
+        tag = event_tag(line[at + 2 : at + 64]) if at >= 0 else None
+    else:
+        return None
+    return tag[1] if tag is not None else None
+
+
+@attrs.define
+class JobEvents:
+    """One job's events as applied to its live progress, and as far as chat has shown them."""
+
+    applied: int = 0
+    shown: int = 0
+    out_of_order: int = 0
+    view_mismatch: int = 0
+    views: int = 0
+    tool_ends: int = 0
+    last_text_tag: str | None = None
+    applied_marks: list[tuple[int, float]] = attrs.Factory(list)  # (events applied so far, when)
+    chat_marks: list[tuple[int, float]] = attrs.Factory(list)  # (events shown so far, when)
+
+
+class EventStopwatch:
+    """When each job's events were applied to its progress and when chat got a view of them."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobEvents] = {}
+        self.installed = False
+
+    def install(self) -> None:
+        self.installed = True
+        append = LiveJob._append
+        applied = self.applied
+
+        def timed_append(live: LiveJob, lines: Any, events: Any, now: float) -> None:
+            append(live, lines, events, now)
+            if events:
+                applied(live.job.id, events)
+
+        LiveJob._append = timed_append  # type: ignore[method-assign]
+
+    def applied(self, job_id: str, events: Sequence[Any]) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = self.jobs[job_id] = JobEvents()
+        for event in events:
+            if isinstance(event, AgentText):
+                tag = event_tag(event.text)
+                job.last_text_tag = event.text[: event.text.index("]") + 1] if tag is not None else None
+            elif isinstance(event, (ToolStarted, ToolFinished)):
+                tag = event_tag(event.summary)
+                if isinstance(event, ToolFinished):
+                    job.tool_ends += 1
+            else:
+                tag = None
+            if tag is not None and tag[0] != job.applied:
+                job.out_of_order += 1
+                job.applied = tag[0]  # count on from where the stream is
+            job.applied += 1
+        job.applied_marks.append((job.applied, time.time()))
+
+    def shown(self, message: LiveOutput, now: float) -> None:
+        job = self.jobs.get(message.job.id)
+        if job is None:
+            return
+        view = message.progress
+        assert view is not None
+        job.views += 1
+        if view.steps_done != job.tool_ends or (
+            job.last_text_tag is not None and not view.latest_text.startswith(job.last_text_tag)
+        ):
+            job.view_mismatch += 1
+        if job.applied > job.shown:
+            job.shown = job.applied
+            job.chat_marks.append((job.applied, now))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            job_id: {
+                "applied": job.applied,
+                "shown": job.shown,
+                "out_of_order": job.out_of_order,
+                "view_mismatch": job.view_mismatch,
+                "views": job.views,
+                "applied_marks": job.applied_marks,
+                "chat_marks": job.chat_marks,
+            }
+            for job_id, job in self.jobs.items()
+        }
+
+
+EVENTS = EventStopwatch()
 
 
 def percentiles(values: array[float] | list[float]) -> dict[str, float | None]:
@@ -278,6 +415,11 @@ class ArrivalStopwatch:
             for batch in batches:
                 for line in sample(batch.lines):
                     latencies.append(now - float(line.split(" ", 2)[1]))
+                for event in batch.events:  # --events: every tagged one
+                    text = event.text if isinstance(event, AgentText) else getattr(event, "summary", "")
+                    tag = event_tag(text) if isinstance(event, (AgentText, ToolStarted, ToolFinished)) else None
+                    if tag is not None:
+                        latencies.append(now - tag[1])
 
         async def timed_stream_records(relay: Relay, job: Any, batches: Any) -> None:
             note(batches)
@@ -375,8 +517,23 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
     collector = COLLECTOR.snapshot()
     stored: dict[str, int] = {}
     stored_out_of_order = 0
-    for job_id in chat.jobs.keys() | set(running.dispatcher.runner.relay.live):
+    events_report = EVENTS.report() if EVENTS.installed else None
+    for job_id in chat.jobs.keys() | EVENTS.jobs.keys() | set(running.dispatcher.runner.relay.live):
         lines = await store.output(job_id)
+        if EVENTS.installed:
+            # The tagged events' lines (text, tool start and end), in order of their index.
+            stored[job_id], last = 0, -1
+            for line in lines:
+                first = line[:1]
+                tag = event_tag(line) if first == "[" else None
+                if tag is None and first in ("▶", "✓", "✗"):
+                    at = line.find(": [", 0, 256)
+                    tag = event_tag(line[at + 2 : at + 64]) if at >= 0 else None
+                if tag is not None:
+                    stored[job_id] += 1
+                    stored_out_of_order += tag[0] <= last
+                    last = tag[0]
+            continue
         stored[job_id] = len(lines)
         check = JobLines()
         scratch: array[float] = array("d")
@@ -411,6 +568,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "gc": collector,
             "arrival_latency_s": percentiles(ARRIVALS.latencies),
             "loop_round_s": LOOP.report(),
+            "events": events_report,
         }
     )
 
@@ -452,9 +610,12 @@ if __name__ == "__main__":
     parser.add_argument("--stream-budget", type=float, default=0.0)
     parser.add_argument("--python-gc", action="store_true", help="keep CPython's collector settings (before/after)")
     parser.add_argument("--stages", action="store_true", help="note each line's age when the relay gets it")
+    parser.add_argument("--events", action="store_true", help="the sprites send agent events: time those")
     arguments = parser.parse_args()
     if arguments.stages:
         ARRIVALS.install()
+    if arguments.events:
+        EVENTS.install()
     if not arguments.python_gc:
         tune_garbage_collector()  # as `opendispatch serve` does
     gc.callbacks.append(COLLECTOR)
