@@ -102,11 +102,13 @@ class EventStream:
         self.rng = rng
         self.encode = encode
         self.sent_at: list[float] = []
-        self.bytes = 0
+        self.sizes_recorded = [len(encode(event)) for event in events]
+        self.bytes = 0  # on the wire, within a few bytes (not encoded again to count: CPU the sidecars need)
         self.tagged = 0  # events whose text or summary carries the tag (their stored lines do too)
 
     def next(self, now: float) -> dict[str, Any]:
         template = self.events[self.position % len(self.events)]
+        size = self.sizes_recorded[self.position % len(self.events)]
         self.position += 1
         index = len(self.sent_at)
         self.sent_at.append(now)
@@ -117,23 +119,28 @@ class EventStream:
             self.tagged += 1
         if kind == "text":
             event["text"] = f"{tag} {event.get('text', '')}"
-            self._pad(event, "text")
+            size = self._pad(event, "text")
         elif kind == "tool_start":
             event["summary"] = f"{tag} {event.get('summary', '')}"
+            size += len(tag) + 1
         elif kind == "tool_end":
             event["summary"] = f"{tag} {event.get('summary', '')}"
-            self._pad(event, "excerpt")
-        self.bytes += len(self.encode(event))
+            size = self._pad(event, "excerpt")
+        self.bytes += size
         return event
 
-    def _pad(self, event: dict[str, Any], field: str) -> None:
+    def _pad(self, event: dict[str, Any], field: str) -> int:
+        """Pad `field` so the event takes a size drawn from `sizes` in JSON; that size."""
         target = self.rng.randint(*self.sizes)
-        need = target - len(self.encode(event)) - 1  # the newline before the padding
-        if need > 0:
-            start = self.rng.randrange(len(self.pad) - need)
-            piece = self.pad[start : start + need]
-            piece = piece[: need - piece.count("\n")]  # a newline is 2 bytes in JSON
-            event[field] = f"{event.get(field, '')}\n{piece}"
+        size = len(self.encode(event))
+        need = target - size - 1  # the newline before the padding
+        if need <= 0:
+            return size
+        start = self.rng.randrange(len(self.pad) - need)
+        piece = self.pad[start : start + need]
+        piece = piece[: need - piece.count("\n")]  # a newline is 2 bytes in JSON
+        event[field] = f"{event.get(field, '')}\n{piece}"
+        return target
 
 
 LATENCY_SAMPLE = 4  # as bench/relay_server.py samples

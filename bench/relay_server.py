@@ -252,6 +252,13 @@ def event_tag(text: str) -> tuple[int, float] | None:
     return int(index), float(sent)
 
 
+def event_index(text: str) -> int | None:
+    """Just the index of `event_tag` (what the order check needs), cheaper."""
+    if text[:1] != "[" or not text[1:2].isdigit():
+        return None
+    return int(text[1 : text.find(" ", 1, 32)])
+
+
 def event_line_sent_at(line: str) -> float | None:
     """The send time in an event's stored line: its text's first line (`[k t] ...`), or a
     tool's (`▶ Bash: [k t] ...`, `✓ ...`, `✗ ...`); None for other lines."""
@@ -305,18 +312,20 @@ class EventStopwatch:
         if job is None:
             job = self.jobs[job_id] = JobEvents()
         for event in events:
-            if isinstance(event, AgentText):
-                tag = event_tag(event.text)
-                job.last_text_tag = event.text[: event.text.index("]") + 1] if tag is not None else None
-            elif isinstance(event, (ToolStarted, ToolFinished)):
-                tag = event_tag(event.summary)
-                if isinstance(event, ToolFinished):
+            kind = type(event)
+            if kind is AgentText:
+                text = event.text
+                index = event_index(text)
+                job.last_text_tag = text[: text.find("]") + 1] if index is not None else None
+            elif kind is ToolStarted or kind is ToolFinished:
+                index = event_index(event.summary)
+                if kind is ToolFinished:
                     job.tool_ends += 1
             else:
-                tag = None
-            if tag is not None and tag[0] != job.applied:
+                index = None
+            if index is not None and index != job.applied:
                 job.out_of_order += 1
-                job.applied = tag[0]  # count on from where the stream is
+                job.applied = index  # count on from where the stream is
             job.applied += 1
         job.applied_marks.append((job.applied, time.time()))
 
