@@ -128,7 +128,8 @@ class AgentProgress:
         elif isinstance(event, AgentText):
             text = event.text.strip()
             if text:
-                self.latest_text = text
+                # The first line, once: the view is asked for at every chat hand-off.
+                self.latest_text = one_line(text.lstrip("# "))
                 self.answer = text
         elif isinstance(event, ToolStarted):
             self._saw_tool_start = True
@@ -186,7 +187,7 @@ class AgentProgress:
             output_tokens=self.output_tokens,
             cost_usd=self.cost_usd,
             cost_is_estimate=self.reported_cost_usd is None,
-            latest_text=one_line(self.latest_text.lstrip("# ")) if self.latest_text else "",
+            latest_text=self.latest_text,
             plan=self.plan,
             steps_done=self._steps_done,
         )
