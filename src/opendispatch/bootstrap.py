@@ -210,7 +210,7 @@ async def _open_chat(
         ) from None
     from .adapters.console import ConsoleChat
 
-    return ConsoleChat()
+    return ConsoleChat(files_dir=Path(config.database_path).parent / "transcripts")
 
 
 #: How often the JobRunner hands a job's live output to the chat port, per platform. The

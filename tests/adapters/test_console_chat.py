@@ -274,3 +274,19 @@ async def test_the_card_prints_the_agent_usage_files_and_answer() -> None:
     capped = running_job().failed(FailureStage.COST_CAP, "stopped: cost cap $2.50 reached at $2.61", at=9.0)
     await chat.send(WHERE, JobCard(capped, tail=(), total_lines=0, duration_s=8.0))
     assert "Failed at cost cap: stopped: cost cap $2.50 reached at $2.61" in output.getvalue()
+
+
+async def test_a_raw_transcript_is_shown_as_its_newest_lines_and_saved_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from opendispatch.domain.messages import LogExcerpt
+
+    output = io.StringIO()
+    chat = ConsoleChat(output, io.StringIO(), color=False, env={}, files_dir=tmp_path / "transcripts")
+    lines = tuple(f'{{"n": {n}}}' for n in range(250))
+    await chat.send(WHERE, LogExcerpt(job=running_job(), lines=lines, total_lines=250, raw=True))
+    saved = tmp_path / "transcripts" / "j-1234abcd.transcript.jsonl"
+    assert saved.read_text().splitlines() == list(lines)
+    assert saved.stat().st_mode & 0o077 == 0  # the agent's work, for this user only
+    text = output.getvalue()
+    assert "Raw agent transcript of j-1234abcd · showing 200 of 250 lines" in text
+    assert '{"n": 49}' not in text and '{"n": 249}' in text
+    assert f"The whole transcript (250 lines) is in {saved}" in text

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TextIO
 
 import attrs
@@ -102,8 +103,11 @@ class ConsoleChat:
         *,
         color: bool | None = None,
         env: Mapping[str, str] | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         environ = os.environ if env is None else env
+        #: Where a raw transcript (`/od-logs JOB --raw`) is saved whole: a terminal's "file".
+        self._files_dir = files_dir
         self._out = sys.stdout if output is None else output
         self._in = sys.stdin if input_stream is None else input_stream
         self._tty = _isatty(self._out)
@@ -122,6 +126,9 @@ class ConsoleChat:
         self._next_id += 1
         ref = MessageRef(where, str(self._next_id))
         self._show(ref, message)
+        if isinstance(message, LogExcerpt) and message.raw and message.lines and self._files_dir is not None:
+            path = await trio.to_thread.run_sync(save_transcript, self._files_dir, message)
+            self._emit([f"  The whole transcript ({len(message.lines)} lines) is in {path}"])
         return ref
 
     async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
@@ -260,3 +267,13 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def save_transcript(folder: Path, excerpt: LogExcerpt) -> Path:
+    """The transcript as `<job>.transcript.jsonl`, readable by this user only (it is the agent's work)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{excerpt.job.id}.transcript.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(excerpt.lines) + "\n")
+    return path
