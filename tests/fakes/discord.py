@@ -38,6 +38,7 @@ APPLICATION_ID = "1100000000000000001"
 BOT_USER_ID = APPLICATION_ID  # modern bots share the application's id
 GUILD_ID = "1200000000000000001"
 CONTENT_LIMIT = 2000
+ATTACHMENT_LIMIT = 10 * 2**20  # a server without boosts
 LOADING = 1 << 7
 EPHEMERAL = 1 << 6
 MESSAGE_CONTENT_INTENT = 1 << 15
@@ -124,6 +125,7 @@ class FakeDiscord:
         self.channel_messages: dict[str, list[str]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}  # every version of each message
+        self.files: dict[str, dict[str, bytes]] = {}  # message id -> attached files
         self.deleted: set[str] = set()
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> commands
         self.interactions: dict[str, FakeInteraction] = {}
@@ -387,6 +389,23 @@ class FakeDiscord:
             bot_only()
             if channel_id not in fake.channels:
                 return _error(404, 10003, "Unknown Channel")
+            if (request.mimetype or "").startswith("multipart/form-data"):
+                # Uploading files: the JSON as `payload_json`, each file as `files[n]`.
+                form, files = await request.form, await request.files
+                body = json.loads(form["payload_json"])
+                declared = {f"files[{a['id']}]": a["filename"] for a in body.get("attachments", [])}
+                uploads = {name: upload.read() for name, upload in files.items()}
+                if set(uploads) != set(declared):
+                    return _error(400, 50035, "Invalid Form Body", {"attachments": {"_errors": [{"code": "ATTACHMENT_NOT_FOUND"}]}})
+                if any(len(data) > ATTACHMENT_LIMIT for data in uploads.values()):
+                    return _error(413, 40005, "Request entity too large")
+                _check_message({**body, "content": body.get("content") or "(attachment)"})
+                message = fake._store(channel_id, body, kind=0)
+                message["attachments"] = [
+                    {"id": fake.new_id(), "filename": declared[name], "size": len(data)} for name, data in uploads.items()
+                ]
+                fake.files[message["id"]] = {declared[name]: data for name, data in uploads.items()}
+                return _ok(message, headers=fake._bucket_headers(f"POST {channel_id}"))
             body = await request.get_json()
             _check_message(body)
             reference = body.get("message_reference")

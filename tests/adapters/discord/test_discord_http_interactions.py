@@ -120,3 +120,24 @@ async def test_a_shell_job_on_local_sprites_with_the_real_sidecar(tmp_path) -> N
         assert fields["Status"] == "failed" and fields["Exit code"] == "3"
         [live] = live_messages(s.fake, thread)  # posted once, even though the job ended mid-post
         assert shown_lines(live["content"])[-2:] == ["hello", "from the sprite"]
+
+
+async def test_od_logs_raw_attaches_the_whole_transcript_as_a_file() -> None:
+    async with open_discord_stack(defer_after_s=0) as s:
+        with trio.fail_after(20):
+            payload = await s.command("od-run", {"task": "work", "agent": "claude"})
+            await s.original(payload)
+            sidecar = await s.sidecar()
+            transcript = [json.dumps({"type": "assistant", "n": n}) for n in range(300)]
+            answer = await sidecar.post("/webhooks/transcript", {"jobId": sidecar.job_id, "part": 0, "lines": transcript})
+            assert answer.status_code == 200
+            await sidecar.status("completed", 0)
+            await s.fake.wait_for(lambda f: any(m["embeds"] for m in f.messages.values()))
+            await s.command("od-logs", {"job": sidecar.job_id, "raw": True})
+            message_id = await s.fake.wait_for(lambda f: next(iter(f.files), None))
+        files = s.fake.files[message_id]
+        assert list(files) == [f"{sidecar.job_id}.transcript.jsonl"]
+        assert files[f"{sidecar.job_id}.transcript.jsonl"].decode().splitlines() == transcript  # whole
+        message = s.fake.messages[message_id]
+        assert message["content"] == f"Raw agent transcript of {sidecar.job_id} (300 lines)"
+        assert message["attachments"][0]["size"] == len(files[f"{sidecar.job_id}.transcript.jsonl"])

@@ -107,7 +107,11 @@ def application_commands() -> list[dict[str, Any]]:
         _command(
             "od-logs",
             "The stored output of a job",
-            [job, _option(INTEGER, "tail", "Only the last N lines", min_value=1, max_value=10_000)],
+            [
+                job,
+                _option(INTEGER, "tail", "Only the last N lines", min_value=1, max_value=10_000),
+                _option(BOOLEAN, "raw", "The agent's raw transcript (its JSON events), as a file"),
+            ],
         ),
         _command(
             "od-help",
@@ -151,7 +155,7 @@ def command_text(data: Mapping[str, Any]) -> str:
         case "od-cancel":
             parts = word("job")
         case "od-logs":
-            parts = [*word("job"), *flag("tail")]
+            parts = [*word("job"), *flag("tail"), *flag("raw")]
         case "od-help":
             parts = word("command")
         case _:

@@ -30,7 +30,7 @@ import contextvars
 import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -40,7 +40,7 @@ import trio
 
 from ...domain.errors import ConfigError
 from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, Inbound, JobCard, LiveOutput, MessageRef, Notice
+from ...domain.messages import ChatMessage, Inbound, JobCard, LiveOutput, LogExcerpt, MessageRef, Notice
 from ...ports.chat import InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .app_commands import application_commands
@@ -65,6 +65,23 @@ from .rest import USER_AGENT, DiscordApiError, DiscordRest
 from .settings import GATEWAY, DiscordSettings
 
 log = logging.getLogger(__name__)
+
+#: Attachments over this are refused for bots of servers without boosts (10 MiB); a little
+#: under it leaves room for the form's own bytes.
+MAX_ATTACHMENT_BYTES = 8 * 2**20
+
+
+def transcript_file(lines: Sequence[str], limit: int) -> tuple[bytes, int]:
+    """The newest of `lines` that fit in `limit` bytes, one per line; and how many they are."""
+    kept: list[bytes] = []
+    size = 0
+    for line in reversed(lines):
+        encoded = line.encode("utf-8") + b"\n"
+        if size + len(encoded) > limit:
+            break
+        kept.append(encoded)
+        size += len(encoded)
+    return b"".join(reversed(kept)), len(kept)
 
 INTERACTIONS_PATH = "/discord/interactions"
 INBOX_SIZE = 256
@@ -218,13 +235,31 @@ class DiscordChat:
             and open_interaction.open
             and open_interaction.event.conversation == where
         ):
-            return await open_interaction.respond(message)
+            ref = await open_interaction.respond(message)
+            await self._attach_transcript(where, message)
+            return ref
         if isinstance(message, LiveOutput):
             return await self._send_page(where, message, reply_to)
         if isinstance(message, JobCard):
             for page_key in [k for k in self._pages if k[0] == message.job.id]:
                 del self._pages[page_key]
-        return MessageRef(where, await self._post(where, message, reply_to))
+        ref = MessageRef(where, await self._post(where, message, reply_to))
+        await self._attach_transcript(where, message)
+        return ref
+
+    async def _attach_transcript(self, where: Conversation, message: ChatMessage) -> None:
+        """`/od-logs JOB --raw`: the whole transcript as a `.jsonl` file (the text shows its tail)."""
+        if not (isinstance(message, LogExcerpt) and message.raw and message.lines):
+            return
+        job_id = message.job.id
+        data, kept = transcript_file(message.lines, MAX_ATTACHMENT_BYTES)
+        note = f"Raw agent transcript of {job_id} ({len(message.lines)} lines)"
+        if kept < len(message.lines):
+            note += f"; the file holds its newest {kept} lines (Discord's {MAX_ATTACHMENT_BYTES // 2**20} MiB limit)"
+        try:
+            await self.outbox.post_file(channel_to_post_in(where), note, f"{job_id}.transcript.jsonl", data)
+        except Exception:
+            log.warning("job %s: could not attach the raw transcript in Discord", job_id, exc_info=True)
 
     async def _post(self, where: Conversation, message: ChatMessage, reply_to: MessageRef | None) -> str:
         channel_id, reference = channel_to_post_in(where), None

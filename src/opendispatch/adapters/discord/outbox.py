@@ -49,6 +49,17 @@ class _Edit:
     message: ChatMessage
 
 
+@attrs.define(eq=False)
+class _File:
+    """A message carrying one attached file (a raw transcript); posted in order like any post."""
+
+    content: str
+    filename: str
+    data: bytes = attrs.field(repr=False)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: BaseException | None = None
+
+
 @attrs.frozen
 class OutboxStatistics:
     posts: int
@@ -90,6 +101,14 @@ class Outbox:
         assert item.group_key is not None
         return item.group_key
 
+    async def post_file(self, channel_id: str, content: str, filename: str, data: bytes) -> None:
+        """Post `content` with `data` attached as `filename`, after everything queued there."""
+        item = _File(content, filename, data)
+        self._enqueue(channel_id, item)
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
+
     async def edit(self, group_key: str, message: ChatMessage) -> None:
         """Queue an edit of a message posted through this outbox; returns once queued."""
         await trio.lowlevel.checkpoint()
@@ -107,7 +126,7 @@ class Outbox:
         """Return once every queue is empty (used to flush before shutdown)."""
         await self._idle.wait()
 
-    def _enqueue(self, channel_id: str, item: _Post | _Edit) -> None:
+    def _enqueue(self, channel_id: str, item: _Post | _Edit | _File) -> None:
         self._queues.setdefault(channel_id, deque()).append(item)
         if self._idle.is_set():
             self._idle = trio.Event()
@@ -122,6 +141,8 @@ class Outbox:
                 item = queue.popleft()
                 if isinstance(item, _Post):
                     await self._do_post(channel_id, item)
+                elif isinstance(item, _File):
+                    await self._do_file(channel_id, item)
                 else:
                     await self._do_edit(item)
         finally:
@@ -130,7 +151,7 @@ class Outbox:
             queue.clear()
             del self._queues[channel_id]
             for item in left:  # only when cancelled: nobody may wait forever for a post
-                if isinstance(item, _Post):
+                if isinstance(item, (_Post, _File)):
                     item.error = RuntimeError("the Discord chat closed before this message was posted")
                     item.done.set()
             if not self._queues:
@@ -150,6 +171,22 @@ class Outbox:
             key = group_key(channel_id, ids[0])
             self._groups[key] = _Group(channel_id, ids, parts)
             item.group_key = key
+        except Exception as exc:
+            item.error = exc
+        finally:
+            item.done.set()
+
+    async def _do_file(self, channel_id: str, item: _File) -> None:
+        body = {
+            "content": item.content,
+            "attachments": [{"id": 0, "filename": item.filename}],
+            "allowed_mentions": {"parse": []},
+        }
+        try:
+            await self._rest.request(
+                "POST", f"/channels/{channel_id}/messages", json_body=body, files=[(item.filename, item.data)]
+            )
+            self._posts += 1
         except Exception as exc:
             item.error = exc
         finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -117,20 +117,32 @@ class DiscordRest:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         auth: bool = True,
+        files: Sequence[tuple[str, bytes]] = (),
     ) -> Any:
-        """Make one call, waiting out rate limits; returns the decoded JSON (None for 204)."""
+        """Make one call, waiting out rate limits; returns the decoded JSON (None for 204).
+
+        With `files`, the body goes as Discord's multipart form: the JSON as `payload_json`
+        and each file as `files[n]`, named by `attachments[n]` of the JSON.
+        """
         key = route_key(method, path)
         bucket = self._buckets.setdefault(key, _Bucket())
         for attempt in range(1, self._max_attempts + 1):
             await self._wait_for_room(bucket)
             self._requests += 1
-            response = await self._http.request(
-                method,
-                path,
-                json=json_body,
-                params=params,
-                headers=self._auth if auth else None,
-            )
+            if files:
+                form = {"payload_json": json.dumps(json_body)}
+                parts = [(f"files[{n}]", (name, content, "application/octet-stream")) for n, (name, content) in enumerate(files)]
+                response = await self._http.request(
+                    method, path, data=form, files=parts, params=params, headers=self._auth if auth else None
+                )
+            else:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=json_body,
+                    params=params,
+                    headers=self._auth if auth else None,
+                )
             self._learn(bucket, response.headers)
             if response.status_code == 429:
                 self._rate_limited += 1
