@@ -38,7 +38,8 @@ WS = "/home/sprite/work/repo"
 def _doc_fields() -> dict[str, set[str]]:
     """The vocabulary's table in docs/agents.md: type -> the fields it lists."""
     fields: dict[str, set[str]] = {}
-    for line in DOC.read_text().splitlines():
+    section = DOC.read_text().split("## The event vocabulary", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         m = re.match(r"\|\s*`(\w+)`\s*\|(.*?)\|", line)
         if m:
             fields[m.group(1)] = set(re.findall(r"`(\w+)`", m.group(2)))
