@@ -81,11 +81,14 @@ async def test_a_session_without_persistent_carries_the_conversation_but_not_the
             assert "Not a command" in rig.notices()[-1]
 
 
-async def test_a_persistent_session_keeps_one_sprite_its_workspace_and_the_agent_conversation(agent_cli_bin: Path) -> None:
+@pytest.mark.parametrize("agent", ["claude", "opencode"])
+async def test_a_persistent_session_keeps_one_sprite_its_workspace_and_the_agent_conversation(
+    agent_cli_bin: Path, agent: str
+) -> None:
     with open_folder("od-sessions-") as root, ScenarioServer(NOTES) as model:
         sprites = local_sprites(root, agent_cli_bin)
         async with open_rig(sprites=sprites, passthrough=agent_environment(model.url)) as rig:
-            await rig.say("/od-start keep --persistent")
+            await rig.say(f"/od-start keep --persistent --agent {agent}")
             assert "Persistent: one sprite keeps the workspace" in rig.notices()[-1]
             session = await rig.session_in("keep", SessionState.IDLE)
             assert session.sprite_id is not None
@@ -100,6 +103,8 @@ async def test_a_persistent_session_keeps_one_sprite_its_workspace_and_the_agent
             assert card2.job.state is JobState.SUCCEEDED, await rig.output(second.id)
             assert any("PELICAN" in text for text in model.main_requests()[-1].texts())
             assert notes_shown(model) == ["first", "second"]  # message 1's file is still there
+            assert card1.job.agent is not None and card2.job.agent is not None
+            assert card2.job.agent.session_id == card1.job.agent.session_id  # the conversation it reported
             assert {c.job.sprite_id for c in (card1, card2)} == {session.sprite_id}
             assert [s.id for s in await sprites.list_sprites()] == [session.sprite_id]
 
