@@ -229,3 +229,16 @@ async def test_the_raw_transcript_is_kept_in_parts_redacted_and_refused_with_a_b
         await h.say(f"/od-logs {job.id} --raw --tail 1")
         excerpt = h.chat.sent[-1].message
         assert render_text(excerpt).splitlines() == [f"Raw agent transcript of {job.id} · showing 1 of 3 lines", '{"type":"result"}']
+
+
+async def test_a_transcript_part_past_the_limit_is_refused() -> None:
+    from opendispatch.adapters.webhook.wire import MAX_TRANSCRIPT_PARTS
+
+    async with open_harness() as h:
+        job = await h.run('/od-run -a claude "x"')
+        sidecar = await h.sidecar()
+        too_far = {"jobId": job.id, "part": MAX_TRANSCRIPT_PARTS, "lines": ["{}"]}
+        answer = await sidecar.post("/webhooks/transcript", too_far)
+        assert answer.status_code == 400 and "at most 256 transcript parts" in answer.json()["error"]
+        await sidecar.status("completed", 0)
+        await h.card(job.id)

@@ -104,7 +104,9 @@ def status_report(body: Any) -> StatusReport:
     )
 
 
-MAX_TRANSCRIPT_PARTS = 4096
+#: A sidecar keeps at most 32 MiB of transcript and sends ~512 KiB parts: 64 parts; this leaves
+#: room for bigger parts while a sprite cannot fill the store with its "transcript".
+MAX_TRANSCRIPT_PARTS = 256
 
 
 def transcript_part(body: Any) -> TranscriptPart:
