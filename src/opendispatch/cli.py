@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -54,12 +55,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose or args.command == "serve")
+    bind = "the webhook address"
     try:
         if args.command == "doctor":
             from .doctor import doctor
 
             return doctor()
         config = Config.from_env()
+        bind = config.webhook_bind
         configure_logging(
             verbose=args.verbose or args.command == "serve", redactor=Redactor.of(config.secret_values)
         )
@@ -80,7 +83,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opendispatch: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except OSError as exc:
+        return _os_error(exc, bind)
+    except BaseExceptionGroup as group:
+        # Trio raises what its tasks raised inside exception groups: Ctrl-C and the errors we
+        # can explain get their one line here too, never a traceback.
+        leaves = _leaves(group)
+        if all(isinstance(leaf, (KeyboardInterrupt, trio.Cancelled)) for leaf in leaves):
+            return _interrupted()
+        explained = next((leaf for leaf in leaves if isinstance(leaf, (ConfigError, OSError))), None)
+        if isinstance(explained, ConfigError):
+            print(f"opendispatch: {explained}", file=sys.stderr)
+            return 2
+        if isinstance(explained, OSError) and explained.errno in _EXPLAINED_ERRNOS:
+            return _os_error(explained, bind)
+        raise
+
+
+_EXPLAINED_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+def _interrupted() -> int:
+    """Ctrl-C: running jobs were cancelled and their sprites destroyed on the way out."""
+    print("\nopendispatch: stopped (Ctrl-C).", file=sys.stderr)
+    return 130
+
+
+def _os_error(exc: OSError, bind: str) -> int:
+    if exc.errno == errno.EADDRINUSE:
+        print(
+            f"opendispatch: cannot listen on {bind}: the address is already in use; stop what listens "
+            "there, or set WEBHOOK_PORT (and OPENDISPATCH_WEBHOOK_HOST) to a free one.",
+            file=sys.stderr,
+        )
+        return 2
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+        print(f"opendispatch: cannot listen on {bind}: {exc.strerror}; check OPENDISPATCH_WEBHOOK_HOST and WEBHOOK_PORT.", file=sys.stderr)
+        return 2
+    raise exc
 
 
 if __name__ == "__main__":
