@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from real_agents import processes_mentioning
+
 BIN = Path(sys.executable).parent / "opendispatch"
 
 
@@ -71,8 +73,7 @@ def test_ctrl_c_in_the_console_with_a_job_running_stops_it_without_a_traceback(t
     assert code == 130, text
     assert "Traceback" not in text and "ExceptionGroup" not in text and "KeyboardInterrupt" not in text
     assert "opendispatch: stopped (Ctrl-C)." in text
-    running = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
-    assert running.stdout.strip() == "", "the job's sprite outlived the console"
+    assert processes_mentioning(marker) == [], "the job's sprite outlived the console"
 
 
 def test_ctrl_c_in_an_idle_console_ends_it_quietly(tmp_path: Path) -> None:
