@@ -329,3 +329,17 @@ async def test_a_chat_call_that_never_answers_holds_the_job_only_for_the_chat_ti
             assert 5.0 <= trio.current_time() - ended_at < 30.0  # the call's timeout, not the clean-up's
         finally:
             chat.answer.set()  # should the bound be missing, a failure here rather than a hang
+
+
+async def test_a_huge_last_line_is_cut_on_the_card_with_a_pointer_to_the_log() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "cat bundle.min.js"')
+        sidecar = await h.sidecar()
+        huge = "x" * 200_000
+        await sidecar.logs(["before", huge, "after"], seq=0)
+        await sidecar.status("completed", 0)
+        card = await h.card(job.id)
+        assert card.tail[0] == "before" and card.tail[2] == "after"
+        assert card.tail[1] == "x" * 500 + f"… (199500 more characters: /od-logs {job.id})"
+        assert len(render_text(card)) < 2_000
+        assert (await h.store.output(job.id))[1] == huge  # the log keeps it whole

@@ -21,6 +21,7 @@ from ..domain.job import FailureStage, Job
 from ..domain.messages import JobCard, LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
 from ..domain.redaction import Redactor
+from ..domain.render import card_tail
 from ..domain.sidecar import sprite_environment
 from ..domain.tokens import TokenIssuer
 from ..ports.chat import ChatPort
@@ -353,7 +354,9 @@ class JobRunner:
         try:
             tail = await self.store.output(job.id, tail=self.settings.tail_lines)
             total = await self.store.output_line_count(job.id)
-            card = JobCard(job=job, tail=tuple(tail), total_lines=total, duration_s=job.duration_s(self.wall_clock()))
+            card = JobCard(
+                job=job, tail=card_tail(tail, job.id), total_lines=total, duration_s=job.duration_s(self.wall_clock())
+            )
             await self.chat.send(job.conversation, card, reply_to=live.started_ref)
         except Exception:
             log.exception("job %s: could not post the final card", job.id)

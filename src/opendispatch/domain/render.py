@@ -110,6 +110,20 @@ def _live_output_lines(message: LiveOutput) -> list[str]:
     return lines
 
 
+#: A card's last line is cut to this many characters: one 200 KB line (a minified bundle, a
+#: JSON dump) must not become the card. The live view cuts long lines the same way.
+CARD_LINE_CHARS = 500
+
+
+def card_tail(lines: tuple[str, ...] | list[str], job_id: str) -> tuple[str, ...]:
+    """The card's last lines, each cut to CARD_LINE_CHARS with a pointer to the whole line."""
+    return tuple(
+        line if len(line) <= CARD_LINE_CHARS
+        else f"{line[:CARD_LINE_CHARS]}… ({len(line) - CARD_LINE_CHARS} more characters: {logs_hint(job_id)})"
+        for line in lines
+    )
+
+
 #: How much of the agent's final answer a card shows before pointing to the full text.
 ANSWER_CARD_CHARS = 1500
 MAX_FILES_ON_CARD = 10
