@@ -14,6 +14,7 @@ from opendispatch.domain.messages import (
     LogExcerpt,
     Notice,
 )
+from opendispatch.domain.job_spec import format_duration
 from opendispatch.domain.render import render_state, render_text
 
 SPEC = JobSpec(task="run the tests", agent=AgentKind.SHELL, repo="owner/repo", timeout_s=600.0)
@@ -169,21 +170,26 @@ def test_every_state_renders() -> None:
     assert len(rendered) == len(JobState)
 
 
-def test_table_lists_each_job_with_state_age_summary_and_requester() -> None:
+def test_table_lists_each_job_with_state_age_duration_task_and_requester_under_headings() -> None:
     old = queued("j-00000001", at=T0)
     new = Job.queued("j-00000002", SPEC, WHERE, User("u2", "bob"), at=T0 + 3_000).starting(
         at=T0 + 3_001
     )
-    table = JobTable("Recent jobs", jobs=(old, new), now=T0 + 3_605)
+    done = running().succeeded(at=T0 + 9)
+    table = JobTable("Recent jobs", jobs=(old, new, done), now=T0 + 3_605)
 
-    title, first, second = render_text(table).splitlines()
+    title, heading, first, second, third = render_text(table).splitlines()
 
     assert title == "Recent jobs"
+    assert heading.split() == ["JOB", "STATE", "AGE", "TOOK", "COST", "TASK", "·", "WHERE", "·", "WHO"]
     assert first.startswith("j-00000001")
-    assert "⏳ queued" in first and "1h5s" in first and "alice" in first
-    assert "owner/repo @ main · shell · default image" in first
+    assert "⏳ queued" in first and "1h5s" in first and first.endswith("alice")
+    assert f'"{SPEC.task}" · owner/repo @ main · shell · default image · alice' in first
     assert second.startswith("j-00000002")
     assert "🚀 starting" in second and "10m5s" in second and "bob" in second
+    # age (since it was asked for) and duration (how long it ran) are two columns
+    assert done.started_at is not None
+    assert f"{format_duration(3_605)}" in third and "     8s" in third  # started at T0 + 1, ended at T0 + 9
 
 
 def test_empty_table_says_so() -> None:

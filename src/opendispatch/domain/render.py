@@ -14,6 +14,7 @@ import attrs
 
 from typing import assert_never
 
+from .agent_events import one_line
 from .agent_progress import AgentSummary, ProgressView, Step
 from .job import Job, JobState
 from .job_spec import format_cost, format_duration, format_tokens
@@ -255,19 +256,27 @@ def _outcome_line(job: Job) -> str | None:
     return f"Failed at {job.failure.stage.value}: {job.failure.reason}"
 
 
+#: The task as a table shows it: its first line, cut to this many characters.
+TABLE_TASK_CHARS = 40
+TABLE_HEADING = f"{'JOB':<10}  {'STATE':<13} {'AGE':>7}  {'TOOK':>6}  {'COST':>7}  TASK · WHERE · WHO"
+
+
 def _table_lines(message: JobTable) -> list[str]:
     if not message.jobs:
         return [message.title, message.empty_text]
-    return [message.title, *(_table_row(job, message.now) for job in message.jobs)]
+    return [message.title, TABLE_HEADING, *(_table_row(job, message.now) for job in message.jobs)]
 
 
 def _table_row(job: Job, now: float) -> str:
+    """One job: how long ago it was asked for (AGE) and how long it ran (TOOK), kept apart."""
     age = format_duration(max(0.0, now - job.created_at))
+    took = format_duration(job.duration_s(now)) if job.started_at is not None else "–"
     cost = job.agent.cost_usd if job.agent is not None else None
-    spent = f"  {format_cost(cost)}" if cost is not None else ""
+    spent = format_cost(cost) if cost is not None else "–"
+    task = one_line(job.spec.task, TABLE_TASK_CHARS) if job.spec.task else "(session)"
     return (
-        f"{job.id}  {render_state(job.state):<13} {age:>7}  "
-        f"{job.spec.summary()}  ({job.requested_by.name}){spent}"
+        f"{job.id}  {render_state(job.state):<13} {age:>7}  {took:>6}  {spent:>7}  "
+        f"\"{task}\" · {job.spec.summary()} · {job.requested_by.name}"
     )
 
 
