@@ -72,7 +72,7 @@ class Outbox:
     def __init__(self, rest: DiscordRest, nursery: trio.Nursery) -> None:
         self._rest = rest
         self._nursery = nursery
-        self._queues: dict[str, deque[_Post | _Edit]] = {}
+        self._queues: dict[str, deque[_Post | _Edit | _File]] = {}
         self._draining: set[str] = set()
         self._groups: dict[str, _Group] = {}
         self._idle = trio.Event()

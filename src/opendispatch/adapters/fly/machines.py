@@ -57,7 +57,7 @@ class RetryPolicy:
                 return min(max(0.0, float(retry_after)), self.max_retry_after_s)
             except ValueError:
                 pass  # an HTTP date: back off as if there were none
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2**attempt)
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0**attempt)
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 

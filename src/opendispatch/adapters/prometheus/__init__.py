@@ -40,7 +40,7 @@ class _RelayFigures(Collector):
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("opendispatch_lines_relayed", "Output lines stored and relayed", value=self.lines)
         cumulative = list(accumulate(self.counts))
-        labels = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]
+        labels = [str(floatToGoString(bound)) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         yield HistogramMetricFamily(
             "opendispatch_relay_latency_seconds",
             "From a line reaching the webhook server to its chat update being sent",

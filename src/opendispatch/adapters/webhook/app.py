@@ -49,7 +49,8 @@ def _error(status: int, message: str) -> Response:
 async def _raw_body() -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
-    return await request.get_data(as_text=False)
+    body = await request.get_data(as_text=False)
+    return body if isinstance(body, bytes) else body.encode()
 
 
 async def _json_body() -> Any:
@@ -67,7 +68,7 @@ def _mount(app: QuartTrio, route: HttpRoute) -> None:
 
     async def endpoint(**_: Any) -> Response:
         try:
-            body = await request.get_data(as_text=False)
+            body = await _raw_body()
         except RequestEntityTooLarge:
             return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         answer = await route.handler(

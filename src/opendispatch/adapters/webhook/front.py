@@ -146,7 +146,7 @@ class SidecarFront:
         target = urlsplit(request.target.decode("ascii", "replace"))
         authorization = _header(request, b"authorization")
         if target.path == STREAM_PATH and self.streams is not None:
-            job_id = (parse_qs(target.query).get("jobId") or [None])[0]
+            job_id: str | None = (parse_qs(target.query).get("jobId") or [None])[0]  # type: ignore[list-item]
             if request.method == b"GET":
                 await self._resume_point(http, stream, self.streams, authorization, job_id)
             else:
@@ -248,7 +248,7 @@ class SidecarFront:
             event = http.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            http.receive_data(await stream.receive_some(RECEIVE_BYTES))
+            http.receive_data(bytes(await stream.receive_some(RECEIVE_BYTES)))
 
     async def _answer(
         self, http: h11.Connection, stream: trio.abc.Stream, path: str, answer: Answer, *, close: bool = False
@@ -327,7 +327,7 @@ class _StreamBody:
         same system calls without the failed one.
         """
         if self._fd is None:
-            return await self._stream.receive_some(RECEIVE_BYTES)
+            return bytes(await self._stream.receive_some(RECEIVE_BYTES))  # bytes already: no copy
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             try:
