@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opendispatch.adapters.webhook.app import build_webhook_app
 from opendispatch.domain.errors import InvalidToken
-from opendispatch.domain.sidecar import ArtifactReport, LogBatch, StatusReport, TranscriptPart
+from opendispatch.domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, StatusReport, TranscriptPart
 
 
 class RefusingSink:
@@ -20,6 +20,9 @@ class RefusingSink:
         raise InvalidToken()
 
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
+        raise InvalidToken()
+
+    async def accept_artifact_file(self, authorization: str | None, file: ArtifactFile) -> None:
         raise InvalidToken()
 
 

@@ -160,6 +160,6 @@ async def test_the_openapi_description_is_served_and_names_every_endpoint() -> N
         spec = response.json()
         assert spec["openapi"].startswith("3.")
         assert {"/health", "/webhooks/logs", "/webhooks/status", "/webhooks/artifacts"} <= set(spec["paths"])
-        for path in ("/webhooks/logs", "/webhooks/status", "/webhooks/artifacts"):
+        for path in ("/webhooks/logs", "/webhooks/status", "/webhooks/artifacts", "/webhooks/artifact-file"):
             assert set(spec["paths"][path]["post"]["responses"]) == {"200", "400", "401", "409", "413"}
         assert {"/webhooks/session/next", "/webhooks/session/state"} <= set(spec["paths"])

@@ -34,3 +34,31 @@ def test_a_record_becomes_a_batch_of_the_streams_job() -> None:
 def test_a_record_off_the_contract_is_refused_with_a_reason(record: Any, message: str) -> None:
     with pytest.raises(wire.BadRequest, match=re.escape(message)):
         wire.stream_record(record, "job-1")
+
+
+def test_an_artifact_file_is_decoded_from_base64() -> None:
+    file = wire.artifact_file({"jobId": "j-1", "name": "report", "path": "/w/r.txt", "content": "AAEC/w=="})
+    assert (file.job_id, file.name, file.path, file.content) == ("j-1", "report", "/w/r.txt", b"\x00\x01\x02\xff")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"jobId": "j-1", "content": ""}, "name must be a string"),
+        ({"jobId": "j-1", "name": "", "content": ""}, "an artifact file needs a name"),
+        ({"jobId": "j-1", "name": "r", "content": "not base64!"}, "content must be base64"),
+        ({"jobId": "j-1", "name": "r", "content": "AAE"}, "content must be base64"),
+        ({"jobId": "j-1", "name": "r", "content": "A" * 700_000}, "at most 524288 bytes"),
+        ({"jobId": "j-1", "name": "r"}, "content must be a string"),
+    ],
+)
+def test_a_malformed_artifact_file_gets_a_message_to_act_on(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(wire.BadRequest, match=re.escape(message)):
+        wire.artifact_file(body)
+
+
+def test_an_artifacts_report_keeps_each_file_size() -> None:
+    report = wire.artifact_report({"jobId": "j-1", "artifacts": [{"name": "r", "url": "/w/r", "type": "file", "size": 12}]})
+    assert report.artifacts[0].size == 12
+    with pytest.raises(wire.BadRequest, match="size must be an integer"):
+        wire.artifact_report({"jobId": "j-1", "artifacts": [{"name": "r", "size": "12"}]})

@@ -80,6 +80,8 @@ async def test_the_seeds_original_bodies_are_accepted_unchanged() -> None:
             path = "/webhooks/status" if "status" in body else "/webhooks/artifacts" if "artifacts" in body else "/webhooks/logs"
             response = await sidecar.post(path, body)
             assert response.status_code == 200, response.text
+            if "artifacts" in body:
+                assert response.json() == {"ok": True, "count": 1}  # the seed's server said how many
         response = await sidecar.post("/webhooks/status", {"jobId": job.id, "status": "failed", "exitCode": 2, "error": "boom"})
         assert response.status_code == 200
         card = await h.card(job.id)
@@ -343,3 +345,21 @@ async def test_a_huge_last_line_is_cut_on_the_card_with_a_pointer_to_the_log() -
         assert card.tail[1] == "x" * 500 + f"… (199500 more characters: /od-logs {job.id})"
         assert len(render_text(card)) < 2_000
         assert (await h.store.output(job.id))[1] == huge  # the log keeps it whole
+
+
+async def test_a_job_keeps_at_most_ten_artifact_files_and_the_card_says_why_the_rest_are_not() -> None:
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"')
+        sidecar = await h.sidecar()
+        for n in range(11):
+            body = {"jobId": job.id, "name": f"file {n}", "path": f"/w/{n}.txt", "content": "aGk="}
+            assert (await sidecar.post("/webhooks/artifact-file", body)).status_code == 200
+        await sidecar.status("completed", 0)
+        card = await h.card(job.id)
+        late = {"jobId": job.id, "name": "late", "path": "/w/late.txt", "content": "aGk="}
+        after_the_end = await sidecar.post("/webhooks/artifact-file", late)
+        assert [a.kept for a in card.job.artifacts] == [True] * 10 + [False]
+        assert await h.store.artifact_file(job.id, "file 9") == b"hi"
+        assert await h.store.artifact_file(job.id, "file 10") is None
+        assert "file 10: not kept (a job keeps at most 10 files)" in render_text(card)
+        assert after_the_end.status_code == 200 and await h.store.artifact_file(job.id, "late") is None  # after the card

@@ -295,3 +295,22 @@ async def test_a_transcript_reads_back_in_part_order_and_each_part_is_stored_onc
     assert not await store.append_transcript("j-00000001", 0, ["again"])
     assert await store.append_transcript("j-00000002", 0, ["other"])
     assert await store.transcript("j-00000001") == ['{"a": 1}', '{"b": 2}', '{"c": "✓"}']
+
+
+async def test_an_artifact_file_is_kept_once_and_reads_back_byte_for_byte(store: JobStore) -> None:
+    content = bytes(range(256)) * 4  # binary, with NUL bytes and invalid UTF-8
+    assert await store.artifact_file("j-00000001", "report") is None
+    assert await store.keep_artifact_file("j-00000001", "report", content)
+    assert not await store.keep_artifact_file("j-00000001", "report", b"again")
+    assert await store.keep_artifact_file("j-00000002", "report", b"other job")
+    assert await store.artifact_file("j-00000001", "report") == content
+    assert await store.artifact_file("j-00000002", "report") == b"other job"
+    assert await store.artifact_file("j-00000001", "Report") is None
+
+
+async def test_a_kept_artifact_survives_in_the_job_with_its_size(store: JobStore) -> None:
+    job = queued("j-00000001", at=1.0)
+    await store.add(job)
+    kept = Artifact("test report", "/work/report.txt", "file", kept=True, size=12)
+    await store.save(job.with_artifacts((kept,)))
+    assert (await store.get(job.id)).artifacts == (kept,)

@@ -198,6 +198,7 @@ OTHER_CASES: list[tuple[str, Command]] = [
     ("/od-logs j-1a2b3c4d", ShowLogs("j-1a2b3c4d")),
     ("/od-logs j-1a2b3c4d --tail 50", ShowLogs("j-1a2b3c4d", tail=50)),
     ("/od-logs j-1a2b3c4d --raw", ShowLogs("j-1a2b3c4d", raw=True)),
+    ('/od-logs j-1a2b3c4d --artifact "test report"', ShowLogs("j-1a2b3c4d", artifact="test report")),
     ("/od-logs --tail=10000 j-1a2b3c4d", ShowLogs("j-1a2b3c4d", tail=10_000)),
     ("/od-help", ShowHelp()),
     ("/od-help run", ShowHelp("od-run")),
@@ -316,6 +317,8 @@ OTHER_ERRORS: list[tuple[str, str, str]] = [
     ("/od-logs j-1a2b3c4d --tail 0", "od-logs", "Bad --tail"),
     ("/od-logs j-1a2b3c4d --tail 10001", "od-logs", "1 to 10000"),
     ("/od-logs j-1a2b3c4d --tail -5", "od-logs", "Bad --tail -5"),
+    ("/od-logs j-1a2b3c4d --raw --artifact report", "od-logs", "give one of them"),
+    ('/od-logs j-1a2b3c4d --artifact " "', "od-logs", "needs the artifact's name"),
     ("/od-help run logs", "od-help", "one command at a time"),
 ]
 

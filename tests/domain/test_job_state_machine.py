@@ -95,6 +95,24 @@ def test_artifacts_are_merged_without_repeats() -> None:
     assert job.artifacts == (pr, report)
 
 
+def test_a_kept_copy_and_a_size_stick_to_the_artifact_whichever_report_comes_first() -> None:
+    listed = Artifact("report", "/w/report.txt", "file")
+    copied = Artifact("report", "/w/report.txt", "file", kept=True, size=42)
+    assert QUEUED.with_artifacts((copied,)).with_artifacts((listed,)).artifacts == (copied,)
+    assert QUEUED.with_artifacts((listed,)).with_artifacts((copied,)).artifacts == (copied,)
+    other = Artifact("report", "/w/other.txt", "file")
+    assert QUEUED.with_artifacts((copied, other)).artifacts == (copied, other)
+
+
+def test_an_artifact_is_found_by_its_name_exactly_then_ignoring_case() -> None:
+    upper = Artifact("Report", "/w/a", "file")
+    lower = Artifact("report", "/w/b", "file")
+    job = QUEUED.with_artifacts((upper, lower))
+    assert job.artifact_named("report") is lower
+    assert job.artifact_named("REPORT") is upper
+    assert job.artifact_named("nothing") is None
+
+
 @pytest.mark.parametrize("wire,stage", [(None, FailureStage.AGENT), ("clone", FailureStage.CLONE),
                                         ("agent_start", FailureStage.AGENT_START), ("sidecar", FailureStage.SIDECAR),
                                         ("weird", FailureStage.AGENT)])

@@ -9,6 +9,7 @@ told to fail the next N requests to exercise the sidecar's retries.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from functools import partial
@@ -37,6 +38,7 @@ class RecordedJob:
     texts: list[str] = attrs.field(factory=list)  # the seed's `{jobId, text}` chunks
     statuses: list[dict[str, Any]] = attrs.field(factory=list)
     artifacts: list[dict[str, Any]] = attrs.field(factory=list)
+    files: dict[str, bytes] = attrs.field(factory=dict)  # artifact name -> content sent
     timeline: list[tuple[str, Any]] = attrs.field(factory=list)  # ("logs", seq) / ("status", name) / ...
     arrived_at: dict[int, float] = attrs.field(factory=dict)  # seq -> trio.current_time() when stored
     final: trio.Event = attrs.field(factory=trio.Event)
@@ -147,6 +149,10 @@ class Recorder:
         async def artifacts() -> Response:
             return await self._handle(self._store_artifacts)
 
+        @app.post("/webhooks/artifact-file")
+        async def artifact_file() -> Response:
+            return await self._handle(self._store_artifact_file)
+
         @app.get("/health")
         async def health() -> Response:
             return _answer(200, {"ok": True})
@@ -238,6 +244,14 @@ class Recorder:
             return _answer(400, {"error": "artifacts must be a list of objects"})
         job.artifacts.extend(artifacts)
         job.timeline.append(("artifacts", len(artifacts)))
+        return self._ok()
+
+    def _store_artifact_file(self, job_id: str, job: RecordedJob, data: dict[str, Any]) -> Response:
+        name, content = data.get("name"), data.get("content")
+        if not isinstance(name, str) or not isinstance(content, str):
+            return _answer(400, {"error": "an artifact file needs name and content (strings)"})
+        job.files[name] = base64.b64decode(content, validate=True)
+        job.timeline.append(("artifact-file", name))
         return self._ok()
 
 

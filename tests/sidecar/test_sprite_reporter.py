@@ -440,6 +440,29 @@ async def test_pr_urls_and_the_artifacts_file_are_reported_once(
     assert kinds[-2:] == ["artifacts", "status"]  # artifacts before the final status
 
 
+async def test_small_artifact_files_are_copied_out_before_the_end_and_big_ones_only_sized(
+    receiver: Recorder, sidecar: SidecarLauncher
+) -> None:
+    """The workspace is deleted with the sprite: a file artifact's bytes must leave with the report."""
+    job_id, token = receiver.new_job()
+    task = (
+        "printf 'all 4 passed\\n' > report.txt\n"
+        "head -c 600000 /dev/zero > big.bin\n"
+        "ln -s /etc/hostname link.txt\n"
+        "printf 'test report\\treport.txt\\nbig.bin\\nlink.txt\\ngone.txt\\n' > \"$OPENDISPATCH_ARTIFACTS_FILE\""
+    )
+
+    result = await sidecar.run(sidecar.env(receiver.url, job_id, token, AGENT="shell", TASK=task))
+
+    assert result.returncode == 0, result.stderr
+    job = receiver.jobs[job_id]
+    assert job.files == {"test report": b"all 4 passed\n"}
+    sizes = {a["name"]: a.get("size") for a in receiver.artifacts(job_id)}
+    assert sizes == {"test report": 13, "big.bin": 600000, "link.txt": None, "gone.txt": None}
+    kinds = [kind for kind, _ in receiver.timeline(job_id)]
+    assert kinds[-3:] == ["artifact-file", "artifacts", "status"]
+
+
 # ---- cancellation --------------------------------------------------------------------------
 
 

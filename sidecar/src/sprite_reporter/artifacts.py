@@ -1,5 +1,6 @@
 """What a job produced: pull-request URLs seen in the output, and the agent's artifacts file."""
 
+import base64
 import os
 import re
 import stat
@@ -11,6 +12,11 @@ from .output import say
 _GITHUB_PR = re.compile(r"https?://(?:www\.)?github\.com/([\w.-]+/[\w.-]+)/pull/(\d+)")
 _GITLAB_MR = re.compile(r"https?://[^\s/\"'<>]+/((?:[\w.-]+/)+?[\w.-]+)/(?:-/)?merge_requests/(\d+)")
 _HTTP_URL = re.compile(r"https?://\S+")
+
+#: The server keeps a copy of a file artifact up to this size, and at most this many a job
+#: (the dispatcher's MAX_KEPT_ARTIFACT_BYTES and MAX_KEPT_ARTIFACT_FILES).
+MAX_COPIED_BYTES = 512 * 1024
+MAX_COPIED_FILES = 10
 
 
 def describe_url(url: str) -> Tuple[str, str]:
@@ -29,7 +35,7 @@ class Artifacts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._found = {}  # type: Dict[str, Dict[str, str]]
+        self._found = {}  # type: Dict[str, Dict[str, object]]
 
     def scan(self, line: str) -> None:
         for pattern in (_GITHUB_PR, _GITLAB_MR):
@@ -83,6 +89,56 @@ class Artifacts:
                 file_path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(target)))
                 self._add(name or os.path.basename(file_path), file_path, "file")
 
-    def collected(self) -> List[Dict[str, str]]:
+    def collected(self) -> List[Dict[str, object]]:
         with self._lock:
-            return list(self._found.values())
+            return [dict(found) for found in self._found.values()]
+
+    def copy_files(self, writer_uid: Optional[int] = None) -> List[Dict[str, object]]:
+        """The file artifacts' contents, to send before the workspace is deleted.
+
+        Each file found gets its `size` in the artifacts report; those of at most
+        MAX_COPIED_BYTES (the first MAX_COPIED_FILES) are read and returned as upload bodies
+        `{name, path, content}` (base64). Read like the artifacts file: no link followed, and
+        with `writer_uid` only files of the agent's user, so the agent cannot name a file only
+        root may read.
+        """
+        uploads = []  # type: List[Dict[str, object]]
+        with self._lock:
+            files = [found for found in self._found.values() if found["type"] == "file"]
+        for found in files:
+            data = _read_own_file(str(found["url"]), writer_uid, MAX_COPIED_BYTES)
+            if data is None:
+                continue
+            size, content = data
+            with self._lock:
+                found["size"] = size
+            if content is not None and len(uploads) < MAX_COPIED_FILES:
+                uploads.append({
+                    "name": found["name"],
+                    "path": found["url"],
+                    "content": base64.b64encode(content).decode("ascii"),
+                })
+        return uploads
+
+
+def _read_own_file(path: str, writer_uid: Optional[int], limit: int) -> Optional[Tuple[int, Optional[bytes]]]:
+    """(size, content) of a plain file, content None when over `limit`; None when unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with open(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or (writer_uid is not None and info.st_uid != writer_uid):
+            say(f"not copying the artifact {path}: not a plain file of the agent's user")
+            return None
+        if info.st_size > limit:
+            return info.st_size, None
+        try:
+            content = handle.read(limit + 1)
+        except OSError as exc:
+            say(f"could not read the artifact {path}: {exc.strerror}")
+            return None
+    if len(content) > limit:  # it grew while we looked
+        return len(content), None
+    return len(content), content

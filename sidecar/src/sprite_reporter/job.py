@@ -160,8 +160,9 @@ class Job:
     def report(self, final: Dict[str, object], exit_code: int, workdir: str) -> int:
         self.relaying = False
         self.artifacts.read_file(self.plan.artifacts_file, workdir, self.redact, self.agent_uid)
+        files = self.artifacts.copy_files(self.agent_uid)
         transcript = self.structured.transcript.parts() if self.structured is not None else None
-        self.relay.finish(self.artifacts.collected(), final, transcript)
+        self.relay.finish(self.artifacts.collected(), final, transcript, files)
         hurried = False
         while not self.relay.wait_done(POLL_S):
             if self.cancel.requested and not hurried:

@@ -153,17 +153,22 @@ class Relay:
 
     def finish(
         self,
-        artifacts: List[Dict[str, str]],
+        artifacts: List[Dict[str, object]],
         final_status: Dict[str, object],
         transcript: Optional[List[List[str]]] = None,
+        files: Optional[List[Dict[str, object]]] = None,
     ) -> None:
-        """No more lines: send what is spooled, the transcript's parts, the artifacts, then the final status."""
+        """No more lines: send what is spooled, the transcript's parts, the artifact files, the
+        artifacts, then the final status."""
         with self._cond:
             if self._closed:
                 return
             for number, part in enumerate(transcript or []):
                 body = {"jobId": self._job_id, "part": number, "lines": part}  # type: Dict[str, object]
                 self._tail.append(("/webhooks/transcript", body, f"transcript part {number}"))
+            for file in files or []:
+                body = {"jobId": self._job_id, **file}
+                self._tail.append(("/webhooks/artifact-file", body, f"artifact file {file.get('name')!r}"))
             if artifacts:
                 body = {"jobId": self._job_id, "artifacts": artifacts}  # type: Dict[str, object]
                 self._tail.append(("/webhooks/artifacts", body, "artifacts"))

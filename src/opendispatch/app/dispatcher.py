@@ -35,7 +35,8 @@ from ..domain.errors import DispatchError, JobAlreadyFinished, NotAvailableYet
 from ..domain.ids import job_id_from_hex
 from ..domain.job import Conversation, Job, JobState, User
 from ..domain.job_spec import JobSpec, format_duration
-from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, LogExcerpt, MessageRef, Notice
+from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, KeptFile, LogExcerpt, MessageRef, Notice
+from ..domain.render import ARTIFACT_TEXT_LINES, why_not_kept
 from ..domain.usage import render_usage, summarize_usage
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
@@ -123,6 +124,8 @@ class Dispatcher:
                 await self._show_usage(command, conversation, user)
             case CancelJob(job_id=job_id):
                 await self.cancel(job_id, user, conversation)
+            case ShowLogs(job_id=job_id, artifact=str(name)):
+                await self._show_artifact(job_id, name, conversation)
             case ShowLogs(job_id=job_id, tail=tail, raw=True):
                 job = await self.store.get(job_id)
                 lines = await self.store.transcript(job_id)
@@ -222,6 +225,25 @@ class Dispatcher:
         while self.runner.relay.live:
             live = next(iter(self.runner.relay.live.values()))
             await live.done.wait()
+
+    async def _show_artifact(self, job_id: str, name: str, conversation: Conversation) -> None:
+        """`/od-logs JOB --artifact NAME`: the dispatcher's copy of a file the job produced."""
+        job = await self.store.get(job_id)
+        artifact = job.artifact_named(name)
+        content = await self.store.artifact_file(job.id, artifact.name) if artifact is not None else None
+        if artifact is None or content is None:
+            kept = [a.name for a in job.artifacts if a.kept]
+            why = (
+                f"{job.id} has no artifact named {name!r}" if artifact is None
+                else f"{artifact.name!r} of {job.id} was not kept ({why_not_kept(job, artifact)})"
+            )
+            choice = f"; its kept files: {', '.join(repr(k) for k in kept)}" if kept else "; it kept no files"
+            await self._reply(conversation, Notice(why + choice + ".", ephemeral=True))
+            return
+        file = KeptFile(artifact, content)
+        lines = tuple(file.text.splitlines()) if file.text is not None else ()
+        preview = lines[:ARTIFACT_TEXT_LINES]
+        await self._reply(conversation, LogExcerpt(job=job, lines=preview, total_lines=len(lines), file=file))
 
     async def _list_jobs(self, command: ListJobs, conversation: Conversation, user: User) -> None:
         states = (command.status,) if command.status is not None else None

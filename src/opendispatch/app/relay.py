@@ -15,10 +15,10 @@ import trio
 from ..domain.agent_events import AgentFinished, map_strings
 from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
-from ..domain.job import FailureStage, Job, JobState
+from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, FailureStage, Job, JobState
 from ..domain.redaction import Redactor
 from ..domain.terminal import clean_lines, clean_text
-from ..domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
+from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
@@ -332,11 +332,36 @@ class Relay:
         redactor = live.redactor if live is not None else self.redactor
         await self.store.append_transcript(job.id, part.part, redactor.redact_lines(part.lines))
 
+    async def accept_artifact_file(self, authorization: str | None, file: ArtifactFile) -> None:
+        """Keep a small artifact file, since the sprite's workspace goes when the job ends.
+
+        Redacted like every line (a report may print the environment); bytes that are not
+        UTF-8 go through unchanged. A job keeps at most `MAX_KEPT_ARTIFACT_FILES`: past that
+        the artifact is listed, not kept, and the card says so.
+        """
+        job = await self.authorize(authorization, file.job_id)
+        self._refuse_if_closed(job)
+        if job.is_finished:
+            return  # its card is out: a retried upload is acknowledged, a new one is not kept
+        kept_already = sum(1 for artifact in job.artifacts if artifact.kept)
+        artifact = Artifact(name=file.name, url=file.path, type="file", size=len(file.content))
+        if kept_already < MAX_KEPT_ARTIFACT_FILES:
+            live = self.live.get(job.id)
+            redactor = live.redactor if live is not None else self.redactor
+            text = file.content.decode("utf-8", "surrogateescape")
+            content = redactor.redact(text).encode("utf-8", "surrogateescape")
+            await self.store.keep_artifact_file(job.id, file.name, content)
+            artifact = attrs.evolve(artifact, kept=True, size=len(content))  # what a reader gets
+        await self._add_artifacts(job.id, (artifact,))
+
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None:
         job = await self.authorize(authorization, report.job_id)
         self._refuse_if_closed(job)
-        updated = await self.ledger.change(job.id, lambda current: current.with_artifacts(report.artifacts))
-        live = self.live.get(job.id)
+        await self._add_artifacts(job.id, report.artifacts)
+
+    async def _add_artifacts(self, job_id: str, artifacts: tuple[Artifact, ...]) -> None:
+        updated = await self.ledger.change(job_id, lambda current: current.with_artifacts(artifacts))
+        live = self.live.get(job_id)
         if live is not None:
             live.job = updated
 

@@ -127,6 +127,8 @@ class ShowLogs:
     tail: int | None = None
     #: The agent's raw transcript (its CLI's JSON lines) instead of the output.
     raw: bool = False
+    #: The kept copy of the job's artifact file of this name instead of the output.
+    artifact: str | None = None
 
 
 @attrs.frozen
@@ -180,6 +182,7 @@ _USAGE_ALL = _Option("--all", None, None, "everyone's usage, not only yours")
 _SINCE = _Option("--since", None, "7d", "how far back: 12h, 7d, 30d (default 7d, at most 366d)")
 _TAIL = _Option("--tail", None, "N", "only the last N lines, 1 to 10000")
 _RAW = _Option("--raw", None, None, "the agent's raw transcript (its own JSON events), as a file where chat allows")
+_ARTIFACT = _Option("--artifact", None, "NAME", "a file the job kept as an artifact (its name on the card), as a file")
 
 _HELP_WORDS = ("--help", "-h")
 _DASHES = ("\u2014", "\u2013")  # em and en dash: what phones make of "--"
@@ -247,9 +250,9 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
     _CommandInfo("od-cancel", "JOB", "Cancel a running job.", (), "/od-cancel j-1a2b3c4d"),
     _CommandInfo(
         "od-logs",
-        "JOB [--tail N] [--raw]",
-        "Show the stored output of a job (or the agent's raw transcript).",
-        (_TAIL, _RAW),
+        "JOB [--tail N] [--raw | --artifact NAME]",
+        "Show the stored output of a job (or the agent's raw transcript, or a file it kept).",
+        (_TAIL, _RAW, _ARTIFACT),
         "/od-logs j-1a2b3c4d --tail 50",
     ),
     _CommandInfo("od-help", "[command]", "Show this help, or one command's options.", (), "/od-help run"),
@@ -321,8 +324,9 @@ def format_command(command: Command) -> str:
             return " ".join(["/od-usage", *(["--all"] if everyone else []), "--since", format_period(since_s)])
         case CancelJob(job_id=job_id):
             return f"/od-cancel {shlex.quote(job_id)}"
-        case ShowLogs(job_id=job_id, tail=tail, raw=raw):
+        case ShowLogs(job_id=job_id, tail=tail, raw=raw, artifact=artifact):
             text = f"/od-logs {shlex.quote(job_id)}" + (f" --tail {tail}" if tail is not None else "")
+            text += f" --artifact {shlex.quote(artifact)}" if artifact is not None else ""
             return text + (" --raw" if raw else "")
         case ShowHelp(topic=topic):
             return "/od-help" + (f" {shlex.quote(topic)}" if topic is not None else "")
@@ -476,14 +480,19 @@ def _parse_cancel(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
 
 
 def _parse_logs(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-logs", tokens, (_TAIL, _RAW))
+    args = _split_options("od-logs", tokens, (_TAIL, _RAW, _ARTIFACT))
     if args.wants_help:
         return ShowHelp("od-logs")
     job_id = _one_job_id("od-logs", args.positionals)
     tail = None
     if "--tail" in args.values:
         tail = _count("od-logs", "--tail", args.values["--tail"], 1, 10_000)
-    return ShowLogs(job_id=job_id, tail=tail, raw="--raw" in args.flags)
+    artifact = args.values.get("--artifact")
+    if artifact is not None and "--raw" in args.flags:
+        _fail("od-logs", "--raw and --artifact ask for different files: give one of them.")
+    if artifact is not None and not artifact.strip():
+        _fail("od-logs", "--artifact needs the artifact's name, as the job's card shows it.")
+    return ShowLogs(job_id=job_id, tail=tail, raw="--raw" in args.flags, artifact=artifact)
 
 
 def _parse_help(tokens: Sequence[_Token], settings: ParseSettings) -> Command:

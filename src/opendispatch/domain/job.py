@@ -92,11 +92,32 @@ class User:
     name: str
 
 
+#: A file artifact is copied out of the sprite when it is at most this big: a report or a
+#: patch, not a build output. Bounded so one job cannot fill the dispatcher's disk.
+MAX_KEPT_ARTIFACT_BYTES = 512 * 1024
+#: At most this many files of one job are kept (so at most 5 MiB a job).
+MAX_KEPT_ARTIFACT_FILES = 10
+
+
 @attrs.frozen
 class Artifact:
+    """Something a job produced: a link (a pull request), or a file in the sprite.
+
+    The sprite and its workspace are deleted when the job ends, so a file's path alone is
+    useless afterwards: a file that was small enough has a copy kept by the dispatcher
+    (`kept`, reachable with `/od-logs JOB --artifact NAME`); `size` is the file's size in
+    bytes when the sidecar reported it (also for a file too big to keep).
+    """
+
     name: str
     url: str
     type: str = "link"
+    kept: bool = False
+    size: int | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.type == "file"
 
 
 @attrs.frozen
@@ -181,6 +202,29 @@ class Job:
         return attrs.evolve(self, agent=summary)
 
     def with_artifacts(self, new: tuple[Artifact, ...]) -> Job:
-        """Add artifacts we have not seen yet, keeping their order; repeats are ignored."""
-        merged = self.artifacts + tuple(a for a in new if a not in self.artifacts)
-        return attrs.evolve(self, artifacts=merged)
+        """Add artifacts we have not seen yet, keeping their order.
+
+        An artifact is the same one when its name and target are: a repeat is ignored, except
+        that what is known about it grows (a kept copy stays kept, a size once known stays).
+        """
+        merged = list(self.artifacts)
+        for artifact in new:
+            same = next((i for i, old in enumerate(merged) if (old.name, old.url) == (artifact.name, artifact.url)), None)
+            if same is None:
+                merged.append(artifact)
+                continue
+            old = merged[same]
+            merged[same] = attrs.evolve(
+                old,
+                kept=old.kept or artifact.kept,
+                size=artifact.size if old.size is None else old.size,
+                type=old.type if old.type != "link" else artifact.type,
+            )
+        return attrs.evolve(self, artifacts=tuple(merged))
+
+    def artifact_named(self, name: str) -> Artifact | None:
+        """The artifact a user names in `/od-logs JOB --artifact NAME` (exact, then ignoring case)."""
+        exact = next((a for a in self.artifacts if a.name == name), None)
+        if exact is not None:
+            return exact
+        return next((a for a in self.artifacts if a.name.casefold() == name.casefold()), None)

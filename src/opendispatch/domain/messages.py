@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 
 from .agent_progress import ProgressView
-from .job import Conversation, Job, User
+from .job import Artifact, Conversation, Job, User
 
 
 @attrs.frozen
@@ -75,13 +75,40 @@ class JobTable:
 
 
 @attrs.frozen
+class KeptFile:
+    """A job's artifact file as the dispatcher kept it, for adapters that can attach files."""
+
+    artifact: Artifact
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
+
+    @property
+    def filename(self) -> str:
+        """A safe file name: the file's own base name, else the artifact's name."""
+        base = self.artifact.url.replace("\\", "/").rsplit("/", 1)[-1] or self.artifact.name
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).strip("._")
+        return safe[:100] or "artifact"
+
+    @property
+    def text(self) -> str | None:
+        """The content as text when it is UTF-8 without NUL bytes (a report, a log), else None."""
+        if b"\0" in self.content:
+            return None
+        try:
+            return self.content.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+
+@attrs.frozen
 class LogExcerpt:
-    """`/od-logs`: stored output of one job, or (`raw`) its agent's raw transcript."""
+    """`/od-logs`: stored output of one job, or (`raw`) its agent's raw transcript, or (`file`)
+    one of its kept artifact files, whose text `lines` preview where chat takes no file."""
 
     job: Job
     lines: tuple[str, ...]
     total_lines: int
     raw: bool = False
+    file: KeptFile | None = None
 
 
 ChatMessage = Notice | JobAccepted | LiveOutput | JobCard | JobTable | LogExcerpt

@@ -9,6 +9,7 @@ message values (`elapsed_s`, `duration_s`, `now`), never from a clock.
 from __future__ import annotations
 
 import datetime
+import shlex
 
 import attrs
 
@@ -16,7 +17,7 @@ from typing import assert_never
 
 from .agent_events import one_line
 from .agent_progress import AgentSummary, ProgressView, Step
-from .job import Job, JobState
+from .job import MAX_KEPT_ARTIFACT_BYTES, MAX_KEPT_ARTIFACT_FILES, Artifact, Job, JobState
 from .job_spec import format_cost, format_duration, format_tokens
 from .output_buffer import is_fence_line
 from .messages import (
@@ -208,7 +209,7 @@ def _card_lines(message: JobCard) -> list[str]:
     outcome = _outcome_line(job)
     if outcome:
         lines.append(outcome)
-    lines.extend(f"{artifact.name}: {artifact.url}" for artifact in job.artifacts)
+    lines.extend(artifact_line(job, artifact) for artifact in job.artifacts)
     summary = job.agent
     if summary is not None:
         lines.append(agent_usage_line(summary))
@@ -284,7 +285,13 @@ def _table_row(job: Job, now: float) -> str:
 RAW_TRANSCRIPT_TEXT_LINES = 200
 
 
+#: An artifact file shown as text (where chat takes no file) shows at most its first lines.
+ARTIFACT_TEXT_LINES = 200
+
+
 def _log_lines(message: LogExcerpt) -> list[str]:
+    if message.file is not None:
+        return _kept_file_lines(message)
     if message.raw and len(message.lines) > RAW_TRANSCRIPT_TEXT_LINES:
         message = attrs.evolve(message, lines=message.lines[-RAW_TRANSCRIPT_TEXT_LINES:])
     shown = len(message.lines)
@@ -293,3 +300,53 @@ def _log_lines(message: LogExcerpt) -> list[str]:
     if not message.lines:
         return [header, "(no transcript stored: only Claude Code and OpenCode jobs have one)" if message.raw else "(no output stored)"]
     return [header, *message.lines]
+
+
+def _kept_file_lines(message: LogExcerpt) -> list[str]:
+    assert message.file is not None
+    artifact = message.file.artifact
+    header = f"Artifact {artifact.name!r} of {message.job.id} · {format_size(len(message.file.content))}"
+    if message.file.text is None:
+        return [header, "(a binary file: attached where chat takes files)"]
+    shown = message.lines[:ARTIFACT_TEXT_LINES]
+    lines = [header, *shown]
+    if message.total_lines > len(shown):
+        lines.append(f"(showing the first {len(shown)} of {message.total_lines} lines; the file is attached where chat takes files)")
+    return lines
+
+
+def format_size(size: int) -> str:
+    """A file size as people read it: 812 B, 12.3 KB, 4.1 MB (powers of 1024)."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def artifact_line(job: Job, artifact: Artifact) -> str:
+    """An artifact as the card lists it; a file says how to get the dispatcher's copy.
+
+    The sprite's workspace is deleted with the job, so a file's path is no use to a reader:
+    a kept file points at `/od-logs JOB --artifact NAME`, one that was not kept says why.
+    """
+    if not artifact.is_file:
+        return f"{artifact.name}: {artifact.url}"
+    if artifact.kept:
+        size = f" ({format_size(artifact.size)})" if artifact.size is not None else ""
+        return f"{artifact.name}{size}: {artifact_hint(job.id, artifact.name)}"
+    return f"{artifact.name}: not kept ({why_not_kept(job, artifact)})"
+
+
+def artifact_hint(job_id: str, name: str) -> str:
+    return f"/od-logs {job_id} --artifact {shlex.quote(name)}"
+
+
+def why_not_kept(job: Job, artifact: Artifact) -> str:
+    if artifact.size is None:
+        return "no such file when the job ended"
+    if artifact.size > MAX_KEPT_ARTIFACT_BYTES:
+        return f"{format_size(artifact.size)} is over the {format_size(MAX_KEPT_ARTIFACT_BYTES)} limit"
+    if sum(1 for other in job.artifacts if other.kept) >= MAX_KEPT_ARTIFACT_FILES:
+        return f"a job keeps at most {MAX_KEPT_ARTIFACT_FILES} files"
+    return "its copy did not reach the dispatcher; see the sprite's log"

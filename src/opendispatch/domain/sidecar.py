@@ -76,6 +76,17 @@ class ArtifactReport:
     artifacts: tuple[Artifact, ...]
 
 
+@attrs.frozen
+class ArtifactFile:
+    """A file the job named as an artifact, copied out of the sprite before it is deleted."""
+
+    job_id: str
+    name: str
+    #: Where it was in the sprite (the artifact's target, as the artifacts report names it).
+    path: str
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
+
+
 PASSTHROUGH_SECRETS = ("GH_TOKEN", "ANTHROPIC_API_KEY", "DATABASE_URL")
 
 

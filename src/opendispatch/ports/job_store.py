@@ -75,6 +75,14 @@ class JobStore(Protocol):
         """The job's raw agent transcript (the CLI's JSON lines, redacted), parts in order."""
         ...
 
+    async def keep_artifact_file(self, job_id: str, name: str, content: bytes) -> bool:
+        """Keep a copy of a job's artifact file once; False when one of that name is kept."""
+        ...
+
+    async def artifact_file(self, job_id: str, name: str) -> bytes | None:
+        """The kept copy of a job's artifact file, or None."""
+        ...
+
     async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
         """A named server secret, created with `create()` and kept on first use."""
         ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import json
 
 import trio
@@ -141,3 +143,23 @@ async def test_od_logs_raw_attaches_the_whole_transcript_as_a_file() -> None:
         message = s.fake.messages[message_id]
         assert message["content"] == f"Raw agent transcript of {sidecar.job_id} (300 lines)"
         assert message["attachments"][0]["size"] == len(files[f"{sidecar.job_id}.transcript.jsonl"])
+
+
+async def test_od_logs_artifact_attaches_the_kept_file() -> None:
+    async with open_discord_stack(defer_after_s=0) as s:
+        with trio.fail_after(20):
+            payload = await s.command("od-run", {"task": "make report", "agent": "shell"})
+            await s.original(payload)
+            sidecar = await s.sidecar()
+            content = bytes(range(256))  # binary: attached, not shown
+            body = {"jobId": sidecar.job_id, "name": "dump", "path": "/w/dump.bin",
+                    "content": base64.b64encode(content).decode()}
+            assert (await sidecar.post("/webhooks/artifact-file", body)).status_code == 200
+            await sidecar.status("completed", 0)
+            card = await s.fake.wait_for(lambda f: next((m for m in f.messages.values() if m["embeds"]), None))
+            await s.command("od-logs", {"job": sidecar.job_id, "artifact": "dump"})
+            message_id = await s.fake.wait_for(lambda f: next(iter(f.files), None))
+        fields = {f["name"]: f["value"] for f in card["embeds"][0]["fields"]}
+        assert "artifact dump" in fields["Artifacts"].replace("\\", "")
+        assert s.fake.files[message_id] == {"dump.bin": content}
+        assert s.fake.messages[message_id]["content"] == f"Artifact 'dump' of {sidecar.job_id}"

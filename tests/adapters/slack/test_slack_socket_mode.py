@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import re
 from pathlib import Path
 
@@ -304,3 +306,23 @@ async def test_a_raw_transcript_is_attached_as_a_file() -> None:
         assert file["content"].decode().splitlines() == transcript  # whole, where the text shows a tail
         texts = "\n".join(m.text for m in stack.fake.channel_messages())
         assert f"Raw agent transcript of {sidecar.job_id} · showing 200 of 300 lines" in texts
+
+
+async def test_a_kept_artifact_file_is_attached_as_a_file_after_the_job() -> None:
+    async with open_stack() as stack:
+        await stack.fake.slash_command("/od-run", '-a shell "make report"')
+        started = await stack.started_message()
+        sidecar = await stack.sidecar()
+        content = "".join(f"check {i} ok\n" for i in range(250)).encode()
+        body = {"jobId": sidecar.job_id, "name": "test report", "path": "/w/out/report.txt",
+                "content": base64.b64encode(content).decode()}
+        assert (await sidecar.post("/webhooks/artifact-file", body)).status_code == 200
+        await sidecar.status("completed", 0)
+        await stack.settled(sidecar.job_id, started)
+        assert f"test report (3.1 KB): /od-logs {sidecar.job_id} --artifact 'test report'" in stack.fake.everything_said()
+        await stack.fake.slash_command("/od-logs", f'{sidecar.job_id} --artifact "test report"')
+        (file,) = await stack.wait_for(
+            lambda: [f for f in stack.fake.files.values() if "shared" in f and f["filename"] == "report.txt"]
+        )
+        assert file["content"] == content  # whole, where the text shows the first 200 lines
+        assert "showing the first 200 of 250 lines" in stack.fake.everything_said()

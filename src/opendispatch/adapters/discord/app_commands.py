@@ -111,6 +111,7 @@ def application_commands() -> list[dict[str, Any]]:
                 job,
                 _option(INTEGER, "tail", "Only the last N lines", min_value=1, max_value=10_000),
                 _option(BOOLEAN, "raw", "The agent's raw transcript (its JSON events), as a file"),
+                _option(STRING, "artifact", "A file the job kept (its name on the card), as a file", max_length=200),
             ],
         ),
         _command(
@@ -155,7 +156,7 @@ def command_text(data: Mapping[str, Any]) -> str:
         case "od-cancel":
             parts = word("job")
         case "od-logs":
-            parts = [*word("job"), *flag("tail"), *flag("raw")]
+            parts = [*word("job"), *flag("tail"), *flag("raw"), *flag("artifact")]
         case "od-help":
             parts = word("command")
         case _:

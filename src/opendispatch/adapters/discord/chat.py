@@ -248,7 +248,17 @@ class DiscordChat:
         return ref
 
     async def _attach_transcript(self, where: Conversation, message: ChatMessage) -> None:
-        """`/od-logs JOB --raw`: the whole transcript as a `.jsonl` file (the text shows its tail)."""
+        """`/od-logs JOB --raw`: the whole transcript as a `.jsonl` file (the text shows its tail);
+        `--artifact NAME`: the kept file itself (the text shows its first lines)."""
+        if isinstance(message, LogExcerpt) and message.file is not None:
+            file, job_id = message.file, message.job.id
+            try:
+                await self.outbox.post_file(
+                    channel_to_post_in(where), f"Artifact {file.artifact.name!r} of {job_id}", file.filename, file.content
+                )
+            except Exception:
+                log.warning("job %s: could not attach an artifact file in Discord", job_id, exc_info=True)
+            return
         if not (isinstance(message, LogExcerpt) and message.raw and message.lines):
             return
         job_id = message.job.id

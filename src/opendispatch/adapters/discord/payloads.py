@@ -20,6 +20,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    artifact_line,
     ANSWER_CARD_CHARS,
     STATE_ICONS,
     agent_usage_line,
@@ -171,7 +172,10 @@ def _card_payload(card: JobCard) -> Payload:
         ],
     }
     if job.artifacts:
-        links = "\n".join(f"[{_link_text(a.name)}]({a.url})" for a in job.artifacts)
+        links = "\n".join(
+            markdown_safe(artifact_line(job, a)) if a.is_file else f"[{_link_text(a.name)}]({a.url})"
+            for a in job.artifacts
+        )
         embed["fields"].append({"name": "Artifacts", "value": _fit(links, MAX_FIELD_VALUE)})
     if job.agent is not None:
         embed["fields"].extend(_agent_fields(job.agent))

@@ -53,6 +53,16 @@ class MemoryJobStore:
     _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
     _transcripts: dict[str, dict[int, tuple[str, ...]]] = attrs.field(factory=dict, init=False)
+    _artifact_files: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
+
+    async def keep_artifact_file(self, job_id: str, name: str, content: bytes) -> bool:
+        if (job_id, name) in self._artifact_files:
+            return False
+        self._artifact_files[job_id, name] = bytes(content)
+        return True
+
+    async def artifact_file(self, job_id: str, name: str) -> bytes | None:
+        return self._artifact_files.get((job_id, name))
 
     async def append_transcript(self, job_id: str, part: int, lines: Sequence[str]) -> bool:
         parts = self._transcripts.setdefault(job_id, {})

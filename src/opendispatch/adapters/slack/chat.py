@@ -113,6 +113,8 @@ class SlackChat:
         assert first is not None  # render always gives at least one message
         if isinstance(message, JobCard):
             self._after_card(message, reply_to, first)
+        elif isinstance(message, LogExcerpt) and message.file is not None:
+            self._nursery.start_soon(self._attach_kept_file, message, first)
         elif isinstance(message, LogExcerpt) and message.raw and message.lines:
             self._nursery.start_soon(self._attach_transcript, message, first)
         return first
@@ -221,6 +223,15 @@ class SlackChat:
         await self._upload(
             ref, f"{job_id}.transcript.jsonl", content, title=f"Raw agent transcript of job {job_id}",
             comment=f"Raw agent transcript of job {job_id} ({len(excerpt.lines)} lines)",
+        )
+
+    async def _attach_kept_file(self, excerpt: LogExcerpt, ref: MessageRef) -> None:
+        """`/od-logs JOB --artifact NAME`: the kept file itself, in the thread of the preview."""
+        assert excerpt.file is not None
+        name, job_id = excerpt.file.artifact.name, excerpt.job.id
+        await self._upload(
+            ref, excerpt.file.filename, excerpt.file.content, title=f"{name} (job {job_id})",
+            comment=f"Artifact {name!r} of job {job_id}",
         )
 
     async def _upload(self, where: MessageRef, filename: str, content: bytes, *, title: str, comment: str) -> None:

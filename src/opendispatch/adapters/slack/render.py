@@ -27,6 +27,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import split_message
 from ...domain.render import (
+    artifact_line,
     ANSWER_CARD_CHARS,
     STATE_ICONS,
     agent_usage_line,
@@ -245,7 +246,9 @@ def _card_blocks(card: JobCard, tail: list[str], answer_limit: int) -> list[Bloc
     if outcome:
         blocks.append(section(escape(outcome)))
     if job.artifacts:
-        links = "\n".join(f"• {artifact_link(a.name, a.url)}" for a in job.artifacts)
+        links = "\n".join(
+            f"• {escape(artifact_line(job, a)) if a.is_file else artifact_link(a.name, a.url)}" for a in job.artifacts
+        )
         blocks.append(section(f"*Artifacts*\n{links}"))
     summary = job.agent
     if summary is not None:

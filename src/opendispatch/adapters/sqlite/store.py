@@ -28,7 +28,7 @@ from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Job, JobState
 from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 BUSY_TIMEOUT_MS = 5000
 #: Rows written between two WAL checkpoints. A row is a batch of lines, which usually
@@ -154,11 +154,22 @@ CREATE TABLE IF NOT EXISTS transcripts (
 ) WITHOUT ROWID
 """
 
+# Version 5: copies of small artifact files, kept after the sprite's workspace is deleted.
+_ARTIFACT_FILES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifact_files (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (job_id, name)
+) WITHOUT ROWID
+"""
+
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA,
     2: _SESSIONS_SCHEMA,
     3: _batches_in_one_row,
     4: _TRANSCRIPTS_SCHEMA,
+    5: _ARTIFACT_FILES_SCHEMA,
 }
 
 #: A batch's lines as stored: compact JSON, made once (`json.dumps` with options builds an
@@ -525,6 +536,26 @@ class SqliteJobStore:
         def select(db: sqlite3.Connection) -> list[str]:
             rows = db.execute("SELECT lines FROM transcripts WHERE job_id = ? ORDER BY part", (job_id,)).fetchall()
             return [line for (text,) in rows for line in json.loads(text)]
+
+        return await self._read(select)
+
+    async def keep_artifact_file(self, job_id: str, name: str, content: bytes) -> bool:
+        def insert(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO artifact_files (job_id, name, content) VALUES (?, ?, ?)",
+                    (job_id, name, bytes(content)),
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(insert)
+
+    async def artifact_file(self, job_id: str, name: str) -> bytes | None:
+        def select(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "SELECT content FROM artifact_files WHERE job_id = ? AND name = ?", (job_id, name)
+            ).fetchone()
+            return None if row is None else bytes(row[0])
 
         return await self._read(select)
 

@@ -19,6 +19,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    artifact_line,
     STATE_ICONS,
     agent_usage_line,
     answer_excerpt,
@@ -129,11 +130,11 @@ def final_activity(message: JobCard) -> Activity:
         _text(title, weight="bolder", size="medium", color=_STATE_COLORS.get(job.state, "default")),
         _facts(*facts),
     ]
-    links = [a for a in job.artifacts if a.url.startswith(("https://", "http://"))]
+    links = [a for a in job.artifacts if not a.is_file and a.url.startswith(("https://", "http://"))]
     if job.artifacts:
         body.append(_text("Artifacts", weight="bolder"))
         body.extend(
-            _text(f"[{a.name}]({a.url})" if a in links else f"{a.name}: {a.url}") for a in job.artifacts
+            _text(f"[{a.name}]({a.url})" if a in links else artifact_line(job, a)) for a in job.artifacts
         )
     if summary is not None:
         body.extend(agent_blocks(summary, job.id))

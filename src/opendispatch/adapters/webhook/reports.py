@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from ...domain.errors import InvalidToken, JobClosed
-from ...domain.sidecar import ArtifactReport, LogBatch, StatusReport, TranscriptPart
+from ...domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, StatusReport, TranscriptPart
 from . import wire
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -28,6 +28,7 @@ class ReportSink(Protocol):
         ...
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
+    async def accept_artifact_file(self, authorization: str | None, file: ArtifactFile) -> None: ...
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None: ...
 
 
@@ -61,7 +62,11 @@ TOO_LARGE = error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
 def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes], Awaitable[Answer]]]:
     """`POST` path -> handler(authorization, raw body) for the report endpoints."""
 
-    def endpoint(parse: Callable[[Any], Any], accept: Callable[..., Awaitable[int | None]]) -> Callable[[str | None, bytes], Awaitable[Answer]]:
+    def endpoint(
+        parse: Callable[[Any], Any],
+        accept: Callable[..., Awaitable[int | None]],
+        extra: Callable[[Any], dict[str, Any]] = lambda _: {},
+    ) -> Callable[[str | None, bytes], Awaitable[Answer]]:
         async def handle(authorization: str | None, raw: bytes) -> Answer:
             if len(raw) > MAX_BODY_BYTES:
                 return TOO_LARGE
@@ -75,15 +80,19 @@ def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes]
             except JobClosed as exc:
                 return error(409, str(exc))
             if interval_ms is not None:
-                return Answer(200, {"ok": True, "batchIntervalMs": interval_ms})
-            return Answer(200, {"ok": True})
+                return Answer(200, {"ok": True, "batchIntervalMs": interval_ms, **extra(report)})
+            return Answer(200, {"ok": True, **extra(report)})
 
         return handle
 
     return {
         "/webhooks/logs": endpoint(wire.log_batch, sink.accept_logs),
         "/webhooks/status": endpoint(wire.status_report, sink.accept_status),
-        "/webhooks/artifacts": endpoint(wire.artifact_report, sink.accept_artifacts),
+        # `count`: what the seed's server answered, kept for its sidecars.
+        "/webhooks/artifacts": endpoint(
+            wire.artifact_report, sink.accept_artifacts, lambda report: {"count": len(report.artifacts)}
+        ),
+        "/webhooks/artifact-file": endpoint(wire.artifact_file, sink.accept_artifact_file),
         "/webhooks/transcript": endpoint(wire.transcript_part, sink.accept_transcript),
     }
 

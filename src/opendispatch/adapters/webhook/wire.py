@@ -7,12 +7,14 @@ The seed's Node sidecar sends `{jobId, text}`, `{jobId, status, exitCode, error}
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import attrs
 
-from ...domain.job import Artifact
-from ...domain.sidecar import ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
+from ...domain.job import MAX_KEPT_ARTIFACT_BYTES, Artifact
+from ...domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from .agent_events_wire import agent_events
 
 MAX_LINES_PER_BATCH = 100_000
@@ -138,8 +140,27 @@ def artifact_report(body: Any) -> ArtifactReport:
         kind = _string(item, "type", required=False, default="link")[:64] or "link"
         if not name and not url:
             raise BadRequest(f"artifacts[{index}] needs a name or a url")
-        artifacts.append(Artifact(name=name or url, url=url, type=kind))
+        size = _optional_int(item, "size", minimum=0)
+        artifacts.append(Artifact(name=name or url, url=url, type=kind, size=size))
     return ArtifactReport(job_id=job_id, artifacts=tuple(artifacts))
+
+
+def artifact_file(body: Any) -> ArtifactFile:
+    """`{jobId, name, path, content}`: an artifact file's bytes, base64, at most 512 KiB decoded."""
+    data = _object(body)
+    job_id = _string(data, "jobId")
+    name = _string(data, "name")[:MAX_FIELD_CHARS]
+    path = _string(data, "path", required=False)[:MAX_FIELD_CHARS]
+    if not name:
+        raise BadRequest("an artifact file needs a name")
+    encoded = _string(data, "content")
+    if len(encoded) > (MAX_KEPT_ARTIFACT_BYTES + 2) // 3 * 4:
+        raise BadRequest(f"an artifact file may be at most {MAX_KEPT_ARTIFACT_BYTES} bytes")
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("content must be base64 (RFC 4648, with padding)") from None
+    return ArtifactFile(job_id=job_id, name=name, path=path, content=content)
 
 
 def stream_record(body: Any, job_id: str) -> LogBatch:
