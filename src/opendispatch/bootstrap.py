@@ -27,7 +27,7 @@ from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
 from .app.sessions import SessionManager, SessionSettings
-from .config import AVAILABLE_CHAT_PROVIDERS, Config
+from .config import AVAILABLE_CHAT_PROVIDERS, TOKEN_SECRET_TOO_SHORT, Config
 from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
@@ -36,6 +36,7 @@ from .ports.chat import ChatPort
 from .ports.job_store import JobStore
 from .ports.session_store import SessionStore
 from .ports.sprites import Sprite, SpritePort
+from .validation import missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ async def _token_key(config: Config, store: JobStore) -> bytes:
     if config.token_secret:
         key = config.token_secret.encode()
         if len(key) < MIN_SECRET_BYTES:
-            raise ConfigError(f"OPENDISPATCH_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} characters.")
+            raise ConfigError(TOKEN_SECRET_TOO_SHORT)  # for embedders; `serve` refused it already
         return key
     return await store.secret(TOKEN_SECRET_NAME, lambda: secrets.token_bytes(32))
 
@@ -83,6 +84,13 @@ async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
         workspace_root=default_workspace_root() / instance,
         log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None,
     )
+
+
+def _runs_images(sprites: SpritePort) -> bool:
+    """Local sprites run this host's programs: `--image` would be shown on the card and ignored."""
+    from .adapters.local import LocalSprites
+
+    return not isinstance(sprites, LocalSprites)
 
 
 async def _open_sprites(config: Config, stack: AsyncExitStack, store: JobStore) -> SpritePort:
@@ -164,7 +172,6 @@ def session_settings_for(config: Config) -> SessionSettings:
 
 #: Live output page size per platform: each page must fit one message with its header.
 PAGE_CHARS = {"console": 3000, "slack": 3000, "teams": 2800, "discord": 1800}
-EXTRA_FOR = {"slack": "slack", "teams": "teams", "discord": "discord"}
 
 
 async def _open_chat(
@@ -204,10 +211,7 @@ async def _open_chat(
 
             return await stack.enter_async_context(open_discord_chat(DiscordSettings.from_env(config.environ), on_response=count_calls("discord")))
     except ImportError as exc:
-        raise ConfigError(
-            f"CHAT_PROVIDER={provider} needs extra packages: pip install 'opendispatch[{EXTRA_FOR[provider]}]' "
-            f"({exc.name} is missing)."
-        ) from None
+        raise ConfigError(missing_extra(provider, exc).message) from None  # doctor's words too
     from .adapters.console import ConsoleChat
 
     return ConsoleChat(files_dir=Path(config.database_path).parent / "transcripts")
@@ -318,6 +322,7 @@ async def open_dispatcher(
                     images=dict(config.sprite_images),
                     default_agent=config.agent_type,
                     default_image=config.sprite_image,
+                    runs_images=_runs_images(sprites),
                 ),
                 wall_clock=wall_clock,
                 access=config.access,

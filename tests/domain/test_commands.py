@@ -149,6 +149,14 @@ def test_default_settings_are_claude_without_an_image() -> None:
     assert parse_command("/od-run go", ParseSettings()) == run("go", image=None)
 
 
+def test_image_is_refused_where_sprites_run_no_images_rather_than_ignored() -> None:
+    local = ParseSettings(images={"python": PY_IMAGE}, runs_images=False)
+    for text in ('/od-run -i python "go"', '/od-start s1 --image python'):
+        with pytest.raises(UsageError, match="--image needs sprites that run images"):
+            parse_command(text, local)
+    assert parse_command("/od-run go", local) == run("go", image=None)
+
+
 def test_settings_images_are_read_only_and_compare_by_value() -> None:
     aliases = {"python": PY_IMAGE}
     parse_settings = ParseSettings(images=aliases)

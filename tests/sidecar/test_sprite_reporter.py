@@ -162,20 +162,27 @@ async def test_nonzero_exit_is_a_failure_at_stage_agent(receiver: Recorder, side
     assert receiver.lines(job_id) == ["oops"]
 
 
-async def test_agent_not_installed_fails_at_agent_start(
-    receiver: Recorder, sidecar: SidecarLauncher, tmp_path: Path
+@pytest.mark.parametrize(
+    ("where", "advice"),
+    [
+        ({}, "is not installed on the dispatcher's host (local sprites run its programs, from its PATH); install claude there"),
+        ({"FLY_MACHINE_ID": "e784079b449483"}, "is not installed in this image; use --image with an image that has claude"),
+    ],
+)
+async def test_agent_not_installed_fails_at_agent_start_with_advice_for_where_the_sprite_runs(
+    receiver: Recorder, sidecar: SidecarLauncher, tmp_path: Path, where: dict[str, str], advice: str
 ) -> None:
     job_id, token = receiver.new_job()
     empty_bin = sidecar.workspace.parent / "empty-bin"  # a folder the agent's user may search
     empty_bin.mkdir()
-    env = sidecar.env(receiver.url, job_id, token, AGENT="claude", TASK="fix it", PATH=str(empty_bin))
+    env = sidecar.env(receiver.url, job_id, token, AGENT="claude", TASK="fix it", PATH=str(empty_bin), **where)
 
     result = await sidecar.run(env)
 
     assert result.returncode == 127
     final = receiver.statuses(job_id)[-1]
     assert (final["status"], final["stage"], final["exitCode"]) == ("failed", "agent_start", 127)
-    assert "'claude' is not installed" in final["error"]
+    assert "'claude' " + advice in final["error"], final["error"]
     assert "--agent shell" in final["error"]
 
 

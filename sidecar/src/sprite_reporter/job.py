@@ -208,9 +208,7 @@ class Job:
                 start_new_session=True,
             )
         except OSError:
-            raise JobFailed(
-                "clone", EXIT_NOT_INSTALLED, "git is not installed in this image; use an image that has git"
-            ) from None
+            raise JobFailed("clone", EXIT_NOT_INSTALLED, "git is not installed " + _where_programs_come_from("git")) from None
         self.cancel.child_pgid = proc.pid
         if self.cancel.requested:
             self.cancel.signal_child(signal.SIGTERM)
@@ -306,8 +304,7 @@ class Job:
             raise JobFailed(
                 "agent_start",
                 EXIT_NOT_INSTALLED,
-                f"agent command {argv[0]!r} is not installed in this image; "
-                "use --image with an image that has it, or --agent shell",
+                f"agent command {argv[0]!r} is not installed " + _where_programs_come_from(argv[0], agent=True),
             ) from None
         except (OSError, ValueError) as exc:
             reason = str(exc.strerror if isinstance(exc, OSError) else exc)
@@ -377,3 +374,19 @@ class Job:
             self.emit_event(event)
         else:
             self.emit(f"[sidecar] files changed: {event['summary']}")
+
+
+def _where_programs_come_from(program: str, agent: bool = False) -> str:
+    """Advice for a missing program that fits where this sprite runs.
+
+    A Fly Machine (Fly sets FLY_MACHINE_ID in every machine) runs an image, which `--image`
+    chooses; a local sprite runs on the dispatcher's host with its PATH, where `--image`
+    means nothing and the program must be installed on the host.
+    """
+    other = ", or --agent shell" if agent else ""
+    if os.environ.get("FLY_MACHINE_ID"):
+        return f"in this image; use --image with an image that has {program}{other}"
+    return (
+        f"on the dispatcher's host (local sprites run its programs, from its PATH); install {program} "
+        f"there (docs/agents.md) and restart the dispatcher{other}"
+    )

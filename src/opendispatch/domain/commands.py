@@ -60,6 +60,9 @@ class ParseSettings:
     default_agent: AgentKind = AgentKind.CLAUDE
     default_image: str | None = None
     default_timeout_s: float = DEFAULT_TIMEOUT_S
+    #: False where sprites run no images (local sprites use this host's programs): `--image`
+    #: is then refused rather than shown on the card and silently ignored.
+    runs_images: bool = True
 
 
 # --- Commands ----------------------------------------------------------------------------
@@ -534,6 +537,12 @@ def _spec(command: str, args: _Arguments, settings: ParseSettings, *, task: str,
     repo = _validated(command, "repository", validate_repo, values["--repo"]) if "--repo" in values else None
     branch = _validated(command, "branch", validate_branch, values.get("--branch", DEFAULT_BRANCH))
     image = settings.default_image
+    if "--image" in values and not settings.runs_images:
+        _fail(
+            command,
+            "--image needs sprites that run images (OPENDISPATCH_SPRITES=fly): local sprites run on "
+            "this host, with the programs on its PATH. Leave --image out.",
+        )
     if "--image" in values:
         image = _validated(command, "image", lambda text: _resolve_image(text, settings), values["--image"])
     agent = settings.default_agent
