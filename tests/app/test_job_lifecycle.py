@@ -16,7 +16,7 @@ from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.config import Config
 from opendispatch.domain.job import FailureStage, JobState
-from opendispatch.domain.render import render_text
+from opendispatch.domain.render import render_lines, render_text
 from opendispatch.domain.messages import ChatMessage, JobAccepted, JobTable, LiveOutput, LogExcerpt, MessageRef
 
 
@@ -363,3 +363,30 @@ async def test_a_job_keeps_at_most_ten_artifact_files_and_the_card_says_why_the_
         assert await h.store.artifact_file(job.id, "file 10") is None
         assert "file 10: not kept (a job keeps at most 10 files)" in render_text(card)
         assert after_the_end.status_code == 200 and await h.store.artifact_file(job.id, "late") is None  # after the card
+
+
+async def test_a_silent_job_shows_running_with_its_elapsed_time_before_any_output(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Before: only "queued" until the card. After: a live page at `running`, kept fresh by the heartbeat."""
+    async with open_harness(settings=attrs.evolve(FAST, heartbeat_s=10.0)) as h:
+        job = await h.run('/od-run -a shell "sleep 60"')
+        sidecar = await h.sidecar()
+        shown: list[LiveOutput] = []
+
+        def quiet_page(message: object) -> bool:
+            if isinstance(message, LiveOutput) and message.job.id == job.id:
+                shown.append(message)
+            return len(shown) >= 3
+
+        assert (await sidecar.status("running")).status_code == 200
+        with trio.fail_after(60):
+            await h.chat.wait_for(quiet_page)
+        assert [m.lines for m in shown] == [(), (), ()]
+        first, _, third = (render_lines(m) for m in shown)
+        assert first[1:] == ["(running; no output yet)"] and "⏱ 0s" in first[0]
+        assert "⏱ 20s" in third[0], third
+        assert (await sidecar.logs(["at last"], seq=0)).status_code == 200
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        assert live_lines(h.chat, job.id) == ["at last"]

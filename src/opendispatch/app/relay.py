@@ -322,7 +322,10 @@ class Relay:
             live.job = updated
             live.finished.set()
         elif not live.job.is_finished:
+            began = updated.state is JobState.RUNNING and live.job.state is not JobState.RUNNING
             live.job = updated  # e.g. running: later requests are authorised from memory
+            if began:
+                _show_running(live)
 
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
         """Keep a part of the agent's raw transcript (redacted again: never trust the sprite)."""
@@ -373,6 +376,16 @@ def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
     if lines == batch.lines and events == batch.events:
         return batch
     return LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq, events=events)
+
+
+def _show_running(live: LiveJob) -> None:
+    """The job runs: its live message goes up now, even with no output yet.
+
+    A job that prints nothing (an agent thinking, a quiet build) otherwise showed only
+    "queued" until its card; with the page up, the heartbeat keeps its elapsed time fresh.
+    """
+    live.buffer.touch(trio.current_time())
+    live.poke()
 
 
 def _mark_running(job: Job) -> Job | None:

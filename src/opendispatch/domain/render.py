@@ -102,11 +102,17 @@ def _accepted_lines(message: JobAccepted) -> list[str]:
     ]
 
 
+#: What a live page says while the job runs but has printed nothing (the header has the time).
+NO_OUTPUT_YET = "(running; no output yet)"
+
+
 def _live_output_lines(message: LiveOutput) -> list[str]:
     lines = [live_output_header(message)]
     if message.omitted > 0:
         lines.append(omitted_line(message.job.id, message.omitted))
     lines.extend(message.lines)
+    if not message.lines and not message.omitted and message.progress is None and not message.sealed:
+        lines.append(NO_OUTPUT_YET)
     if message.progress is not None:
         lines.extend(progress_lines(message.progress))
     return lines

@@ -20,6 +20,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    NO_OUTPUT_YET,
     artifact_line,
     ANSWER_CARD_CHARS,
     STATE_ICONS,
@@ -122,6 +123,8 @@ def _live_parts(message: LiveOutput) -> list[Payload]:
     text = f"**{live_output_header(message)}**"
     if lines:
         text += "\n" + code_block(lines)
+    elif message.progress is None and not message.sealed:
+        text += "\n" + NO_OUTPUT_YET
     parts = _text_parts(text)
     for part in parts:
         part["components"] = []

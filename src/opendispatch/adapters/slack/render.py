@@ -27,6 +27,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import split_message
 from ...domain.render import (
+    NO_OUTPUT_YET,
     artifact_line,
     ANSWER_CARD_CHARS,
     STATE_ICONS,
@@ -185,7 +186,8 @@ def render_live(message: LiveOutput) -> SlackMessage:
     bottom = [] if message.sealed or message.job.is_finished else [stop_button(message.job)]
     while True:
         note = [context(escape(omitted_line(message.job.id, omitted)))] if omitted else []
-        blocks = [*top, *note, *code_sections(lines), *progress, *bottom]
+        quiet = [context(NO_OUTPUT_YET)] if not lines and not omitted and not progress and not message.sealed else []
+        blocks = [*top, *note, *code_sections(lines), *quiet, *progress, *bottom]
         if block_chars(blocks) <= MESSAGE_BLOCK_CHARS or len(lines) <= 1:
             return SlackMessage(text=fallback_text(message), blocks=tuple(blocks))
         # Only output full of &, < and > grows this much when escaped: show its newest part.

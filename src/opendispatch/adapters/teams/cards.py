@@ -19,6 +19,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    NO_OUTPUT_YET,
     artifact_line,
     STATE_ICONS,
     agent_usage_line,
@@ -100,7 +101,7 @@ def live_activity(message: LiveOutput) -> Activity:
         body.append(_text(f"🛑 Stopped by {job.cancelled_by}", color="warning"))
     if message.omitted > 0:
         body.append(_text(omitted_line(job.id, message.omitted), isSubtle=True))
-    body.append(_monospace(message.lines) if message.lines else _text("(no output yet)", isSubtle=True))
+    body.append(_monospace(message.lines) if message.lines else _text(NO_OUTPUT_YET, isSubtle=True))
     if message.progress is not None:
         body.append(progress_block(message.progress))
     running = not message.sealed and not job.is_finished
