@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 from dotenv import dotenv_values
@@ -20,6 +21,7 @@ from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
 from .domain.sidecar import PASSTHROUGH_SECRETS
+from .domain.tokens import MIN_SECRET_BYTES
 
 CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
 AVAILABLE_CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
@@ -27,6 +29,7 @@ SPRITE_BACKENDS = ("local", "fly", "fly-emulator")
 DEFAULT_FLY_REGION = "iad"
 DEFAULT_DB_PATH = ".opendispatch/jobs.db"
 DEFAULT_MAX_JOBS_PER_USER = 5
+DEFAULT_SILENCE_S: float | None = 1800.0
 
 #: Passed-through agent settings that are not secrets (a model's name, a switch): every other
 #: variable of `OPENDISPATCH_PASSTHROUGH_ENV` is treated as one and redacted, but redacting
@@ -56,6 +59,44 @@ SECRET_VARIABLES = (
 
 def _hidden(_: object) -> str:
     return "***"
+
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Problem:
+    """One reason `serve` refuses to start, in words a user can act on (the variable and the fix).
+
+    `variable` is the setting the problem is about, so `doctor` can show it on that setting's
+    row; None when it concerns several settings or the machine. The message never holds a
+    secret value: it names the variable instead.
+    """
+
+    message: str
+    variable: str | None = None
+
+
+class _Problems:
+    """Collects a problem per setting instead of stopping at the first one.
+
+    A user who fixes one variable, restarts, and meets the next refusal wastes a deploy per
+    mistake; `serve` and `doctor` both show every problem at once.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+
+    def value(self, variable: str | None, parse: Callable[[], T], fallback: T) -> T:
+        """`parse()`, or `fallback` with its `ConfigError` recorded as a problem of `variable`."""
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.found.append(Problem(str(exc), variable))
+            return fallback
+
+    def add(self, variable: str | None, message: str) -> None:
+        self.found.append(Problem(message, variable))
 
 
 @attrs.frozen
@@ -107,66 +148,123 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env") -> Config:
-        return cls._parse(read_environment(environ, dotenv=dotenv))
+        """The configuration, or a `ConfigError` whose lines are every problem found (see `problems`)."""
+        config, problems = cls._parse(read_environment(environ, dotenv=dotenv))
+        if problems:
+            raise ConfigError("\n".join(problem.message for problem in problems))
+        return config
 
     @classmethod
-    def _parse(cls, env: Mapping[str, str]) -> Config:
+    def problems(cls, env: Mapping[str, str]) -> list[Problem]:
+        """Every problem of the settings this module reads (the chat adapters' own settings are
+        checked by `validation.validate`, which `serve` and `doctor` both call)."""
+        return cls._parse(env)[1]
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> tuple[Config, list[Problem]]:
+        """The configuration as far as it can be read (a wrong setting at its default) and its
+        problems: `doctor` still checks the port and the database of a partly wrong one."""
+        return cls._parse(env)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> tuple[Config, list[Problem]]:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
-        provider = (get("CHAT_PROVIDER") or "console").lower()
-        if provider not in CHAT_PROVIDERS:
-            raise ConfigError(f"CHAT_PROVIDER={provider!r} is not known: use one of {', '.join(CHAT_PROVIDERS)}.")
-        backend = (get("OPENDISPATCH_SPRITES") or "local").lower()
-        if backend not in SPRITE_BACKENDS:
-            raise ConfigError(
-                f"OPENDISPATCH_SPRITES={backend!r} is not available in this build: use one of {', '.join(SPRITE_BACKENDS)}."
-            )
+        check = _Problems()
+        provider = check.value("CHAT_PROVIDER", lambda: _provider(get("CHAT_PROVIDER")), "console")
+        backend = check.value("OPENDISPATCH_SPRITES", lambda: _backend(get("OPENDISPATCH_SPRITES")), "local")
         port_text = get("WEBHOOK_PORT") or "8080"
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ConfigError(f"WEBHOOK_PORT={port_text!r} must be a port number (0-65535).")
-        agent_text = get("SPRITE_AGENT_TYPE") or "claude"
-        try:
-            agent = AgentKind(agent_text.lower())
-        except ValueError:
-            raise ConfigError(f"SPRITE_AGENT_TYPE={agent_text!r} must be claude, opencode or shell.") from None
+        port = check.value("WEBHOOK_PORT", lambda: _port(port_text), 8080)
+        agent = check.value("SPRITE_AGENT_TYPE", lambda: _agent(get("SPRITE_AGENT_TYPE") or "claude"), AgentKind.CLAUDE)
         image = get("SPRITE_IMAGE")
         if image is not None:
-            _check_image("SPRITE_IMAGE", image)
-        fly = _fly_options(get)
+            check.value("SPRITE_IMAGE", lambda: _check_image("SPRITE_IMAGE", image), None)
+        fly = _fly_options(get, check)
         extra = [name.strip() for name in (get("OPENDISPATCH_PASSTHROUGH_ENV") or "").split(",") if name.strip()]
         passthrough = {name: env[name] for name in (*PASSTHROUGH_SECRETS, *extra) if env.get(name)}
         if backend == "fly":
-            _check_fly_requirements(fly, image, extra)
+            _check_fly_requirements(fly, image, extra, check)
+        token_secret = get("OPENDISPATCH_TOKEN_SECRET")
+        if token_secret is not None and len(token_secret.encode()) < MIN_SECRET_BYTES:
+            check.add("OPENDISPATCH_TOKEN_SECRET", TOKEN_SECRET_TOO_SHORT)
         secrets = tuple(
             env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name) and not is_public_setting(name)
         )
-        return cls(
+
+        def setting(name: str, parse: Callable[[str | None], T], fallback: T) -> T:
+            """A setting parsed from its text, or its problem recorded."""
+            return check.value(name, lambda: parse(get(name)), fallback)
+
+        config = cls(
             chat_provider=provider,
             sprite_backend=backend,
             webhook_host=get("OPENDISPATCH_WEBHOOK_HOST") or "127.0.0.1",
-            webhook_port=int(port_text),
-            open_dispatch_url=get("OPEN_DISPATCH_URL") or _default_callback_url(backend, get("FLY_APP_NAME"), port_text),
+            webhook_port=port,
+            open_dispatch_url=get("OPEN_DISPATCH_URL") or _default_callback_url(backend, get("FLY_APP_NAME"), str(port)),
             database_path=get("OPENDISPATCH_DB") or DEFAULT_DB_PATH,
             sprite_image=image,
-            sprite_images=_image_aliases(get("SPRITE_IMAGES")),
+            sprite_images=check.value("SPRITE_IMAGES", lambda: _image_aliases(get("SPRITE_IMAGES")), {}),
             agent_type=agent,
-            token_secret=get("OPENDISPATCH_TOKEN_SECRET"),
+            token_secret=token_secret,
             passthrough=passthrough,
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
-            access=_access_policy(get),
+            access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get), AccessPolicy()),
             fly=fly,
-            reaper_period_s=float(_whole_number("OPENDISPATCH_REAPER_PERIOD_S", get("OPENDISPATCH_REAPER_PERIOD_S"), 60)),
-            silence_s=_silence(get("OPENDISPATCH_SILENCE_S")),
-            allow_shell_sessions=_flag("OPENDISPATCH_ALLOW_SHELL_SESSIONS", get("OPENDISPATCH_ALLOW_SHELL_SESSIONS")),
-            session_idle_s=_session_duration("OPENDISPATCH_SESSION_IDLE", get("OPENDISPATCH_SESSION_IDLE"), 900.0),
-            session_max_idle_s=_session_duration(
-                "OPENDISPATCH_SESSION_MAX_IDLE", get("OPENDISPATCH_SESSION_MAX_IDLE"), 86400.0
+            reaper_period_s=float(
+                setting("OPENDISPATCH_REAPER_PERIOD_S", lambda t: _whole_number("OPENDISPATCH_REAPER_PERIOD_S", t, 60), 60)
+            ),
+            silence_s=check.value("OPENDISPATCH_SILENCE_S", lambda: _silence(get("OPENDISPATCH_SILENCE_S")), DEFAULT_SILENCE_S),
+            allow_shell_sessions=setting(
+                "OPENDISPATCH_ALLOW_SHELL_SESSIONS", lambda t: _flag("OPENDISPATCH_ALLOW_SHELL_SESSIONS", t), False
+            ),
+            session_idle_s=setting(
+                "OPENDISPATCH_SESSION_IDLE", lambda t: _session_duration("OPENDISPATCH_SESSION_IDLE", t, 900.0), 900.0
+            ),
+            session_max_idle_s=setting(
+                "OPENDISPATCH_SESSION_MAX_IDLE",
+                lambda t: _session_duration("OPENDISPATCH_SESSION_MAX_IDLE", t, 86400.0),
+                86400.0,
             ),
             environ=dict(env),
         )
+        return config, check.found
+
+
+#: What `serve` says about a job-token key too short to be safe (bootstrap checks it again for
+#: embedders that build a `Config` themselves).
+TOKEN_SECRET_TOO_SHORT = f"OPENDISPATCH_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} characters."
+
+
+def _provider(text: str | None) -> str:
+    provider = (text or "console").lower()
+    if provider not in CHAT_PROVIDERS:
+        raise ConfigError(f"CHAT_PROVIDER={provider!r} is not known: use one of {', '.join(CHAT_PROVIDERS)}.")
+    return provider
+
+
+def _backend(text: str | None) -> str:
+    backend = (text or "local").lower()
+    if backend not in SPRITE_BACKENDS:
+        raise ConfigError(
+            f"OPENDISPATCH_SPRITES={backend!r} is not available in this build: use one of {', '.join(SPRITE_BACKENDS)}."
+        )
+    return backend
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(f"WEBHOOK_PORT={text!r} must be a port number (0-65535).")
+    return int(text)
+
+
+def _agent(text: str) -> AgentKind:
+    try:
+        return AgentKind(text.lower())
+    except ValueError:
+        raise ConfigError(f"SPRITE_AGENT_TYPE={text!r} must be claude, opencode or shell.") from None
 
 
 def _names(text: str | None) -> frozenset[str]:
@@ -199,6 +297,7 @@ def read_environment(
 
 
 def _check_image(name: str, image: str) -> None:
+    """Raises `ConfigError` unless `image` is an image reference."""
     try:
         validate_image(image)
     except Exception:
@@ -227,54 +326,71 @@ def _whole_number(name: str, text: str | None, default: int) -> int:
     return int(text)
 
 
-def _fly_options(get: Callable[[str], str | None]) -> FlyOptions:
+def _fly_options(get: Callable[[str], str | None], check: _Problems) -> FlyOptions:
     """FLY_* settings and the sprite size, checked against Fly's rules before any job runs."""
     region = (get("FLY_REGION") or DEFAULT_FLY_REGION).lower()
     if not re.fullmatch(r"[a-z]{3}", region):
-        raise ConfigError(f"FLY_REGION={region!r} is not a Fly region code such as iad or ams: see `fly platform regions`.")
+        check.add("FLY_REGION", f"FLY_REGION={region!r} is not a Fly region code such as iad or ams: see `fly platform regions`.")
     api_url = (get("FLY_API_URL") or DEFAULT_API_URL).rstrip("/")
     if not re.match(r"https?://[^/\s]+", api_url):
-        raise ConfigError(f"FLY_API_URL={api_url!r} must be an http(s) URL such as {DEFAULT_API_URL}.")
+        check.add("FLY_API_URL", f"FLY_API_URL={api_url!r} must be an http(s) URL such as {DEFAULT_API_URL}.")
     cpu_kind = (get("OPENDISPATCH_SPRITE_CPU_KIND") or "shared").lower()
     if cpu_kind not in CPU_KINDS:
-        raise ConfigError(f"OPENDISPATCH_SPRITE_CPU_KIND={cpu_kind!r} must be shared or performance.")
-    cpus = _whole_number("OPENDISPATCH_SPRITE_CPUS", get("OPENDISPATCH_SPRITE_CPUS"), 1)
-    memory_mb = _whole_number("OPENDISPATCH_SPRITE_MEMORY_MB", get("OPENDISPATCH_SPRITE_MEMORY_MB"), 1024)
-    problem = guest_problem(cpu_kind, cpus, memory_mb)
+        check.add("OPENDISPATCH_SPRITE_CPU_KIND", f"OPENDISPATCH_SPRITE_CPU_KIND={cpu_kind!r} must be shared or performance.")
+    cpus = check.value(
+        "OPENDISPATCH_SPRITE_CPUS", lambda: _whole_number("OPENDISPATCH_SPRITE_CPUS", get("OPENDISPATCH_SPRITE_CPUS"), 1), None
+    )
+    memory_mb = check.value(
+        "OPENDISPATCH_SPRITE_MEMORY_MB",
+        lambda: _whole_number("OPENDISPATCH_SPRITE_MEMORY_MB", get("OPENDISPATCH_SPRITE_MEMORY_MB"), 1024),
+        None,
+    )
+    problem = guest_problem(cpu_kind, cpus, memory_mb) if cpus and memory_mb and cpu_kind in CPU_KINDS else None
     if problem is not None:
-        raise ConfigError(
+        check.add(
+            None,
             f"Sprite size is not one Fly offers: {problem}. Fix OPENDISPATCH_SPRITE_CPUS, "
-            "OPENDISPATCH_SPRITE_MEMORY_MB or OPENDISPATCH_SPRITE_CPU_KIND (see `fly platform vm-sizes`)."
+            "OPENDISPATCH_SPRITE_MEMORY_MB or OPENDISPATCH_SPRITE_CPU_KIND (see `fly platform vm-sizes`).",
         )
     app = get("FLY_SPRITE_APP")
     if app is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,62}", app):
-        raise ConfigError(f"FLY_SPRITE_APP={app!r} is not a Fly app name (lowercase letters, digits and dashes).")
+        check.add("FLY_SPRITE_APP", f"FLY_SPRITE_APP={app!r} is not a Fly app name (lowercase letters, digits and dashes).")
     return FlyOptions(
         api_token=get("FLY_API_TOKEN"),
         sprite_app=app,
         region=region,
         api_url=api_url,
         cpu_kind=cpu_kind,
-        cpus=cpus,
-        memory_mb=memory_mb,
+        cpus=cpus or 1,
+        memory_mb=memory_mb or 1024,
         instance=get("OPENDISPATCH_INSTANCE") or get("FLY_APP_NAME") or "opendispatch",
     )
 
 
-def _check_fly_requirements(fly: FlyOptions, image: str | None, extra_passthrough: list[str]) -> None:
-    """The seed's "Missing required env vars", naming exactly what is missing and where to get it."""
-    given = (("FLY_API_TOKEN", fly.api_token), ("FLY_SPRITE_APP", fly.sprite_app), ("SPRITE_IMAGE", image))
-    missing = [name for name, value in given if not value]
-    if missing:
-        raise ConfigError(
-            f"OPENDISPATCH_SPRITES=fly needs {', '.join(missing)}. Create the sprite app with `fly apps create`, "
-            "a token with `fly tokens create deploy -a <sprite app>`, and push an agent image "
-            "(docs/deploy-fly.md, steps 1-3); or use OPENDISPATCH_SPRITES=fly-emulator to try it locally."
-        )
+#: Where each variable Fly sprites need comes from (docs/deploy-fly.md, steps 1-3).
+FLY_REQUIREMENTS = {
+    "FLY_API_TOKEN": "a deploy token for the sprite app: `fly tokens create deploy -a <sprite app>`",
+    "FLY_SPRITE_APP": "the app the sprite machines live in: `fly apps create <name>`",
+    "SPRITE_IMAGE": "an agent image with sprite-reporter, pushed to registry.fly.io/<sprite app>/<name>:<tag>",
+}
+
+
+def _check_fly_requirements(fly: FlyOptions, image: str | None, extra_passthrough: list[str], check: _Problems) -> None:
+    """The seed's "Missing required env vars": one problem per missing variable, each saying
+    where to get it, so `doctor` counts three missing variables as three problems."""
+    given = {"FLY_API_TOKEN": fly.api_token, "FLY_SPRITE_APP": fly.sprite_app, "SPRITE_IMAGE": image}
+    for name, value in given.items():
+        if not value:
+            check.add(
+                name,
+                f"OPENDISPATCH_SPRITES=fly needs {name}, {FLY_REQUIREMENTS[name]} (docs/deploy-fly.md, steps 1-3); "
+                "or use OPENDISPATCH_SPRITES=fly-emulator to try it locally.",
+            )
     reserved = [name for name in extra_passthrough if name.upper().startswith("FLY_")]
     if reserved:
-        raise ConfigError(
-            f"OPENDISPATCH_PASSTHROUGH_ENV names {reserved[0]}: Fly reserves FLY_* variables inside machines; rename it."
+        check.add(
+            "OPENDISPATCH_PASSTHROUGH_ENV",
+            f"OPENDISPATCH_PASSTHROUGH_ENV names {reserved[0]}: Fly reserves FLY_* variables inside machines; rename it.",
         )
 
 
@@ -288,7 +404,7 @@ def _default_callback_url(backend: str, fly_app_name: str | None, port_text: str
 def _silence(text: str | None) -> float | None:
     """OPENDISPATCH_SILENCE_S: reap a job whose sidecar sent nothing for this long; 0 turns it off."""
     if text is None:
-        return 1800.0
+        return DEFAULT_SILENCE_S
     if not text.isdigit():
         raise ConfigError(f"OPENDISPATCH_SILENCE_S={text!r} must be whole seconds (0 = never reap silent jobs).")
     return float(text) or None

@@ -1,6 +1,11 @@
 """`opendispatch doctor`: what is configured, what is missing, and how to get it.
 
-Secret values are never printed: a secret shows as "set" with its length class only.
+Its problems are `serve`'s: both ask `validation.validate`, so doctor never passes what
+serve refuses, and shows each problem once, in serve's words (on the row of the variable it
+is about, or on a line of its own). It also checks the machine: git, the webhook port, the
+database. Every ✗ line is one problem, and the last line counts them.
+
+Secret values are never printed: a secret shows as "set (secret, not shown)".
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from .config import SECRET_VARIABLES, Config, read_environment
-from .domain.errors import ConfigError
+from .config import SECRET_VARIABLES, Config, Problem, read_environment
+from .validation import check_database, check_port, validate
 
 
 @attrs.frozen
@@ -84,39 +89,80 @@ def describe(name: str, env: Mapping[str, str]) -> str:
 
 
 def report(env: Mapping[str, str]) -> tuple[list[str], int]:
-    """The doctor's lines and its exit status (0 when nothing required is missing)."""
-    lines: list[str] = []
-    problems = 0
-    try:
-        config = Config.from_env(env, dotenv=None)
-        lines.append(f"Configuration is valid: chat={config.chat_provider}, sprites={config.sprite_backend}.")
-        provider = config.chat_provider
-        backend = config.sprite_backend
-    except ConfigError as exc:
-        lines.append(f"✗ {exc}")
-        problems += 1
-        provider = env.get("CHAT_PROVIDER", "console").strip().lower() or "console"
-        backend = env.get("OPENDISPATCH_SPRITES", "local").strip().lower() or "local"
-    lines.append("")
+    """The doctor's lines and its exit status (0 when `serve` has nothing to refuse)."""
+    config, _ = Config.read(env)
+    problems = validate(env)
+    provider, backend = config.chat_provider, config.sprite_backend
+    unclaimed = list(problems)
+
+    def claim(name: str) -> Problem | None:
+        """The first problem about `name` not yet shown, so each problem is shown once."""
+        found = next((problem for problem in unclaimed if problem.variable == name), None)
+        if found is not None:
+            unclaimed.remove(found)
+        return found
+
     general = tuple(v for v in GENERAL if backend != "fly" or v.name != "SPRITE_IMAGE")  # listed as required below
-    for variable in (*general, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ())):
+    variables = (*general, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ()))
+    width = max(len(variable.name) for variable in variables) + 1
+    rows: list[str] = []
+    for variable in variables:
         state = describe(variable.name, env)
-        if state == "missing" and variable.required:
-            mark, problems = "✗", problems + 1
-        elif state == "missing":
-            mark = "·"
+        problem = claim(variable.name)
+        if problem is not None:
+            rows.append(f"✗ {variable.name:<{width}} {state}  — {problem.message}")
+            continue
+        if state == "missing" and not variable.required:
             state = f"not set (default: {variable.default})" if variable.default else "not set"
-        else:
-            mark = "✓"
-        lines.append(f"{mark} {variable.name:<27} {state}  — {variable.how}")
+        rows.append(f"{'·' if state.startswith(('missing', 'not set')) else '✓'} {variable.name:<{width}} {state}  — {variable.how}")
+
+    if problems:
+        count = _count(len(problems))
+        lines = [f"The configuration has {count}: chat={provider}, sprites={backend}; `serve` refuses to start."]
+    else:
+        lines = [f"Configuration is valid: chat={provider}, sprites={backend}."]
+    lines.extend(f"✗ {problem.message}" for problem in unclaimed)  # those without a row of their own
     lines.append("")
-    lines.append(f"{'✓' if shutil.which('git') else '✗'} git on PATH (needed by local sprites to clone)")
-    if not shutil.which("git"):
-        problems += 1
-    lines.append(f"{'✓' if sys.version_info >= (3, 9) else '✗'} python {sys.version.split()[0]} for the sidecar")
+    lines.extend(rows)
     lines.append("")
-    lines.append("Nothing required is missing." if problems == 0 else f"{problems} problem(s) to fix before `serve`.")
-    return lines, 0 if problems == 0 else 1
+    checks = _machine_checks(env, config, port_known=not any(p.variable == "WEBHOOK_PORT" for p in problems))
+    lines.extend(line for line, _ in checks)
+    failed = len(problems) + sum(1 for _, ok in checks if not ok)
+    lines.append("")
+    lines.append("Nothing required is missing." if failed == 0 else f"{_count(failed)} to fix before `serve`.")
+    return lines, 0 if failed == 0 else 1
+
+
+def _count(n: int) -> str:
+    return f"{n} problem{'' if n == 1 else 's'}"
+
+
+def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool) -> list[tuple[str, bool]]:
+    """What this machine needs beyond configuration: (line, passed) for each check."""
+    checks: list[tuple[str, bool]] = []
+    if shutil.which("git", path=env.get("PATH")):
+        checks.append(("✓ git on PATH (needed by local sprites to clone)", True))
+    else:
+        checks.append(("✗ git is not on PATH: local sprites need it to clone repositories; install git.", False))
+    checks.append((f"{'✓' if sys.version_info >= (3, 9) else '✗'} python {sys.version.split()[0]} for the sidecar", sys.version_info >= (3, 9)))
+    if not port_known:
+        checks.append(("· webhook port not checked: WEBHOOK_PORT is not a port number (see above)", True))
+    elif config.webhook_port == 0:
+        checks.append(("✓ port 0: the system picks a free port for the webhook server when it starts", True))
+    else:
+        taken = check_port(config.webhook_host, config.webhook_port)
+        checks.append(
+            (f"✗ {taken.message}", False)
+            if taken is not None
+            else (f"✓ port {config.webhook_port} on {config.webhook_host} is free for the webhook server", True)
+        )
+    unwritable = check_database(config.database_path)
+    checks.append(
+        (f"✗ {unwritable.message}", False)
+        if unwritable is not None
+        else (f"✓ database {config.database_path} can be created and written", True)
+    )
+    return checks
 
 
 def doctor() -> int:

@@ -48,41 +48,66 @@ class DiscordSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DiscordSettings:
+        """The settings, or a `ConfigError` holding every problem, one per line, so a user
+        fixes them in one go."""
+        problems: list[tuple[str, str]] = []
+        settings = cls._read(env, problems)
+        if settings is None:
+            raise ConfigError("\n".join(message for _, message in problems))
+        return settings
+
+    @classmethod
+    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(variable, message) for each problem of `DISCORD_*`: the validation that `serve` and
+        `doctor` share asks here, so both refuse exactly what this adapter would."""
+        problems: list[tuple[str, str]] = []
+        cls._read(env, problems)
+        return problems
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> DiscordSettings | None:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
         token = get("DISCORD_BOT_TOKEN")
         if token is None:
-            raise ConfigError(
+            problems.append((
+                "DISCORD_BOT_TOKEN",
                 "DISCORD_BOT_TOKEN is not set: copy the bot token from the Developer Portal "
-                "(your application > Bot > Reset Token)."
-            )
+                "(your application > Bot > Reset Token).",
+            ))
         application_id = get("DISCORD_CLIENT_ID")
         if application_id is None or not _SNOWFLAKE.fullmatch(application_id):
-            raise ConfigError(
+            problems.append((
+                "DISCORD_CLIENT_ID",
                 "DISCORD_CLIENT_ID must be your application's id (digits), from the Developer Portal "
-                "(your application > General Information > Application ID)."
-            )
+                "(your application > General Information > Application ID).",
+            ))
         public_key = get("DISCORD_PUBLIC_KEY")
         if public_key is not None and not _PUBLIC_KEY.fullmatch(public_key):
-            raise ConfigError(
+            problems.append((
+                "DISCORD_PUBLIC_KEY",
                 "DISCORD_PUBLIC_KEY must be the 64 hex characters shown as Public Key under "
-                "General Information in the Developer Portal."
-            )
+                "General Information in the Developer Portal.",
+            ))
         guild_id = get("DISCORD_GUILD_ID")
         if guild_id is not None and not _SNOWFLAKE.fullmatch(guild_id):
-            raise ConfigError(
+            problems.append((
+                "DISCORD_GUILD_ID",
                 "DISCORD_GUILD_ID must be a server id (digits): right-click the server with "
-                "Developer Mode on > Copy Server ID, or leave it unset for global commands."
-            )
+                "Developer Mode on > Copy Server ID, or leave it unset for global commands.",
+            ))
         mode = (get("DISCORD_INTERACTIONS") or (HTTP if public_key else GATEWAY)).lower()
         if mode not in MODES:
-            raise ConfigError(f"DISCORD_INTERACTIONS={mode!r} must be gateway or http.")
-        if mode == HTTP and public_key is None:
-            raise ConfigError(
-                "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures."
-            )
+            problems.append(("DISCORD_INTERACTIONS", f"DISCORD_INTERACTIONS={mode!r} must be gateway or http."))
+        elif mode == HTTP and public_key is None:
+            problems.append((
+                "DISCORD_PUBLIC_KEY",
+                "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures.",
+            ))
+        if problems or token is None or application_id is None:
+            return None
         return cls(
             bot_token=token,
             application_id=application_id,

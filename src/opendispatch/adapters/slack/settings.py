@@ -18,6 +18,10 @@ DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_PATH = "/slack/events"
 
 
+SOCKET_NEEDS_APP_TOKEN = "Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…, scope connections:write)."
+HTTP_NEEDS_SIGNING_SECRET = "Slack HTTP mode needs SLACK_SIGNING_SECRET (Basic Information → App Credentials)."
+
+
 class SlackMode(enum.Enum):
     SOCKET = "socket"
     HTTP = "http"
@@ -69,33 +73,65 @@ class SlackSettings:
 
     def __attrs_post_init__(self) -> None:
         if self.mode is SlackMode.SOCKET and not self.app_token:
-            raise ConfigError("Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…, scope connections:write).")
+            raise ConfigError(SOCKET_NEEDS_APP_TOKEN)
         if self.mode is SlackMode.HTTP and not self.signing_secret:
-            raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET (Basic Information → App Credentials).")
+            raise ConfigError(HTTP_NEEDS_SIGNING_SECRET)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SlackSettings:
-        """Read `SLACK_*`; every error names the variable and where to find its value."""
+        """Read `SLACK_*`; every error names the variable and where to find its value.
 
+        The `ConfigError` holds every problem, one per line, so a user fixes them in one go.
+        """
+        problems: list[tuple[str, str]] = []
+        settings = cls._read(env, problems)
+        if settings is None:
+            raise ConfigError("\n".join(message for _, message in problems))
+        return settings
+
+    @classmethod
+    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(variable, message) for each problem of `SLACK_*`: the validation that `serve` and
+        `doctor` share asks here, so both refuse exactly what this adapter would."""
+        problems: list[tuple[str, str]] = []
+        cls._read(env, problems)
+        return problems
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> SlackSettings | None:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
         bot_token = get("SLACK_BOT_TOKEN")
         if bot_token is None:
-            raise ConfigError(
-                "CHAT_PROVIDER=slack needs SLACK_BOT_TOKEN (xoxb-…, from OAuth & Permissions after installing the app)."
+            problems.append((
+                "SLACK_BOT_TOKEN",
+                "CHAT_PROVIDER=slack needs SLACK_BOT_TOKEN (xoxb-…, from OAuth & Permissions after installing the app).",
+            ))
+        elif not bot_token.startswith("xoxb-"):
+            problems.append(
+                ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN must be the bot token, starting with xoxb- (OAuth & Permissions).")
             )
-        if not bot_token.startswith("xoxb-"):
-            raise ConfigError("SLACK_BOT_TOKEN must be the bot token, starting with xoxb- (OAuth & Permissions).")
         app_token = get("SLACK_APP_TOKEN")
         if app_token is not None and not app_token.startswith("xapp-"):
-            raise ConfigError(
+            problems.append((
+                "SLACK_APP_TOKEN",
                 "SLACK_APP_TOKEN must be an app-level token starting with xapp- "
-                "(Basic Information → App-Level Tokens, scope connections:write)."
-            )
+                "(Basic Information → App-Level Tokens, scope connections:write).",
+            ))
         signing_secret = get("SLACK_SIGNING_SECRET")
-        mode = cls._mode(get("SLACK_MODE"), app_token, signing_secret)
+        try:
+            mode = cls._mode(get("SLACK_MODE"), app_token, signing_secret)
+        except ConfigError as exc:
+            problems.append(("SLACK_MODE" if get("SLACK_MODE") else "SLACK_APP_TOKEN", str(exc)))
+            return None
+        if mode is SlackMode.SOCKET and app_token is None:
+            problems.append(("SLACK_APP_TOKEN", SOCKET_NEEDS_APP_TOKEN))
+        if mode is SlackMode.HTTP and signing_secret is None:
+            problems.append(("SLACK_SIGNING_SECRET", HTTP_NEEDS_SIGNING_SECRET))
+        if problems or bot_token is None:
+            return None
         return cls(
             bot_token=bot_token,
             mode=mode,

@@ -58,31 +58,56 @@ class TeamsSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
-        """Read `TEAMS_*` variables; a missing credential names the variable to set."""
+        """Read `TEAMS_*` variables; a missing credential names the variable to set.
 
+        The `ConfigError` holds every problem, one per line, so a user fixes them in one go.
+        """
+        problems: list[tuple[str, str]] = []
+        settings = cls._read(env, problems)
+        if settings is None:
+            raise ConfigError("\n".join(message for _, message in problems))
+        return settings
+
+    @classmethod
+    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(variable, message) for each problem of `TEAMS_*`: the validation that `serve` and
+        `doctor` share asks here, so both refuse exactly what this adapter would."""
+        problems: list[tuple[str, str]] = []
+        cls._read(env, problems)
+        return problems
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> TeamsSettings | None:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
         app_id = get("TEAMS_APP_ID")
         if app_id is None:
-            raise ConfigError(
+            problems.append((
+                "TEAMS_APP_ID",
                 "TEAMS_APP_ID is not set: use the Microsoft App ID of your Azure Bot "
-                "(Azure portal → your bot → Configuration). See docs/teams.md."
-            )
+                "(Azure portal → your bot → Configuration). See docs/teams.md.",
+            ))
         password = get("TEAMS_APP_PASSWORD")
         if password is None:
-            raise ConfigError(
+            problems.append((
+                "TEAMS_APP_PASSWORD",
                 "TEAMS_APP_PASSWORD is not set: use a client secret of the bot's app registration "
-                "(Azure portal → your bot → Configuration → Manage Password). See docs/teams.md."
-            )
+                "(Azure portal → your bot → Configuration → Manage Password). See docs/teams.md.",
+            ))
         edit_interval = get("TEAMS_EDIT_INTERVAL_S")
+        interval = 2.0
         try:
             interval = float(edit_interval) if edit_interval else 2.0
         except ValueError:
-            raise ConfigError(f"TEAMS_EDIT_INTERVAL_S must be a number of seconds, not {edit_interval!r}.") from None
+            problems.append(
+                ("TEAMS_EDIT_INTERVAL_S", f"TEAMS_EDIT_INTERVAL_S must be a number of seconds, not {edit_interval!r}.")
+            )
         if interval < 0:
-            raise ConfigError("TEAMS_EDIT_INTERVAL_S must not be negative.")
+            problems.append(("TEAMS_EDIT_INTERVAL_S", "TEAMS_EDIT_INTERVAL_S must not be negative."))
+        if problems or app_id is None or password is None:
+            return None
         return cls(
             app_id=app_id,
             app_password=password,
