@@ -525,3 +525,9 @@ commands: st.SearchStrategy[Command] = st.one_of(
 @given(commands)
 def test_format_then_parse_gives_the_same_command(command: Command) -> None:
     assert parse_command(format_command(command), SETTINGS) == command
+
+
+def test_help_says_a_backslash_is_no_escape_and_single_quotes_keep_double_quotes() -> None:
+    assert '\\" is not an escape' in help_text("od-run")
+    assert parse_command("""/od-run -a shell 'say "hi"'""", ParseSettings()) == run('say "hi"', agent=AgentKind.SHELL, image=None)
+    assert parse_command("""/od-run -a shell "it's here\"""", ParseSettings()) == run("it's here", agent=AgentKind.SHELL, image=None)

@@ -355,6 +355,10 @@ def help_text(topic: str | None = None) -> str:
         lines += [f"  {_option_label(option)}: {option.help}" for option in info.options]
     if name == "od-run":
         lines.append("The task is the rest of the text: quote it, or put it after -- if it has options.")
+        lines.append(
+            'Quotes group words and are removed; \\" is not an escape: to keep double quotes, '
+            """wrap the task in single quotes ('say "hi"'), and the other way round."""
+        )
     if info.example:
         lines.append(f"Example: {info.example}")
     return "\n".join(lines)
