@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ async def test_health_answers_ok() -> None:
     async with open_harness() as h:
         response = await h.http.get("/health")
         assert response.status_code == 200 and response.json()["ok"] is True
+        assert response.json()["status"] == "healthy"  # the seed's server's field, for its monitors
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", response.json()["timestamp"])
 
 
 @pytest.mark.parametrize(
@@ -163,3 +166,23 @@ async def test_the_openapi_description_is_served_and_names_every_endpoint() -> N
         for path in ("/webhooks/logs", "/webhooks/status", "/webhooks/artifacts", "/webhooks/artifact-file"):
             assert set(spec["paths"][path]["post"]["responses"]) == {"200", "400", "401", "409", "413"}
         assert {"/webhooks/session/next", "/webhooks/session/state"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize("path", ["/webhooks/logs", "/webhooks/stream"])
+async def test_a_lone_surrogate_in_a_line_is_stored_as_a_replacement_character(path: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """JSON may escape half a UTF-16 pair alone; SQLite cannot store it, and the connection dropped."""
+    from opendispatch.adapters.sqlite import open_sqlite_store
+
+    async with open_sqlite_store(tmp_path / "jobs.db") as store:
+        async with open_harness(store=store) as h:
+            job = await h.run('/od-run -a shell "x"')
+            sidecar = await h.sidecar()
+            if path == "/webhooks/logs":
+                body = ('{"jobId": "%s", "seq": 0, "lines": ["a\\ud800b", "\\udfff"]}' % job.id).encode()
+                url = path
+            else:
+                body = b'{"seq": 0, "lines": ["a\\ud800b", "\\udfff"]}\n'
+                url = f"{path}?jobId={job.id}"
+            answer = await h.http.post(url, content=body, headers={"Authorization": f"Bearer {sidecar.token}"})
+            assert answer.status_code == 200, answer.text
+            assert await store.output(job.id) == ["a\ufffdb", "\ufffd"]

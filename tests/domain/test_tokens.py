@@ -45,6 +45,23 @@ def test_garbage_is_refused_with_the_one_domain_error(garbage: str) -> None:
         ISSUER.verify(garbage, "j-aaaaaaaa", now=0)
 
 
+@pytest.mark.parametrize("expiry", ["\u00b2", "1\u00b3", "\u0663\u0663", "\uff11"])
+def test_an_expiry_of_digits_that_are_not_ascii_is_refused_not_a_crash(expiry: str) -> None:
+    """Superscript, Arabic-Indic and full-width digits pass `str.isdigit`; `int()` crashed on some."""
+    mac = ISSUER.issue("j-aaaaaaaa", expires_at=10**9).split(".")[2]
+    with pytest.raises(InvalidToken):
+        ISSUER.verify(f"odj1.{expiry}.{mac}", "j-aaaaaaaa", now=0)
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_any_job_id_and_token_text_is_refused_with_the_one_domain_error(job_id: str, garbage: str) -> None:
+    """Lone surrogates included: a job id from a request body is any text."""
+    with pytest.raises(InvalidToken):
+        ISSUER.verify(f"odj1.{garbage}", job_id + "\ud800", now=0)
+    with pytest.raises(InvalidToken):
+        ISSUER.verify(ISSUER.issue("j-aaaaaaaa", expires_at=10**9), job_id + "\ud800", now=0)
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic abc", "token"])
 def test_bearer_header_parsing_refuses_everything_but_bearer(header: str | None) -> None:
     with pytest.raises(InvalidToken):

@@ -16,12 +16,17 @@ import attrs
 from .errors import InvalidToken
 
 TOKEN_PREFIX = "odj1"
-TOKEN_PATTERN = re.compile(r"odj1\.\d{1,12}\.[A-Za-z0-9_-]{43}")
+TOKEN_PATTERN = re.compile(r"odj1\.[0-9]{1,12}\.[A-Za-z0-9_-]{43}")
+#: The expiry: ASCII digits only. `str.isdigit` also accepts "²" and "٣", which `int()` then
+#: refuses (or reads as another number): a token is checked with this, never with isdigit.
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 MIN_SECRET_BYTES = 16
 
 
 def _mac(secret: bytes, job_id: str, expires_at: int) -> str:
-    digest = hmac.new(secret, f"{job_id}\n{expires_at}".encode(), hashlib.sha256).digest()
+    # "replace": a job id from a request body may hold a lone surrogate; it cannot match a
+    # real job, and must not crash the check on its way to being refused.
+    digest = hmac.new(secret, f"{job_id}\n{expires_at}".encode("utf-8", "replace"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -41,7 +46,7 @@ class TokenIssuer:
         if not isinstance(token, str) or not isinstance(job_id, str):
             raise InvalidToken()
         parts = token.split(".")
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1].isdigit() or len(parts[1]) > 12:
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not _EXPIRY.fullmatch(parts[1]):
             raise InvalidToken()
         expires_at = int(parts[1])
         expected = _mac(self.secret, job_id, expires_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import json
 import logging
 from importlib import resources
@@ -58,7 +60,7 @@ async def _json_body() -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
     try:
-        return json.loads(raw)
+        return wire.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise wire.BadRequest("the body must be valid JSON") from None
 
@@ -140,7 +142,9 @@ def build_webhook_app(
 
     @app.get("/health")
     async def health_check() -> dict[str, Any]:
-        return {"ok": True, **(health() if health else {})}
+        # `status` and `timestamp`: what the seed's server answered, for its monitors.
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {"ok": True, "status": "healthy", "timestamp": now, **(health() if health else {})}
 
     @app.errorhandler(413)
     async def too_large(_: Exception) -> Response:

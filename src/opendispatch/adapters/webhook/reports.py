@@ -99,6 +99,6 @@ def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes]
 
 def _json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return wire.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise wire.BadRequest("the body must be valid JSON") from None

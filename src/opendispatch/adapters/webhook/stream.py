@@ -159,7 +159,7 @@ async def apply_records(sink: StreamSink, job: Job, records: list[bytes], tally:
         if not record.strip():
             continue  # an empty line keeps an idle stream alive
         try:
-            batches.append(wire.stream_record(json.loads(record), job.id))
+            batches.append(wire.stream_record(wire.loads(record), job.id))
         except (ValueError, RecursionError) as exc:  # wire.BadRequest and bad JSON/UTF-8
             tally.reject(str(exc) if isinstance(exc, wire.BadRequest) else "a record must be valid JSON")
     if not batches:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 from typing import Any
 
 import attrs
@@ -24,6 +26,34 @@ MAX_FIELD_CHARS = 4096
 
 class BadRequest(ValueError):
     """The body is not what the contract says; `str()` is the client's error message."""
+
+
+#: A `\\uD800`-style escape of a UTF-16 surrogate: JSON allows one alone, UTF-8 cannot hold it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a JSON body; a lone surrogate in it becomes U+FFFD.
+
+    JSON may escape half of a UTF-16 pair alone (`"\\ud800"`); Python keeps it in the string,
+    and the first UTF-8 encode (SQLite, a chat API) then fails, which dropped the connection.
+    Only bodies with such an escape are walked, so the usual body costs one byte scan.
+    """
+    value = json.loads(raw)
+    if _SURROGATE_ESCAPE.search(raw):
+        value = _without_lone_surrogates(value)
+    return value
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _object(body: Any) -> dict[str, Any]:
