@@ -20,7 +20,7 @@ from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
-from .domain.sidecar import PASSTHROUGH_SECRETS
+from .domain.sidecar import PASSTHROUGH_SECRETS, is_public_setting
 from .domain.tokens import MIN_SECRET_BYTES
 
 CHAT_PROVIDERS = ("console", "slack", "teams", "discord")
@@ -31,15 +31,6 @@ DEFAULT_DB_PATH = ".opendispatch/jobs.db"
 DEFAULT_MAX_JOBS_PER_USER = 5
 DEFAULT_SILENCE_S: float | None = 1800.0
 
-#: Passed-through agent settings that are not secrets (a model's name, a switch): every other
-#: variable of `OPENDISPATCH_PASSTHROUGH_ENV` is treated as one and redacted, but redacting
-#: `claude-sonnet-4-5` from every card would only hide what the card is for.
-PUBLIC_SETTINGS = ("ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_BASE_URL")
-PUBLIC_SETTING_PREFIXES = ("DISABLE_", "CLAUDE_CODE_", "OPENCODE_DISABLE_")
-
-
-def is_public_setting(name: str) -> bool:
-    return name in PUBLIC_SETTINGS or name.startswith(PUBLIC_SETTING_PREFIXES)
 
 
 #: Every variable whose value is a secret: redacted from chat, the store and logs.

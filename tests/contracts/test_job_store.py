@@ -314,3 +314,16 @@ async def test_a_kept_artifact_survives_in_the_job_with_its_size(store: JobStore
     kept = Artifact("test report", "/work/report.txt", "file", kept=True, size=12)
     await store.save(job.with_artifacts((kept,)))
     assert (await store.get(job.id)).artifacts == (kept,)
+
+
+async def test_the_database_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """They hold the job-token key and every job's output (the review found 0644)."""
+    old = tmp_path / "old.db"
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    for path in (tmp_path / "new.db", old):
+        async with open_sqlite_store(path) as store:
+            await store.add(queued("j-00000001", at=1.0))
+            await store.secret("key", lambda: b"k" * 32)
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob(path.name + "*")}
+        assert path.name + "-wal" in modes and set(modes.values()) == {0o600}, modes

@@ -19,3 +19,16 @@ def test_a_cost_cap_reaches_the_sprite_of_a_job_and_of_a_persistent_session() ->
         callback_url="http://x", passthrough={}, max_cost_usd=0.75,
     )
     assert session["MAX_COST_USD"] == "0.75"
+
+
+def test_the_sidecar_is_told_the_names_of_every_passed_through_secret_never_their_values() -> None:
+    job = Job.queued("j-00000001", JobSpec(task="x", agent=AgentKind.CLAUDE), Conversation("memory", "c"), User("u", "a"), at=0.0)
+    passthrough = {"DATABASE_URL": "postgres://u:pw@db/x", "MY_API_KEY": "k-123456", "ANTHROPIC_MODEL": "m", "EMPTY": ""}
+    env = sprite_environment(job, token="t", callback_url="http://x", passthrough=passthrough)
+    assert env["OPENDISPATCH_SECRET_NAMES"] == "DATABASE_URL,MY_API_KEY"  # the model's name is no secret
+    session = session_sprite_environment(
+        session_id="s-1", token="t", agent="claude", agent_session_id="a", repo=None, branch="main",
+        callback_url="http://x", passthrough=passthrough,
+    )
+    assert session["OPENDISPATCH_SECRET_NAMES"] == "DATABASE_URL,MY_API_KEY"
+    assert "OPENDISPATCH_SECRET_NAMES" not in sprite_environment(job, token="t", callback_url="http://x", passthrough={})

@@ -98,3 +98,28 @@ def test_artifacts_come_from_the_output_and_the_file_once_each(tmp_path: Path) -
         {"name": "report", "url": str(tmp_path / "out" / "report.html"), "type": "file"},
         {"name": "https://example.com/x", "url": "https://example.com/x", "type": "link"},
     ]
+
+
+def test_every_passed_through_secret_is_redacted_by_name_database_url_included() -> None:
+    env = {
+        "DATABASE_URL": "postgres://app:hunter2pw@db:5432/app",
+        "MY_API_KEY": "k-0123456789",
+        "ANTHROPIC_MODEL": "claude-model-x",
+        "OPENDISPATCH_SECRET_NAMES": "DATABASE_URL,MY_API_KEY",
+    }
+    redact = Redactor(env)
+    assert redact("db=postgres://app:hunter2pw@db:5432/app key=k-0123456789 model=claude-model-x") == (
+        f"db={REDACTED} key={REDACTED} model=claude-model-x"
+    )
+    assert Redactor({"DATABASE_URL": "postgres://x:y@z/w"})("postgres://x:y@z/w") == REDACTED  # named or not
+
+
+def test_the_spool_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from sprite_reporter.relay import Relay
+
+    spool = tmp_path / "spool.jsonl"
+    spool.write_bytes(b"old")
+    spool.chmod(0o644)
+    writer, path = Relay._open_spool(str(spool))
+    writer.close()
+    assert path == str(spool) and spool.stat().st_mode & 0o777 == 0o600 and spool.read_bytes() == b""

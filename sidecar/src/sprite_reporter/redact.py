@@ -2,7 +2,17 @@
 
 from typing import Dict
 
-SECRET_ENV_NAMES = ("JOB_TOKEN", "SESSION_TOKEN", "GH_TOKEN", "GITHUB_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+SECRET_ENV_NAMES = (
+    "JOB_TOKEN",
+    "SESSION_TOKEN",
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "DATABASE_URL",
+)
+#: The dispatcher names every other secret it passed through here (names only, comma-separated).
+SECRET_NAMES_ENV = "OPENDISPATCH_SECRET_NAMES"
 MIN_REDACTED_LEN = 6  # shorter values would mangle ordinary output if redacted
 REDACTED = "[redacted]"
 
@@ -11,7 +21,8 @@ class Redactor:
     """Replaces the values of secret environment variables with a marker."""
 
     def __init__(self, env: Dict[str, str]) -> None:
-        values = {env.get(name, "") for name in SECRET_ENV_NAMES}
+        named = [name.strip() for name in env.get(SECRET_NAMES_ENV, "").split(",") if name.strip()]
+        values = {env.get(name, "") for name in (*SECRET_ENV_NAMES, *named)}
         self._secrets = sorted((v for v in values if len(v) >= MIN_REDACTED_LEN), key=len, reverse=True)
 
     def __call__(self, text: str) -> str:

@@ -117,8 +117,11 @@ class Relay:
 
     @staticmethod
     def _open_spool(path: str) -> Tuple[IO[bytes], str]:
+        """The spool holds every line before redaction on the server: this user's eyes only."""
         try:
-            return open(path, "wb"), path
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+            return os.fdopen(fd, "wb"), path
         except OSError as exc:
             fd, fallback = tempfile.mkstemp(prefix="opendispatch-spool-", suffix=".jsonl")
             say(f"cannot write the spool file {path} ({exc.strerror}); using {fallback}")

@@ -89,6 +89,20 @@ class ArtifactFile:
 
 PASSTHROUGH_SECRETS = ("GH_TOKEN", "ANTHROPIC_API_KEY", "DATABASE_URL")
 
+#: Passed-through agent settings that are not secrets (a model's name, a switch): every other
+#: variable of `OPENDISPATCH_PASSTHROUGH_ENV` is treated as one and redacted, but redacting
+#: `claude-sonnet-4-5` from every card would only hide what the card is for.
+PUBLIC_SETTINGS = ("ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_BASE_URL")
+PUBLIC_SETTING_PREFIXES = ("DISABLE_", "CLAUDE_CODE_", "OPENCODE_DISABLE_")
+
+#: Names (never values) of the variables the sidecar must redact besides its own list: every
+#: passed-through secret, the operator's extra ones included.
+SECRET_NAMES_ENV = "OPENDISPATCH_SECRET_NAMES"
+
+
+def is_public_setting(name: str) -> bool:
+    return name in PUBLIC_SETTINGS or name.startswith(PUBLIC_SETTING_PREFIXES)
+
 
 def sprite_environment(
     job: Job, *, token: str, callback_url: str, passthrough: Mapping[str, str]
@@ -111,8 +125,17 @@ def sprite_environment(
         env["REPO"] = job.spec.repo
     if job.spec.max_cost_usd is not None:
         env["MAX_COST_USD"] = f"{job.spec.max_cost_usd:g}"  # Claude Code's own budget flag
-    env.update({name: value for name, value in passthrough.items() if value})
+    env.update(_passed_through(passthrough))
     return env
+
+
+def _passed_through(passthrough: Mapping[str, str]) -> dict[str, str]:
+    """The operator's variables for the agent, plus the names of those the sidecar must redact."""
+    given = {name: value for name, value in passthrough.items() if value}
+    secret_names = sorted(name for name in given if not is_public_setting(name))
+    if secret_names:
+        given[SECRET_NAMES_ENV] = ",".join(secret_names)
+    return given
 
 
 #: `OPENDISPATCH_SESSION_MODE` values the sidecar understands.
@@ -163,5 +186,5 @@ def session_sprite_environment(
         env["REPO"] = repo
     if max_cost_usd is not None:
         env["MAX_COST_USD"] = f"{max_cost_usd:g}"
-    env.update({name: value for name, value in passthrough.items() if value})
+    env.update(_passed_through(passthrough))
     return env

@@ -676,7 +676,31 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+def _owner_only(path: str | os.PathLike[str]) -> None:
+    """Create the database file readable by this user only, or make an existing one so.
+
+    It holds the job-token key and every job's output: with the usual umask it was 0644, so
+    any local user (or a local sprite) could read the key and forge tokens. SQLite gives its
+    -wal and -shm files the database file's mode.
+    """
+    name = os.fspath(path)
+    if name in ("", ":memory:") or name.startswith("file:"):
+        return
+    fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.chmod(name + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    _owner_only(path)
     db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
