@@ -360,8 +360,29 @@ async def open_dispatcher(
             nursery.cancel_scope.cancel()
 
 
+def raise_open_file_limit() -> int:
+    """Let the server hold as many connections as the system allows; returns the new limit.
+
+    Every sidecar connection, chat socket and stream holds a file descriptor, and the usual
+    soft limit is 1,024: a thousand sprites, or a thousand slow clients, and the server could
+    not even accept `/health`. The hard limit is the operator's (or the platform's) choice.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            log.info("could not raise the open-file limit above %d", soft)
+    return soft
+
+
 async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
     """`opendispatch serve`: run until SIGTERM/SIGINT, then tear everything down cleanly."""
+    raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_dispatcher(config) as running:
             async with trio.open_nursery() as nursery:

@@ -266,3 +266,46 @@ async def test_a_shutdown_closes_every_accepted_connection() -> None:
         for client in clients:
             client.close()
         listener.close()
+
+
+@pytest.mark.parametrize(
+    "started",
+    [
+        b"GET /health HTTP/1.1\r\nX-Slow: ",  # hypercorn's path: the line is in, the headers trickle
+        b"GET /heal",  # the request line itself never ends
+        b"POST /webhooks/logs HTTP/1.1\r\nHost: x\r\n",  # the sidecar path
+    ],
+)
+async def test_a_request_head_that_does_not_arrive_in_time_closes_the_connection(started: bytes) -> None:
+    """A slow head held a connection (and its descriptor) for good on hypercorn's path."""
+    async with open_harness() as h:
+        front = h.running.webhook_app.extensions[SIDECAR_FRONT]
+        assert isinstance(front, SidecarFront)
+        front.head_timeout_s = front.request_timeout_s = 0.3
+        socket = await connect(h)
+        await socket.send_all(started)
+        received = b""
+        with trio.fail_after(CEILING_S):
+            while chunk := await socket.receive_some():
+                received += chunk
+        assert received == b"" or received.startswith(b"HTTP/1.1 408 ")
+        # ...and the server is fine: /health answers on a new connection.
+        healthy = await connect(h)
+        await healthy.send_all(get("/health"))
+        [(status, _, _)] = await answers(healthy, 1)
+        assert status == 200
+
+
+def test_serve_raises_the_open_file_limit_to_what_the_system_allows() -> None:
+    import resource
+
+    from opendispatch.bootstrap import raise_open_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        raised = raise_open_file_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised
+        assert raised == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -58,6 +58,13 @@ MAX_HEAD_BYTES = 16384
 STREAM_READ_TIMEOUT_S = 60.0
 #: A request's head and body must arrive within this (a stream's records are timed apart).
 REQUEST_TIMEOUT_S = 30.0
+#: From a request's first byte, its head (request line and headers) must arrive within this,
+#: on every path: hypercorn gives a head no deadline of its own once its first line is in, so
+#: a client trickling headers held a connection (and its file descriptor) for good.
+REQUEST_HEAD_TIMEOUT_S = 10.0
+#: hypercorn's `read_timeout`: a request body (a chat platform's webhook) must keep coming.
+#: It also runs while a response is awaited, so it must outlast a session's long poll (25 s).
+HYPERCORN_READ_TIMEOUT_S = 60  # whole seconds: hypercorn types it an int
 #: After an early answer the client may still be sending; read and drop its body this long
 #: so that closing does not reset the connection before the answer is read.
 DRAIN_S = 2.0
@@ -85,12 +92,14 @@ class SidecarFront:
         on_answer: Callable[[str, int], None] | None = None,
         read_timeout_s: float = STREAM_READ_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        head_timeout_s: float = REQUEST_HEAD_TIMEOUT_S,
     ) -> None:
         self.reports = dict(reports)
         self.streams = streams
         self.on_answer = on_answer
         self.read_timeout_s = read_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.head_timeout_s = head_timeout_s
         #: Reads every stream's body in one task while `serve_front` runs it (stream_hub.py).
         self.hub: StreamHub | None = None
         lines = [b"POST " + path.encode() for path in self.reports]
@@ -132,7 +141,7 @@ class SidecarFront:
             received, closed = http.trailing_data
             if closed:
                 return None
-            received = await read_first_line(stream, bytes(received), idle_timeout_s)
+            received = await read_first_line(stream, bytes(received), idle_timeout_s, self.head_timeout_s)
             if not received:
                 return None
             if not self.takes(received):
@@ -396,15 +405,49 @@ class ReplayedStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
-async def read_first_line(stream: trio.abc.Stream, received: bytes, timeout_s: float) -> bytes:
-    """`received` plus what the client sends until its request line is complete (or a limit)."""
-    with trio.move_on_after(timeout_s):
+async def read_first_line(
+    stream: trio.abc.Stream, received: bytes, idle_timeout_s: float, head_timeout_s: float = REQUEST_HEAD_TIMEOUT_S
+) -> bytes:
+    """`received` plus what the client sends until its request line is complete (or a limit).
+
+    An idle connection may wait `idle_timeout_s` for its next request; once a request has
+    begun, its line must arrive within `head_timeout_s`.
+    """
+    if not received:
+        with trio.move_on_after(idle_timeout_s):
+            received = bytes(await stream.receive_some(RECEIVE_BYTES))
+    if not received:
+        return b""
+    with trio.move_on_after(head_timeout_s):
         while b"\r\n" not in received and len(received) < MAX_HEAD_BYTES:
             data = await stream.receive_some(RECEIVE_BYTES)
             if not data:
                 break
             received += data
     return received
+
+
+async def read_whole_head(stream: trio.abc.Stream, received: bytes, timeout_s: float) -> bytes | None:
+    """`received` plus the rest of the request's head; None when it did not come in time.
+
+    A head over MAX_HEAD_BYTES is handed on as it is: hypercorn answers it (431).
+    """
+    with trio.move_on_after(timeout_s):
+        while b"\r\n\r\n" not in received and len(received) <= MAX_HEAD_BYTES:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                return None
+            received += data
+        return received
+    return None
+
+
+_HEAD_TIMED_OUT_BODY = b'{"ok": false, "error": "the request head did not arrive in time"}'
+_HEAD_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_HEAD_TIMED_OUT_BODY)}\r\n\r\n".encode()
+    + _HEAD_TIMED_OUT_BODY
+)
 
 
 async def serve_front(
@@ -431,10 +474,17 @@ async def serve_front(
         async def connection(stream: trio.SocketStream) -> None:
             """One connection's requests; `serve_listening_sockets` closes it afterwards."""
             try:
-                received: bytes | None = await read_first_line(stream, b"", config.keep_alive_timeout)
+                received: bytes | None = await read_first_line(
+                    stream, b"", config.keep_alive_timeout, front.head_timeout_s
+                )
                 if received and front.takes(received):
                     received = await front.serve(stream, received, idle_timeout_s=config.keep_alive_timeout)
                 if not received:
+                    return
+                received = await read_whole_head(stream, received, front.head_timeout_s)
+                if received is None:
+                    with trio.move_on_after(DRAIN_S):
+                        await stream.send_all(_HEAD_TIMED_OUT)
                     return
                 state = ConnectionState(lifespan_state.copy())
                 await TCPServer(asgi, config, context, state, ReplayedStream(stream, received))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
-from .front import SIDECAR_FRONT, SidecarFront, serve_front
+from .front import HYPERCORN_READ_TIMEOUT_S, SIDECAR_FRONT, SidecarFront, serve_front
 
 GRACEFUL_TIMEOUT_S = 5.0
 
@@ -28,6 +28,7 @@ def _hypercorn_config(bind: str) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("opendispatch.webhook.server")  # through our logging setup
     config.keep_alive_timeout = 75.0  # sidecars keep one connection open between batches
+    config.read_timeout = HYPERCORN_READ_TIMEOUT_S  # none by default: a trickled body held on
     config.backlog = LISTEN_BACKLOG
     return config
 
