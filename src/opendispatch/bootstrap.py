@@ -232,6 +232,8 @@ def runner_settings_for(config: Config) -> RunnerSettings:
     return RunnerSettings(
         page_chars=PAGE_CHARS.get(config.chat_provider, 3000),
         edit_interval_s=EDIT_INTERVAL_S.get(config.chat_provider, 1.0),
+        max_output_lines=config.max_output_lines,
+        max_output_chars=config.max_output_mb * 1024 * 1024,
     )
 
 

@@ -20,6 +20,7 @@ from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
+from .domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES
 from .domain.sidecar import PASSTHROUGH_SECRETS, is_public_setting
 from .domain.tokens import MIN_SECRET_BYTES
 
@@ -126,6 +127,8 @@ class Config:
     allow_shell_sessions: bool = False
     session_idle_s: float = 900.0
     session_max_idle_s: float = 86400.0
+    max_output_lines: int = DEFAULT_MAX_OUTPUT_LINES
+    max_output_mb: int = DEFAULT_MAX_OUTPUT_CHARS // (1024 * 1024)
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -206,6 +209,16 @@ class Config:
             fly=fly,
             reaper_period_s=float(
                 setting("OPENDISPATCH_REAPER_PERIOD_S", lambda t: _whole_number("OPENDISPATCH_REAPER_PERIOD_S", t, 60), 60)
+            ),
+            max_output_lines=setting(
+                "OPENDISPATCH_MAX_OUTPUT_LINES",
+                lambda t: _whole_number("OPENDISPATCH_MAX_OUTPUT_LINES", t, DEFAULT_MAX_OUTPUT_LINES),
+                DEFAULT_MAX_OUTPUT_LINES,
+            ),
+            max_output_mb=setting(
+                "OPENDISPATCH_MAX_OUTPUT_MB",
+                lambda t: _whole_number("OPENDISPATCH_MAX_OUTPUT_MB", t, DEFAULT_MAX_OUTPUT_CHARS // (1024 * 1024)),
+                DEFAULT_MAX_OUTPUT_CHARS // (1024 * 1024),
             ),
             silence_s=check.value("OPENDISPATCH_SILENCE_S", lambda: _silence(get("OPENDISPATCH_SILENCE_S")), DEFAULT_SILENCE_S),
             allow_shell_sessions=setting(
@@ -312,7 +325,7 @@ def _image_aliases(text: str | None) -> dict[str, str]:
 def _whole_number(name: str, text: str | None, default: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]{1,12}", text) or int(text) < 1:  # isdigit() takes "²", int() does not
         raise ConfigError(f"{name}={text!r} must be a whole number such as {default}.")
     return int(text)
 

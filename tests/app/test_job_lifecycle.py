@@ -390,3 +390,21 @@ async def test_a_silent_job_shows_running_with_its_elapsed_time_before_any_outpu
         await sidecar.status("completed", 0)
         await h.card(job.id)
         assert live_lines(h.chat, job.id) == ["at last"]
+
+
+async def test_a_job_past_its_output_quota_goes_on_but_stores_no_more_and_its_card_says_so() -> None:
+    """A job printed two million lines (a 95 MB write-ahead log) and nothing stopped it (issue #20)."""
+    async with open_harness(settings=attrs.evolve(FAST, max_output_lines=5)) as h:
+        job = await h.run('/od-run -a shell "yes"')
+        sidecar = await h.sidecar()
+        assert (await sidecar.logs(["1", "2", "3"], seq=0)).status_code == 200
+        assert (await sidecar.logs(["4", "5", "6", "7"], seq=1)).status_code == 200
+        assert (await sidecar.logs(["8"], seq=2)).status_code == 200
+        assert (await sidecar.logs(["4", "5", "6", "7"], seq=1)).status_code == 200  # a resend
+        assert (await sidecar.status("completed", 0)).status_code == 200
+        card = await h.card(job.id)
+        stored = await h.store.output(job.id)
+        assert stored[:5] == ["1", "2", "3", "4", "5"] and stored[5].startswith("… output truncated here")
+        assert len(stored) == 6 and await h.store.last_seq(job.id) == 2  # seq 2 kept, empty
+        assert card.job.state is JobState.SUCCEEDED and card.job.output_truncated
+        assert f"Output truncated: the job printed more than it may keep; /od-logs {job.id}" in render_text(card)

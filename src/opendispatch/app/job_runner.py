@@ -20,6 +20,7 @@ from ..domain.agent_progress import stopped_at_cost_cap
 from ..domain.job import FailureStage, Job
 from ..domain.messages import JobCard, LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
+from ..domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES, OutputQuota
 from ..domain.redaction import Redactor
 from ..domain.render import card_tail
 from ..domain.sidecar import sprite_environment
@@ -73,6 +74,11 @@ class RunnerSettings:
     edit_interval_s: float = 1.0
     heartbeat_s: float = 10.0
     max_pages: int = 5
+    max_output_lines: int = DEFAULT_MAX_OUTPUT_LINES
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+
+    def new_quota(self) -> OutputQuota:
+        return OutputQuota(max_lines=self.max_output_lines, max_chars=self.max_output_chars)
 
     def new_buffer(self) -> OutputBuffer:
         return OutputBuffer(
@@ -130,12 +136,18 @@ class JobRunner:
     ) -> None:
         """Run a job to its end; with `adopt`, take over one whose sprite outlived a restart."""
         live = LiveJob(
-            job=job, buffer=self.settings.new_buffer(), redactor=self.redactor, started_ref=accepted_ref
+            job=job,
+            buffer=self.settings.new_buffer(),
+            redactor=self.redactor,
+            started_ref=accepted_ref,
+            quota=self.settings.new_quota(),
         )
         current_job_id.set(job.id)
         if adopt is not None:
             last = await self.store.last_seq(job.id)
             live.next_seq = 0 if last is None else last + 1
+            live.quota.lines = await self.store.output_line_count(job.id)  # what it stored before
+            live.quota.truncated = job.output_truncated
             self.sprites_by_job[job.id] = adopt
         self.relay.live[job.id] = live
         self.metrics.job_started()

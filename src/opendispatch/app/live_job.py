@@ -12,6 +12,7 @@ from ..domain.agent_progress import AgentProgress
 from ..domain.job import Job
 from ..domain.messages import MessageRef
 from ..domain.output_buffer import OutputBuffer
+from ..domain.output_quota import OutputQuota
 from ..domain.redaction import Redactor
 
 
@@ -30,6 +31,8 @@ class LiveJob:
     cap_reached: trio.Event = attrs.Factory(trio.Event)
     cost_at_cap: float | None = None
     saw_unsequenced: bool = False
+    #: How much of its output may still be stored (output_quota.py).
+    quota: OutputQuota = attrs.Factory(OutputQuota)
     finished: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
     cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)

@@ -230,16 +230,49 @@ class Relay:
             appends.extend((record.job, _redacted(batch, redactor)) for batch in record.batches)
         if not appends:
             return []
+        appends, reached = self._within_quota(appends)
         stored = await write([(job.id, batch.seq, batch.stored_lines()) for job, batch in appends])
         now = trio.current_time()
         starting: dict[str, Job] = {}
         for (job, batch), is_new in zip(appends, stored):
             if not is_new:
+                live = self.live.get(job.id)
+                if live is not None:
+                    live.quota.refund(batch.lines)
                 continue  # a resent batch we already have: acknowledged, not repeated
             self._show(job, batch, now)
             if job.state is JobState.STARTING:
                 starting[job.id] = job
+        for job_id in reached:
+            await self._note_truncated(job_id)
         return list(starting.values())
+
+    def _within_quota(self, appends: list[tuple[Job, LogBatch]]) -> tuple[list[tuple[Job, LogBatch]], list[str]]:
+        """Each batch cut to what its job may still store; the jobs that reached the quota now.
+
+        A batch past the quota is still stored (empty, keeping its seq) so that a resuming
+        sidecar is not asked for it again.
+        """
+        kept: list[tuple[Job, LogBatch]] = []
+        reached: list[str] = []
+        for job, batch in appends:
+            live = self.live.get(job.id)
+            if live is not None:
+                lines, now_reached = live.quota.admit(batch.lines)
+                if lines is not batch.lines:
+                    batch = LogBatch(job_id=batch.job_id, lines=tuple(lines), seq=batch.seq, events=batch.events)
+                if now_reached:
+                    reached.append(job.id)
+            kept.append((job, batch))
+        return kept, reached
+
+    async def _note_truncated(self, job_id: str) -> None:
+        """Remember on the job that its output was cut, for its card (the job goes on)."""
+        log.warning("job %s: its output reached the quota; later lines are not stored", job_id)
+        updated = await self.ledger.change(job_id, lambda current: current.with_output_truncated())
+        live = self.live.get(job_id)
+        if live is not None and not live.job.is_finished:
+            live.job = updated
 
     async def _mark_running_quietly(self, job: Job) -> None:
         current_job_id.set(job.id)  # this task's own context: its log lines name the job

@@ -145,6 +145,8 @@ class Job:
     session: str | None = None
     #: What the agent reported about its run (answer, cost, tokens, files changed), if it did.
     agent: AgentSummary | None = None
+    #: Its output reached the job's quota (output_quota.py): later lines were not stored.
+    output_truncated: bool = False
 
     @classmethod
     def queued(cls, job_id: str, spec: JobSpec, conversation: Conversation, user: User, at: float) -> Job:
@@ -196,6 +198,10 @@ class Job:
 
     def lost(self, reason: str, at: float) -> Job:
         return self._move(JobState.LOST, finished_at=at, failure=Failure(FailureStage.RELAY, reason))
+
+    def with_output_truncated(self) -> Job:
+        """Its output reached the quota; allowed in any state (the last batch may come late)."""
+        return attrs.evolve(self, output_truncated=True)
 
     def with_agent(self, summary: AgentSummary) -> Job:
         """Keep what the agent reported; allowed in any state, since the report may come last."""

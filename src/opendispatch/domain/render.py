@@ -209,12 +209,22 @@ def files_changed_lines(summary: AgentSummary) -> list[str]:
     return lines
 
 
+def truncated_output_line(job: Job) -> str | None:
+    """The card's word on a job whose output outgrew its quota (the job itself went on)."""
+    if not job.output_truncated:
+        return None
+    return f"Output truncated: the job printed more than it may keep; {logs_hint(job.id)} has what was kept."
+
+
 def _card_lines(message: JobCard) -> list[str]:
     job = message.job
     lines = [_card_status_line(job, message.duration_s), _where_line(job)]
     outcome = _outcome_line(job)
     if outcome:
         lines.append(outcome)
+    truncated = truncated_output_line(job)
+    if truncated:
+        lines.append(truncated)
     lines.extend(artifact_line(job, artifact) for artifact in job.artifacts)
     summary = job.agent
     if summary is not None:

@@ -20,6 +20,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    truncated_output_line,
     NO_OUTPUT_YET,
     artifact_line,
     ANSWER_CARD_CHARS,
@@ -208,6 +209,9 @@ def _card_description(card: JobCard, budget: int) -> str:
     outcome = next((line for line in lines[2:3] if line.startswith(("Cancelled by", "Timed out", "Failed at", "Lost at"))), None)
     if outcome:
         head.append(outcome)
+    truncated = truncated_output_line(job)
+    if truncated:
+        head.append(truncated)
     text = neutralise_mentions("\n".join(head))
     summary = job.agent
     if summary is not None and summary.answer:

@@ -27,6 +27,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import split_message
 from ...domain.render import (
+    truncated_output_line,
     NO_OUTPUT_YET,
     artifact_line,
     ANSWER_CARD_CHARS,
@@ -247,6 +248,9 @@ def _card_blocks(card: JobCard, tail: list[str], answer_limit: int) -> list[Bloc
     outcome = _outcome(job)
     if outcome:
         blocks.append(section(escape(outcome)))
+    truncated = truncated_output_line(job)
+    if truncated:
+        blocks.append(context(escape(truncated)))
     if job.artifacts:
         links = "\n".join(
             f"• {escape(artifact_line(job, a)) if a.is_file else artifact_link(a.name, a.url)}" for a in job.artifacts

@@ -19,6 +19,7 @@ from ...domain.job_spec import format_duration
 from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
+    truncated_output_line,
     NO_OUTPUT_YET,
     artifact_line,
     STATE_ICONS,
@@ -124,6 +125,8 @@ def final_activity(message: JobCard) -> Activity:
     elif job.failure is not None:
         verb = "Lost" if job.state is JobState.LOST else "Failed"
         facts.append((f"{verb} at {job.failure.stage.value}", job.failure.reason))
+    if job.output_truncated:
+        facts.append(("Output", truncated_output_line(job) or ""))
     summary = job.agent
     if summary is not None:
         facts.append(("Usage", agent_usage_line(summary)))
