@@ -124,10 +124,13 @@ async def test_writes_after_the_grace_period_get_409_but_repeats_within_it_are_f
         await h.card(job.id)
         assert (await sidecar.status("completed", 0)).status_code == 200
         assert (await sidecar.logs(["done"], seq=0)).status_code == 200
+        assert (await sidecar.logs(["late but kept"])).status_code == 200  # stored, as the docs say
+        assert (await h.store.get(job.id)).state is JobState.SUCCEEDED  # a repeat changes nothing
+        assert await h.store.output(job.id) == ["done", "late but kept"]
         await trio.sleep(120)
         assert (await sidecar.logs(["late"], seq=1)).status_code == 409
         assert (await sidecar.status("failed", 1)).status_code == 409
-        assert await h.store.output(job.id) == ["done"]
+        assert await h.store.output(job.id) == ["done", "late but kept"]
 
 
 async def test_unknown_paths_and_methods_answer_json() -> None:
