@@ -1,4 +1,9 @@
-"""Cancelling the service destroys real sprite processes, not just their records."""
+"""Cancelling the service destroys real sprite processes, not just their records.
+
+The sprites are `LocalSprites`' default: sandboxed where bubblewrap can sandbox, else plain
+subprocesses. Either way every process of each sprite (found by its environment, which names
+the sprite's workspace) must be gone afterwards.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,19 @@ from opendispatch.domain.messages import Inbound, JobAccepted
 
 # A sprite that ignores SIGTERM-free shutdown hopes: it records its pid and sleeps.
 SLEEPER = "import os, time; open(os.environ['OPENDISPATCH_WORKSPACE'] + '/pid', 'w').write(str(os.getpid())); time.sleep(600)"
+
+
+def sprite_processes(workspace: Path) -> list[int]:
+    """Host pids of the processes whose environment names `workspace` (every process of a sprite)."""
+    marker = f"OPENDISPATCH_WORKSPACE={workspace}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if not process_is_gone(pid)]
 
 
 def process_is_gone(pid: int) -> bool:
@@ -54,7 +72,11 @@ async def test_cancelling_the_nursery_while_three_jobs_run_kills_all_three_sprit
                         await trio.sleep(0.01)
                 sprite_id = (await store.get(job.id)).sprite_id
                 assert sprite_id is not None
-                pids.append(int(await wait_for_file(sprites.workspace_of(sprite_id) / "pid")))
+                workspace = sprites.workspace_of(sprite_id)
+                await wait_for_file(workspace / "pid")
+                found = sprite_processes(workspace)
+                assert found  # the sleeper, and (sandboxed) bwrap, its init and its launcher
+                pids.extend(found)
             assert not any(process_is_gone(pid) for pid in pids)
         # leaving the block cancelled the nursery: every job task destroyed its sprite
     assert all(process_is_gone(pid) for pid in pids)

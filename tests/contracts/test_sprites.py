@@ -1,7 +1,8 @@
 """One `SpritePort` contract, run against `FakeSprites`, `LocalSprites` and `FlySprites`.
 
 (`FlySprites` talks to the Machines API emulator on loopback, which runs each machine's
-program as a local subprocess.)
+program as a local subprocess.) `LocalSprites` runs twice: as plain subprocesses, and inside
+its bubblewrap sandbox (skipped where bubblewrap cannot sandbox, failed instead under CI=true).
 
 Each backend comes with a small driver: what differs is only how a test makes a sprite exit
 (the fake is told to, a local program exits by itself) and how spawning is made to fail.
@@ -24,6 +25,7 @@ import trio.testing
 
 from opendispatch.adapters.fly import FlySettings, FlySprites, MachinesEmulator, RetryPolicy, serve_emulator
 from opendispatch.adapters.local import LocalSprites, sidecar_path
+from opendispatch.adapters.local.sandbox import INSTALL_HINT, sandbox_problem
 from opendispatch.adapters.memory import FakeSprites
 from opendispatch.domain.errors import SpawnFailed
 from opendispatch.ports.sprites import Sprite, SpritePort, SpriteRequest
@@ -119,16 +121,29 @@ class FlyDriver:
         return FlySprites(self.sprites.http, attrs.evolve(self.sprites.settings, image=FLY_MISSING_IMAGE))
 
 
-def local_sprites(tmp_path: Path, term_grace_s: float = 5.0) -> LocalSprites:
+def require_sandbox() -> None:
+    """Skip where bubblewrap cannot sandbox; under CI=true, fail instead (never a silent skip)."""
+    problem = sandbox_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"local sprites cannot be sandboxed under CI: {problem}", pytrace=False)
+    pytest.skip(f"no sandbox here ({problem}); {INSTALL_HINT}")
+
+
+def local_sprites(tmp_path: Path, term_grace_s: float = 5.0, *, sandbox: bool = False) -> LocalSprites:
+    if sandbox:
+        require_sandbox()
     return LocalSprites(
         program=[sys.executable, "-c", CHILD_SCRIPT],
         workspace_root=tmp_path / "workspaces",
         log_dir=tmp_path / "logs",
         term_grace_s=term_grace_s,
+        sandbox=sandbox,
     )
 
 
-@pytest.fixture(params=["fake", "local", "fly"])
+@pytest.fixture(params=["fake", "local", "local-sandboxed", "fly"])
 async def driver(request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Driver]:
     if request.param == "fake":
         yield FakeDriver(FakeSprites())
@@ -155,7 +170,7 @@ async def driver(request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.N
                     for sprite in await sprites.list_sprites():
                         await sprites.destroy(sprite.id)
         return
-    sprites = local_sprites(tmp_path)
+    sprites = local_sprites(tmp_path, sandbox=request.param == "local-sandboxed")
     try:
         yield LocalDriver(sprites)
     finally:
@@ -164,9 +179,9 @@ async def driver(request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.N
                 await sprites.destroy(sprite.id)
 
 
-@pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[LocalSprites]:
-    sprites = local_sprites(tmp_path, term_grace_s=0.2)
+@pytest.fixture(params=["plain", "sandboxed"])
+async def local(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalSprites]:
+    sprites = local_sprites(tmp_path, term_grace_s=0.2, sandbox=request.param == "sandboxed")
     try:
         yield sprites
     finally:
@@ -303,12 +318,18 @@ async def test_local_sprite_sees_only_its_own_env_and_a_minimal_base(
     env = report["env"]
     assert "OPENDISPATCH_TEST_PARENT_SECRET" not in env
     assert env["OPENDISPATCH_JOB_TOKEN"] == "tok"
-    assert env["OPENDISPATCH_WORKSPACE"] == str(workspace)
+    assert env["OPENDISPATCH_WORKSPACE"] == str(workspace)  # the same path inside the sandbox
     assert env["HOME"] == str(workspace)
     assert env["LANG"] == env["LC_ALL"] == "C.UTF-8"
     # Python may add LC_CTYPE when it coerces the C locale; nothing else may appear.
     allowed = {"TEST_BEHAVIOUR", "OPENDISPATCH_JOB_TOKEN", "OPENDISPATCH_WORKSPACE", "PATH", "HOME",
                "LANG", "LC_ALL", "LC_CTYPE"}
+    if local.is_sandboxed(sprite.id):
+        # the sandbox's way out (its HTTP proxy, relayed to the dispatcher), and bwrap's PWD
+        proxies = {"HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"}
+        assert {env[name] for name in proxies} == {"http://127.0.0.1:3128"}
+        assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1,::1"
+        allowed |= proxies | {"NO_PROXY", "no_proxy", "PWD"}
     assert set(env) <= allowed
     assert os.path.realpath(report["cwd"]) == os.path.realpath(workspace)
     assert workspace.parent == local.workspace_root
@@ -318,7 +339,10 @@ async def test_local_sprite_sees_only_its_own_env_and_a_minimal_base(
 async def test_local_destroy_kills_the_whole_process_group(local: LocalSprites) -> None:
     with trio.fail_after(CEILING_S):
         sprite = await local.spawn(request("j-00000001", "spawn-child"))
-        grandchild = int(await wait_for_file(local.workspace_of(sprite.id) / "child.pid"))
+        workspace = local.workspace_of(sprite.id)
+        grandchild = int(await wait_for_file(workspace / "child.pid"))
+        if local.is_sandboxed(sprite.id):  # it wrote its pid in the sprite's PID namespace
+            grandchild = host_pid(grandchild, workspace)
         assert process_is_running(grandchild)
         exited = open_exit_watch(grandchild)
         try:
@@ -369,6 +393,34 @@ def test_sidecar_path_finds_the_checkouts_sprite_reporter() -> None:
 
 
 # --- helpers for watching a process that is not our child --------------------------------
+
+
+def sprite_processes(workspace: Path) -> dict[int, int]:
+    """Host pid -> pid inside its PID namespace, of every process of the sprite at `workspace`.
+
+    Every process of a sprite has OPENDISPATCH_WORKSPACE in its environment (we run as the
+    same user, or root, so /proc lets us read it).
+    """
+    found = {}
+    marker = f"OPENDISPATCH_WORKSPACE={workspace}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        ns_pids = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[1:]
+        found[int(entry.name)] = int(ns_pids[-1])
+    return found
+
+
+def host_pid(inner_pid: int, workspace: Path) -> int:
+    matches = [pid for pid, inner in sprite_processes(workspace).items() if inner == inner_pid]
+    assert len(matches) == 1, (inner_pid, sprite_processes(workspace))
+    return matches[0]
 
 
 def process_is_running(pid: int) -> bool:

@@ -12,11 +12,16 @@ import attrs
 
 from .errors import NotAllowed
 from .job import Conversation, User
-from .job_spec import JobSpec
+from .job_spec import JobSpec, host_repo_path, is_path_pattern
 
 
 def _matches(value: str, patterns: frozenset[str]) -> bool:
     return any(fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def host_repo_patterns(patterns: frozenset[str]) -> frozenset[str]:
+    """The path patterns of an allowlist (`/srv/git/*`, `file:///srv/git/*`), for `host_repos`."""
+    return frozenset(pattern for pattern in patterns if is_path_pattern(pattern))
 
 
 @attrs.frozen
@@ -28,6 +33,11 @@ class AccessPolicy:
     max_active_jobs_per_user: int | None = None
     #: users (ids or names) who may stop anyone's job; everyone else may stop only their own
     admins: frozenset[str] = frozenset()
+    #: Repositories on the dispatcher's own disk (`--repo /srv/git/x`, `file://...`, `./x`) that
+    #: jobs may clone, as absolute path patterns (`/srv/git/*`). None: no rule of their own
+    #: (embedders and the console, where the user is the operator; `repos` applies as to any
+    #: repo). A set, even empty, refuses every other host path, whatever `repos` says.
+    host_repos: frozenset[str] | None = None
 
     def check_user(self, user: User, conversation: Conversation) -> None:
         """Refuse a user or channel that is not on a non-empty allowlist (ids or names)."""
@@ -43,15 +53,29 @@ class AccessPolicy:
             )
 
     def check_spec(self, spec: JobSpec, *, default_image: str | None) -> None:
+        self._check_repo(spec)
+        image = spec.image or default_image
+        if self.images and image is not None and not _matches(image, self.images):
+            raise NotAllowed(f"Image {image} is not allowed here. Allowed: {', '.join(sorted(self.images))}.")
+
+    def _check_repo(self, spec: JobSpec) -> None:
+        path = host_repo_path(spec.repo) if spec.repo is not None else None
+        if path is not None and self.host_repos is not None:
+            patterns = frozenset(p.removeprefix("file://") for p in self.host_repos)
+            if path.startswith("/") and not path.startswith("//") and _matches(path, patterns):
+                return
+            allowed = f" Allowed: {', '.join(sorted(self.host_repos))}." if self.host_repos else ""
+            raise NotAllowed(
+                f"Repository {spec.repo} is a path on the dispatcher's own machine, and sprites may "
+                "clone only the host paths the operator allows (path patterns such as /srv/git/* in "
+                f"OPENDISPATCH_ALLOWED_REPOS).{allowed} Use owner/repo or a git URL."
+            )
         if self.repos and spec.repo is not None and not _matches(spec.repo, self.repos):
             raise NotAllowed(
                 f"Repository {spec.repo} is not allowed here. Allowed: {', '.join(sorted(self.repos))}."
             )
         if self.repos and spec.repo is None:
             raise NotAllowed(f"Jobs here must name a repository: --repo one of {', '.join(sorted(self.repos))}.")
-        image = spec.image or default_image
-        if self.images and image is not None and not _matches(image, self.images):
-            raise NotAllowed(f"Image {image} is not allowed here. Allowed: {', '.join(sorted(self.images))}.")
 
     def check_may_cancel(self, user: User, owner: User, job_id: str) -> None:
         if user.id == owner.id or _matches(user.id, self.admins) or _matches(user.name, self.admins):

@@ -7,7 +7,9 @@ sprite (`git clone -- REPO`), so anything that could be read as an option is ref
 from __future__ import annotations
 
 import enum
+import posixpath
 import re
+import urllib.parse
 
 import attrs
 
@@ -52,6 +54,33 @@ def validate_repo(text: str) -> str:
     if _GIT_URL.fullmatch(repo) or _LOCAL_PATH.fullmatch(repo):
         return repo
     raise UsageError(f"Bad repository {text!r}: use owner/repo, a git URL or a local path.")
+
+
+def host_repo_path(repo: str) -> str | None:
+    """The path on the dispatcher's own filesystem that `repo` names, or None for a remote repo.
+
+    `/srv/git/x`, `./x`, `../x`, `~/x` and `file:///srv/git/x` are host paths (a sprite on
+    this machine would clone them from its disk). Absolute ones come back normalised, with
+    `..` resolved and `file://` percent-escapes decoded, so `/allowed/../secret` is `/secret`;
+    relative ones come back as they are (relative to a sprite's workspace: never allowlisted
+    by an absolute pattern).
+    """
+    text = repo.strip()
+    if text.startswith("file://"):
+        rest = urllib.parse.unquote(text[len("file://") :])
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        text = rest if rest.startswith("/") else "//" + rest  # file://host/x: not a path of ours
+    elif not _LOCAL_PATH.fullmatch(text):
+        return None
+    if text.startswith("/"):
+        return posixpath.normpath(text) if not text.startswith("//") else text
+    return text
+
+
+def is_path_pattern(pattern: str) -> bool:
+    """An allowlist pattern that names host paths (`/srv/git/*`, `file:///srv/git/*`)."""
+    return pattern.startswith(("/", "file://"))
 
 
 def validate_branch(text: str) -> str:
