@@ -7,19 +7,23 @@ loopback and SQLite in a temporary folder. Scripted when stdin is not a terminal
 
 from __future__ import annotations
 
+import logging
+import signal
 import subprocess
-from functools import partial
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
-from .bootstrap import open_dispatcher
+from .bootstrap import Running, open_dispatcher
 from .config import Config
+from .domain.errors import DispatchError
 from .domain.job import Conversation, User
-from .domain.messages import Inbound
+from .domain.messages import Inbound, Notice
 
 RUN_TESTS_PY = '''\
 """A stand-in test suite for the demo project: prints results, optionally fails."""
@@ -80,34 +84,124 @@ def agent_demo_script(project: Path, agent: str) -> list[str]:
     ]
 
 
-async def run_demo(config: Config, *, interactive: bool, agent: str | None = None) -> int:
-    with tempfile.TemporaryDirectory(prefix="opendispatch-demo-") as tmp:
-        project = make_demo_project(Path(tmp) / "project")
-        config = attrs.evolve(
-            config,
-            database_path=str(Path(tmp) / "jobs.db"),
-            open_dispatch_url=None,
-            allow_shell_sessions=True,  # the demo's session runs shell commands (no agent CLI here)
-        )
-        async with open_dispatcher(config, bind="127.0.0.1:0") as running:
-            print(f"Open-Dispatch demo: webhooks at {running.webhook_url}, project at {project}\n", flush=True)
+#: Signals that end the console or demo the way Ctrl-C does (running jobs stopped, sprites
+#: destroyed, the throwaway folder removed) instead of killing the process on the spot:
+#: SIGHUP when the terminal window is closed, SIGTERM from `kill`.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+WHERE = Conversation("console", "console")
+#: How long the way out may spend ending sessions (each destroy is itself bounded).
+END_SESSIONS_TIMEOUT_S = 20.0
+log = logging.getLogger(__name__)
+
+
+async def run_demo(config: Config, *, interactive: bool, agent: str | None = None, name: str | None = None) -> int:
+    """Run the demo; returns the exit code (128 + the signal's number when one stopped it).
+
+    `name` is what the banner calls it: "console" by default when the user types the
+    commands (`opendispatch console`, `demo --interactive`), "demo" when it is scripted.
+    """
+    stopped_by: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="opendispatch-demo-") as tmp:  # removed on every way out
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, stopped_by)
+                await _run_in(Path(tmp), config, interactive=interactive, agent=agent, name=name)
+                nursery.cancel_scope.cancel()
+    return 128 + stopped_by[0] if stopped_by else 0
+
+
+async def _stop_on_signal(
+    signals: AsyncIterator[int], scope: trio.CancelScope, stopped_by: list[int]
+) -> None:
+    """The first stop signal cancels everything: job tasks destroy their sprites (shielded)."""
+    async for signum in signals:
+        stopped_by.append(signum)
+        scope.cancel()
+        return
+
+
+async def _run_in(tmp: Path, config: Config, *, interactive: bool, agent: str | None, name: str | None) -> None:
+    project = make_demo_project(tmp / "project")
+    config = attrs.evolve(
+        config,
+        database_path=str(tmp / "jobs.db"),
+        open_dispatch_url=None,
+        allow_shell_sessions=True,  # the demo's session runs shell commands (no agent CLI here)
+    )
+    title = name or ("console" if interactive else "demo")
+    async with open_dispatcher(config, bind="127.0.0.1:0") as running:
+        try:
+            _say(f"Open-Dispatch {title}: webhooks at {running.webhook_url}, project at {project}\n")
             if interactive:
-                print(f'Try: /od-run --repo {project} --agent shell "python3 run_tests.py"   (/od-help, quit)\n')
+                _say(f'Try: /od-run --repo {project} --agent shell "python3 run_tests.py"   (/od-help, quit)\n')
                 await running.chat.listen(running.dispatcher.handle)
-                await running.dispatcher.wait_idle()
-                return 0
-            where, who = Conversation("console", "console"), User("demo", "demo")
+                await _leave(running)
+                return
+            who = User("demo", "demo")
             for text in demo_script(project) if agent is None else agent_demo_script(project, agent):
-                print(f"you> {text}", flush=True)
-                await running.dispatcher.handle(Inbound(where, who, text))
+                _say(f"you> {text}")
+                await running.dispatcher.handle(Inbound(WHERE, who, text))
                 if running.dispatcher.sessions is not None:
                     await running.dispatcher.sessions.wait_idle()
                 await running.dispatcher.wait_idle()
-                print(flush=True)
-    return 0
+                _say("")
+        finally:
+            with trio.move_on_after(END_SESSIONS_TIMEOUT_S) as cleanup:
+                cleanup.shield = True  # also on Ctrl-C and the stop signals
+                await _end_sessions(running)
 
 
-def main(config: Config, *, interactive: bool | None = None, agent: str | None = None) -> int:
+async def _end_sessions(running: Running) -> None:
+    """End the sessions still open, as `/od-stop` does: their sprites are destroyed.
+
+    A stopping dispatcher normally leaves persistent session sprites for the next one to
+    reconnect to; the demo's database is thrown away with its folder, so there is no next one
+    and they would run on with nobody to stop them.
+    """
+    sessions = running.dispatcher.sessions
+    if sessions is None:
+        return
+    for session in sessions.live_sessions():
+        try:
+            await sessions.stop(session.name, session.owner, session.conversation)
+        except DispatchError as exc:  # already ending: fine, nothing to tell
+            log.info("demo: session %s: %s", session.name, exc)
+
+
+async def _leave(running: Running) -> None:
+    """After the prompt: `quit` stops running jobs now; the end of piped input waits for them.
+
+    Either way the user is told what is happening. Quitting cancels each job as `/od-cancel`
+    does: its task ends and destroys its sprite while the webhook server still takes the
+    sidecar's last report, so the console is gone in well under a second (cancelling the whole
+    nursery, as Ctrl-C does, would leave each sidecar retrying a server that is no longer there
+    for a few seconds).
+    """
+    live = sorted(running.dispatcher.runner.relay.live)
+    if not live:
+        return
+    jobs = f"{len(live)} running job{'s' if len(live) != 1 else ''} ({', '.join(live)})"
+    if getattr(running.chat, "quitting", False):
+        await running.chat.send(WHERE, Notice(f"Stopping {jobs}…"))
+        for job_id in live:
+            await running.dispatcher.runner.cancel(job_id, by="quitting the console")
+    else:
+        them = "them" if len(live) != 1 else "it"
+        await running.chat.send(WHERE, Notice(f"Waiting for {jobs} to finish… (Ctrl-C stops {them})"))
+    await running.dispatcher.wait_idle()
+
+
+def _say(text: str) -> None:
+    """Print a line of the demo's own; a closed terminal (EIO) is not an error on the way out."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
+def main(
+    config: Config, *, interactive: bool | None = None, agent: str | None = None, name: str | None = None
+) -> int:
     if interactive is None:
         interactive = sys.stdin.isatty()
-    return trio.run(partial(run_demo, config, interactive=interactive, agent=agent))
+    return trio.run(partial(run_demo, config, interactive=interactive, agent=agent, name=name))

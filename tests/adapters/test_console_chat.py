@@ -290,3 +290,43 @@ async def test_a_raw_transcript_is_shown_as_its_newest_lines_and_saved_whole(tmp
     assert "Raw agent transcript of j-1234abcd · showing 200 of 250 lines" in text
     assert '{"n": 49}' not in text and '{"n": 249}' in text
     assert f"The whole transcript (250 lines) is in {saved}" in text
+
+
+async def test_quit_means_leave_now_but_the_end_of_piped_input_does_not() -> None:
+    """`quit` tells the demo to stop running jobs; a pipe that ends lets them finish."""
+
+    async def handler(inbound: Inbound) -> None:
+        pass
+
+    quitting = plain_console(io.StringIO(), "/od-jobs\nquit\n")
+    ended = plain_console(io.StringIO(), "/od-jobs\n")
+    with trio.fail_after(CEILING_S):
+        await quitting.listen(handler)
+        await ended.listen(handler)
+    assert quitting.quitting and not ended.quitting
+
+
+async def test_the_job_ids_shown_are_remembered_newest_first_for_completion() -> None:
+    from opendispatch.domain.messages import JobTable
+
+    chat = plain_console(io.StringIO())
+    first, second, third = running_job("j-00000001"), running_job("j-00000002"), running_job("j-00000003")
+    await chat.send(WHERE, JobAccepted(first))
+    await chat.send(WHERE, live(second, ("a",)))
+    await chat.send(WHERE, JobCard(first.succeeded(at=2.0), tail=(), total_lines=0, duration_s=1.0))
+    await chat.send(WHERE, JobTable(title="Recent jobs", jobs=(third, second), now=5.0))
+    assert chat.job_ids == ("j-00000003", "j-00000002", "j-00000001")
+
+
+class ClosedTerminal(io.StringIO):
+    """Writing to a terminal whose window was closed fails with EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+
+async def test_printing_to_a_terminal_that_went_away_is_not_an_error() -> None:
+    """After SIGHUP the running jobs are stopped and their cards printed to nobody."""
+    chat = ConsoleChat(ClosedTerminal(), io.StringIO(), color=False, env={})
+    job = running_job()
+    await chat.send(WHERE, JobCard(job.cancelled(by="the terminal closing", at=2.0), tail=(), total_lines=0, duration_s=1.0))

@@ -8,6 +8,10 @@ readable. An agent's progress is printed the same way, as it changes, with a dot
 changes, the agent's latest words and its plan when they change. Every other message is
 printed as `render_text` gives it, with a one-character mark for its kind; an edit of one of
 those simply prints the new version.
+
+On a terminal, lines are read with a line editor (history kept across runs, Tab completion of
+commands and of the job ids shown here; see line_editor.py). Anything else (a pipe, a file, a
+test's stream) is read line by line and echoed, so a transcript reads like a session.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import attrs
 import trio
@@ -37,9 +42,14 @@ from ...domain.messages import (
 from ...domain.render import progress_lines, render_lines, step_text
 from ...ports.chat import InboundHandler
 
+if TYPE_CHECKING:
+    from .line_editor import LineEditor
+
 PROMPT = "od> "
 CONSOLE_CONVERSATION = Conversation("console", "console")
 QUIT_WORDS = frozenset({"quit", "exit"})
+#: How many job ids the console remembers for completion.
+MAX_JOB_IDS = 200
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
@@ -93,7 +103,9 @@ class ConsoleChat:
     """A ChatPort that prints to one text stream and reads commands from another.
 
     `color=None` turns colours on only for a terminal that has not set `NO_COLOR`.
-    `env` (default `os.environ`) is read once, here, for `NO_COLOR` and `USER`.
+    `line_editor=None` uses the line editor only when both streams are terminals.
+    `env` (default `os.environ`) is read once, here, for `NO_COLOR`, `USER`, and where the
+    history is kept (`XDG_STATE_HOME`, `HOME`) unless `history_path` says.
     """
 
     def __init__(
@@ -104,6 +116,8 @@ class ConsoleChat:
         color: bool | None = None,
         env: Mapping[str, str] | None = None,
         files_dir: Path | None = None,
+        line_editor: bool | None = None,
+        history_path: Path | None = None,
     ) -> None:
         environ = os.environ if env is None else env
         #: Where a raw transcript (`/od-logs JOB --raw`) is saved whole: a terminal's "file".
@@ -117,6 +131,19 @@ class ConsoleChat:
         self._live: dict[MessageRef, _PrintedLive] = {}
         self._progress: dict[str, _PrintedProgress] = {}
         self._prompt_visible = False
+        self._use_editor = (self._tty and _isatty(self._in)) if line_editor is None else line_editor
+        self._history_path = history_path if history_path is not None else default_history_path(environ)
+        self._editor: LineEditor | None = None
+        #: The ids of the jobs this console has shown, newest first: what Tab offers for JOB.
+        self._job_ids: tuple[str, ...] = ()
+        #: Set when the user asked to leave (`quit`, `exit`, Ctrl-D on a terminal) rather than
+        #: the input simply ending: the demo then stops running jobs instead of waiting for them.
+        self.quitting = False
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        """The ids of the jobs this console has shown, newest first (what Tab offers for JOB)."""
+        return self._job_ids
 
     async def send(
         self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
@@ -144,6 +171,9 @@ class ConsoleChat:
     ) -> None:
         """Read commands line by line until end of input, `quit` or `exit`, or cancellation."""
         task_status.started()
+        if self._use_editor:
+            await self._listen_with_editor(handler)
+            return
         while True:
             self._show_prompt()
             line = await trio.to_thread.run_sync(self._in.readline, abandon_on_cancel=True)
@@ -154,10 +184,46 @@ class ConsoleChat:
             if not text:
                 continue
             if text.lower() in QUIT_WORDS:
+                self.quitting = True
                 return
             await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
 
+    async def _listen_with_editor(self, handler: InboundHandler) -> None:
+        from .line_editor import LineEditor, open_history
+
+        history, not_kept = await trio.to_thread.run_sync(partial(open_history, self._history_path, skip=QUIT_WORDS))
+        self._editor = editor = LineEditor(
+            self._in,
+            self._out,
+            prompt=PROMPT,
+            bold_prompt=self._color,
+            history=history,
+            job_ids=lambda: self._job_ids,  # read in the editor's thread: a tuple, replaced whole
+        )
+        if not_kept is not None:
+            self._emit(self._decorated(Notice(f"Command history is not kept: {not_kept}.")))
+        while True:
+            line = await editor.read_line()
+            if line is None:  # Ctrl-D (the editor has ended its line), or the terminal closed
+                self.quitting = True
+                return
+            text = line.strip()
+            if not text:
+                continue
+            if text.lower() in QUIT_WORDS:
+                self.quitting = True
+                return
+            await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
+
+    def _seen(self, message: ChatMessage) -> None:
+        """Remember the job ids a message shows, for completion (a tuple: the editor's thread reads it)."""
+        jobs = message.jobs if isinstance(message, JobTable) else (getattr(message, "job", None),)
+        new = [job.id for job in jobs if job is not None and job.id not in self._job_ids]
+        if new:
+            self._job_ids = (*reversed(new), *self._job_ids)[:MAX_JOB_IDS]
+
     def _show(self, ref: MessageRef, message: ChatMessage) -> None:
+        self._seen(message)
         if isinstance(message, LiveOutput):
             self._emit(self._live_update(ref, message) + self._progress_update(message))
             return
@@ -246,8 +312,14 @@ class ConsoleChat:
         self._prompt_visible = False
 
     def _write(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
+        if self._editor is not None:
+            self._editor.writer.write(text)
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except OSError:  # the terminal was closed (EIO): jobs are being stopped, nobody reads
+            pass
 
 
 def _new_steps(view: ProgressView, printed: int) -> tuple[Step, ...]:
@@ -267,6 +339,22 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def default_history_path(env: Mapping[str, str]) -> Path | None:
+    """`$XDG_STATE_HOME/opendispatch/console_history` (`~/.local/state/...` by default).
+
+    Not next to the database: the console's database lives in a throwaway folder. The XDG
+    "state" directory is where the base-directory spec puts history that should survive
+    restarts. None when there is no home to put it in.
+    """
+    state = env.get("XDG_STATE_HOME")
+    if state and os.path.isabs(state):
+        return Path(state) / "opendispatch" / "console_history"
+    home = env.get("HOME")
+    if home and os.path.isabs(home):
+        return Path(home) / ".local" / "state" / "opendispatch" / "console_history"
+    return None
 
 
 def save_transcript(folder: Path, excerpt: LogExcerpt) -> Path:
