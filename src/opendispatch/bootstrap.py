@@ -312,6 +312,7 @@ async def open_dispatcher(
                     wall_clock=wall_clock,
                     settings=session_settings or session_settings_for(config),
                     access=config.access,
+                    ownership=config.ownership,
                 )
                 runner.session_sprites = sessions
                 await nursery.start(sessions.run)  # loads stored sessions before jobs are adopted
@@ -328,6 +329,7 @@ async def open_dispatcher(
                 ),
                 wall_clock=wall_clock,
                 access=config.access,
+                ownership=config.ownership,
                 sessions=sessions,
             )
             await nursery.start(dispatcher.run)

@@ -20,6 +20,7 @@ from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .domain.access import AccessPolicy
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
+from .domain.ownership import Ownership
 from .domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES
 from .domain.sidecar import PASSTHROUGH_SECRETS, is_public_setting
 from .domain.tokens import MIN_SECRET_BYTES
@@ -121,6 +122,7 @@ class Config:
     secret_values: tuple[str, ...] = attrs.field(default=(), repr=_hidden)
     local_sprite_log_dir: str | None = None
     access: AccessPolicy = attrs.field(factory=AccessPolicy)
+    ownership: Ownership = attrs.field(factory=Ownership)
     fly: FlyOptions = FlyOptions()
     reaper_period_s: float = 60.0
     silence_s: float | None = 1800.0
@@ -206,6 +208,12 @@ class Config:
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
             access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get), AccessPolicy()),
+            ownership=Ownership(
+                admins=_names(get("OPENDISPATCH_ADMIN_USERS")),
+                channel_members_may_read=setting(
+                    "OPENDISPATCH_CHANNEL_MAY_READ", lambda t: _flag("OPENDISPATCH_CHANNEL_MAY_READ", t), False
+                ),
+            ),
             fly=fly,
             reaper_period_s=float(
                 setting("OPENDISPATCH_REAPER_PERIOD_S", lambda t: _whole_number("OPENDISPATCH_REAPER_PERIOD_S", t, 60), 60)
@@ -277,7 +285,7 @@ def _names(text: str | None) -> frozenset[str]:
 
 def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
     limit_text = get("OPENDISPATCH_MAX_JOBS_PER_USER") or str(DEFAULT_MAX_JOBS_PER_USER)
-    if not limit_text.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", limit_text):
         raise ConfigError(f"OPENDISPATCH_MAX_JOBS_PER_USER={limit_text!r} must be a whole number (0 = no limit).")
     return AccessPolicy(
         users=_names(get("OPENDISPATCH_ALLOWED_USERS")),
@@ -285,7 +293,6 @@ def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
         repos=_names(get("OPENDISPATCH_ALLOWED_REPOS")),
         images=_names(get("OPENDISPATCH_ALLOWED_IMAGES")),
         max_active_jobs_per_user=int(limit_text) or None,
-        admins=_names(get("OPENDISPATCH_ADMIN_USERS")),
     )
 
 

@@ -127,6 +127,8 @@ async def _run_in(tmp: Path, config: Config, *, interactive: bool, agent: str | 
         database_path=str(tmp / "jobs.db"),
         open_dispatch_url=None,
         allow_shell_sessions=True,  # the demo's session runs shell commands (no agent CLI here)
+        # One person at a terminal is the operator: `--all` and every job are theirs to see.
+        ownership=attrs.evolve(config.ownership, admins=config.ownership.admins | {"console", "demo"}),
     )
     title = name or ("console" if interactive else "demo")
     async with open_dispatcher(config, bind="127.0.0.1:0") as running:

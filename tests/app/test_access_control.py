@@ -18,7 +18,7 @@ def config(**env: str) -> Config:
 
 
 async def test_users_not_on_the_list_are_refused_with_a_clear_message_and_nothing_runs() -> None:
-    async with open_harness(config=config(OPENDISPATCH_ALLOWED_USERS="alice")) as h:
+    async with open_harness(config=config(OPENDISPATCH_ALLOWED_USERS=ALICE.id)) as h:  # ids, never names
         await h.say('/od-run -a shell "x"', BOB)
         assert "not on this Open-Dispatch's list of allowed users" in h.notices()[-1]
         assert h.sprites.spawned == []

@@ -172,9 +172,11 @@ async def test_secrets_in_events_are_redacted_before_they_are_shown_or_stored() 
 
 
 async def test_od_jobs_shows_cost_and_od_usage_sums_it_per_user_and_channel() -> None:
-    from harness import BOB
+    from harness import ALICE, BOB
 
-    async with open_harness() as h:
+    from opendispatch.config import Config
+
+    async with open_harness(config=Config.from_env({"OPENDISPATCH_ADMIN_USERS": ALICE.id}, dotenv=None)) as h:
         for user, cost in ((None, 0.5), (None, 0.25), (BOB, 1.0)):
             job = await h.run('/od-run -a claude "x"', **({"user": user} if user else {}))
             sidecar = await h.sidecar()

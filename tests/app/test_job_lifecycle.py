@@ -15,9 +15,9 @@ from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.config import Config
-from opendispatch.domain.job import FailureStage, JobState
+from opendispatch.domain.job import Conversation, FailureStage, JobState, User
 from opendispatch.domain.render import render_lines, render_text
-from opendispatch.domain.messages import ChatMessage, JobAccepted, JobTable, LiveOutput, LogExcerpt, MessageRef
+from opendispatch.domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, LiveOutput, LogExcerpt, MessageRef, Notice
 
 
 def live_lines(chat, job_id: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -137,7 +137,7 @@ async def test_timeout_ends_the_job_and_destroys_the_sprite(autojump_clock: trio
 
 
 async def test_cancel_says_who_cancelled_and_destroys_the_sprite() -> None:
-    admins = Config.from_env({"OPENDISPATCH_ADMIN_USERS": "bob"}, dotenv=None)
+    admins = Config.from_env({"OPENDISPATCH_ADMIN_USERS": BOB.id}, dotenv=None)
     async with open_harness(config=admins) as h:
         job = await h.run('/od-run -a shell "x"')
         sidecar = await h.sidecar()
@@ -206,7 +206,7 @@ async def test_bad_commands_get_usage_and_internal_errors_get_a_reference() -> N
 
 
 async def test_jobs_and_logs_come_from_the_store() -> None:
-    async with open_harness() as h:
+    async with open_harness(config=Config.from_env({"OPENDISPATCH_ADMIN_USERS": ALICE.id}, dotenv=None)) as h:
         job = await h.run('/od-run -a shell "x"')
         sidecar = await h.sidecar()
         await sidecar.logs([f"line {n}" for n in range(5)], seq=0)
@@ -408,3 +408,60 @@ async def test_a_job_past_its_output_quota_goes_on_but_stores_no_more_and_its_ca
         assert len(stored) == 6 and await h.store.last_seq(job.id) == 2  # seq 2 kept, empty
         assert card.job.state is JobState.SUCCEEDED and card.job.output_truncated
         assert f"Output truncated: the job printed more than it may keep; /od-logs {job.id}" in render_text(card)
+
+
+
+async def test_another_users_job_is_theirs_to_read_and_stop_unless_the_channel_may_read() -> None:
+    """One rule (domain/ownership.py) for /od-logs, /od-jobs --all, /od-usage --all and /od-cancel."""
+    async with open_harness() as h:
+        job = await h.run('/od-run -a shell "x"', ALICE)
+        sidecar = await h.sidecar()
+        await sidecar.logs(["alice's secret plan"], seq=0)
+        for command in (f"/od-logs {job.id}", f"/od-logs {job.id} --raw", f"/od-logs {job.id} --artifact a"):
+            await h.say(command, BOB)
+            assert h.notices()[-1] == f"{job.id} is alice's job: only they or an Open-Dispatch admin may read it."
+        for command in ("/od-jobs --all", "/od-usage --all"):
+            await h.say(command, BOB)
+            assert h.notices()[-1].startswith("--all shows everyone's jobs, which only Open-Dispatch admins may see")
+        await h.say(f"/od-cancel {job.id}", BOB)
+        assert "Only alice, who started" in h.notices()[-1]
+        assert all(isinstance(s.message, Notice) and s.message.ephemeral for s in h.chat.sent[-6:])  # privately
+        assert not any(isinstance(s.message, LogExcerpt) for s in h.chat.sent)
+
+
+async def test_channel_members_may_read_when_the_operator_says_so_but_only_from_that_channel() -> None:
+    config = Config.from_env({"OPENDISPATCH_CHANNEL_MAY_READ": "1"}, dotenv=None)
+    async with open_harness(config=config) as h:
+        job = await h.run('/od-run -a shell "x"', ALICE)
+        sidecar = await h.sidecar()
+        await sidecar.logs(["shared"], seq=0)
+        elsewhere = await h.running.dispatcher.store.get(job.id)
+        await h.say(f"/od-logs {job.id}", BOB)
+        excerpt = h.chat.messages()[-1]
+        assert isinstance(excerpt, LogExcerpt) and excerpt.lines == ("shared",)
+        await h.say("/od-jobs --all", BOB)
+        table = h.chat.messages()[-1]
+        assert isinstance(table, JobTable) and table.title == "Recent jobs in this channel" and [j.id for j in table.jobs] == [job.id]
+        await h.running.dispatcher.handle(Inbound(Conversation("memory", "other"), BOB, f"/od-logs {job.id}"))
+        assert "only they or an Open-Dispatch admin may read it from the channel it ran in" in h.notices()[-1]
+        await h.say(f"/od-cancel {job.id}", BOB)  # reading is not stopping
+        assert "Only alice, who started" in h.notices()[-1]
+        assert elsewhere.conversation == job.conversation
+
+
+async def test_a_display_name_never_makes_an_admin_or_passes_an_allowlist() -> None:
+    """Users choose their names on Slack and Discord: one named like an admin is not one."""
+    admins = Config.from_env({"OPENDISPATCH_ADMIN_USERS": "U0ADMIN"}, dotenv=None)
+    async with open_harness(config=admins) as h:
+        job = await h.run('/od-run -a shell "x"', ALICE)
+        await h.sidecar()
+        await h.say(f"/od-cancel {job.id}", User("U0MALLORY", "U0ADMIN"))
+        assert "Only alice, who started" in h.notices()[-1]
+        await h.say(f"/od-cancel {job.id}", User("U0ADMIN", "the real admin"))
+        assert h.notices()[-1] == f"Cancelling {job.id}…"
+    allowlist = Config.from_env({"OPENDISPATCH_ALLOWED_USERS": ALICE.id}, dotenv=None)
+    async with open_harness(config=allowlist) as h:
+        await h.say("/od-jobs", User("U0MALLORY", ALICE.id))
+        assert "not on this Open-Dispatch's list of allowed users" in h.notices()[-1]
+        await h.say("/od-jobs", ALICE)
+        assert isinstance(h.chat.messages()[-1], JobTable)

@@ -327,3 +327,12 @@ async def test_the_database_files_are_readable_by_their_owner_only(tmp_path: Pat
             await store.secret("key", lambda: b"k" * 32)
             modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob(path.name + "*")}
         assert path.name + "-wal" in modes and set(modes.values()) == {0o600}, modes
+
+
+async def test_recent_jobs_of_one_channel_any_thread(store: JobStore) -> None:
+    here, thread, elsewhere = Conversation("slack", "C1"), Conversation("slack", "C1", thread="1.2"), Conversation("slack", "C2")
+    other_platform = Conversation("discord", "C1")
+    for n, conversation in enumerate((here, thread, elsewhere, other_platform), start=1):
+        await store.add(Job.queued(f"j-0000000{n}", SPEC, conversation, User("u1", "alice"), at=float(n)))
+    found = await store.recent(limit=10, channel=here)
+    assert [job.id for job in found] == ["j-00000002", "j-00000001"]

@@ -11,7 +11,7 @@ from opendispatch.domain.job import JobState
 from opendispatch.domain.session import SessionState
 from modelserver.server import ScenarioServer
 from real_agents import agent_environment, open_folder
-from rig import BOB, Conversation, local_sprites, open_rig
+from rig import ALICE, BOB, Conversation, local_sprites, open_rig
 
 
 #: Each message runs a shell step on notes.txt, then answers; the first answer holds a word the
@@ -97,7 +97,7 @@ async def test_a_persistent_session_keeps_one_sprite_its_workspace_and_the_agent
             card1 = await rig.card(first.id)
             assert card1.job.state is JobState.SUCCEEDED, await rig.output(first.id)
             other_room = Conversation("memory", "elsewhere")
-            second = await rig.message("/od-send keep second step", BOB, other_room)
+            second = await rig.message("/od-send keep second step", ALICE, other_room)  # its owner, from elsewhere
             assert "Sent to session keep" in rig.notices()[-1]
             card2 = await rig.card(second.id)
             assert card2.job.state is JobState.SUCCEEDED, await rig.output(second.id)

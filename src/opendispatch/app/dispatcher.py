@@ -31,6 +31,7 @@ from ..domain.commands import (
     parse_command,
 )
 from ..domain.access import AccessPolicy
+from ..domain.ownership import Ownership
 from ..domain.errors import DispatchError, JobAlreadyFinished, NotAvailableYet
 from ..domain.ids import job_id_from_hex
 from ..domain.job import Conversation, Job, JobState, User
@@ -65,10 +66,12 @@ class Dispatcher:
         parse_settings: ParseSettings,
         wall_clock: Callable[[], float],
         access: AccessPolicy = AccessPolicy(),
+        ownership: Ownership = Ownership(),
         sessions: SessionManager | None = None,
     ) -> None:
         self.sessions = sessions
         self.access = access
+        self.ownership = ownership
         self.store = store
         self.chat = chat
         self.runner = runner
@@ -125,15 +128,17 @@ class Dispatcher:
             case CancelJob(job_id=job_id):
                 await self.cancel(job_id, user, conversation)
             case ShowLogs(job_id=job_id, artifact=str(name)):
-                await self._show_artifact(job_id, name, conversation)
+                await self._show_artifact(job_id, name, conversation, user)
             case ShowLogs(job_id=job_id, tail=tail, raw=True):
                 job = await self.store.get(job_id)
+                self.ownership.check_may_read(user, job, conversation)
                 lines = await self.store.transcript(job_id)
                 # All of it: adapters that can attach a file send it whole, and text shows a tail.
                 shown = lines[-tail:] if tail is not None else lines
                 await self._reply(conversation, LogExcerpt(job=job, lines=tuple(shown), total_lines=len(lines), raw=True))
             case ShowLogs(job_id=job_id, tail=tail):
                 job = await self.store.get(job_id)
+                self.ownership.check_may_read(user, job, conversation)
                 lines = await self.store.output(job_id, tail=tail)
                 total = await self.store.output_line_count(job_id)
                 await self._reply(conversation, LogExcerpt(job=job, lines=tuple(lines), total_lines=total))
@@ -141,10 +146,13 @@ class Dispatcher:
                 await self._reply(conversation, Notice(help_text(topic), ephemeral=True))
             case ListSessions() if self.sessions is not None:
                 now = self.wall_clock()
-                live_sessions = self.sessions.live_sessions()
+                live_sessions = [
+                    s for s in self.sessions.live_sessions()
+                    if self.ownership.may_read(user, s.owner, s.conversation, conversation)
+                ]
                 if live_sessions:  # one message when there are none, as before sessions existed
                     await self._reply(conversation, Notice("\n".join(session_table_lines(live_sessions, now))))
-                jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
+                jobs = await self._visible_running(user, conversation)
                 await self._reply(
                     conversation,
                     JobTable(
@@ -166,7 +174,7 @@ class Dispatcher:
             case SendToSession(name=name, message=message) if self.sessions is not None:
                 return await self.sessions.send(name, message, conversation, user)
             case ListSessions():
-                jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
+                jobs = await self._visible_running(user, conversation)
                 await self._reply(
                     conversation,
                     JobTable(
@@ -205,7 +213,7 @@ class Dispatcher:
         if job.is_finished:
             ago = format_duration(self.wall_clock() - (job.finished_at or job.created_at))
             raise JobAlreadyFinished(f"Job {job_id} already ended ({job.state.value}) {ago} ago.")
-        self.access.check_may_cancel(user, job.requested_by, job_id)
+        self.ownership.check_may_act(user, job.requested_by, job_id)
         if not await self.runner.cancel(job_id, by=user.name):
             if self.sessions is not None and await self.sessions.cancel_queued(job_id, by=user.name):
                 await self._reply(conversation, Notice(f"Cancelled {job_id} (it was waiting in its session's queue)."))
@@ -226,9 +234,15 @@ class Dispatcher:
             live = next(iter(self.runner.relay.live.values()))
             await live.done.wait()
 
-    async def _show_artifact(self, job_id: str, name: str, conversation: Conversation) -> None:
+    async def _visible_running(self, user: User, conversation: Conversation) -> list[Job]:
+        """`/od-list`'s running jobs: all of them for an admin, else those the user may read."""
+        jobs = await self.store.recent(limit=50, states=ACTIVE_STATES)
+        return [job for job in jobs if self.ownership.may_read(user, job.requested_by, job.conversation, conversation)]
+
+    async def _show_artifact(self, job_id: str, name: str, conversation: Conversation, user: User) -> None:
         """`/od-logs JOB --artifact NAME`: the dispatcher's copy of a file the job produced."""
         job = await self.store.get(job_id)
+        self.ownership.check_may_read(user, job, conversation)
         artifact = job.artifact_named(name)
         content = await self.store.artifact_file(job.id, artifact.name) if artifact is not None else None
         if artifact is None or content is None:
@@ -247,16 +261,18 @@ class Dispatcher:
 
     async def _list_jobs(self, command: ListJobs, conversation: Conversation, user: User) -> None:
         states = (command.status,) if command.status is not None else None
+        channel = self.ownership.everyone_scope(user, conversation) if command.all else None
         jobs = await self.store.recent(
-            limit=command.limit, states=states, user_id=None if command.all else user.id
+            limit=command.limit, states=states, user_id=None if command.all else user.id, channel=channel
         )
-        title = "Recent jobs" if command.all else f"Recent jobs of {user.name}"
+        title = ("Recent jobs in this channel" if channel else "Recent jobs") if command.all else f"Recent jobs of {user.name}"
         await self._reply(conversation, JobTable(title=title, jobs=tuple(jobs), now=self.wall_clock()))
 
     async def _show_usage(self, command: ShowUsage, conversation: Conversation, user: User) -> None:
         since = self.wall_clock() - command.since_s
+        channel = self.ownership.everyone_scope(user, conversation) if command.all else None
         jobs = await self.store.recent(
-            limit=MAX_USAGE_JOBS, user_id=None if command.all else user.id, created_after=since
+            limit=MAX_USAGE_JOBS, user_id=None if command.all else user.id, created_after=since, channel=channel
         )
         rows = summarize_usage(jobs)
         text = render_usage(rows, since_s=command.since_s, everyone=command.all, user_name=user.name)

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ..domain.access import AccessPolicy
+from ..domain.ownership import Ownership
 from ..domain.commands import StartSession
 from ..domain.errors import DispatchError, InvalidToken, SpawnFailed, UnknownJob
 from ..domain.ids import job_id_from_hex
@@ -100,6 +101,7 @@ class SessionManager:
         wall_clock: Callable[[], float],
         settings: SessionSettings = SessionSettings(),
         access: AccessPolicy = AccessPolicy(),
+        ownership: Ownership = Ownership(),
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -113,6 +115,7 @@ class SessionManager:
         self.wall_clock = wall_clock
         self.settings = settings
         self.access = access
+        self.ownership = ownership
         self._live: dict[str, _Live] = {}
         self._persistent: set[str] = set()
         self._nursery: trio.Nursery | None = None
@@ -240,11 +243,21 @@ class SessionManager:
         if live is None:
             return False
         self.access.check_user(inbound.user, inbound.conversation)
+        owner = live.session.owner
+        if inbound.user.id != owner.id and not self.ownership.is_admin(inbound.user):
+            # Someone else talking in the session's thread: not theirs to drive (it runs in
+            # the owner's conversation, with the owner's agent). Said only when addressed.
+            if inbound.addressed:
+                self.ownership.check_may_act(
+                    inbound.user, owner, f"session {live.session.name}", verb="send it messages"
+                )
+            return True
         await self._submit(live, inbound.text, inbound.user)
         return True
 
     async def send(self, name: str, message: str, conversation: Conversation, user: User) -> Job:
         live = self._find(name)
+        self.ownership.check_may_act(user, live.session.owner, f"session {name}", verb="send it messages")
         job = await self._submit(live, message, user)
         if not live.session.routes(conversation):
             await self._say(
@@ -283,7 +296,7 @@ class SessionManager:
                 return
         else:
             live = self._find(name)
-            self.access.check_may_cancel(user, live.session.owner, f"session {name}")
+            self.ownership.check_may_act(user, live.session.owner, f"session {name}")
             targets = [live]
         lines = [await self._end(live, f"stopped by {user.name}", by=user.name) for live in targets]
         await self._say(conversation, Notice("\n".join(lines)))

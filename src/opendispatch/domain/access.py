@@ -31,8 +31,6 @@ class AccessPolicy:
     repos: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
     max_active_jobs_per_user: int | None = None
-    #: users (ids or names) who may stop anyone's job; everyone else may stop only their own
-    admins: frozenset[str] = frozenset()
     #: Repositories on the dispatcher's own disk (`--repo /srv/git/x`, `file://...`, `./x`) that
     #: jobs may clone, as absolute path patterns (`/srv/git/*`). None: no rule of their own
     #: (embedders and the console, where the user is the operator; `repos` applies as to any
@@ -40,8 +38,12 @@ class AccessPolicy:
     host_repos: frozenset[str] | None = None
 
     def check_user(self, user: User, conversation: Conversation) -> None:
-        """Refuse a user or channel that is not on a non-empty allowlist (ids or names)."""
-        if self.users and not (_matches(user.id, self.users) or _matches(user.name, self.users)):
+        """Refuse a user or channel that is not on a non-empty allowlist (of platform ids).
+
+        Never a display name: users choose those themselves, so anyone could call themselves
+        like an allowed id (ownership.py says the same of admins).
+        """
+        if self.users and not _matches(user.id, self.users):
             raise NotAllowed(
                 f"{user.name}, you are not on this Open-Dispatch's list of allowed users. "
                 "Ask an operator to add you to OPENDISPATCH_ALLOWED_USERS."
@@ -76,14 +78,6 @@ class AccessPolicy:
             )
         if self.repos and spec.repo is None:
             raise NotAllowed(f"Jobs here must name a repository: --repo one of {', '.join(sorted(self.repos))}.")
-
-    def check_may_cancel(self, user: User, owner: User, job_id: str) -> None:
-        if user.id == owner.id or _matches(user.id, self.admins) or _matches(user.name, self.admins):
-            return
-        raise NotAllowed(
-            f"Only {owner.name}, who started {job_id}, or an Open-Dispatch admin can stop it "
-            "(admins are listed in OPENDISPATCH_ADMIN_USERS)."
-        )
 
     def check_active_jobs(self, user: User, active: int) -> None:
         limit = self.max_active_jobs_per_user

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from ..domain.job import Job, JobState
+from ..domain.job import Conversation, Job, JobState
 
 
 class JobStore(Protocol):
@@ -28,9 +28,11 @@ class JobStore(Protocol):
         states: Collection[JobState] | None = None,
         user_id: str | None = None,
         created_after: float | None = None,
+        channel: Conversation | None = None,
     ) -> list[Job]:
-        """Newest first, optionally only in `states`, only requested by `user_id`, and only
-        created at or after `created_after` (wall-clock seconds)."""
+        """Newest first, optionally only in `states`, only requested by `user_id`, only
+        created at or after `created_after` (wall-clock seconds), and only run in the
+        platform and channel of `channel` (any thread of it)."""
         ...
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:

@@ -18,11 +18,12 @@ from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.bootstrap import Running, open_dispatcher
 from opendispatch.config import Config
-from opendispatch.domain.access import AccessPolicy
+from opendispatch.domain.ownership import Ownership
 
 #: The Stop-button tests click as another user; they stop the job as an admin may
 #: (owner-only stopping is tested once, in tests/app/test_job_lifecycle.py).
-STOPPERS_ARE_ADMINS = AccessPolicy(admins=frozenset({"bob", "Bob", "carol", "Bob Brown"}))
+#: The users the tests click Stop as, by platform id (never by name: ownership.py).
+STOPPERS_ARE_ADMINS = Ownership(admins=frozenset({"530000000000000002"}))
 from opendispatch.ports.sprites import SpritePort
 
 DISCORD_RUNNER = RunnerSettings(
@@ -97,7 +98,7 @@ async def open_discord_stack(
         channel = fake.add_channel()
         async with open_discord_chat(discord_settings(fake, **settings)) as chat:
             async with open_dispatcher(
-                config if config is not None else Config.embedded(access=STOPPERS_ARE_ADMINS),
+                config if config is not None else Config.embedded(ownership=STOPPERS_ARE_ADMINS),
                 chat=chat,
                 sprites=sprites,
                 store=MemoryJobStore(),

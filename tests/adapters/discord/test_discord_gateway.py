@@ -23,7 +23,9 @@ async def test_interactions_arrive_over_the_gateway_and_cancelling_closes_the_bo
     async with open_discord_stack(mode="gateway") as s:
         with trio.fail_after(15):
             await s.fake.wait_for(identified_sessions)
-            payload = s.fake.interaction_payload("od-jobs", [{"name": "all", "type": 5, "value": True}], channel_id=s.channel)
+            payload = s.fake.interaction_payload(  # --all: bob, an admin of the stack, asks
+                "od-jobs", [{"name": "all", "type": 5, "value": True}], channel_id=s.channel, user_id="530000000000000002"
+            )
             # A field discord.py's own Interaction parser requires; we never let it parse, so an
             # unexpected shape cannot take the connection down.
             del payload["attachment_size_limit"]

@@ -19,11 +19,12 @@ from opendispatch.adapters.slack import Pacing, SlackChat, SlackMode, SlackSetti
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.bootstrap import Running, open_dispatcher
 from opendispatch.config import Config
-from opendispatch.domain.access import AccessPolicy
+from opendispatch.domain.ownership import Ownership
 
 #: The Stop-button tests click as another user; they stop the job as an admin may
 #: (owner-only stopping is tested once, in tests/app/test_job_lifecycle.py).
-STOPPERS_ARE_ADMINS = AccessPolicy(admins=frozenset({"bob", "Bob", "carol", "Bob Brown"}))
+#: The users the tests click Stop as, by platform id (never by name: ownership.py).
+STOPPERS_ARE_ADMINS = Ownership(admins=frozenset({"U0BOB", "U0CAROL"}))
 from opendispatch.domain.messages import Inbound
 from opendispatch.ports.sprites import SpritePort
 
@@ -139,7 +140,7 @@ async def open_stack(
         settings = settings_for(fake, mode, **setting_overrides)
         async with open_slack_chat(settings, fetch_log=store.output, wall_clock=time.time) as chat:
             async with open_dispatcher(
-                config or Config.embedded(secret_values=(BOT_TOKEN, APP_TOKEN, SIGNING_SECRET), access=STOPPERS_ARE_ADMINS),
+                config or Config.embedded(secret_values=(BOT_TOKEN, APP_TOKEN, SIGNING_SECRET), ownership=STOPPERS_ARE_ADMINS),
                 chat=chat,
                 sprites=sprites,
                 store=store,

@@ -163,7 +163,7 @@ async def test_our_own_messages_are_ignored_and_mentions_and_dms_are_commands() 
         ]
         ignored = [await fake.deliver("events_api", fake.event_payload(event)) for event in own]
         mention = await fake.deliver("events_api", fake.event_payload(
-            {"type": "app_mention", "channel": "C0DEV", "user": "U0ALICE", "text": f"<@{BOT_USER_ID}> /od-jobs --all", "ts": "2.1"}
+            {"type": "app_mention", "channel": "C0DEV", "user": "U0ALICE", "text": f"<@{BOT_USER_ID}> /od-jobs --limit 5", "ts": "2.1"}
         ))
         dm = await fake.deliver("events_api", fake.event_payload(
             {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE", "text": "/od-list", "ts": "2.2"}
@@ -176,7 +176,7 @@ async def test_our_own_messages_are_ignored_and_mentions_and_dms_are_commands() 
         assert any(channel == "C0DEV" and "Recent jobs" in text for channel, text in posted)
         assert any(channel == "D0ALICE" and "Running jobs" in text for channel, text in posted)
         # each envelope is sorted right after its ack, in order: the ignored ones never got through
-        assert sorted(i.text for i in stack.inbounds if i.addressed) == ["/od-jobs --all", "/od-list"]
+        assert sorted(i.text for i in stack.inbounds if i.addressed) == ["/od-jobs --limit 5", "/od-list"]
         # plain channel chat is handed over only as overheard (for a session there), never answered
         assert [i.text for i in stack.inbounds if not i.addressed] == ["/od-jobs"]
         assert len(fake.calls_of("chat.postMessage")) == 2
@@ -252,7 +252,7 @@ async def test_every_command_is_answered_as_a_slash_command() -> None:
         await stack.settled(sidecar.job_id, started)
         job = sidecar.job_id
         for command, text in [
-            ("/od-jobs", "--all"), ("/od-list", ""), ("/od-logs", job), ("/od-cancel", job), ("/od-help", "run"),
+            ("/od-jobs", ""), ("/od-list", ""), ("/od-logs", job), ("/od-cancel", job), ("/od-help", "run"),
             ("/od-start", "s1 --persistent"), ("/od-stop", "s1"), ("/od-send", "s1 hi"),
         ]:
             before = len(stack.fake.ephemerals) + len(stack.fake.channel_messages())

@@ -18,11 +18,12 @@ from opendispatch.adapters.teams import TeamsChat, TeamsSettings, open_teams_cha
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.bootstrap import Running, open_dispatcher
 from opendispatch.config import Config
-from opendispatch.domain.access import AccessPolicy
+from opendispatch.domain.ownership import Ownership
 
 #: The Stop-button tests click as another user; they stop the job as an admin may
 #: (owner-only stopping is tested once, in tests/app/test_job_lifecycle.py).
-STOPPERS_ARE_ADMINS = AccessPolicy(admins=frozenset({"bob", "Bob", "carol", "Bob Brown"}))
+#: The users the tests click Stop as, by platform id (never by name: ownership.py).
+STOPPERS_ARE_ADMINS = Ownership(admins=frozenset({"0b0b0b0b-3d56-4244-b585-20c8a42ed2b8"}))  # aadObjectId
 from opendispatch.ports.sprites import SpritePort
 
 CEILING_S = 15
@@ -125,7 +126,7 @@ async def open_rig(
     async with open_cloud() as cloud:
         async with open_teams_chat(settings_for(cloud, **settings)) as chat:
             async with open_dispatcher(
-                config or Config.embedded(access=STOPPERS_ARE_ADMINS),
+                config or Config.embedded(ownership=STOPPERS_ARE_ADMINS),
                 chat=chat,
                 sprites=sprites,
                 store=store,

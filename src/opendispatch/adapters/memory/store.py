@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Sequence
 import attrs
 
 from ...domain.errors import UnknownJob
-from ...domain.job import Job, JobState
+from ...domain.job import Conversation, Job, JobState
 from ...domain.session import Session, SessionState
 
 
@@ -98,6 +98,7 @@ class MemoryJobStore:
         states: Collection[JobState] | None = None,
         user_id: str | None = None,
         created_after: float | None = None,
+        channel: Conversation | None = None,
     ) -> list[Job]:
         # Reversed insertion order first, so a stable sort breaks created_at ties newest-added first.
         newest_added_first = reversed(list(self._jobs.values()))
@@ -108,6 +109,10 @@ class MemoryJobStore:
             if (states is None or job.state in states)
             and (user_id is None or job.requested_by.id == user_id)
             and (created_after is None or job.created_at >= created_after)
+            and (
+                channel is None
+                or (job.conversation.platform, job.conversation.channel) == (channel.platform, channel.channel)
+            )
         ]
         return wanted[: max(limit, 0)]
 
