@@ -80,10 +80,20 @@ async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
     from .adapters.local.sprites import default_workspace_root
 
     instance = (await store.secret(INSTANCE_SECRET_NAME, lambda: secrets.token_hex(8).encode())).decode()
-    return LocalSprites(
-        workspace_root=default_workspace_root() / instance,
-        log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None,
-    )
+    # Shared chat must be sandboxed (validation refused it otherwise, unless the operator opted
+    # out loudly); the console sandboxes when it can and says so once when it cannot.
+    shared = config.chat_provider != "console" and not config.unsandboxed_local_sprites
+    try:
+        return LocalSprites(
+            workspace_root=default_workspace_root() / instance,
+            log_dir=Path(config.local_sprite_log_dir) if config.local_sprite_log_dir else None,
+            sandbox=True if shared else None,
+            allow_network=config.sandbox_allow,
+            read_only_paths=tuple(Path(p) for p in config.sandbox_read_only),
+            private_paths=(Path(config.database_path).resolve().parent,),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"OPENDISPATCH_SANDBOX_ALLOW: {exc}") from None
 
 
 def _runs_images(sprites: SpritePort) -> bool:

@@ -17,7 +17,7 @@ import attrs
 from dotenv import dotenv_values
 
 from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
-from .domain.access import AccessPolicy
+from .domain.access import AccessPolicy, host_repo_patterns
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
 from .domain.ownership import Ownership
@@ -129,6 +129,11 @@ class Config:
     allow_shell_sessions: bool = False
     session_idle_s: float = 900.0
     session_max_idle_s: float = 86400.0
+    #: Local sprites' sandbox (adapters/local): destinations it may reach besides the webhook
+    #: and public addresses, folders it may read, and the loud opt-out for shared chat.
+    sandbox_allow: tuple[str, ...] = ()
+    sandbox_read_only: tuple[str, ...] = ()
+    unsandboxed_local_sprites: bool = False
     max_output_lines: int = DEFAULT_MAX_OUTPUT_LINES
     max_output_mb: int = DEFAULT_MAX_OUTPUT_CHARS // (1024 * 1024)
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
@@ -207,7 +212,7 @@ class Config:
             passthrough=passthrough,
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
-            access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get), AccessPolicy()),
+            access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get, provider), AccessPolicy()),
             ownership=Ownership(
                 admins=_names(get("OPENDISPATCH_ADMIN_USERS")),
                 channel_members_may_read=setting(
@@ -218,6 +223,9 @@ class Config:
             reaper_period_s=float(
                 setting("OPENDISPATCH_REAPER_PERIOD_S", lambda t: _whole_number("OPENDISPATCH_REAPER_PERIOD_S", t, 60), 60)
             ),
+            sandbox_allow=tuple(sorted(_names(get("OPENDISPATCH_SANDBOX_ALLOW")))),
+            sandbox_read_only=tuple(sorted(_names(get("OPENDISPATCH_SANDBOX_READ_ONLY")))),
+            unsandboxed_local_sprites=get("OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES") == UNSANDBOXED_OPT_IN,
             max_output_lines=setting(
                 "OPENDISPATCH_MAX_OUTPUT_LINES",
                 lambda t: _whole_number("OPENDISPATCH_MAX_OUTPUT_LINES", t, DEFAULT_MAX_OUTPUT_LINES),
@@ -283,14 +291,23 @@ def _names(text: str | None) -> frozenset[str]:
     return frozenset(part.strip() for part in (text or "").split(",") if part.strip())
 
 
-def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
+#: The value of OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES that lets shared chat run local sprites
+#: without a sandbox: spelled out so nobody sets it by accident.
+UNSANDBOXED_OPT_IN = "i-understand"
+
+
+def _access_policy(get: Callable[[str], str | None], provider: str) -> AccessPolicy:
     limit_text = get("OPENDISPATCH_MAX_JOBS_PER_USER") or str(DEFAULT_MAX_JOBS_PER_USER)
     if not re.fullmatch(r"[0-9]{1,9}", limit_text):
         raise ConfigError(f"OPENDISPATCH_MAX_JOBS_PER_USER={limit_text!r} must be a whole number (0 = no limit).")
+    repos = _names(get("OPENDISPATCH_ALLOWED_REPOS"))
     return AccessPolicy(
         users=_names(get("OPENDISPATCH_ALLOWED_USERS")),
         channels=_names(get("OPENDISPATCH_ALLOWED_CHANNELS")),
-        repos=_names(get("OPENDISPATCH_ALLOWED_REPOS")),
+        repos=repos,
+        # Shared chat may clone only the host paths the operator lists (`/srv/git/*`); at the
+        # console the user is the operator and their own disk is theirs.
+        host_repos=host_repo_patterns(repos) if provider != "console" else None,
         images=_names(get("OPENDISPATCH_ALLOWED_IMAGES")),
         max_active_jobs_per_user=int(limit_text) or None,
     )

@@ -44,6 +44,11 @@ GENERAL = (
 )
 
 SPRITE_BACKENDS: Mapping[str, tuple[Variable, ...]] = {
+    "local": (
+        Variable("OPENDISPATCH_SANDBOX_ALLOW", False, "more places sandboxed sprites may reach: 127.0.0.1:4000, 10.0.0.0/8, git.internal:443", None),
+        Variable("OPENDISPATCH_SANDBOX_READ_ONLY", False, "more folders sandboxed sprites may read", None),
+        Variable("OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES", False, "i-understand: run shared chat's local sprites without a sandbox", None),
+    ),
     "fly": (
         Variable("FLY_API_TOKEN", True, "`fly tokens create deploy -a <sprite app>`; check with `fly auth whoami`"),
         Variable("FLY_SPRITE_APP", True, "app the sprite machines live in: `fly apps create my-sprites`"),
@@ -156,6 +161,8 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
             if taken is not None
             else (f"✓ port {config.webhook_port} on {config.webhook_host} is free for the webhook server", True)
         )
+    if config.sprite_backend == "local":
+        checks.append(_sandbox_check(config))
     unwritable = check_database(config.database_path)
     checks.append(
         (f"✗ {unwritable.message}", False)
@@ -163,6 +170,20 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
         else (f"✓ database {config.database_path} can be created and written", True)
     )
     return checks
+
+
+def _sandbox_check(config: Config) -> tuple[str, bool]:
+    """Whether local sprites get their sandbox; a shared chat without one is a problem above."""
+    from .adapters.local import sandbox_problem
+
+    why = sandbox_problem()
+    if why is None:
+        return ("✓ local sprites run in a bubblewrap sandbox (docs/security.md)", True)
+    if config.chat_provider == "console":
+        return (f"· local sprites run without a sandbox here ({why}): fine for yourself at the console", True)
+    if config.unsandboxed_local_sprites:
+        return (f"· local sprites run WITHOUT a sandbox ({why}), as OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES says", True)
+    return (f"· local sprites cannot be sandboxed here ({why}): see the problem above", True)
 
 
 def doctor() -> int:

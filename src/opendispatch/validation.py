@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .config import Config, Problem
+from .config import UNSANDBOXED_OPT_IN, Config, Problem
 
 __all__ = ["Problem", "check_database", "check_port", "listen_problem", "missing_extra", "validate"]
 
@@ -35,7 +35,31 @@ def validate(env: Mapping[str, str]) -> list[Problem]:
     provider = (env.get("CHAT_PROVIDER", "").strip() or "console").lower()
     if provider in EXTRA_FOR:
         problems.extend(chat_problems(provider, env))
+    backend = (env.get("OPENDISPATCH_SPRITES", "").strip() or "local").lower()
+    if backend == "local" and provider != "console":
+        problem = sandbox_refusal(env)
+        if problem is not None:
+            problems.append(problem)
     return problems
+
+
+def sandbox_refusal(env: Mapping[str, str]) -> Problem | None:
+    """Shared chat on local sprites needs the sandbox: without it any member runs code on this
+    host with its files, database and environment (docs/security.md). The opt-out is loud."""
+    if env.get("OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES", "").strip() == UNSANDBOXED_OPT_IN:
+        return None
+    from .adapters.local import sandbox_problem
+
+    why = sandbox_problem()
+    if why is None:
+        return None
+    return Problem(
+        f"Local sprites cannot be sandboxed here ({why}), and without a sandbox every member of "
+        "the chat could run code on this machine with its files, database and secrets. Install "
+        "bubblewrap (`apt-get install bubblewrap`), use OPENDISPATCH_SPRITES=fly, or accept it "
+        f"with OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES={UNSANDBOXED_OPT_IN}.",
+        "OPENDISPATCH_SPRITES",
+    )
 
 
 def chat_problems(provider: str, env: Mapping[str, str]) -> list[Problem]:

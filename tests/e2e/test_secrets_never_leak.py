@@ -40,7 +40,9 @@ async def test_secrets_and_the_job_token_reach_neither_chat_nor_store_nor_logs(t
     )
     logging.getLogger().setLevel(logging.DEBUG)
     chat = MemoryChat()
-    sprites = LocalSprites(workspace_root=tmp_path / "sprites")
+    # Unsandboxed on purpose: the point is redaction of what an agent *can* read and print
+    # (in the sandbox it cannot read the sidecar's environ at all: tests/e2e/test_sandbox.py).
+    sprites = LocalSprites(workspace_root=tmp_path / "sprites", sandbox=False)
     try:
         with trio.fail_after(60):
             async with open_sqlite_store(tmp_path / "jobs.db") as store:

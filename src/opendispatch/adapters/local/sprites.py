@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,10 @@ def _policy(entries: Sequence[str]) -> NetworkPolicy:
     return NetworkPolicy.of(entries)
 
 
+def _strings(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
 def _paths(paths: Sequence[Path | str]) -> tuple[Path, ...]:
     return tuple(Path(p) for p in paths)
 
@@ -121,7 +125,7 @@ class LocalSprites:
     term_grace_s: float = DEFAULT_TERM_GRACE_S
     search_path: str = attrs.field(factory=lambda: os.pathsep.join(os.get_exec_path()))
     sandbox: bool | None = None
-    allow_network: Sequence[str] = attrs.field(default=(), converter=tuple)
+    allow_network: Sequence[str] = attrs.field(default=(), converter=_strings)
     read_only_paths: Sequence[Path] = attrs.field(default=(), converter=_paths)
     private_paths: Sequence[Path] = attrs.field(factory=default_private_paths, converter=_paths)
     allow_model_endpoints: bool = True
