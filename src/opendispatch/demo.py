@@ -124,7 +124,9 @@ async def _run_in(tmp: Path, config: Config, *, interactive: bool, agent: str | 
     project = make_demo_project(tmp / "project")
     config = attrs.evolve(
         config,
-        database_path=str(tmp / "jobs.db"),
+        # A folder of its own: sandboxed sprites never see the database's folder, and the
+        # project they clone sits beside it.
+        database_path=str(tmp / "state" / "jobs.db"),
         open_dispatch_url=None,
         allow_shell_sessions=True,  # the demo's session runs shell commands (no agent CLI here)
         # One person at a terminal is the operator: `--all` and every job are theirs to see.

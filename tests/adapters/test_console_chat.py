@@ -330,3 +330,37 @@ async def test_printing_to_a_terminal_that_went_away_is_not_an_error() -> None:
     chat = ConsoleChat(ClosedTerminal(), io.StringIO(), color=False, env={})
     job = running_job()
     await chat.send(WHERE, JobCard(job.cancelled(by="the terminal closing", at=2.0), tail=(), total_lines=0, duration_s=1.0))
+
+
+async def test_a_job_that_prints_nothing_says_it_runs_then_every_thirty_seconds_until_it_speaks() -> None:
+    """Before: a silent job showed only "queued" until its card (issue #27)."""
+    output = io.StringIO()
+    chat = plain_console(output)
+    job = running_job()
+    ref = await chat.send(WHERE, live(job, (), elapsed=0.4))
+    for elapsed in (10.4, 20.4, 30.4, 40.4, 60.5):  # the heartbeat re-sends the empty page
+        await chat.edit(ref, live(job, (), elapsed=elapsed))
+    await chat.edit(ref, live(job, ("at last",), elapsed=70.0))
+    await chat.edit(ref, live(job, ("at last",), elapsed=100.0))
+    notes = [line for line in output.getvalue().splitlines() if "┆" in line]
+    assert notes == [
+        "j-1234abcd  0:00 ┆ running; no output yet",
+        "j-1234abcd  0:30 ┆ still running; no output yet",
+        "j-1234abcd  1:00 ┆ still running; no output yet",
+    ]
+    assert printed_lines(output) == ["at last"]
+
+
+async def test_a_kept_artifact_is_previewed_and_saved_whole_for_this_user_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from opendispatch.domain.job import Artifact
+    from opendispatch.domain.messages import KeptFile, LogExcerpt
+
+    output = io.StringIO()
+    chat = ConsoleChat(output, io.StringIO(), color=False, env={}, files_dir=tmp_path / "files")
+    file = KeptFile(Artifact("test report", "/w/out/report.txt", "file", kept=True, size=9), b"4 passed\n")
+    await chat.send(WHERE, LogExcerpt(job=running_job(), lines=("4 passed",), total_lines=1, file=file))
+    saved = tmp_path / "files" / "j-1234abcd.report.txt"
+    assert saved.read_bytes() == b"4 passed\n" and saved.stat().st_mode & 0o077 == 0
+    assert output.getvalue().splitlines()[-3:] == [
+        "¶ Artifact 'test report' of j-1234abcd · 9 B", "  4 passed", f"  The file (9 bytes) is saved as {saved}",
+    ]

@@ -26,6 +26,8 @@ def test_the_demo_prints_a_succeeded_and_a_failed_job_and_exits_0_with_stdin_clo
     assert re.search(r"✅ Job j-[0-9a-f]{8} succeeded · exit code 0", out)
     assert re.search(r"❌ Job j-[0-9a-f]{8} failed · exit code 1", out)
     assert "Failed at agent exit" in out
+    # the test report outlives the sprite's workspace (issue #27)
+    assert re.search(r"test report \(9 B\): /od-logs j-[0-9a-f]{8} --artifact 'test report'", out)
     assert "4 passed, 0 failed" in out and "3 passed, 1 failed" in out
     assert "Recent jobs of demo" in out
     assert "Session demo-session started" in out and "the session kept last-run.txt:" in out

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from .line_editor import LineEditor
 
 PROMPT = "od> "
+#: How often a job that prints nothing gets a "still running" line (its live page is re-sent
+#: at every heartbeat, ~10 s; a line that often would bury everything else).
+QUIET_NOTE_S = 30.0
 CONSOLE_CONVERSATION = Conversation("console", "console")
 QUIT_WORDS = frozenset({"quit", "exit"})
 #: How many job ids the console remembers for completion.
@@ -130,6 +133,8 @@ class ConsoleChat:
         self._next_id = 0
         self._live: dict[MessageRef, _PrintedLive] = {}
         self._progress: dict[str, _PrintedProgress] = {}
+        #: Jobs running without output yet: the elapsed time of the last "no output yet" note.
+        self._quiet_noted: dict[str, float] = {}
         self._prompt_visible = False
         self._use_editor = (self._tty and _isatty(self._in)) if line_editor is None else line_editor
         self._history_path = history_path if history_path is not None else default_history_path(environ)
@@ -153,7 +158,10 @@ class ConsoleChat:
         self._next_id += 1
         ref = MessageRef(where, str(self._next_id))
         self._show(ref, message)
-        if isinstance(message, LogExcerpt) and message.raw and message.lines and self._files_dir is not None:
+        if isinstance(message, LogExcerpt) and message.file is not None and self._files_dir is not None:
+            path = await trio.to_thread.run_sync(save_kept_file, self._files_dir, message)
+            self._emit([f"  The file ({len(message.file.content)} bytes) is saved as {path}"])
+        elif isinstance(message, LogExcerpt) and message.raw and message.lines and self._files_dir is not None:
             path = await trio.to_thread.run_sync(save_transcript, self._files_dir, message)
             self._emit([f"  The whole transcript ({len(message.lines)} lines) is in {path}"])
         return ref
@@ -225,10 +233,12 @@ class ConsoleChat:
     def _show(self, ref: MessageRef, message: ChatMessage) -> None:
         self._seen(message)
         if isinstance(message, LiveOutput):
-            self._emit(self._live_update(ref, message) + self._progress_update(message))
+            update = self._live_update(ref, message) + self._progress_update(message)
+            self._emit(update or self._quiet_note(message))
             return
         if isinstance(message, JobCard):
             self._progress.pop(message.job.id, None)
+            self._quiet_noted.pop(message.job.id, None)
         self._live.pop(ref, None)
         self._emit(self._decorated(message))
 
@@ -252,6 +262,25 @@ class ConsoleChat:
             out.append(self._live_line(message, gap))
         out.extend(self._live_line(message, line) for line in message.lines[start:])
         return out
+
+    def _quiet_note(self, message: LiveOutput) -> list[str]:
+        """A job that runs but prints nothing: say so when it starts, then every QUIET_NOTE_S.
+
+        A terminal cannot edit the line in place, so the elapsed time is a new line, and only
+        while nothing else has been printed for the job (its lines carry the time themselves).
+        """
+        job_id = message.job.id
+        if message.lines or message.omitted or message.progress is not None or message.sealed:
+            self._quiet_noted[job_id] = float("inf")  # it spoke: no more notes
+            return []
+        last = self._quiet_noted.get(job_id)
+        if last is None:
+            self._quiet_noted[job_id] = message.elapsed_s
+            return [self._live_line(message, "running; no output yet", bar="┆")]
+        if message.elapsed_s - last >= QUIET_NOTE_S:
+            self._quiet_noted[job_id] = message.elapsed_s
+            return [self._live_line(message, "still running; no output yet", bar="┆")]
+        return []
 
     def _live_line(self, message: LiveOutput, line: str, *, bar: str = "│") -> str:
         gutter = f"{message.job.id} {clock_format(message.elapsed_s)} {bar}"
@@ -355,6 +384,17 @@ def default_history_path(env: Mapping[str, str]) -> Path | None:
     if home and os.path.isabs(home):
         return Path(home) / ".local" / "state" / "opendispatch" / "console_history"
     return None
+
+
+def save_kept_file(folder: Path, excerpt: LogExcerpt) -> Path:
+    """A kept artifact as `<job>.<its file name>`, readable by this user only."""
+    assert excerpt.file is not None
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{excerpt.job.id}.{excerpt.file.filename}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(excerpt.file.content)
+    return path
 
 
 def save_transcript(folder: Path, excerpt: LogExcerpt) -> Path:
