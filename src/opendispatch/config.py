@@ -198,6 +198,8 @@ class Config:
             """A setting parsed from its text, or its problem recorded."""
             return check.value(name, lambda: parse(get(name)), fallback)
 
+        aliases: Mapping[str, str] = check.value("SPRITE_IMAGES", lambda: _image_aliases(get("SPRITE_IMAGES")), {})
+
         config = cls(
             chat_provider=provider,
             sprite_backend=backend,
@@ -206,13 +208,13 @@ class Config:
             open_dispatch_url=get("OPEN_DISPATCH_URL") or _default_callback_url(backend, get("FLY_APP_NAME"), str(port)),
             database_path=get("OPENDISPATCH_DB") or DEFAULT_DB_PATH,
             sprite_image=image,
-            sprite_images=check.value("SPRITE_IMAGES", lambda: _image_aliases(get("SPRITE_IMAGES")), {}),
+            sprite_images=aliases,
             agent_type=agent,
             token_secret=token_secret,
             passthrough=passthrough,
             secret_values=secrets,
             local_sprite_log_dir=get("OPENDISPATCH_SPRITE_LOG_DIR"),
-            access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get, provider), AccessPolicy()),
+            access=check.value("OPENDISPATCH_MAX_JOBS_PER_USER", lambda: _access_policy(get, provider, aliases), AccessPolicy()),
             ownership=Ownership(
                 admins=_names(get("OPENDISPATCH_ADMIN_USERS")),
                 channel_members_may_read=setting(
@@ -296,7 +298,7 @@ def _names(text: str | None) -> frozenset[str]:
 UNSANDBOXED_OPT_IN = "i-understand"
 
 
-def _access_policy(get: Callable[[str], str | None], provider: str) -> AccessPolicy:
+def _access_policy(get: Callable[[str], str | None], provider: str, aliases: Mapping[str, str]) -> AccessPolicy:
     limit_text = get("OPENDISPATCH_MAX_JOBS_PER_USER") or str(DEFAULT_MAX_JOBS_PER_USER)
     if not re.fullmatch(r"[0-9]{1,9}", limit_text):
         raise ConfigError(f"OPENDISPATCH_MAX_JOBS_PER_USER={limit_text!r} must be a whole number (0 = no limit).")
@@ -308,6 +310,8 @@ def _access_policy(get: Callable[[str], str | None], provider: str) -> AccessPol
         # Shared chat may clone only the host paths the operator lists (`/srv/git/*`); at the
         # console the user is the operator and their own disk is theirs.
         host_repos=host_repo_patterns(repos) if provider != "console" else None,
+        # Shared chat without an image allowlist: the default and the aliases only.
+        known_images=frozenset(aliases.values()) if provider != "console" else None,
         images=_names(get("OPENDISPATCH_ALLOWED_IMAGES")),
         max_active_jobs_per_user=int(limit_text) or None,
     )

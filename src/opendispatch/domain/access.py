@@ -36,6 +36,10 @@ class AccessPolicy:
     #: (embedders and the console, where the user is the operator; `repos` applies as to any
     #: repo). A set, even empty, refuses every other host path, whatever `repos` says.
     host_repos: frozenset[str] | None = None
+    #: With no `images` allowlist, the images a job may still name: the default image and the
+    #: SPRITE_IMAGES aliases' targets (shared chat), or None for any (the console). A job that
+    #: names any image would run an attacker's image with the operator's secrets.
+    known_images: frozenset[str] | None = None
 
     def check_user(self, user: User, conversation: Conversation) -> None:
         """Refuse a user or channel that is not on a non-empty allowlist (of platform ids).
@@ -59,6 +63,12 @@ class AccessPolicy:
         image = spec.image or default_image
         if self.images and image is not None and not _matches(image, self.images):
             raise NotAllowed(f"Image {image} is not allowed here. Allowed: {', '.join(sorted(self.images))}.")
+        if not self.images and self.known_images is not None and spec.image is not None:
+            if spec.image not in self.known_images and spec.image != default_image:
+                raise NotAllowed(
+                    f"Image {spec.image} is not allowed here: use the default image or an alias from "
+                    "SPRITE_IMAGES (/od-help run), or ask an operator to allow it in OPENDISPATCH_ALLOWED_IMAGES."
+                )
 
     def _check_repo(self, spec: JobSpec) -> None:
         path = host_repo_path(spec.repo) if spec.repo is not None else None

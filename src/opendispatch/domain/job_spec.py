@@ -42,8 +42,25 @@ _BRANCH = re.compile(r"[A-Za-z0-9._/+-]{1,200}")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}", re.IGNORECASE)
 
 
+#: `scheme://user[:password]@host...`: the part a URL carries credentials in.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/@\s]*)@")
+#: A `..` path segment, also percent-encoded (`%2e%2e`, `.%2E`).
+_DOT_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){2}(?:/|$|[?#])", re.IGNORECASE)
+
+
 def validate_repo(text: str) -> str:
-    """Accept `owner/repo`, a git URL, or a local path; refuse anything option-like."""
+    """Accept `owner/repo`, a git URL, or a local path; refuse anything option-like.
+
+    A URL that carries credentials is refused without being repeated (the message is shown in
+    chat and the spec is stored); a remote URL with `..` segments is refused, since a pattern
+    like `https://github.com/acme/*` would otherwise admit `.../acme/../other/x.git`.
+    """
+    userinfo = _URL_USERINFO.match(text.strip())
+    if userinfo is not None and _carries_secret(userinfo.group("scheme"), userinfo.group("userinfo")):
+        raise UsageError(
+            "That repository URL carries credentials (the part before @), and chat is no place for a "
+            "token: give the URL without them; private clones use the operator's credentials."
+        )
     repo = text.strip()
     if repo.endswith("/") and len(repo) > 1 and not _LOCAL_PATH.fullmatch(repo):
         repo = repo.rstrip("/")
@@ -51,9 +68,27 @@ def validate_repo(text: str) -> str:
         raise UsageError(f"Bad repository {text!r}: use owner/repo, a git URL or a local path.")
     if _GITHUB_SLUG.fullmatch(repo) and ".." not in repo.split("/")[1]:
         return repo
+    if _GIT_URL.fullmatch(repo) and not repo.lower().startswith("file:") and _DOT_DOT_SEGMENT.search(_url_path(repo)):
+        raise UsageError(f"Bad repository {text!r}: a repository URL may not contain '..' segments.")
     if _GIT_URL.fullmatch(repo) or _LOCAL_PATH.fullmatch(repo):
         return repo
     raise UsageError(f"Bad repository {text!r}: use owner/repo, a git URL or a local path.")
+
+
+def _carries_secret(scheme: str, userinfo: str) -> bool:
+    """Over http(s) any user part may be a token (`https://ghp_x@github.com/...`); over ssh a
+    plain user name (`ssh://git@host/...`) is how the protocol works, a password is not."""
+    if scheme.lower() in ("http", "https"):
+        return True
+    return ":" in userinfo
+
+
+def _url_path(url: str) -> str:
+    """The path of a URL, or of scp-like `user@host:path`."""
+    if "://" in url:
+        rest = url.split("://", 1)[1]
+        return "/" + rest.split("/", 1)[1] if "/" in rest else ""
+    return "/" + url.split(":", 1)[1] if ":" in url else url
 
 
 def host_repo_path(repo: str) -> str | None:
