@@ -20,7 +20,6 @@ from sprite_reporter.privileges import DEFAULT_AGENT_USER, AgentIdentity, not_to
 from .conftest import SidecarLauncher
 from .recorder import Recorder
 
-REAL_CLAUDE = Path("/tmp/agents/node_modules/.bin/claude")
 ROOT_REFUSAL = "--dangerously-skip-permissions cannot be used with root/sudo privileges"
 WHO_AND_PEEK = "id -un; cat /proc/$PPID/environ; status=$?; echo; echo cat-exit=$status"
 
@@ -74,10 +73,9 @@ async def test_running_as_root_deliberately_is_said_in_the_jobs_output(
     assert token not in "".join(lines)  # ...though the job token is redacted from what is relayed
 
 
-@pytest.mark.skipif(not REAL_CLAUDE.exists(), reason="the real Claude Code CLI is not installed at /tmp/agents")
 @pytest.mark.parametrize("agent_user", ["", "root"])
 async def test_the_real_claude_cli_accepts_the_permission_bypass_as_the_agent_user_and_as_a_sandboxed_root(
-    receiver: Recorder, sidecar: SidecarLauncher, agent_user: str
+    receiver: Recorder, sidecar: SidecarLauncher, agent_user: str, agent_cli_bin: Path
 ) -> None:
     """Claude Code refuses --dangerously-skip-permissions as root unless IS_SANDBOX=1; it then
     goes on and fails for want of a login (no network or key here), which is past the check."""
@@ -85,7 +83,7 @@ async def test_the_real_claude_cli_accepts_the_permission_bypass_as_the_agent_us
     job_id, token = receiver.new_job()
     env = sidecar.env(
         receiver.url, job_id, token, AGENT="claude", TASK="hi", OPENDISPATCH_AGENT_USER=agent_user,
-        PATH=f"{REAL_CLAUDE.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        PATH=f"{agent_cli_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     )
 
     await sidecar.run(env)
@@ -93,7 +91,32 @@ async def test_the_real_claude_cli_accepts_the_permission_bypass_as_the_agent_us
     output = "\n".join(receiver.lines(job_id))
     assert receiver.statuses(job_id)[-1].get("stage") == "agent", output  # it started, and ran
     assert ROOT_REFUSAL not in output
-    assert ("running the agent as root" in output) == (agent_user == "root")
+    if agent_user == "root":
+        assert "running the agent as root" in output
+
+
+async def test_an_agent_program_its_user_cannot_reach_runs_as_root_and_says_so(
+    receiver: Recorder, sidecar: SidecarLauncher, tmp_path: Path
+) -> None:
+    """CLIs installed under a private folder (a checkout in a 0700 temporary folder): the agent's
+    user got "not installed" for a program the sidecar had found (the CI clone's Fly test)."""
+    need_root()
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    stub = private / "bin" / "opencode"
+    stub.write_text("#!/bin/sh\nid -un\n")
+    stub.chmod(0o755)
+    job_id, token = receiver.new_job()
+    env = sidecar.env(
+        receiver.url, job_id, token, AGENT="opencode", TASK="hi", OPENDISPATCH_AGENT_USER="",
+        PATH=f"{private / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    )
+
+    result = await sidecar.run(env)
+
+    assert f"running the agent as root: the user {DEFAULT_AGENT_USER} cannot enter {private}" in result.stderr
+    assert "not installed" not in "\n".join(receiver.lines(job_id)) + str(receiver.statuses(job_id))
 
 
 # ---- the parts -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -255,6 +256,11 @@ class Job:
         """
         identity = self.identity
         if identity.dropped:
+            closed_program = self.program_out_of_reach(identity)
+            if closed_program is not None:
+                say(f"running the agent as root: {closed_program} (its program is not where that user can go)")
+                identity = AgentIdentity(fallback=closed_program, quiet=True)
+        if identity.dropped:
             workspace = self.plan.workspace
             problem = not_to_give(workspace) or not_to_give(workdir)
             closed = identity.cannot_reach(os.path.dirname(os.path.realpath(workspace)))
@@ -276,6 +282,22 @@ class Job:
         if note is not None:
             self.emit(note)
         return identity
+
+    def program_out_of_reach(self, identity: AgentIdentity) -> Optional[str]:
+        """Why the agent's user could not start its program (a folder on the way is closed).
+
+        Only outside a sprite: agent CLIs installed under a private folder (a test's, a
+        checkout under a 0700 temporary folder) that the sidecar, as root, finds on PATH. The
+        user would get "not installed"; the agent runs as root instead, which stderr says.
+        """
+        program = shutil.which(self.plan.argv[0], path=self.env.get("PATH", os.defpath))
+        if program is None:
+            return None  # not installed at all: the start says so
+        for folder in {os.path.dirname(os.path.abspath(program)), os.path.dirname(os.path.realpath(program))}:
+            closed = identity.cannot_reach(folder)
+            if closed is not None:
+                return closed
+        return None
 
     def run_agent(self, workdir: str) -> int:
         argv = self.plan.argv
