@@ -31,6 +31,8 @@ class FakeTerminal:
     master: trio.lowlevel.FdStream
     seen: bytearray = attrs.Factory(bytearray)
     changed: trio.Event = attrs.Factory(trio.Event)
+    #: The pump answers cursor queries while the test types: one writer at a time on the pty.
+    sending: trio.Lock = attrs.Factory(trio.Lock)
 
     async def pump(self) -> None:
         while True:
@@ -39,7 +41,8 @@ class FakeTerminal:
                 return
             self.seen += chunk
             if b"\x1b[6n" in chunk:  # where is the cursor? (asked by the editor at each prompt)
-                await self.master.send_all(b"\x1b[1;1R")
+                async with self.sending:
+                    await self.master.send_all(b"\x1b[1;1R")
             self.changed.set()
             self.changed = trio.Event()
 
@@ -48,7 +51,8 @@ class FakeTerminal:
             await self.changed.wait()
 
     async def type(self, keys: str) -> None:
-        await self.master.send_all(keys.encode())
+        async with self.sending:
+            await self.master.send_all(keys.encode())
 
 
 @asynccontextmanager
