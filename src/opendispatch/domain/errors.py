@@ -5,6 +5,9 @@ Subclasses are grouped by what the user can do about them, not by where they wer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Self
+
 
 class DispatchError(Exception):
     """Base of every error whose message may be shown in chat as it is."""
@@ -78,3 +81,35 @@ class JobClosed(DispatchError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Job {job_id} has finished; no more reports are accepted.")
         self.job_id = job_id
+
+
+#: A setting's problem: (the variable to change, a message a user can act on).
+SettingProblem = tuple[str, str]
+
+
+class ReadsSettings:
+    """What every chat adapter's settings do with their variables, written once.
+
+    A subclass reads its variables in `_read`, recording each problem it finds; `from_env`
+    then refuses with all of them at once (one per line, so a user fixes them in one go), and
+    `problems` hands them to the validation `serve` and `doctor` share, so both refuse exactly
+    what the adapter would.
+    """
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> Self | None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        problems: list[SettingProblem] = []
+        settings = cls._read(env, problems)
+        if settings is None:
+            raise ConfigError("\n".join(message for _, message in problems))
+        return settings
+
+    @classmethod
+    def problems(cls, env: Mapping[str, str]) -> list[SettingProblem]:
+        problems: list[SettingProblem] = []
+        cls._read(env, problems)
+        return problems

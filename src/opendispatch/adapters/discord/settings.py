@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError
+from ...domain.errors import ConfigError, ReadsSettings
 
 DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
 GATEWAY = "gateway"
@@ -28,7 +28,7 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
-class DiscordSettings:
+class DiscordSettings(ReadsSettings):
     """`mode` says how interactions reach us: the gateway (discord.py) or HTTP POSTs.
 
     `api_base_url` and `gateway_url` exist so tests can point everything at loopback fakes;
@@ -45,24 +45,6 @@ class DiscordSettings:
     defer_after_s: float = 1.5
     restart_initial_s: float = 1.0
     restart_max_s: float = 300.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> DiscordSettings:
-        """The settings, or a `ConfigError` holding every problem, one per line, so a user
-        fixes them in one go."""
-        problems: list[tuple[str, str]] = []
-        settings = cls._read(env, problems)
-        if settings is None:
-            raise ConfigError("\n".join(message for _, message in problems))
-        return settings
-
-    @classmethod
-    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
-        """(variable, message) for each problem of `DISCORD_*`: the validation that `serve` and
-        `doctor` share asks here, so both refuse exactly what this adapter would."""
-        problems: list[tuple[str, str]] = []
-        cls._read(env, problems)
-        return problems
 
     @classmethod
     def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> DiscordSettings | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError
+from ...domain.errors import ConfigError, ReadsSettings
 
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_PATH = "/slack/events"
@@ -57,7 +57,7 @@ class Pacing:
 
 
 @attrs.frozen
-class SlackSettings:
+class SlackSettings(ReadsSettings):
     bot_token: str = attrs.field(repr=_hidden)
     mode: SlackMode = SlackMode.SOCKET
     app_token: str | None = attrs.field(default=None, repr=_hidden)
@@ -76,26 +76,6 @@ class SlackSettings:
             raise ConfigError(SOCKET_NEEDS_APP_TOKEN)
         if self.mode is SlackMode.HTTP and not self.signing_secret:
             raise ConfigError(HTTP_NEEDS_SIGNING_SECRET)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SlackSettings:
-        """Read `SLACK_*`; every error names the variable and where to find its value.
-
-        The `ConfigError` holds every problem, one per line, so a user fixes them in one go.
-        """
-        problems: list[tuple[str, str]] = []
-        settings = cls._read(env, problems)
-        if settings is None:
-            raise ConfigError("\n".join(message for _, message in problems))
-        return settings
-
-    @classmethod
-    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
-        """(variable, message) for each problem of `SLACK_*`: the validation that `serve` and
-        `doctor` share asks here, so both refuse exactly what this adapter would."""
-        problems: list[tuple[str, str]] = []
-        cls._read(env, problems)
-        return problems
 
     @classmethod
     def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> SlackSettings | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError
+from ...domain.errors import ConfigError, ReadsSettings
 
 BOT_FRAMEWORK_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -25,7 +25,7 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
-class TeamsSettings:
+class TeamsSettings(ReadsSettings):
     """Credentials, identity endpoints and pacing of the Teams adapter.
 
     `tenant_id` is required for single-tenant bots (all new Azure Bots since 2025-07-31);
@@ -55,26 +55,6 @@ class TeamsSettings:
             return self.token_url_override
         tenant = self.tenant_id or LEGACY_MULTI_TENANT
         return f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
-        """Read `TEAMS_*` variables; a missing credential names the variable to set.
-
-        The `ConfigError` holds every problem, one per line, so a user fixes them in one go.
-        """
-        problems: list[tuple[str, str]] = []
-        settings = cls._read(env, problems)
-        if settings is None:
-            raise ConfigError("\n".join(message for _, message in problems))
-        return settings
-
-    @classmethod
-    def problems(cls, env: Mapping[str, str]) -> list[tuple[str, str]]:
-        """(variable, message) for each problem of `TEAMS_*`: the validation that `serve` and
-        `doctor` share asks here, so both refuse exactly what this adapter would."""
-        problems: list[tuple[str, str]] = []
-        cls._read(env, problems)
-        return problems
 
     @classmethod
     def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> TeamsSettings | None:
