@@ -186,15 +186,8 @@ class ConsoleChat:
             self._show_prompt()
             line = await trio.to_thread.run_sync(self._in.readline, abandon_on_cancel=True)
             self._after_input(line)
-            if not line:
+            if not line or not await self._take(line, handler):
                 return
-            text = line.strip()
-            if not text:
-                continue
-            if text.lower() in QUIT_WORDS:
-                self.quitting = True
-                return
-            await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
 
     async def _listen_with_editor(self, handler: InboundHandler) -> None:
         from .line_editor import LineEditor, open_history
@@ -215,13 +208,18 @@ class ConsoleChat:
             if line is None:  # Ctrl-D (the editor has ended its line), or the terminal closed
                 self.quitting = True
                 return
-            text = line.strip()
-            if not text:
-                continue
-            if text.lower() in QUIT_WORDS:
-                self.quitting = True
+            if not await self._take(line, handler):
                 return
+
+    async def _take(self, line: str, handler: InboundHandler) -> bool:
+        """Hand a typed line to the handler; False when it was `quit` or `exit`."""
+        text = line.strip()
+        if text.lower() in QUIT_WORDS:
+            self.quitting = True
+            return False
+        if text:
             await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
+        return True
 
     def _seen(self, message: ChatMessage) -> None:
         """Remember the job ids a message shows, for completion (a tuple: the editor's thread reads it)."""
