@@ -10,7 +10,7 @@ from opendispatch.domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, 
 class RefusingSink:
     """Every token is bad: each report gets the 401 answer."""
 
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
+    async def accept_logs(self, authorization: str | None, batch: LogBatch, *, arrived_at: float | None = None) -> int | None:
         raise InvalidToken()
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:

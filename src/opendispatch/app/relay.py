@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from ..domain.agent_events import AgentFinished, map_strings
+from ..domain.arrival_order import DEFAULT_ARRIVAL_WINDOW_S
 from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
 from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, FailureStage, Job, JobState
@@ -22,6 +23,7 @@ from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedSta
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
+from .arrival_turns import ArrivalTurns
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
@@ -67,8 +69,10 @@ class Relay:
         metrics: Metrics | None = None,
         pacer: SenderPacer | None = None,
         stream_record_budget_per_s: float = DEFAULT_STREAM_RECORD_BUDGET_PER_S,
+        arrival_window_s: float = DEFAULT_ARRIVAL_WINDOW_S,
     ) -> None:
         self.stream_record_budget_per_s = stream_record_budget_per_s
+        self.arrival_turns = ArrivalTurns(arrival_window_s)
         self.metrics = metrics or NoMetrics()
         self.pacer = pacer or SenderPacer()
         self.store = store
@@ -105,12 +109,22 @@ class Relay:
         if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:
             raise JobClosed(job.id)
 
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
-        """Store and show a batch; returns the `batchIntervalMs` to ask the sidecar for, if any."""
+    async def accept_logs(
+        self, authorization: str | None, batch: LogBatch, *, arrived_at: float | None = None
+    ) -> int | None:
+        """Store and show a batch; returns the `batchIntervalMs` to ask the sidecar for, if any.
+
+        A seq-less batch waits its turn: stored in the order the requests arrived
+        (`arrived_at`, trio's clock; domain/arrival_order.py).
+        """
         job = await self.authorize(authorization, batch.job_id)
         self._refuse_if_closed(job)
         advice = None if job.is_finished else self.pacer.note(job.id, trio.current_time())
-        await self._store_batch(job, batch)
+        if batch.seq is not None:
+            await self._store_batch(job, batch)
+            return advice
+        async with self.arrival_turns.turn(job.id, trio.current_time() if arrived_at is None else arrived_at):
+            await self._store_batch(job, batch)
         return advice
 
     async def open_stream(self, authorization: str | None, job_id: object) -> Job:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from quart import Response, request
 from quart_trio import QuartTrio
+import trio
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ...domain.errors import InvalidToken
@@ -19,7 +20,7 @@ from ...domain.session import SessionGone
 from ...ports.http import HttpRequest, HttpRoute
 from . import wire
 from .front import SIDECAR_FRONT, SidecarFront
-from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportSink, error, report_endpoints
+from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, ReportSink, error, report_endpoints
 from .stream import StreamSink, add_stream_routes
 
 log = logging.getLogger(__name__)
@@ -110,14 +111,15 @@ def build_webhook_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["JSON_SORT_KEYS"] = False
 
-    def report_route(path: str, handle: Callable[[str | None, bytes], Awaitable[Answer]]) -> None:
+    def report_route(path: str, handle: ReportHandler) -> None:
         async def endpoint() -> Response:
+            arrived_at = trio.current_time()  # what an ASGI app can know of it
             try:
                 raw = await _raw_body()
             except RequestEntityTooLarge:
                 answer = TOO_LARGE
             else:
-                answer = await handle(request.headers.get("Authorization"), raw)
+                answer = await handle(request.headers.get("Authorization"), raw, arrived_at)
             if on_answer is not None:
                 on_answer(path, answer.status)
             return _response(answer)

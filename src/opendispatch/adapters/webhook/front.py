@@ -24,7 +24,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import platform
 import socket
+import struct
+import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -42,7 +46,7 @@ from quart_trio import QuartTrio
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.job import Job
 from .body_framing import BodyFraming, ChunkedBody, LengthBody
-from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, error
+from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, error
 from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
 from .stream_hub import AVAILABLE as STREAM_HUB_AVAILABLE
 from .stream_hub import StreamEnd, StreamHub, decode
@@ -68,8 +72,6 @@ HYPERCORN_READ_TIMEOUT_S = 60  # whole seconds: hypercorn types it an int
 #: After an early answer the client may still be sending; read and drop its body this long
 #: so that closing does not reset the connection before the answer is read.
 DRAIN_S = 2.0
-
-ReportHandler = Callable[[str | None, bytes], Awaitable[Answer]]
 
 
 class _Close(Exception):
@@ -127,10 +129,13 @@ class SidecarFront:
     async def serve(self, stream: trio.abc.Stream, already_read: bytes, *, idle_timeout_s: float) -> bytes | None:
         received = already_read
         while True:
+            # The request's first bytes came with the last read (or an earlier one, when
+            # the client sent requests back to back): that read's stamp is its arrival.
+            arrived_at = stream.last_arrival if isinstance(stream, StampedStream) else None
             http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
             http.receive_data(received)
             try:
-                await self._one_request(http, stream)
+                await self._one_request(http, stream, arrived_at)
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, _Close):
                 return None
             except h11.RemoteProtocolError:
@@ -147,7 +152,7 @@ class SidecarFront:
             if not self.takes(received):
                 return received
 
-    async def _one_request(self, http: h11.Connection, stream: trio.abc.Stream) -> None:
+    async def _one_request(self, http: h11.Connection, stream: trio.abc.Stream, arrived_at: float | None) -> None:
         with trio.fail_after(self.request_timeout_s):
             request = await self._next_event(http, stream)
         if not isinstance(request, h11.Request):
@@ -168,7 +173,7 @@ class SidecarFront:
         if body is None:
             await self._answer_early(http, stream, path, TOO_LARGE)
             return
-        await self._answer(http, stream, path, await self.reports[path](authorization, body))
+        await self._answer(http, stream, path, await self.reports[path](authorization, body, arrived_at))
 
     async def _body(self, http: h11.Connection, stream: trio.abc.Stream) -> bytes | None:
         """The whole request body, or None as soon as it is over the size limit."""
@@ -215,9 +220,10 @@ class SidecarFront:
         framing = request_framing(request)
         try:
             hub = self.hub
-            if hub is not None and hub.running and isinstance(stream, trio.SocketStream):
+            socket_stream = stream.inner if isinstance(stream, StampedStream) else stream
+            if hub is not None and hub.running and isinstance(socket_stream, trio.SocketStream):
                 unread, closed = http.trailing_data
-                end = await hub.follow(stream, job, framing, records, tally, bytes(unread), closed)
+                end = await hub.follow(socket_stream, job, framing, records, tally, bytes(unread), closed)
             else:
                 end = await self._read_stream(_StreamBody(http, framing, stream), sink, job, records, tally)
             if end is not StreamEnd.COMPLETE:
@@ -374,6 +380,87 @@ def _header(request: h11.Request, name: bytes) -> str | None:
     return None
 
 
+#: SO_TIMESTAMPNS, which Python's socket module does not name: the kernel stamps each
+#: segment it receives and `recvmsg` hands the stamp over. Its number is the generic one on
+#: these architectures (others number it differently: they get no stamps).
+_SO_TIMESTAMPNS = 35
+_STAMPS = sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64", "arm64", "riscv64", "s390x"}
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def stamp_arrivals(sock: socket.socket) -> None:
+    """Ask the kernel to stamp what this listening socket's connections receive (inherited
+    by each accepted socket, so the first segment is stamped too)."""
+    if _STAMPS:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # no stamps: arrivals are when the server read the bytes
+
+
+class StampedStream(trio.abc.Stream):
+    """A connection that knows when the bytes of its last read arrived at this host.
+
+    Why: seq-less output batches are stored in the order their requests arrived
+    (domain/arrival_order.py); when two connections' requests are both waiting, the
+    order the server's tasks read them in says nothing about which came first, and the
+    kernel's receive stamp does. Without a stamp, the time of the read stands in.
+    """
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self.inner = inner
+        self.socket = inner.socket
+        #: On trio's clock.
+        self.last_arrival = trio.current_time()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if not _ANCILLARY_BYTES:
+            data = await self.inner.receive_some(max_bytes)
+            self.last_arrival = trio.current_time()
+            return data
+        try:
+            data, ancillary, _, _ = await self.socket.recvmsg(max_bytes or RECEIVE_BYTES, _ANCILLARY_BYTES)
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+        self.last_arrival = _arrival(ancillary)
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+#: trio's clock minus the wall clock, measured once per run: measured at each read, its
+#: jitter (tens of microseconds) was larger than the gap between two requests sent back
+#: to back, and reordered them.
+_WALL_TO_TRIO: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("wall_to_trio")
+
+
+def _arrival(ancillary: Sequence[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive stamp (wall clock) moved onto trio's clock; now if there is none."""
+    now = trio.current_time()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            try:
+                offset = _WALL_TO_TRIO.get()
+            except LookupError:
+                offset = now - time.time()
+                _WALL_TO_TRIO.set(offset)
+            stamped: float = seconds + nanoseconds / 1e9 + offset
+            return min(stamped, now)  # (the wall clock may have been stepped since)
+    return now
+
+
 class ReplayedStream(trio.abc.Stream):
     """A connection whose first bytes were already read by the front: they are read again first.
 
@@ -381,7 +468,7 @@ class ReplayedStream(trio.abc.Stream):
     the peer's address from `.socket`; this class offers exactly what a SocketStream does.
     """
 
-    def __init__(self, inner: trio.SocketStream, already_read: bytes) -> None:
+    def __init__(self, inner: StampedStream, already_read: bytes) -> None:
         self._inner = inner
         self._replay = already_read
         self.socket = inner.socket
@@ -468,11 +555,13 @@ async def serve_front(
         sockets = config.create_sockets()  # plain HTTP: TLS ends at Fly's proxy (or yours)
         binds = []
         for sock in sockets.insecure_sockets:
+            stamp_arrivals(sock)
             sock.listen(config.backlog)
             binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
 
-        async def connection(stream: trio.SocketStream) -> None:
+        async def connection(socket_stream: trio.SocketStream) -> None:
             """One connection's requests; `serve_listening_sockets` closes it afterwards."""
+            stream = StampedStream(socket_stream)
             try:
                 received: bytes | None = await read_first_line(
                     stream, b"", config.keep_alive_timeout, front.head_timeout_s

@@ -23,8 +23,14 @@ MAX_BODY_BYTES = 1024 * 1024
 class ReportSink(Protocol):
     """What the webhook needs from the application (the Relay satisfies it)."""
 
-    async def accept_logs(self, authorization: str | None, batch: LogBatch) -> int | None:
-        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy)."""
+    async def accept_logs(
+        self, authorization: str | None, batch: LogBatch, *, arrived_at: float | None = None
+    ) -> int | None:
+        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy).
+
+        `arrived_at`: when the request arrived, on trio's clock, where the listener knows
+        it better than "now" (seq-less batches are stored in that order).
+        """
         ...
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
@@ -59,20 +65,24 @@ def error(status: int, message: str) -> Answer:
 TOO_LARGE = error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
 
 
-def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes], Awaitable[Answer]]]:
-    """`POST` path -> handler(authorization, raw body) for the report endpoints."""
+#: handler(authorization, raw body, when the request arrived on trio's clock if known)
+ReportHandler = Callable[[str | None, bytes, float | None], Awaitable[Answer]]
+
+
+def report_endpoints(sink: ReportSink) -> dict[str, ReportHandler]:
+    """`POST` path -> handler for the report endpoints."""
 
     def endpoint(
         parse: Callable[[Any], Any],
-        accept: Callable[..., Awaitable[int | None]],
+        accept: Callable[[str | None, Any, float | None], Awaitable[int | None]],
         extra: Callable[[Any], dict[str, Any]] = lambda _: {},
-    ) -> Callable[[str | None, bytes], Awaitable[Answer]]:
-        async def handle(authorization: str | None, raw: bytes) -> Answer:
+    ) -> ReportHandler:
+        async def handle(authorization: str | None, raw: bytes, arrived_at: float | None = None) -> Answer:
             if len(raw) > MAX_BODY_BYTES:
                 return TOO_LARGE
             try:
                 report = parse(_json(raw))
-                interval_ms = await accept(authorization, report)
+                interval_ms = await accept(authorization, report, arrived_at)
             except wire.BadRequest as exc:
                 return error(400, str(exc))
             except InvalidToken as exc:
@@ -86,14 +96,18 @@ def report_endpoints(sink: ReportSink) -> dict[str, Callable[[str | None, bytes]
         return handle
 
     return {
-        "/webhooks/logs": endpoint(wire.log_batch, sink.accept_logs),
-        "/webhooks/status": endpoint(wire.status_report, sink.accept_status),
+        "/webhooks/logs": endpoint(
+            wire.log_batch, lambda auth, batch, arrived_at: sink.accept_logs(auth, batch, arrived_at=arrived_at)
+        ),
+        "/webhooks/status": endpoint(wire.status_report, lambda auth, report, _: sink.accept_status(auth, report)),
         # `count`: what the seed's server answered, kept for its sidecars.
         "/webhooks/artifacts": endpoint(
-            wire.artifact_report, sink.accept_artifacts, lambda report: {"count": len(report.artifacts)}
+            wire.artifact_report,
+            lambda auth, report, _: sink.accept_artifacts(auth, report),
+            lambda report: {"count": len(report.artifacts)},
         ),
-        "/webhooks/artifact-file": endpoint(wire.artifact_file, sink.accept_artifact_file),
-        "/webhooks/transcript": endpoint(wire.transcript_part, sink.accept_transcript),
+        "/webhooks/artifact-file": endpoint(wire.artifact_file, lambda auth, file, _: sink.accept_artifact_file(auth, file)),
+        "/webhooks/transcript": endpoint(wire.transcript_part, lambda auth, part, _: sink.accept_transcript(auth, part)),
     }
 
 
