@@ -23,6 +23,7 @@ import trio
 import trio.testing
 
 from opendispatch.adapters.memory.chat import MemoryChat
+from opendispatch.ports.repo_credentials import RepoTokenMinter
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.app.job_runner import RunnerSettings
@@ -137,6 +138,7 @@ async def open_harness(
     config: Config | None = None,
     settings: RunnerSettings = FAST,
     chat: MemoryChat | None = None,
+    repo_token_minter: RepoTokenMinter | None = None,
 ) -> AsyncIterator[Harness]:
     chat, store = chat or MemoryChat(), store or MemoryJobStore()
     sprites = sprites or FakeSprites()
@@ -149,6 +151,7 @@ async def open_harness(
         bind="127.0.0.1:0",
         runner_settings=settings,
         wall_clock=trio_wall_clock,
+        repo_token_minter=repo_token_minter,
     ) as running:
         async with httpx.AsyncClient(base_url=running.webhook_url, timeout=10) as http:
             yield Harness(running, chat, sprites, store, http)

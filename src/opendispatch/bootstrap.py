@@ -26,6 +26,7 @@ from .app.shared_timer import SharedTimer
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
+from .app.repo_credentials import JobCredentials
 from .app.sessions import SessionManager, SessionSettings
 from .config import AVAILABLE_CHAT_PROVIDERS, TOKEN_SECRET_TOO_SHORT, Config
 from .domain.commands import ParseSettings
@@ -34,6 +35,7 @@ from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
 from .ports.chat import ChatPort
 from .ports.job_store import JobStore
+from .ports.repo_credentials import RepoTokenMinter
 from .ports.session_store import SessionStore
 from .ports.sprites import Sprite, SpritePort
 from .validation import missing_extra
@@ -94,6 +96,19 @@ async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
         )
     except ValueError as exc:
         raise ConfigError(f"OPENDISPATCH_SANDBOX_ALLOW: {exc}") from None
+
+
+async def _open_github_app(config: Config, stack: AsyncExitStack) -> RepoTokenMinter | None:
+    """The GitHub App that mints jobs' repository tokens, when the configuration names one."""
+    from .adapters.github.settings import GitHubAppSettings
+
+    if not GitHubAppSettings.configured(config.environ):
+        return None
+    import httpx
+
+    settings = GitHubAppSettings.from_env(config.environ)
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
+    return settings.tokens(http)
 
 
 def _runs_images(sprites: SpritePort) -> bool:
@@ -258,8 +273,13 @@ async def open_dispatcher(
     runner_settings: RunnerSettings | None = None,
     wall_clock: Callable[[], float] = time.time,
     session_settings: SessionSettings | None = None,
+    repo_token_minter: RepoTokenMinter | None = None,
 ) -> AsyncIterator[Running]:
-    """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites."""
+    """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites.
+
+    `repo_token_minter`: where jobs' short-lived repository tokens come from; by default a
+    GitHub App when the configuration names one (docs/github.md), else none.
+    """
     async with AsyncExitStack() as stack:
         store = store if store is not None else await _open_store(config, stack)
         sprites = sprites if sprites is not None else await _open_sprites(config, stack, store)
@@ -269,8 +289,26 @@ async def open_dispatcher(
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
         ledger = JobLedger(store)
+        if repo_token_minter is None:
+            repo_token_minter = await _open_github_app(config, stack)
+        credentials = (
+            None
+            if repo_token_minter is None
+            else JobCredentials(
+                repo_token_minter,
+                wall_clock=wall_clock,
+                server_url=config.github_server_url,
+                renew_margin_s=config.credential_renew_s,
+            )
+        )
         relay = Relay(
-            store=store, ledger=ledger, tokens=tokens, redactor=redactor, wall_clock=wall_clock, metrics=metrics
+            store=store,
+            ledger=ledger,
+            tokens=tokens,
+            redactor=redactor,
+            wall_clock=wall_clock,
+            metrics=metrics,
+            credentials=credentials,
         )
         session_store = store if isinstance(store, SessionStore) else None
         live_sessions = [s.id for s in await session_store.live_sessions()] if session_store is not None else []
@@ -306,6 +344,7 @@ async def open_dispatcher(
                 settings=runner_settings or runner_settings_for(config),
                 metrics=metrics,
                 timer=timer,
+                credentials=credentials,
             )
             sessions = None
             if session_store is not None:

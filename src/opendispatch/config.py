@@ -12,16 +12,19 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 from dotenv import dotenv_values
 
 from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
+from .adapters.github.settings import GitHubAppSettings
 from .domain.access import AccessPolicy, host_repo_patterns
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
 from .domain.ownership import Ownership
 from .domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES
+from .domain.repo_credentials import DEFAULT_RENEW_MARGIN_S, GITHUB_SERVER_URL
 from .domain.sidecar import PASSTHROUGH_SECRETS, is_public_setting
 from .domain.tokens import MIN_SECRET_BYTES
 
@@ -47,6 +50,7 @@ SECRET_VARIABLES = (
     "TEAMS_APP_PASSWORD",
     "DISCORD_BOT_TOKEN",
     "OPENDISPATCH_TOKEN_SECRET",
+    "GITHUB_APP_PRIVATE_KEY",
 )
 
 
@@ -136,6 +140,10 @@ class Config:
     unsandboxed_local_sprites: bool = False
     max_output_lines: int = DEFAULT_MAX_OUTPUT_LINES
     max_output_mb: int = DEFAULT_MAX_OUTPUT_CHARS // (1024 * 1024)
+    #: Where `--repo owner/name` lives and jobs' repository tokens are for (docs/github.md).
+    github_server_url: str = GITHUB_SERVER_URL
+    #: A job's repository token is renewed when it has less than this left.
+    credential_renew_s: float = DEFAULT_RENEW_MARGIN_S
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -185,6 +193,8 @@ class Config:
         fly = _fly_options(get, check)
         extra = [name.strip() for name in (get("OPENDISPATCH_PASSTHROUGH_ENV") or "").split(",") if name.strip()]
         passthrough = {name: env[name] for name in (*PASSTHROUGH_SECRETS, *extra) if env.get(name)}
+        if GitHubAppSettings.configured(env):
+            passthrough.pop("GH_TOKEN", None)  # each job gets its own repository's token instead
         if backend == "fly":
             _check_fly_requirements(fly, image, extra, check)
         token_secret = get("OPENDISPATCH_TOKEN_SECRET")
@@ -250,9 +260,28 @@ class Config:
                 lambda t: _session_duration("OPENDISPATCH_SESSION_MAX_IDLE", t, 86400.0),
                 86400.0,
             ),
+            github_server_url=check.value(
+                "GITHUB_SERVER_URL", lambda: _server_url("GITHUB_SERVER_URL", get("GITHUB_SERVER_URL")), GITHUB_SERVER_URL
+            ),
+            credential_renew_s=float(
+                setting(
+                    "OPENDISPATCH_CREDENTIAL_RENEW_S",
+                    lambda t: _whole_number("OPENDISPATCH_CREDENTIAL_RENEW_S", t, int(DEFAULT_RENEW_MARGIN_S)),
+                    int(DEFAULT_RENEW_MARGIN_S),
+                )
+            ),
             environ=dict(env),
         )
         return config, check.found
+
+
+def _server_url(name: str, text: str | None) -> str:
+    if text is None:
+        return GITHUB_SERVER_URL
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password or parts.query:
+        raise ConfigError(f"{name} must be the server's base URL, e.g. https://github.com (got {text!r}).")
+    return text.rstrip("/")
 
 
 #: What `serve` says about a job-token key too short to be safe (bootstrap checks it again for

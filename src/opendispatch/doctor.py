@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import attrs
 
 from .config import SECRET_VARIABLES, Config, Problem, read_environment
+from .adapters.github import GitHubAppSettings
 from .validation import check_database, check_port, validate
 
 
@@ -38,9 +39,20 @@ GENERAL = (
     Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),
     Variable("SPRITE_AGENT_TYPE", False, "default agent: claude, opencode or shell", "claude"),
     Variable("OPENDISPATCH_TOKEN_SECRET", False, "key for job tokens (else generated once and kept in the DB)", None),
-    Variable("GH_TOKEN", False, "GitHub token passed to sprites for private clones: `gh auth token`", None),
+    Variable("GH_TOKEN", False, "GitHub token passed to sprites for private clones: `gh auth token` (a GitHub App is safer)", None),
+    Variable("GITHUB_APP_ID", False, "GitHub App for per-job tokens, one repository each: the app's settings → App ID (docs/github.md)", None),
+    Variable("GITHUB_APP_PRIVATE_KEY", False, "the app's private key (PEM), or a file in GITHUB_APP_PRIVATE_KEY_PATH", None),
     Variable("ANTHROPIC_API_KEY", False, "passed to sprites for Claude Code: console.anthropic.com", None),
     Variable("DATABASE_URL", False, "passed to sprites when your agents need a database", None),
+)
+
+#: Shown once a GitHub App is configured (GITHUB_APP_ID and its key are in GENERAL).
+GITHUB_APP = (
+    Variable("GITHUB_APP_CLIENT_ID", False, "the app's client ID: GitHub's recommended JWT issuer (instead of the App ID)", None),
+    Variable("GITHUB_APP_PRIVATE_KEY_PATH", False, "a file holding the app's private key (instead of GITHUB_APP_PRIVATE_KEY)", None),
+    Variable("GITHUB_APP_PERMISSIONS", False, "what each job's token may do", "contents:write,pull_requests:write"),
+    Variable("GITHUB_SERVER_URL", False, "where `--repo owner/name` lives (GitHub Enterprise: its URL)", "https://github.com"),
+    Variable("GITHUB_API_URL", False, "GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)", "https://api.github.com"),
 )
 
 SPRITE_BACKENDS: Mapping[str, tuple[Variable, ...]] = {
@@ -108,7 +120,8 @@ def report(env: Mapping[str, str]) -> tuple[list[str], int]:
         return found
 
     general = tuple(v for v in GENERAL if backend != "fly" or v.name != "SPRITE_IMAGE")  # listed as required below
-    variables = (*general, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ()))
+    github = GITHUB_APP if GitHubAppSettings.configured(env) else ()
+    variables = (*general, *github, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ()))
     width = max(len(variable.name) for variable in variables) + 1
     rows: list[str] = []
     for variable in variables:
@@ -163,6 +176,7 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
         )
     if config.sprite_backend == "local":
         checks.append(_sandbox_check(config))
+    checks.append(_repository_access_check(env))
     unwritable = check_database(config.database_path)
     checks.append(
         (f"✗ {unwritable.message}", False)
@@ -170,6 +184,19 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
         else (f"✓ database {config.database_path} can be created and written", True)
     )
     return checks
+
+
+def _repository_access_check(env: Mapping[str, str]) -> tuple[str, bool]:
+    """What a job's agent can reach on GitHub: its own repository, or all the operator's."""
+    if GitHubAppSettings.configured(env):
+        return ("✓ each job gets a short-lived token for its own repository from the GitHub App; GH_TOKEN is not passed to sprites", True)
+    if env.get("GH_TOKEN", "").strip():
+        return (
+            "· warning: GH_TOKEN gives every job every repository the token reaches (an agent told to fix one "
+            "can push to all of them); a GitHub App gives each job its own repository only: docs/github.md",
+            True,
+        )
+    return ("· no GitHub credentials: jobs clone public repositories only (docs/github.md)", True)
 
 
 def _sandbox_check(config: Config) -> tuple[str, bool]:

@@ -35,6 +35,7 @@ def validate(env: Mapping[str, str]) -> list[Problem]:
     provider = (env.get("CHAT_PROVIDER", "").strip() or "console").lower()
     if provider in EXTRA_FOR:
         problems.extend(chat_problems(provider, env))
+    problems.extend(github_app_problems(env))
     backend = (env.get("OPENDISPATCH_SPRITES", "").strip() or "local").lower()
     if backend == "local" and provider != "console":
         problem = sandbox_refusal(env)
@@ -60,6 +61,15 @@ def sandbox_refusal(env: Mapping[str, str]) -> Problem | None:
         f"with OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES={UNSANDBOXED_OPT_IN}.",
         "OPENDISPATCH_SPRITES",
     )
+
+
+def github_app_problems(env: Mapping[str, str]) -> list[Problem]:
+    """A GitHub App for per-job repository tokens, when one is asked for (docs/github.md)."""
+    from .adapters.github import GitHubAppSettings
+
+    if not GitHubAppSettings.configured(env):
+        return []
+    return [Problem(message, variable) for variable, message in GitHubAppSettings.problems(env)]
 
 
 def chat_problems(provider: str, env: Mapping[str, str]) -> list[Problem]:

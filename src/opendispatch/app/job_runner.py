@@ -22,6 +22,7 @@ from ..domain.messages import JobCard, LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
 from ..domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES, OutputQuota
 from ..domain.redaction import Redactor
+from ..domain.repo_credentials import CredentialsUnavailable
 from ..domain.render import card_tail
 from ..domain.sidecar import sprite_environment
 from ..domain.tokens import TokenIssuer
@@ -34,6 +35,7 @@ from .log_context import current_job_id
 from .live_job import LiveJob
 from .shared_timer import SharedTimer
 from .relay import Relay
+from .repo_credentials import JobCredentials
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,11 @@ class JobRunner:
         settings: RunnerSettings = RunnerSettings(),
         metrics: Metrics | None = None,
         timer: SharedTimer | None = None,
+        credentials: JobCredentials | None = None,
     ) -> None:
         self.metrics = metrics or NoMetrics()
+        #: Each job's short-lived repository token (a GitHub App's), when one is configured.
+        self.credentials = credentials
         self.timer = timer if timer is not None else SharedTimer()  # trio's sleeps until run
         self.store = store
         self.ledger = ledger
@@ -213,6 +218,16 @@ class JobRunner:
         token = self.tokens.issue(job.id, expires_at)
         live.redactor = live.redactor.with_secrets(token)
         env = sprite_environment(job, token=token, callback_url=self.callback_url, passthrough=self.passthrough)
+        if self.credentials is not None:
+            try:
+                repo_token = await self.credentials.prepare(job)
+            except CredentialsUnavailable as exc:
+                reason = live.redactor.redact(str(exc))
+                await self._finish(live, lambda j: j.failed(FailureStage.CREDENTIALS, reason, at=self.wall_clock()))
+                return None
+            if repo_token is not None:
+                live.redactor = live.redactor.with_secrets(repo_token.token)
+                env.update(self.credentials.sprite_environment(job))
         hook = self.session_sprites
         if hook is not None:
             env.update(hook.environment(job))
@@ -336,6 +351,8 @@ class JobRunner:
             await self._finish(live, lambda j: j.cancelled(by="the dispatcher shutting down", at=now))
         sprite = self.sprites_by_job.pop(live.job.id, None)
         self.metrics.live_sprites(len(self.sprites_by_job))
+        if self.credentials is not None:
+            self.credentials.forget(live.job.id)
         if sprite is not None:
             try:
                 if self.session_sprites is not None and self.session_sprites.provides_sprite(live.job):

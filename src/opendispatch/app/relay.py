@@ -18,12 +18,14 @@ from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
 from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, FailureStage, Job, JobState
 from ..domain.redaction import Redactor
+from ..domain.repo_credentials import NoRepoCredentials, RepoToken
 from ..domain.terminal import clean_lines, clean_text
 from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
 from .arrival_turns import ArrivalTurns
+from .repo_credentials import JobCredentials
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
@@ -70,8 +72,10 @@ class Relay:
         pacer: SenderPacer | None = None,
         stream_record_budget_per_s: float = DEFAULT_STREAM_RECORD_BUDGET_PER_S,
         arrival_window_s: float = DEFAULT_ARRIVAL_WINDOW_S,
+        credentials: JobCredentials | None = None,
     ) -> None:
         self.stream_record_budget_per_s = stream_record_budget_per_s
+        self.credentials = credentials
         self.arrival_turns = ArrivalTurns(arrival_window_s)
         self.metrics = metrics or NoMetrics()
         self.pacer = pacer or SenderPacer()
@@ -104,6 +108,23 @@ class Relay:
             return await self.store.get(job_id)
         except UnknownJob:
             raise InvalidToken() from None
+
+    async def repo_credentials(self, authorization: str | None, job_id: object) -> tuple[RepoToken, str]:
+        """The job's repository token and the server it is for, asked by its sprite.
+
+        Only while the job runs: a finished job's sprite has no use for it (`JobClosed`).
+        `NoRepoCredentials` when the job has none; `CredentialsUnavailable` when minting failed.
+        """
+        job = await self.authorize(authorization, job_id)
+        if job.is_finished:
+            raise JobClosed(job.id)
+        if self.credentials is None:
+            raise NoRepoCredentials()
+        token = await self.credentials.current(job)
+        live = self.live.get(job.id)
+        if live is not None and not live.redactor.covers(token.token):
+            live.redactor = live.redactor.with_secrets(token.token)  # a renewed one
+        return token, self.credentials.server_url
 
     def _refuse_if_closed(self, job: Job) -> None:
         if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:

@@ -61,6 +61,9 @@ class FailureStage(enum.Enum):
     MODEL_API = "model API"
     #: The dispatcher stopped the job at its `--max-cost` cap.
     COST_CAP = "cost cap"
+    #: No short-lived token could be had for the job's repository (a GitHub App's), so no
+    #: sprite was started.
+    CREDENTIALS = "credentials"
 
     @classmethod
     def from_wire(cls, text: str | None) -> FailureStage:

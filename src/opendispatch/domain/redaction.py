@@ -94,6 +94,10 @@ class Redactor:
         """This redactor plus `values` (e.g. a job's own token once it is issued)."""
         return Redactor.of((*self.secrets, *values))
 
+    def covers(self, value: str) -> bool:
+        """Whether `value` is already one of the secrets (a repeated one need not rebuild us)."""
+        return value in self.secrets
+
     def redact(self, text: str) -> str:
         # Each pass replaces spans of at least MIN_SECRET_LENGTH characters with three, so the
         # text shrinks and the loop ends. A second pass is needed only in the odd case where

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 import attrs
 
 from ...domain.errors import InvalidToken, JobClosed
+from ...domain.repo_credentials import TOKEN_USERNAME, CredentialsUnavailable, NoRepoCredentials, RepoToken
 from ...domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, StatusReport, TranscriptPart
 from . import wire
 
 MAX_BODY_BYTES = 1024 * 1024
+CREDENTIALS_PATH = "/webhooks/credentials"
 
 
 class ReportSink(Protocol):
@@ -36,6 +38,10 @@ class ReportSink(Protocol):
     async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
     async def accept_artifact_file(self, authorization: str | None, file: ArtifactFile) -> None: ...
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None: ...
+    async def repo_credentials(self, authorization: str | None, job_id: object) -> tuple[RepoToken, str]:
+        """The job's short-lived repository token and its server, for the sidecar's git
+        credential helper (`NoRepoCredentials`, `CredentialsUnavailable`, `JobClosed`)."""
+        ...
 
 
 @attrs.frozen
@@ -95,7 +101,35 @@ def report_endpoints(sink: ReportSink) -> dict[str, ReportHandler]:
 
         return handle
 
+    async def credentials(authorization: str | None, raw: bytes, arrived_at: float | None = None) -> Answer:
+        # Answered with the token in the body: never logged (`on_answer` sees the status only).
+        if len(raw) > MAX_BODY_BYTES:
+            return TOO_LARGE
+        try:
+            token, server = await sink.repo_credentials(authorization, wire.job_id_of(_json(raw)))
+        except wire.BadRequest as exc:
+            return error(400, str(exc))
+        except InvalidToken as exc:
+            return error(401, str(exc))
+        except JobClosed as exc:
+            return error(409, str(exc))
+        except NoRepoCredentials:
+            return error(404, "this job has no repository credentials (no GitHub App, or not a GitHub repository)")
+        except CredentialsUnavailable as exc:
+            return error(502, str(exc))
+        return Answer(
+            200,
+            {
+                "ok": True,
+                "username": TOKEN_USERNAME,
+                "password": token.token,
+                "expiresAt": token.expires_at,
+                "server": server,
+            },
+        )
+
     return {
+        CREDENTIALS_PATH: credentials,
         "/webhooks/logs": endpoint(
             wire.log_batch, lambda auth, batch, arrived_at: sink.accept_logs(auth, batch, arrived_at=arrived_at)
         ),
