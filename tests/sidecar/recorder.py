@@ -5,12 +5,18 @@ It answers exactly as the real server promises (DESIGN.md, "The wire contract"):
 body; 401 for a bad token or an unknown job; 409 for a write to a finished job; 413 for a
 body over the size limit. It records what arrived so tests can assert on it, and it can be
 told to fail the next N requests to exercise the sidecar's retries.
+
+It also hands out repository tokens as the dispatcher does in GitHub App mode
+(`POST /webhooks/credentials`): a new one on every call, valid `credential_ttl_s` from then,
+or the refusal a test set with `refuse_credentials` (404, 409, 502 with a message...).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import secrets
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -69,6 +75,12 @@ class Recorder:
     _fail_after_storing: bool = False
     _fail_only: str | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)
+    # repository credentials (GitHub App mode)
+    credential_server: str = "https://github.com"
+    credential_ttl_s: float = 3600.0
+    issued_tokens: list[tuple[str, str, float]] = attrs.field(factory=list)  # (job id, token, expires at)
+    credential_calls: list[str] = attrs.field(factory=list)  # the job id of every call, answered or not
+    _credential_refusals: dict[str, tuple[int, dict[str, Any]]] = attrs.field(factory=dict)
 
     # ---- set-up ----
 
@@ -94,6 +106,19 @@ class Recorder:
         """
         self._fail_next, self._fail_status, self._fail_retry_after = count, status, retry_after
         self._fail_after_storing, self._fail_only = after_storing, only
+
+    def refuse_credentials(self, job_id: str, status: int, error: str | None = None) -> None:
+        """Answer `status` (with `{"ok": false, "error": error}`) to this job's credential requests."""
+        self._credential_refusals[job_id] = (status, {"ok": False, "error": error or f"refused ({status})"})
+
+    def issued(self, job_id: str) -> list[str]:
+        """The tokens handed to this job, in order."""
+        return [token for job, token, _ in self.issued_tokens if job == job_id]
+
+    def token_valid(self, token: str) -> bool:
+        """Whether `token` was issued and has not expired (what GitHub would check)."""
+        now = time.time()
+        return any(token == issued and now < expires for _, issued, expires in self.issued_tokens)
 
     # ---- what arrived ----
 
@@ -153,6 +178,10 @@ class Recorder:
         async def artifact_file() -> Response:
             return await self._handle(self._store_artifact_file)
 
+        @app.post("/webhooks/credentials")
+        async def credentials() -> Response:
+            return self._credentials(await request.get_data(as_text=False))
+
         @app.get("/health")
         async def health() -> Response:
             return _answer(200, {"ok": True})
@@ -191,6 +220,32 @@ class Recorder:
         if job is None or not self._token_ok(job_id):
             return _answer(401, {"error": "invalid or expired job token"})
         return store(job_id, job, data)
+
+    def _credentials(self, raw: bytes | str) -> Response:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("jobId"), str):
+            return _answer(400, {"ok": False, "error": "jobId (string) is required"})
+        job_id = data["jobId"]
+        self.credential_calls.append(job_id)
+        self._note_change()
+        job = self.jobs.get(job_id)
+        if job is None or not self._token_ok(job_id):
+            return _answer(401, {"ok": False, "error": "invalid or expired job token"})
+        if job_id in self._credential_refusals:
+            status, payload = self._credential_refusals[job_id]
+            return _answer(status, payload)
+        if job.finished:
+            return _answer(409, {"ok": False, "error": "job already finished"})
+        token = "ghs_" + secrets.token_hex(18)
+        expires_at = time.time() + self.credential_ttl_s
+        self.issued_tokens.append((job_id, token, expires_at))
+        return _answer(200, {
+            "ok": True, "username": "x-access-token", "password": token,
+            "expiresAt": expires_at, "server": self.credential_server,
+        })
 
     def _token_ok(self, job_id: str) -> bool:
         try:

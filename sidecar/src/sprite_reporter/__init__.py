@@ -15,6 +15,8 @@ Why it is built this way:
   records after it are resent unchanged. A server without it (404) gets POSTs, as before.
 - Secrets (JOB_TOKEN, GH_TOKEN, ...) never appear in argv, in our output or in relayed lines;
   the agent does not even receive JOB_TOKEN.
+- The job's repository token (GitHub App mode) reaches git through a credential helper that
+  asks the sidecar: never a URL, an argv, the sidecar's environment or git's configuration.
 
 Environment
   required  JOB_ID, JOB_TOKEN, OPEN_DISPATCH_URL (base URL), and either AGENT (claude|opencode|shell)
@@ -23,7 +25,21 @@ Environment
             OPENDISPATCH_WORKSPACE (.), OPENDISPATCH_ARTIFACTS_FILE (<workspace>/.opendispatch-artifacts),
             OPENDISPATCH_BATCH_MS (100), OPENDISPATCH_BATCH_BYTES (65536), OPENDISPATCH_GIVE_UP_S (900),
             OPENDISPATCH_RETRY_MAX_S (5), OPENDISPATCH_HTTP_TIMEOUT_S (10),
-            OPENDISPATCH_STREAM (1: send output over one long-lived request when the server offers it)
+            OPENDISPATCH_STREAM (1: send output over one long-lived request when the server offers it),
+            OPENDISPATCH_GIT_CREDENTIALS, OPENDISPATCH_CREDENTIAL_RENEW_S (300), see below
+Repository credentials (OPENDISPATCH_GIT_CREDENTIALS=<git server URL>, e.g. https://github.com)
+  The dispatcher mints the job's tokens. REPO=owner/name means <server URL>/owner/name.git; that
+  server's https/http URLs are cloned with a token from `POST /webhooks/credentials` ({"jobId"},
+  the job token as bearer; 200 {"username", "password", "expiresAt"}, 401, 404, 409, or 502 with
+  an "error" the job fails with at the clone stage). A broker thread holds the token and renews it
+  when it expires within OPENDISPATCH_CREDENTIAL_RENEW_S seconds; git asks it through a helper
+  program in <workspace>/.od-git (its socket in .od-git/broker, the agent user's, 0700), named in
+  `credential.<server>.helper` for the clone and then in the clone's config, so the agent's git
+  fetch/push use it too. It asks with the running job's id and token (a persistent session: the
+  message being run; between messages it answers nothing). The agent gets GH_TOKEN (and GH_ENTERPRISE_TOKEN for a server other than
+  github.com) for `gh`: the token current when it starts, a snapshot; git keeps renewing, gh does
+  not (past the token's hour, GitHub refuses it). Every fetched token is redacted from output.
+  This wins over GH_TOKEN for that server; without the variable GH_TOKEN works as before.
 Sessions (OPENDISPATCH_SESSION_MODE)
   handover    one sprite per message (a normal job) of a non-persistent session: before the agent runs,
               GET /webhooks/session/state restores the agent's saved conversation; after it, the new
@@ -32,8 +48,9 @@ Sessions (OPENDISPATCH_SESSION_MODE)
               sidecar long-polls GET /webhooks/session/next for each message (jobId, jobToken, task),
               runs it as a job (clone once, then the same workspace), continues the same agent
               conversation, and asks again; 410 means the session ended (exit 0).
-Exit code: the agent's; 2 for a configuration error, git's for a failed clone, 127 when the agent
-is not installed, 143 when cancelled before the agent ran.
+Exit code: the agent's; 2 for a configuration error, git's for a failed clone (128 when the
+dispatcher gave no credentials for it), 127 when the agent is not installed, 143 when cancelled
+before the agent ran.
 """
 
 

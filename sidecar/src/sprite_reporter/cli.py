@@ -5,6 +5,7 @@ import tempfile
 import uuid
 
 from .config import ConfigError, Connection, Tuning, load_connection, load_run, load_tuning
+from .credentials import load_git_credentials
 from .job import Job
 from .output import say
 from .process import EXIT_CONFIG
@@ -49,12 +50,14 @@ def main() -> int:
     try:
         tuning = load_tuning(env)
         plan = load_run(env)
+        credentials = load_git_credentials(env, plan.workspace, tuning.http_timeout_s)
     except ConfigError as error:
         say(str(error))
         report_config_error(connection, Tuning(), error)
         return EXIT_CONFIG
     job = Job(connection, tuning, plan, env)
     job.identity = agent_identity(env)
+    job.credentials = credentials
     if mode == "handover":
         agent = env.get("AGENT", "").strip().lower()
         conversation_id = env.get("AGENT_SESSION_ID", "").strip() or str(uuid.uuid4())

@@ -13,6 +13,7 @@ from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_l
 from .agents import STRUCTURED_AGENTS
 from .artifacts import Artifacts
 from .config import Connection, RunPlan, Tuning, max_cost_env
+from .credentials import CredentialBroker
 from .output import echo, say
 from .privileges import AgentIdentity, not_to_give
 from .process import (
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # session imports job; the type is only named in a comment
 CANCEL_FLUSH_S = 4.0  # after a SIGTERM, how long the relay may still try to send
 DRAIN_AFTER_EXIT_S = 3.0  # output still held open by the agent's children after it exited
 POLL_S = 0.2
+EXIT_NO_CREDENTIALS = 128  # what git exits with when it could not authenticate
+GITHUB = "https://github.com"
 
 # Credential helper for https GitHub clones: git runs it through sh, which reads GH_TOKEN
 # from the environment, so the token itself is never in argv, a URL or a log line.
@@ -44,15 +47,15 @@ _GITHUB_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}"
 _REMOTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+")
 
 
-def repo_url(repo: str) -> Tuple[str, bool]:
-    """(what git clones, whether it is remote): owner/repo means GitHub over https."""
+def repo_url(repo: str, server: Optional[str] = None) -> Tuple[str, bool]:
+    """(what git clones, whether it is remote): owner/repo means `server`, GitHub by default."""
     if repo.startswith(("/", "./", "../", "~/")) or os.path.exists(repo):
         return os.path.abspath(os.path.expanduser(repo)), False
     if _REMOTE_URL.fullmatch(repo):
         return repo, not repo.startswith("file://")
     if _GITHUB_SLUG.fullmatch(repo):
         slug = repo[:-4] if repo.endswith(".git") else repo
-        return f"https://github.com/{slug}.git", True
+        return f"{(server or GITHUB).rstrip('/')}/{slug}.git", True
     return repo, False
 
 
@@ -76,6 +79,15 @@ class Cancelled(Exception):
 
 
 class Job:
+    """One job of the sprite.
+
+    With a credential broker (OPENDISPATCH_GIT_CREDENTIALS), the repository on its server is
+    cloned with the dispatcher's short-lived token through git's credential helper, and the
+    agent gets GH_TOKEN for `gh`: the token current when the agent starts, a snapshot. git
+    keeps asking the broker, which renews the token; `gh` run more than the token's hour
+    (GitHub's installation tokens) after the agent started is refused.
+    """
+
     def __init__(self, connection: Connection, tuning: Tuning, plan: RunPlan, env: Dict[str, str]) -> None:
         self.connection = connection
         self.plan = plan
@@ -93,6 +105,7 @@ class Job:
         self.agent = env.get("AGENT", "").strip().lower()
         self.base_commit = None  # type: Optional[str]  # what was cloned: files changed are against it
         self.structured = None  # type: Optional[StructuredOutput]
+        self.credentials = None  # type: Optional[CredentialBroker]  # one per sidecar (cli/session set it)
 
     def emit_event(self, event: Dict[str, object]) -> None:
         """One agent event (already redacted): relayed, echoed for the machine's log, scanned for links."""
@@ -118,11 +131,23 @@ class Job:
         return payload
 
     def run(self) -> int:
+        """Run the job; the credential broker answers for it (its id and token) while it runs."""
+        broker = self.credentials
+        if broker is not None:
+            broker.attach(self.connection, self.redact)
+        try:
+            return self._run()
+        finally:
+            if broker is not None:
+                broker.attach(None, None)
+
+    def _run(self) -> int:
         if self.install_signals:
             self.cancel.install()
         self.relay.start(self.status("running", error=""))
         workdir = self.workdir or self.plan.workspace
         try:
+            self.start_credentials()
             if self.plan.repo and self.workdir is None:
                 workdir = self.clone(self.plan.repo)
                 self.workdir = workdir
@@ -180,18 +205,41 @@ class Job:
         env.update(extra)
         return env
 
+    def start_credentials(self) -> None:
+        """The credential broker's socket and helper, before anything needs them (once per sidecar)."""
+        broker = self.credentials
+        if broker is None or broker.started:
+            return
+        try:
+            broker.start(self.identity)
+        except OSError as exc:
+            raise JobFailed(
+                "sidecar", EXIT_INTERNAL, f"the git credential broker could not start in {self.plan.workspace}: {exc}"
+            ) from None
+
     def clone(self, repo: str) -> str:
-        url, remote = repo_url(repo)
+        broker = self.credentials
+        url, remote = repo_url(repo, broker.server if broker is not None else None)
         shown = display_repo(repo)
         dest = os.path.join(self.plan.workspace, "repo")
+        through_broker = broker is not None and broker.serves(url)
+        github_token = not through_broker and bool(self.env.get("GH_TOKEN")) and url.startswith(GITHUB + "/")
         argv = ["git"]
-        if self.env.get("GH_TOKEN") and url.startswith("https://github.com/"):
+        if github_token:
             argv += ["-c", "credential.helper=", "-c", "credential.helper=" + GH_CREDENTIAL_HELPER]
         argv += ["clone", "--branch", self.plan.branch]
         if remote:
             argv += ["--depth", "1"]
         argv += ["--", url, dest]
         self.emit(f"$ git clone {shown} (branch {self.plan.branch})")
+        if broker is not None and through_broker:
+            held, why = broker.credential()  # fetched now: the dispatcher's refusal is the job's error
+            if held is None:
+                raise JobFailed("clone", EXIT_NO_CREDENTIALS, f"could not clone {shown}: {self.redact(why)}")
+            settings = ["-c", "credential.helper="]  # no other helper answers, whatever the host
+            for key, value in broker.git_config():
+                settings += ["-c", f"{key}={value}"]
+            argv[1:1] = settings
         output = []  # type: List[str]
 
         def keep(line: str) -> None:
@@ -222,21 +270,28 @@ class Job:
         if code != 0:
             last = next((line.strip() for line in reversed(output) if line.strip()), "git said nothing")
             last = re.sub(r"^(fatal|error):\s*", "", self.redact(last))
+            access = "the access the dispatcher's credentials give" if through_broker else "GH_TOKEN access"
             raise JobFailed(
                 "clone",
                 code,
                 f"could not clone {shown} at branch {self.plan.branch}: {last}; "
-                "check the repository name, branch and GH_TOKEN access",
+                f"check the repository name, branch and {access}",
             )
-        if self.env.get("GH_TOKEN") and url.startswith("https://github.com/"):
+        if broker is not None and through_broker:
+            self.configure_push_credentials(dest, broker.git_config())
+        elif github_token:
             self.configure_push_credentials(dest)
         self.base_commit = head_commit(dest)
         return dest
 
-    def configure_push_credentials(self, dest: str) -> None:
-        """Let the agent push with GH_TOKEN: the clone's config names the variable, not its value."""
-        key = "credential.https://github.com.helper"
-        for value in ("", GH_CREDENTIAL_HELPER):
+    def configure_push_credentials(self, dest: str, settings: Optional[List[Tuple[str, str]]] = None) -> None:
+        """Let the agent fetch and push: the clone's config names a helper, never a token.
+
+        By default the GH_TOKEN helper for github.com (it names the variable, not its value);
+        `settings` are the credential broker's (its helper program and socket).
+        """
+        github = f"credential.{GITHUB}.helper"
+        for key, value in settings or [(github, ""), (github, GH_CREDENTIAL_HELPER)]:
             subprocess.run(
                 ["git", "-C", dest, "config", "--local", "--add", key, value],
                 stdin=subprocess.DEVNULL,
@@ -306,6 +361,11 @@ class Job:
         home = identity.home_in(self.env, self.plan.workspace)
         # PWD too: OpenCode takes its project folder from $PWD, not from its working directory.
         extra = {"OPENDISPATCH_ARTIFACTS_FILE": self.plan.artifacts_file, "PWD": workdir}
+        if self.credentials is not None:
+            token_env, why = self.credentials.agent_env()  # GH_TOKEN for gh: a snapshot, see Job
+            if why:
+                self.emit(f"[sidecar] the agent gets no GH_TOKEN from the dispatcher: {why}")
+            extra.update(token_env)
         env = identity.agent_env(self.child_env(extra), argv, home)
         if self.agent in STRUCTURED_AGENTS:
             self.structured = StructuredOutput(self.agent, workdir, self.redact, self.emit_event, self.emit)

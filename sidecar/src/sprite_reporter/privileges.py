@@ -34,6 +34,7 @@ SYSTEM_FOLDERS = frozenset(
     ("/", "/root", "/home", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/opt", "/tmp", "/srv", "/proc")
 )
 SIDECAR_FILE_PREFIX = ".opendispatch-spool"  # the sidecar's own files in the workspace stay root's
+SIDECAR_FOLDER = ".od-git"  # the git credential helper's folder in the workspace (credentials.py): root's
 
 
 class AgentIdentity:
@@ -104,6 +105,8 @@ class AgentIdentity:
         uid, gid = self.uid, self.gid
         os.lchown(path, uid, gid)
         for folder, dirs, files in os.walk(path):
+            if folder == path:
+                dirs[:] = [name for name in dirs if name != SIDECAR_FOLDER]
             for name in dirs + files:
                 if not name.startswith(SIDECAR_FILE_PREFIX):
                     os.lchown(os.path.join(folder, name), uid, gid)

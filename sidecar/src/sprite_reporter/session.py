@@ -24,6 +24,7 @@ from .config import (
     load_tuning,
     required,
 )
+from .credentials import load_git_credentials
 from .http import http_json
 from .job import Job
 from .output import say
@@ -132,6 +133,8 @@ class SessionLoop:
         self.workspace = workspace
         self.identity = agent_identity(env)
         self.home = self.identity.home_in(env, workspace)
+        # One broker for the sprite; it answers for the message being run, and nothing between.
+        self.credentials = load_git_credentials(env, workspace, self.tuning.http_timeout_s)
         self.repo = env.get("REPO", "").strip() or None
         self.branch = env.get("BRANCH", "").strip() or DEFAULT_BRANCH
         self.workdir = None  # type: Optional[str]
@@ -211,6 +214,7 @@ class SessionLoop:
         job.install_signals = False
         job.workdir = self.workdir
         job.identity = self.identity
+        job.credentials = self.credentials
         job.conversation = AgentConversation(self.agent, task, self.conversation_id, self.home, owner=self.identity)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_cancel, args=(job, done), name="cancel-watch", daemon=True)
