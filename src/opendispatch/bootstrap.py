@@ -362,6 +362,7 @@ async def open_dispatcher(
                     settings=session_settings or session_settings_for(config),
                     access=config.access,
                     ownership=config.ownership,
+                    credentials=credentials,
                 )
                 runner.session_sprites = sessions
                 await nursery.start(sessions.run)  # loads stored sessions before jobs are adopted

@@ -9,6 +9,8 @@ tests/e2e/test_github_credentials.py.
 from __future__ import annotations
 
 import attrs
+import trio
+import trio.testing
 
 from harness import Harness, open_harness, trio_wall_clock
 from opendispatch.config import Config
@@ -156,3 +158,47 @@ def test_with_an_app_the_operators_gh_token_is_not_passed_to_sprites() -> None:
     with_app = config(GH_TOKEN="ghp_0123456789abcdefghij", GITHUB_APP_ID="42", GITHUB_APP_PRIVATE_KEY_PATH="/x.pem")
     assert without_app.passthrough["GH_TOKEN"] == "ghp_0123456789abcdefghij"
     assert "GH_TOKEN" not in with_app.passthrough
+
+
+async def test_a_persistent_sessions_messages_share_its_token_until_the_session_ends() -> None:
+    minter = MemoryMinter()
+    async with open_harness(repo_token_minter=minter) as h:
+        await h.say("/od-start work --repo acme/api --agent opencode --persistent")
+        _, request = await h.sprites.wait_for_spawn()
+        env = request.env
+        assert env.get("OPENDISPATCH_SESSION_MODE") == "persistent"
+        assert env["OPENDISPATCH_GIT_CREDENTIALS"] == "https://github.com"
+        assert not any("ghs_" in value for value in env.values())
+        assert len(minter.minted) == 1  # before the sprite: a session without credentials does not start
+        messages = []
+        for text in ("first", "second"):
+            job = await h.run(f"/od-send work {text}")
+            offer = await h.http.get(  # what the session's sidecar asks for its next message
+                "/webhooks/session/next",
+                params={"sessionId": env["SESSION_ID"], "waitS": "5"},
+                headers={"Authorization": f"Bearer {env['SESSION_TOKEN']}"},
+            )
+            assert offer.status_code == 200 and offer.json()["jobId"] == job.id
+            token = offer.json()["jobToken"]
+            messages.append((job, token))
+            status, body = await ask(h, job.id, token)
+            assert (status, body["password"]) == (200, "ghs_memoryToken0000XYZ")
+            await h.http.post(
+                "/webhooks/status",
+                json={"jobId": job.id, "status": "completed", "exitCode": 0},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            await h.card(job.id)
+        assert len(minter.minted) == 1  # one token for the session, not one per message
+        await h.say("/od-stop work")
+        job = await h.run("/od-run -a shell -r acme/api x")
+        assert job.session is None
+
+
+async def test_a_session_whose_repository_has_no_credentials_does_not_start() -> None:
+    minter = MemoryMinter(refusal="the GitHub App is not installed on acme/api: install it at https://x/installations/new")
+    async with open_harness(repo_token_minter=minter) as h:
+        await h.say("/od-start work --repo acme/api --agent opencode --persistent")
+        await trio.testing.wait_all_tasks_blocked()
+        assert h.sprites.spawned == []
+        assert any("not installed on acme/api" in notice for notice in h.notices())

@@ -218,21 +218,24 @@ class JobRunner:
         token = self.tokens.issue(job.id, expires_at)
         live.redactor = live.redactor.with_secrets(token)
         env = sprite_environment(job, token=token, callback_url=self.callback_url, passthrough=self.passthrough)
-        if self.credentials is not None:
+        hook = self.session_sprites
+        on_session_sprite = hook is not None and hook.provides_sprite(job)
+        if self.credentials is not None and not on_session_sprite:  # (that sprite asks as its session)
             try:
-                repo_token = await self.credentials.prepare(job)
+                repo_token = await self.credentials.prepare(job.id, job.spec.repo)
             except CredentialsUnavailable as exc:
                 reason = live.redactor.redact(str(exc))
                 await self._finish(live, lambda j: j.failed(FailureStage.CREDENTIALS, reason, at=self.wall_clock()))
                 return None
             if repo_token is not None:
                 live.redactor = live.redactor.with_secrets(repo_token.token)
-                env.update(self.credentials.sprite_environment(job))
-        hook = self.session_sprites
+                env.update(self.credentials.sprite_environment(job.spec.repo))
+        elif self.credentials is not None and job.session is not None:
+            live.redactor = live.redactor.with_secrets(self.credentials.token_of(job.session))
         if hook is not None:
             env.update(hook.environment(job))
         try:
-            if hook is not None and hook.provides_sprite(job):
+            if hook is not None and on_session_sprite:
                 sprite = await hook.deliver(job, token)
             else:
                 sprite = await self.sprites.spawn(SpriteRequest(job_id=job.id, image=job.spec.image, env=env))

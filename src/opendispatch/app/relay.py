@@ -110,21 +110,25 @@ class Relay:
             raise InvalidToken() from None
 
     async def repo_credentials(self, authorization: str | None, job_id: object) -> tuple[RepoToken, str]:
-        """The job's repository token and the server it is for, asked by its sprite.
+        """The repository token and its server for the job's sprite, asked with its job token.
 
-        Only while the job runs: a finished job's sprite has no use for it (`JobClosed`).
-        `NoRepoCredentials` when the job has none; `CredentialsUnavailable` when minting failed.
+        A persistent session's messages share their session's token (the sprite is the
+        session's). Only while the job runs: a finished job's sprite has no use for it
+        (`JobClosed`). `NoRepoCredentials` when it has none; `CredentialsUnavailable` when
+        minting failed.
         """
         job = await self.authorize(authorization, job_id)
         if job.is_finished:
             raise JobClosed(job.id)
-        if self.credentials is None:
+        credentials = self.credentials
+        if credentials is None:
             raise NoRepoCredentials()
-        token = await self.credentials.current(job)
-        live = self.live.get(job.id)
-        if live is not None and not live.redactor.covers(token.token):
-            live.redactor = live.redactor.with_secrets(token.token)  # a renewed one
-        return token, self.credentials.server_url
+        holder = job.session if job.session is not None and credentials.holds(job.session) else job.id
+        token = await credentials.current(holder, job.spec.repo)
+        for live in self.live.values():  # the job, or its session's job running now
+            if holder in (live.job.id, live.job.session) and not live.redactor.covers(token.token):
+                live.redactor = live.redactor.with_secrets(token.token)  # a renewed one
+        return token, credentials.server_url
 
     def _refuse_if_closed(self, job: Job) -> None:
         if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import trio
 
-from ..domain.job import Job
 from ..domain.repo_credentials import (
     DEFAULT_RENEW_MARGIN_S,
     GITHUB_SERVER_URL,
@@ -37,6 +36,13 @@ RENEW_ENV = "OPENDISPATCH_CREDENTIAL_RENEW_S"
 
 
 class JobCredentials:
+    """Tokens by holder: a job's id, or a persistent session's (its sprite outlives each job,
+    and the session's messages share its token).
+
+    A holder has a token from `prepare` until `forget`; a sprite asks with its job's token,
+    so one sprite cannot fetch another's.
+    """
+
     def __init__(
         self,
         minter: RepoTokenMinter,
@@ -49,53 +55,81 @@ class JobCredentials:
         self.wall_clock = wall_clock
         self.server_url = server_url.rstrip("/")
         self.renew_margin_s = renew_margin_s
-        self._tokens: dict[str, tuple[GitHubRepo, RepoToken]] = {}
+        #: holder -> its repository and its token (None until minted: a holder expected again
+        #: after a restart, whose token went with the old process).
+        self._held: dict[str, tuple[GitHubRepo, RepoToken | None]] = {}
         self._minting: dict[str, trio.Lock] = {}
 
-    def repo_of(self, job: Job) -> GitHubRepo | None:
-        return github_repo_of(job.spec.repo, self.server_url)
+    def repo_of(self, repo: str | None) -> GitHubRepo | None:
+        """The repository on the app's server that `--repo` names, if it is one."""
+        return github_repo_of(repo, self.server_url)
 
-    def sprite_environment(self, job: Job) -> dict[str, str]:
+    def sprite_environment(self, repo: str | None) -> dict[str, str]:
         """What tells the sidecar to ask for credentials (nothing secret)."""
-        if self.repo_of(job) is None:
+        if self.repo_of(repo) is None:
             return {}
         return {GIT_CREDENTIALS_ENV: self.server_url, RENEW_ENV: f"{self.renew_margin_s:g}"}
 
-    async def prepare(self, job: Job) -> RepoToken | None:
-        """Mint the job's first token before a sprite is spent on it (None: it needs none).
+    async def prepare(self, holder: str, repo: str | None) -> RepoToken | None:
+        """Mint the holder's first token before a sprite is spent on it (None: it needs none).
 
         Raises `CredentialsUnavailable` (the job fails at the credentials stage). Whoever
         gets a token adds it to the job's redactor.
         """
-        repo = self.repo_of(job)
-        return None if repo is None else await self._mint(job.id, repo)
+        found = self.repo_of(repo)
+        return None if found is None else await self._mint(holder, found)
 
-    async def current(self, job: Job) -> RepoToken:
-        """The job's token, renewed when it is near expiry (`NoRepoCredentials`, `CredentialsUnavailable`)."""
-        repo = self.repo_of(job)
-        if repo is None:
+    def expect(self, holder: str, repo: str | None) -> None:
+        """A holder whose sprite may ask, minted for on its first request (a session found
+        again after a restart: tokens are never stored)."""
+        found = self.repo_of(repo)
+        if found is not None and holder not in self._held:
+            self._held[holder] = (found, None)
+
+    async def current(self, holder: str, repo: str | None = None) -> RepoToken:
+        """The holder's token, renewed near expiry (`NoRepoCredentials`, `CredentialsUnavailable`).
+
+        `repo`: the holder's repository when the caller knows it (a job adopted after a
+        restart has no token held yet).
+        """
+        if holder not in self._held:
+            self.expect(holder, repo)
+        held = self._held.get(holder)
+        if held is None:
             raise NoRepoCredentials()
-        held = self._tokens.get(job.id)
-        if held is not None and not held[1].needs_renewal(self.wall_clock(), self.renew_margin_s):
-            return held[1]
-        return await self._mint(job.id, repo)
+        found, token = held
+        if token is not None and not token.needs_renewal(self.wall_clock(), self.renew_margin_s):
+            return token
+        return await self._mint(holder, found)
 
-    def forget(self, job_id: str) -> None:
-        self._tokens.pop(job_id, None)
-        self._minting.pop(job_id, None)
+    def holds(self, holder: str) -> bool:
+        """Whether the holder was prepared or expected (and not forgotten since)."""
+        return holder in self._held
 
-    async def _mint(self, job_id: str, repo: GitHubRepo) -> RepoToken:
-        lock = self._minting.setdefault(job_id, trio.Lock())
+    def token_of(self, holder: str) -> str | None:
+        """The holder's current token, to redact from a job that runs on its sprite."""
+        held = self._held.get(holder)
+        return None if held is None or held[1] is None else held[1].token
+
+    def forget(self, holder: str) -> None:
+        """The job or session ended: its sprite gets no more tokens."""
+        self._held.pop(holder, None)
+        self._minting.pop(holder, None)
+
+    async def _mint(self, holder: str, repo: GitHubRepo) -> RepoToken:
+        lock = self._minting.setdefault(holder, trio.Lock())
         async with lock:  # two git commands asking at once get one new token
-            held = self._tokens.get(job_id)
-            if held is not None and not held[1].needs_renewal(self.wall_clock(), self.renew_margin_s):
-                return held[1]
+            held = self._held.get(holder)
+            fresh = held[1] if held is not None and held[0] == repo else None
+            if fresh is not None and not fresh.needs_renewal(self.wall_clock(), self.renew_margin_s):
+                return fresh
             token = await self.minter.mint(repo)
-            self._tokens[job_id] = (repo, token)
+            if holder in self._minting:  # not forgotten while minting
+                self._held[holder] = (repo, token)
             log.info(
-                "minted a repository token for %s (job %s), valid %d s",
+                "minted a repository token for %s (%s), valid %d s",
                 repo.full_name,
-                job_id,
+                holder,
                 int(token.expires_at - self.wall_clock()),
             )
             return token

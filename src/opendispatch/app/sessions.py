@@ -46,6 +46,7 @@ from ..domain.session import (
     validate_session_agent,
 )
 from ..domain.sidecar import session_job_environment, session_sprite_environment
+from ..domain.repo_credentials import CredentialsUnavailable
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
@@ -53,6 +54,7 @@ from ..ports.session_store import SessionStore
 from ..ports.sprites import Sprite, SpritePort, SpriteRequest, SuspendableSprites
 from .job_runner import JobRunner
 from .ledger import JobLedger
+from .repo_credentials import JobCredentials
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,10 @@ class SessionManager:
         settings: SessionSettings = SessionSettings(),
         access: AccessPolicy = AccessPolicy(),
         ownership: Ownership = Ownership(),
+        credentials: JobCredentials | None = None,
     ) -> None:
+        #: A persistent session's sprite fetches its repository token as the session.
+        self.credentials = credentials
         self.store = store
         self.jobs = jobs
         self.ledger = ledger
@@ -131,6 +136,8 @@ class SessionManager:
                 self._live[session.id] = _Live(session)
                 if session.persistent:
                     self._persistent.add(session.id)
+                    if self.credentials is not None:
+                        self.credentials.expect(session.id, session.spec.repo)
             task_status.started(self)
             await trio.sleep_forever()
 
@@ -373,6 +380,13 @@ class SessionManager:
             passthrough=self.passthrough,
             max_cost_usd=session.spec.max_cost_usd,
         )
+        if self.credentials is not None:
+            try:
+                await self.credentials.prepare(session.id, session.spec.repo)
+            except CredentialsUnavailable as exc:
+                await self._end(live, f"no credentials for its repository: {exc}", by="the dispatcher", announce=True)
+                return False
+            env.update(self.credentials.sprite_environment(session.spec.repo))
         try:
             sprite = await self.sprites.spawn(SpriteRequest(job_id=session.id, image=session.spec.image, env=env))
         except DispatchError as exc:
@@ -488,6 +502,8 @@ class SessionManager:
         if live.stopping:
             return f"Session {name} is already stopping."
         live.stopping = True
+        if self.credentials is not None:
+            self.credentials.forget(live.session.id)
         now = self.wall_clock()
         live.session, unfinished = live.session.stopped(reason, at=now)
         live.assignment = None
