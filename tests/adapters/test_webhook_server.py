@@ -169,6 +169,7 @@ async def test_the_openapi_description_is_served_and_names_every_endpoint() -> N
         for path in ("/webhooks/logs", "/webhooks/status", "/webhooks/artifacts", "/webhooks/artifact-file"):
             assert set(spec["paths"][path]["post"]["responses"]) == {"200", "400", "401", "409", "413"}
         assert {"/webhooks/session/next", "/webhooks/session/state"} <= set(spec["paths"])
+        assert set(spec["paths"]["/webhooks/credentials"]["post"]["responses"]) == {"200", "400", "401", "404", "409", "413", "502"}
 
 
 @pytest.mark.parametrize("path", ["/webhooks/logs", "/webhooks/stream"])
