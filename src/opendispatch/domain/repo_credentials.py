@@ -38,6 +38,9 @@ class CredentialsUnavailable(DispatchError):
 class NoRepoCredentials(Exception):
     """This job has no repository token (no app configured, or not a repository on its server)."""
 
+    def __init__(self) -> None:
+        super().__init__("this job has no repository credentials (no GitHub App, or not a GitHub repository)")
+
 
 @attrs.frozen
 class GitHubRepo:

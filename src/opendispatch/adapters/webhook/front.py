@@ -399,7 +399,26 @@ def stamp_arrivals(sock: socket.socket) -> None:
             pass  # no stamps: arrivals are when the server read the bytes
 
 
-class StampedStream(trio.abc.Stream):
+class _Delegating(trio.abc.HalfCloseableStream):
+    """Sends and closes through the connection it wraps; a subclass says how it receives."""
+
+    def __init__(self, inner: trio.abc.HalfCloseableStream) -> None:
+        self._inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class StampedStream(_Delegating):
     """A connection that knows when the bytes of its last read arrived at this host.
 
     Why: seq-less output batches are stored in the order their requests arrived
@@ -409,6 +428,7 @@ class StampedStream(trio.abc.Stream):
     """
 
     def __init__(self, inner: trio.SocketStream) -> None:
+        super().__init__(inner)
         self.inner = inner
         self.socket = inner.socket
         #: On trio's clock.
@@ -425,18 +445,6 @@ class StampedStream(trio.abc.Stream):
             raise trio.BrokenResourceError(exc) from exc
         self.last_arrival = _arrival(ancillary)
         return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self.inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 #: trio's clock minus the wall clock, measured once per run: measured at each read, its
@@ -461,7 +469,7 @@ def _arrival(ancillary: Sequence[tuple[int, int, bytes]]) -> float:
     return now
 
 
-class ReplayedStream(trio.abc.Stream):
+class ReplayedStream(_Delegating):
     """A connection whose first bytes were already read by the front: they are read again first.
 
     Hypercorn tells plain from TLS connections by the absence of `do_handshake`, and reads
@@ -469,7 +477,7 @@ class ReplayedStream(trio.abc.Stream):
     """
 
     def __init__(self, inner: StampedStream, already_read: bytes) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._replay = already_read
         self.socket = inner.socket
 
@@ -477,19 +485,7 @@ class ReplayedStream(trio.abc.Stream):
         if self._replay:
             data, self._replay = self._replay, b""
             return data
-        return await self._inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+        return bytes(await self._inner.receive_some(max_bytes))
 
 
 async def read_first_line(

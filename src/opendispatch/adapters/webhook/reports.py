@@ -84,49 +84,25 @@ def report_endpoints(sink: ReportSink) -> dict[str, ReportHandler]:
         extra: Callable[[Any], dict[str, Any]] = lambda _: {},
     ) -> ReportHandler:
         async def handle(authorization: str | None, raw: bytes, arrived_at: float | None = None) -> Answer:
-            if len(raw) > MAX_BODY_BYTES:
-                return TOO_LARGE
-            try:
+            async def answer() -> Answer:
                 report = parse(_json(raw))
                 interval_ms = await accept(authorization, report, arrived_at)
-            except wire.BadRequest as exc:
-                return error(400, str(exc))
-            except InvalidToken as exc:
-                return error(401, str(exc))
-            except JobClosed as exc:
-                return error(409, str(exc))
-            if interval_ms is not None:
-                return Answer(200, {"ok": True, "batchIntervalMs": interval_ms, **extra(report)})
-            return Answer(200, {"ok": True, **extra(report)})
+                if interval_ms is not None:
+                    return Answer(200, {"ok": True, "batchIntervalMs": interval_ms, **extra(report)})
+                return Answer(200, {"ok": True, **extra(report)})
+
+            return TOO_LARGE if len(raw) > MAX_BODY_BYTES else await _refusing(answer)
 
         return handle
 
     async def credentials(authorization: str | None, raw: bytes, arrived_at: float | None = None) -> Answer:
         # Answered with the token in the body: never logged (`on_answer` sees the status only).
-        if len(raw) > MAX_BODY_BYTES:
-            return TOO_LARGE
-        try:
+        async def answer() -> Answer:
             token, server = await sink.repo_credentials(authorization, wire.job_id_of(_json(raw)))
-        except wire.BadRequest as exc:
-            return error(400, str(exc))
-        except InvalidToken as exc:
-            return error(401, str(exc))
-        except JobClosed as exc:
-            return error(409, str(exc))
-        except NoRepoCredentials:
-            return error(404, "this job has no repository credentials (no GitHub App, or not a GitHub repository)")
-        except CredentialsUnavailable as exc:
-            return error(502, str(exc))
-        return Answer(
-            200,
-            {
-                "ok": True,
-                "username": TOKEN_USERNAME,
-                "password": token.token,
-                "expiresAt": token.expires_at,
-                "server": server,
-            },
-        )
+            body = {"ok": True, "username": TOKEN_USERNAME, "password": token.token, "expiresAt": token.expires_at}
+            return Answer(200, {**body, "server": server})
+
+        return TOO_LARGE if len(raw) > MAX_BODY_BYTES else await _refusing(answer, _CREDENTIAL_REFUSALS)
 
     return {
         CREDENTIALS_PATH: credentials,
@@ -143,6 +119,20 @@ def report_endpoints(sink: ReportSink) -> dict[str, ReportHandler]:
         "/webhooks/artifact-file": endpoint(wire.artifact_file, lambda auth, file, _: sink.accept_artifact_file(auth, file)),
         "/webhooks/transcript": endpoint(wire.transcript_part, lambda auth, part, _: sink.accept_transcript(auth, part)),
     }
+
+
+#: How each refusal of a sidecar's request is answered (its message is the exception's).
+_REFUSALS: tuple[tuple[type[Exception], int], ...] = ((wire.BadRequest, 400), (InvalidToken, 401), (JobClosed, 409))
+_CREDENTIAL_REFUSALS: tuple[tuple[type[Exception], int], ...] = (*_REFUSALS, (NoRepoCredentials, 404), (CredentialsUnavailable, 502))
+
+
+async def _refusing(
+    answer: Callable[[], Awaitable[Answer]], refusals: tuple[tuple[type[Exception], int], ...] = _REFUSALS
+) -> Answer:
+    try:
+        return await answer()
+    except tuple(kind for kind, _ in refusals) as exc:
+        return error(next(status for kind, status in refusals if isinstance(exc, kind)), str(exc))
 
 
 def _json(raw: bytes) -> Any:
