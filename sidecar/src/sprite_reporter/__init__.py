@@ -26,7 +26,8 @@ Environment
             OPENDISPATCH_BATCH_MS (100), OPENDISPATCH_BATCH_BYTES (65536), OPENDISPATCH_GIVE_UP_S (900),
             OPENDISPATCH_RETRY_MAX_S (5), OPENDISPATCH_HTTP_TIMEOUT_S (10),
             OPENDISPATCH_STREAM (1: send output over one long-lived request when the server offers it),
-            OPENDISPATCH_GIT_CREDENTIALS, OPENDISPATCH_CREDENTIAL_RENEW_S (300), see below
+            OPENDISPATCH_GIT_CREDENTIALS, OPENDISPATCH_CREDENTIAL_RENEW_S (300), see below,
+            MAX_COST_USD (Claude Code's --max-budget-usd), AGENT_MODEL (see below)
 Repository credentials (OPENDISPATCH_GIT_CREDENTIALS=<git server URL>, e.g. https://github.com)
   The dispatcher mints the job's tokens. REPO=owner/name means <server URL>/owner/name.git; that
   server's https/http URLs are cloned with a token from `POST /webhooks/credentials` ({"jobId"},
@@ -40,6 +41,13 @@ Repository credentials (OPENDISPATCH_GIT_CREDENTIALS=<git server URL>, e.g. http
   github.com) for `gh`: the token current when it starts, a snapshot; git keeps renewing, gh does
   not (past the token's hour, GitHub refuses it). Every fetched token is redacted from output.
   This wins over GH_TOKEN for that server; without the variable GH_TOKEN works as before.
+Model (AGENT_MODEL, from `/od-run --model X` or the channel's default; unset: the agent's default)
+  ASCII letters, digits and ._:/@- only, at most 100 characters, never starting with '-' (the
+  dispatcher checks it; the sidecar checks again: anything else is a configuration error naming
+  AGENT_MODEL, exit 2). It goes to the agent as two argv elements, never through a shell:
+  claude `--model X`, opencode `-m X` (OpenCode wants provider/model; the value goes as given),
+  for a one-shot job and for every message of a session, new or resumed. The shell agent (and
+  COMMAND) gets no flag: AGENT_MODEL is in its environment, unchanged.
 Sessions (OPENDISPATCH_SESSION_MODE)
   handover    one sprite per message (a normal job) of a non-persistent session: before the agent runs,
               GET /webhooks/session/state restores the agent's saved conversation; after it, the new

@@ -6,6 +6,7 @@ misconfigured sprite fails at once with a message a person can act on.
 
 import os
 import shlex
+import string
 import urllib.parse
 from typing import Dict, List, Optional
 
@@ -18,6 +19,10 @@ DEFAULT_GIVE_UP_S = 900.0
 DEFAULT_RETRY_MAX_S = 5.0
 DEFAULT_HTTP_TIMEOUT_S = 10.0
 RETRY_INITIAL_S = 0.2
+#: AGENT_MODEL's rule, the dispatcher's own: ASCII letters, digits and `._:/@-`, at most
+#: MAX_AGENT_MODEL_CHARS, never a leading '-' (it goes to the agent's argv after its flag).
+AGENT_MODEL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._:/@-")
+MAX_AGENT_MODEL_CHARS = 100
 
 
 class ConfigError(Exception):
@@ -144,15 +149,38 @@ def max_cost_env(env: Dict[str, str]) -> Optional[str]:
         return None
 
 
+def agent_model_env(env: Dict[str, str]) -> Optional[str]:
+    """`AGENT_MODEL` as the dispatcher set it (`/od-run --model`), or None when it is unset or empty.
+
+    The dispatcher checked it; it is checked again here because it lands in the agent's argv:
+    a value that breaks the rule is a ConfigError naming AGENT_MODEL, not an argument.
+    """
+    value = env.get("AGENT_MODEL", "")
+    if not value.strip():
+        return None
+    if (
+        len(value) > MAX_AGENT_MODEL_CHARS
+        or value.startswith("-")
+        or any(char not in AGENT_MODEL_CHARACTERS for char in value)
+    ):
+        raise ConfigError(
+            "AGENT_MODEL",
+            f"AGENT_MODEL must be a model name of letters, digits and ._:/@- (at most "
+            f"{MAX_AGENT_MODEL_CHARS} characters, not starting with '-'), not {value[:120]!r}",
+        )
+    return value
+
+
 def load_run(env: Dict[str, str]) -> RunPlan:
     agent = env.get("AGENT", "").strip().lower()
+    model = agent_model_env(env)  # checked whatever runs: a shell command gets it in its environment
     if agent:
         if agent not in AGENTS:
             raise ConfigError("AGENT", f"AGENT must be one of {', '.join(AGENTS)}, not {agent!r}")
         task = env.get("TASK", "")
         if not task.strip():
             raise ConfigError("TASK", f"TASK is not set; AGENT={agent} needs the task text in TASK")
-        argv = agent_argv(agent, task, max_cost_env(env))
+        argv = agent_argv(agent, task, max_cost_env(env), model)
     else:
         command = env.get("COMMAND", "").strip()
         if not command:

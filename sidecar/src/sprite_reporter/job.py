@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_lines
 from .agents import STRUCTURED_AGENTS
 from .artifacts import Artifacts
-from .config import Connection, RunPlan, Tuning, max_cost_env
+from .config import Connection, RunPlan, Tuning, agent_model_env, max_cost_env
 from .credentials import CredentialBroker
 from .output import echo, say
 from .privileges import AgentIdentity, not_to_give
@@ -154,7 +154,7 @@ class Job:
             self.check_cancelled(EXIT_CANCELLED)
             if self.conversation is not None:
                 self.conversation.restore(workdir, self.emit)
-                self.plan.argv = self.conversation.argv(workdir, max_cost_env(self.env))
+                self.plan.argv = self.conversation.argv(workdir, max_cost_env(self.env), agent_model_env(self.env))
             exit_code = self.run_agent(workdir)
             if self.conversation is not None:
                 self.conversation.hand_back(self.emit)

@@ -20,6 +20,7 @@ from .config import (
     ConfigError,
     Connection,
     RunPlan,
+    agent_model_env,
     load_connection,
     load_tuning,
     required,
@@ -60,9 +61,9 @@ class AgentConversation:
         self.handover = handover
         self.owner = owner or AgentIdentity()
 
-    def argv(self, workdir: str, max_cost_usd: Optional[str] = None) -> List[str]:
+    def argv(self, workdir: str, max_cost_usd: Optional[str] = None, model: Optional[str] = None) -> List[str]:
         resume = has_conversation(self.agent, self.home, self.conversation_id)
-        return session_agent_argv(self.agent, self.task, self.conversation_id, resume, max_cost_usd)
+        return session_agent_argv(self.agent, self.task, self.conversation_id, resume, max_cost_usd, model)
 
     def _state_call(self, method: str, body: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
         target = self.handover
@@ -127,6 +128,7 @@ class SessionLoop:
         self.agent = env.get("AGENT", "").strip().lower()
         if self.agent not in AGENTS:
             raise ConfigError("AGENT", f"AGENT must be one of {', '.join(AGENTS)}, not {self.agent!r}")
+        agent_model_env(env)  # checked once for the session; each message's Job reads it again
         self.conversation_id = env.get("AGENT_SESSION_ID", "").strip() or str(uuid.uuid4())
         workspace = os.path.abspath(os.path.expanduser(env.get("OPENDISPATCH_WORKSPACE", "").strip() or "."))
         os.makedirs(workspace, exist_ok=True)
