@@ -106,10 +106,10 @@ class Harness:
     async def say(self, text: str, user: User = ALICE, conversation: Conversation = CHANNEL) -> None:
         await self.running.dispatcher.handle(Inbound(conversation, user, text))
 
-    async def run(self, text: str, user: User = ALICE) -> Job:
+    async def run(self, text: str, user: User = ALICE, conversation: Conversation = CHANNEL) -> Job:
         """Send a command that starts a job; return the job from its first reply."""
         before = len(self.chat.sent)
-        await self.say(text, user)
+        await self.say(text, user, conversation)
         for sent in self.chat.sent[before:]:
             if isinstance(sent.message, JobAccepted):
                 return sent.message.job

@@ -33,6 +33,7 @@ from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
+from .ports.channel_settings_store import ChannelSettingsStore
 from .ports.chat import ChatPort
 from .ports.job_store import JobStore
 from .ports.repo_credentials import RepoTokenMinter
@@ -381,6 +382,7 @@ async def open_dispatcher(
                 access=config.access,
                 ownership=config.ownership,
                 sessions=sessions,
+                channel_settings=store if isinstance(store, ChannelSettingsStore) else None,
             )
             await nursery.start(dispatcher.run)
             for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through

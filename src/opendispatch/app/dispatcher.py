@@ -13,9 +13,14 @@ from functools import partial
 
 import trio
 
+from ..domain.channel_settings import channel_key
 from ..domain.commands import (
     CancelJob,
     Command,
+    SetChannelSetting,
+    ShowChannelSettings,
+    UnsetChannelSetting,
+    with_channel_defaults,
     ListJobs,
     ShowUsage,
     ListSessions,
@@ -32,13 +37,14 @@ from ..domain.commands import (
 )
 from ..domain.access import AccessPolicy
 from ..domain.ownership import Ownership
-from ..domain.errors import DispatchError, JobAlreadyFinished, NotAvailableYet
+from ..domain.errors import DispatchError, JobAlreadyFinished, NotAllowed, NotAvailableYet
 from ..domain.ids import job_id_from_hex
 from ..domain.job import Conversation, Job, JobState, User
 from ..domain.job_spec import JobSpec, format_duration
 from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, KeptFile, LogExcerpt, MessageRef, Notice
 from ..domain.render import ARTIFACT_TEXT_LINES, why_not_kept
 from ..domain.usage import render_usage, summarize_usage
+from ..ports.channel_settings_store import ChannelSettingsStore
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite
@@ -68,8 +74,11 @@ class Dispatcher:
         access: AccessPolicy = AccessPolicy(),
         ownership: Ownership = Ownership(),
         sessions: SessionManager | None = None,
+        channel_settings: ChannelSettingsStore | None = None,
     ) -> None:
         self.sessions = sessions
+        #: Channels' defaults (`/od-config`); None: the store keeps none, the command says so.
+        self.channel_settings = channel_settings
         self.access = access
         self.ownership = ownership
         self.store = store
@@ -114,6 +123,10 @@ class Dispatcher:
         command = parse_command(inbound.text, self.parse_settings)
         if not isinstance(command, ShowHelp):
             self.access.check_user(inbound.user, inbound.conversation)
+        if isinstance(command, (RunJob, StartSession)) and self.channel_settings is not None:
+            channel = await self.channel_settings.channel_settings(channel_key(inbound.conversation))
+            if channel.values:
+                command = with_channel_defaults(inbound.text, command, self.parse_settings, channel)
         await self.execute(command, inbound.conversation, inbound.user)
 
     async def execute(self, command: Command, conversation: Conversation, user: User) -> Job | None:
@@ -144,6 +157,8 @@ class Dispatcher:
                 await self._reply(conversation, LogExcerpt(job=job, lines=tuple(lines), total_lines=total))
             case ShowHelp(topic=topic):
                 await self._reply(conversation, Notice(help_text(topic), ephemeral=True))
+            case ShowChannelSettings() | SetChannelSetting() | UnsetChannelSetting():
+                await self._channel_config(command, conversation, user)
             case ListSessions() if self.sessions is not None:
                 now = self.wall_clock()
                 live_sessions = [
@@ -187,6 +202,36 @@ class Dispatcher:
             case StartSession() | StopSession() | SendToSession():
                 raise NotAvailableYet(SESSIONS_NOT_YET)
         return None
+
+    async def _channel_config(
+        self, command: ShowChannelSettings | SetChannelSetting | UnsetChannelSetting, conversation: Conversation, user: User
+    ) -> None:
+        """Anyone reads a channel's defaults; only admins change them."""
+        store = self.channel_settings
+        if store is None:
+            raise NotAvailableYet("This dispatcher's store keeps no channel settings.")
+        key = channel_key(conversation)
+        current = await store.channel_settings(key)
+        if not isinstance(command, ShowChannelSettings):
+            if not self.ownership.is_admin(user):
+                raise NotAllowed(
+                    "Only an Open-Dispatch admin (OPENDISPATCH_ADMIN_USERS) can change this channel's settings; "
+                    "/od-config shows them."
+                )
+            now = self.wall_clock()
+            if isinstance(command, SetChannelSetting):
+                current = current.with_value(command.key, command.value, by=user.name, at=now)
+                said = f"This channel's {command.key} is now {command.value}."
+            else:
+                current = current.without(command.key, by=user.name, at=now)
+                said = f"This channel's {command.key} is no longer set."
+            await store.save_channel_settings(key, current)
+            await self._reply(conversation, Notice(said + " Flags on a command still win."))
+            return
+        lines = ["This channel's defaults for /od-run and /od-start (flags on a command win):", *current.lines()]
+        if current.changed_by is not None:
+            lines.append(f"Last changed by {current.changed_by}.")
+        await self._reply(conversation, Notice("\n".join(lines), ephemeral=True))
 
     async def submit(self, spec: JobSpec, conversation: Conversation, user: User) -> Job:
         """Queue a one-shot job, say what was resolved, and start its task."""

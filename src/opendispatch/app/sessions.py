@@ -379,6 +379,7 @@ class SessionManager:
             callback_url=self.callback_url,
             passthrough=self.passthrough,
             max_cost_usd=session.spec.max_cost_usd,
+            model=session.spec.model,
         )
         if self.credentials is not None:
             try:

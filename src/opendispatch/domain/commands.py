@@ -32,6 +32,8 @@ import attrs
 from .errors import UsageError
 from .ids import looks_like_job_id
 from .job import JobState
+from .channel_settings import KEYS as CHANNEL_KEYS
+from .channel_settings import ChannelSettings, check_key, check_value
 from .job_spec import (
     DEFAULT_BRANCH,
     DEFAULT_TIMEOUT_S,
@@ -42,6 +44,7 @@ from .job_spec import (
     parse_duration,
     validate_branch,
     validate_image,
+    validate_model,
     validate_repo,
 )
 
@@ -60,6 +63,11 @@ class ParseSettings:
     default_agent: AgentKind = AgentKind.CLAUDE
     default_image: str | None = None
     default_timeout_s: float = DEFAULT_TIMEOUT_S
+    #: A channel's defaults (`/od-config`, channel_settings.py) on top of the operator's.
+    default_repo: str | None = None
+    default_branch: str = DEFAULT_BRANCH
+    default_model: str | None = None
+    default_max_cost_usd: float | None = None
     #: False where sprites run no images (local sprites use this host's programs): `--image`
     #: is then refused rather than shown on the card and silently ignored.
     runs_images: bool = True
@@ -141,6 +149,23 @@ class ShowHelp:
     topic: str | None = None
 
 
+@attrs.frozen
+class ShowChannelSettings:
+    """`/od-config`: this channel's defaults."""
+
+
+@attrs.frozen
+class SetChannelSetting:
+    key: str
+    #: Checked and normalised (`channel_settings.check_value`).
+    value: str
+
+
+@attrs.frozen
+class UnsetChannelSetting:
+    key: str
+
+
 Command: TypeAlias = (
     RunJob
     | StartSession
@@ -152,6 +177,9 @@ Command: TypeAlias = (
     | CancelJob
     | ShowLogs
     | ShowHelp
+    | ShowChannelSettings
+    | SetChannelSetting
+    | UnsetChannelSetting
 )
 
 
@@ -174,6 +202,7 @@ _AGENT = _Option(
 )
 _TIMEOUT = _Option("--timeout", None, "10m", "stop the job after this long: 90s, 10m, 1h30m (max 24h)")
 _MAX_COST = _Option("--max-cost", None, "2.50", "stop the job when the agent has spent this many US dollars")
+_MODEL = _Option("--model", None, "name", "the agent's model: claude-sonnet-4-5 (Claude Code), anthropic/claude-sonnet-4-5 (OpenCode)")
 _PERSISTENT = _Option("--persistent", None, None, "keep the session running until /od-stop")
 _STOP_ALL = _Option("--all", None, None, "stop every session you started")
 _JOBS_ALL = _Option("--all", None, None, "everyone's jobs, not only yours")
@@ -208,17 +237,17 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
     _CommandInfo(
         "od-run",
         '[--repo owner/repo] [--branch main] [--image alias|image] '
-        '[--agent claude|opencode|shell] [--timeout 10m] [--max-cost 2.50] "task"',
+        '[--agent claude|opencode|shell] [--model name] [--timeout 10m] [--max-cost 2.50] "task"',
         "Run one task in a fresh sprite, destroyed when the task ends.",
-        (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT, _MAX_COST),
+        (_REPO, _BRANCH, _IMAGE, _AGENT, _MODEL, _TIMEOUT, _MAX_COST),
         '/od-run --repo acme/api "fix the failing test"   (or: /od-run -r acme/api -- run pytest -v)',
     ),
     _CommandInfo(
         "od-start",
         "NAME [--repo owner/repo] [--branch main] [--image alias|image] "
-        "[--agent claude|opencode|shell] [--max-cost 2.50] [--persistent]",
+        "[--agent claude|opencode|shell] [--model name] [--max-cost 2.50] [--persistent]",
         "Start a named session; plain chat in its thread goes to it.",
-        (_REPO, _BRANCH, _IMAGE, _AGENT, _MAX_COST, _PERSISTENT),
+        (_REPO, _BRANCH, _IMAGE, _AGENT, _MODEL, _MAX_COST, _PERSISTENT),
         "/od-start api-fixer --repo acme/api --persistent",
     ),
     _CommandInfo(
@@ -257,6 +286,14 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
         "Show the stored output of a job (or the agent's raw transcript, or a file it kept).",
         (_TAIL, _RAW, _ARTIFACT),
         "/od-logs j-1a2b3c4d --tail 50",
+    ),
+    _CommandInfo(
+        "od-config",
+        "[set KEY VALUE | unset KEY]",
+        "Show this channel's defaults for jobs and sessions; admins set them (repo, branch, agent, image, model, "
+        "timeout, max-cost). Flags on a command win.",
+        (),
+        "/od-config set repo acme/api",
     ),
     _CommandInfo("od-help", "[command]", "Show this help, or one command's options.", (), "/od-help run"),
 )
@@ -333,6 +370,12 @@ def format_command(command: Command) -> str:
             return text + (" --raw" if raw else "")
         case ShowHelp(topic=topic):
             return "/od-help" + (f" {shlex.quote(topic)}" if topic is not None else "")
+        case ShowChannelSettings():
+            return "/od-config"
+        case SetChannelSetting(key=key, value=value):
+            return f"/od-config set {key} {shlex.quote(value)}"
+        case UnsetChannelSetting(key=key):
+            return f"/od-config unset {key}"
         case _:
             assert_never(command)
 
@@ -368,7 +411,7 @@ def help_text(topic: str | None = None) -> str:
 
 
 def _parse_run(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-run", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _TIMEOUT, _MAX_COST))
+    args = _split_options("od-run", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _MODEL, _TIMEOUT, _MAX_COST))
     if args.wants_help:
         return ShowHelp("od-run")
     task = _join(args.positionals)
@@ -381,7 +424,7 @@ def _parse_run(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
 
 
 def _parse_start(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-start", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _MAX_COST, _PERSISTENT))
+    args = _split_options("od-start", tokens, (_REPO, _BRANCH, _IMAGE, _AGENT, _MODEL, _MAX_COST, _PERSISTENT))
     if args.wants_help:
         return ShowHelp("od-start")
     if not args.positionals:
@@ -502,6 +545,65 @@ def _parse_logs(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
     return ShowLogs(job_id=job_id, tail=tail, raw="--raw" in args.flags, artifact=artifact)
 
 
+def with_channel_defaults(
+    text: str, command: RunJob | StartSession, settings: ParseSettings, channel: ChannelSettings
+) -> RunJob | StartSession:
+    """`command` (parsed from `text` with `settings`) again, with the channel's defaults where
+    the command set nothing, and the spec saying which values came from the channel.
+
+    Parsing twice is how "flags win" holds exactly: what the command typed is parsed the
+    same both times, and every field that differs came from the channel.
+    """
+    values = channel.values
+    images = settings.images
+    channel_settings = attrs.evolve(
+        settings,
+        default_repo=values.get("repo", settings.default_repo),
+        default_branch=values.get("branch", settings.default_branch),
+        default_agent=AgentKind.parse(values["agent"]) if "agent" in values else settings.default_agent,
+        default_image=_resolve_image(values["image"], settings) if "image" in values else settings.default_image,
+        default_model=values.get("model", settings.default_model),
+        default_timeout_s=parse_duration(values["timeout"]) if "timeout" in values else settings.default_timeout_s,
+        default_max_cost_usd=parse_cost(values["max-cost"]) if "max-cost" in values else settings.default_max_cost_usd,
+        images=images,
+    )
+    again = parse_command(text, channel_settings)
+    assert isinstance(again, type(command))
+    before, after = command.spec, again.spec
+    shown = {
+        "repo": (before.repo, after.repo, after.repo),
+        "branch": (before.branch, after.branch, after.branch),
+        "agent": (before.agent, after.agent, after.agent.value),
+        "image": (before.image, after.image, values.get("image")),
+        "model": (before.model, after.model, after.model),
+        "timeout": (before.timeout_s, after.timeout_s, format_duration(after.timeout_s)),
+        "max-cost": (before.max_cost_usd, after.max_cost_usd, values.get("max-cost")),
+    }
+    from_channel = tuple(f"{key} {value}" for key, (old, new, value) in shown.items() if old != new)
+    return attrs.evolve(again, spec=attrs.evolve(after, from_channel=from_channel))
+
+
+def _parse_config(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
+    args = _split_options("od-config", tokens, ())
+    if args.wants_help:
+        return ShowHelp("od-config")
+    words = [token.text for token in args.positionals]
+    if not words:
+        return ShowChannelSettings()
+    action = words[0].lower()
+    if action == "set":
+        if len(words) < 2:
+            _fail("od-config", f"Say which setting: one of {', '.join(CHANNEL_KEYS)}.")
+        key = _validated("od-config", "setting", check_key, words[1])
+        value = " ".join(words[2:])
+        return SetChannelSetting(key, _validated("od-config", key, lambda text: check_value(key, text, settings.images), value))
+    if action == "unset":
+        if len(words) != 2:
+            _fail("od-config", f"Say which one setting to unset: one of {', '.join(CHANNEL_KEYS)}.")
+        return UnsetChannelSetting(_validated("od-config", "setting", check_key, words[1]))
+    _fail("od-config", f"Unknown action {_show(words[0])}: use /od-config, /od-config set KEY VALUE or /od-config unset KEY.")
+
+
 def _parse_help(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
     args = _split_options("od-help", tokens, ())
     if args.wants_help:
@@ -520,6 +622,7 @@ _PARSERS: Mapping[str, Callable[[Sequence[_Token], ParseSettings], Command]] = M
     {
         "od-run": _parse_run,
         "od-start": _parse_start,
+        "od-config": _parse_config,
         "od-stop": _parse_stop,
         "od-list": _parse_list,
         "od-send": _parse_send,
@@ -538,8 +641,8 @@ assert set(_PARSERS) == set(USAGE)
 
 def _spec(command: str, args: _Arguments, settings: ParseSettings, *, task: str, timeout_s: float) -> JobSpec:
     values = args.values
-    repo = _validated(command, "repository", validate_repo, values["--repo"]) if "--repo" in values else None
-    branch = _validated(command, "branch", validate_branch, values.get("--branch", DEFAULT_BRANCH))
+    repo = _validated(command, "repository", validate_repo, values["--repo"]) if "--repo" in values else settings.default_repo
+    branch = _validated(command, "branch", validate_branch, values.get("--branch", settings.default_branch))
     image = settings.default_image
     if "--image" in values and not settings.runs_images:
         _fail(
@@ -552,9 +655,19 @@ def _spec(command: str, args: _Arguments, settings: ParseSettings, *, task: str,
     agent = settings.default_agent
     if "--agent" in values:
         agent = _validated(command, "agent", AgentKind.parse, values["--agent"])
-    max_cost = _validated(command, "cost cap", parse_cost, values["--max-cost"]) if "--max-cost" in values else None
+    max_cost = settings.default_max_cost_usd
+    if "--max-cost" in values:
+        max_cost = _validated(command, "cost cap", parse_cost, values["--max-cost"])
+    model = _validated(command, "model", validate_model, values["--model"]) if "--model" in values else settings.default_model
     return JobSpec(
-        task=task, agent=agent, repo=repo, branch=branch, image=image, timeout_s=timeout_s, max_cost_usd=max_cost
+        task=task,
+        agent=agent,
+        repo=repo,
+        branch=branch,
+        image=image,
+        timeout_s=timeout_s,
+        max_cost_usd=max_cost,
+        model=model,
     )
 
 
@@ -664,6 +777,7 @@ def _spec_flags(spec: JobSpec) -> list[str]:
     flags += ["--branch", shlex.quote(spec.branch)]
     flags += ["--image", shlex.quote(spec.image)] if spec.image is not None else []
     flags += ["--max-cost", f"{spec.max_cost_usd:g}"] if spec.max_cost_usd is not None else []
+    flags += ["--model", shlex.quote(spec.model)] if spec.model is not None else []
     return [*flags, "--agent", spec.agent.value]
 
 

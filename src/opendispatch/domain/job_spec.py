@@ -155,6 +155,23 @@ def parse_duration(text: str) -> float:
 
 MAX_COST_USD = 10_000.0
 
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}")
+
+
+def validate_model(text: str) -> str:
+    """A model name as agents take it: `claude-sonnet-4-5`, `anthropic/claude-sonnet-4-5`.
+
+    It becomes one argv element of the agent (`--model X`, `-m X`); the first character
+    cannot make it an option.
+    """
+    name = text.strip()
+    if not _MODEL.fullmatch(name):
+        raise UsageError(
+            f"Bad model {text!r}: use the agent's model name, such as claude-sonnet-4-5 or "
+            "anthropic/claude-sonnet-4-5 (letters, digits and ._:/@-, at most 100)."
+        )
+    return name
+
 
 def parse_cost(text: str) -> float:
     """`2.50` or `$2.50`: a cost cap in US dollars, more than 0 and at most 10,000."""
@@ -207,8 +224,16 @@ class JobSpec:
     timeout_s: float = DEFAULT_TIMEOUT_S
     #: Stop the job when the agent's cost reaches this many US dollars (`--max-cost`).
     max_cost_usd: float | None = None
+    #: The agent's model (`--model`), passed to each agent its own way; None: its default.
+    model: str | None = None
+    #: The settings that came from the channel's defaults (`/od-config`), not the command:
+    #: the first reply says so.
+    from_channel: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """`owner/repo @ branch · agent · image`, the line every first reply echoes."""
         where = f"{self.repo} @ {self.branch}" if self.repo else "no repository"
-        return f"{where} · {self.agent.value} · {self.image or 'default image'}"
+        line = f"{where} · {self.agent.value}{f' ({self.model})' if self.model else ''} · {self.image or 'default image'}"
+        if self.from_channel:
+            line += " · channel defaults: " + ", ".join(self.from_channel)
+        return line

@@ -104,6 +104,10 @@ def is_public_setting(name: str) -> bool:
     return name in PUBLIC_SETTINGS or name.startswith(PUBLIC_SETTING_PREFIXES)
 
 
+#: The agent's model (`--model`): the sidecar passes it to each agent its own way.
+MODEL_ENV = "AGENT_MODEL"
+
+
 def sprite_environment(
     job: Job, *, token: str, callback_url: str, passthrough: Mapping[str, str]
 ) -> dict[str, str]:
@@ -125,6 +129,8 @@ def sprite_environment(
         env["REPO"] = job.spec.repo
     if job.spec.max_cost_usd is not None:
         env["MAX_COST_USD"] = f"{job.spec.max_cost_usd:g}"  # Claude Code's own budget flag
+    if job.spec.model is not None:
+        env[MODEL_ENV] = job.spec.model
     env.update(_passed_through(passthrough))
     return env
 
@@ -167,6 +173,7 @@ def session_sprite_environment(
     callback_url: str,
     passthrough: Mapping[str, str],
     max_cost_usd: float | None = None,
+    model: str | None = None,
 ) -> dict[str, str]:
     """A persistent session's sprite: no job yet; it asks for each message with `SESSION_TOKEN`.
 
@@ -186,5 +193,7 @@ def session_sprite_environment(
         env["REPO"] = repo
     if max_cost_usd is not None:
         env["MAX_COST_USD"] = f"{max_cost_usd:g}"
+    if model is not None:
+        env[MODEL_ENV] = model
     env.update(_passed_through(passthrough))
     return env

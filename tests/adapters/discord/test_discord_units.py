@@ -30,7 +30,7 @@ def test_every_command_of_the_grammar_is_registered_with_valid_shapes() -> None:
     assert {c["name"] for c in commands} == set(USAGE) == set(COMMAND_NAMES)
     run = next(c for c in commands if c["name"] == "od-run")
     by_name = {o["name"]: o for o in run["options"]}
-    assert set(by_name) == {"task", "repo", "branch", "image", "agent", "max-cost", "timeout"}
+    assert set(by_name) == {"task", "repo", "branch", "image", "agent", "max-cost", "model", "timeout"}
     assert [c["value"] for c in by_name["agent"]["choices"]] == [k.value for k in AgentKind]
     for command in commands:
         assert 1 <= len(command["description"]) <= 100
@@ -45,6 +45,19 @@ def test_run_options_become_text_the_domain_parser_reads_back_exactly(task: str,
     assert isinstance(command, RunJob)
     assert command.spec.task == task and command.spec.repo == "acme/api" and command.spec.branch == branch
     assert command.spec.agent is AgentKind.SHELL and command.spec.timeout_s == 90
+
+
+def test_od_config_options_become_the_commands_text() -> None:
+    from opendispatch.domain.commands import SetChannelSetting, ShowChannelSettings, UnsetChannelSetting
+
+    assert parse_command(command_text({"name": "od-config"}), SETTINGS) == ShowChannelSettings()
+    set_repo = {"name": "od-config", **options(action="set", key="repo", value="acme/api")}
+    assert parse_command(command_text(set_repo), SETTINGS) == SetChannelSetting("repo", "acme/api")
+    unset = {"name": "od-config", **options(action="unset", key="model")}
+    assert parse_command(command_text(unset), SETTINGS) == UnsetChannelSetting("model")
+    run = {"name": "od-run", **options(task="x", model="claude-sonnet-4-5")}
+    command = parse_command(command_text(run), SETTINGS)
+    assert isinstance(command, RunJob) and command.spec.model == "claude-sonnet-4-5"
 
 
 def test_other_commands_and_option_lookalikes() -> None:

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...domain.channel_settings import KEYS as CHANNEL_KEYS
 from ...domain.job import JobState
 from ...domain.job_spec import AgentKind
 
@@ -38,6 +39,7 @@ def _spec_options() -> list[dict[str, Any]]:
         _option(STRING, "image", "An alias from SPRITE_IMAGES or a full image reference", max_length=255),
         _option(STRING, "agent", "Which agent runs the task", choices=_choices([k.value for k in AgentKind])),
         _option(STRING, "max-cost", "Stop the job when the agent has spent this many US dollars, e.g. 2.50", max_length=16),
+        _option(STRING, "model", "The agent's model, e.g. claude-sonnet-4-5", max_length=100),
     ]
 
 
@@ -49,7 +51,8 @@ def _command(name: str, description: str, options: list[dict[str, Any]] | None =
 
 
 COMMAND_NAMES = (
-    "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs", "od-help"
+    "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs", "od-config",
+    "od-help",
 )
 
 
@@ -115,6 +118,15 @@ def application_commands() -> list[dict[str, Any]]:
             ],
         ),
         _command(
+            "od-config",
+            "This channel's defaults for jobs and sessions (admins change them)",
+            [
+                _option(STRING, "action", "Show (default), set or unset", choices=_choices(["show", "set", "unset"])),
+                _option(STRING, "key", "Which setting", choices=_choices(list(CHANNEL_KEYS))),
+                _option(STRING, "value", "The new value (for set)", max_length=300),
+            ],
+        ),
+        _command(
             "od-help",
             "How to use Open-Dispatch",
             [_option(STRING, "command", "Explain one command", choices=_choices(list(COMMAND_NAMES)))],
@@ -139,7 +151,7 @@ def command_text(data: Mapping[str, Any]) -> str:
         value = values.get(option)
         return [] if value is None else [shlex.quote(str(value))]
 
-    spec_flags = [*flag("repo"), *flag("branch"), *flag("image"), *flag("agent"), *flag("max-cost")]
+    spec_flags = [*flag("repo"), *flag("branch"), *flag("image"), *flag("agent"), *flag("max-cost"), *flag("model")]
     match name:
         case "od-run":
             parts = [*spec_flags, *flag("timeout"), "--", *word("task")]
@@ -157,6 +169,9 @@ def command_text(data: Mapping[str, Any]) -> str:
             parts = word("job")
         case "od-logs":
             parts = [*word("job"), *flag("tail"), *flag("raw"), *flag("artifact")]
+        case "od-config":
+            action = str(values.get("action") or "show")
+            parts = [] if action == "show" else [shlex.quote(action), *word("key"), *word("value")]
         case "od-help":
             parts = word("command")
         case _:

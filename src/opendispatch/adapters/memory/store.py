@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import attrs
 
+from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import UnknownJob
 from ...domain.job import Conversation, Job, JobState
 from ...domain.session import Session, SessionState
@@ -52,6 +53,7 @@ class MemoryJobStore:
     _secrets: dict[str, bytes] = attrs.field(factory=dict, init=False)
     _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
+    _channel_settings: dict[str, ChannelSettings] = attrs.field(factory=dict, init=False)
     _transcripts: dict[str, dict[int, tuple[str, ...]]] = attrs.field(factory=dict, init=False)
     _artifact_files: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
 
@@ -179,3 +181,11 @@ class MemoryJobStore:
     async def live_sessions(self) -> list[Session]:
         live = [s for s in self._sessions.values() if s.state is not SessionState.STOPPED]
         return sorted(live, key=lambda s: s.created_at)
+
+    # ChannelSettingsStore
+
+    async def channel_settings(self, channel: str) -> ChannelSettings:
+        return self._channel_settings.get(channel, ChannelSettings())
+
+    async def save_channel_settings(self, channel: str, settings: ChannelSettings) -> None:
+        self._channel_settings[channel] = settings

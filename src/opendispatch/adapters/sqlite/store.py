@@ -24,11 +24,12 @@ import cattrs.preconf.json
 import outcome
 import trio
 
+from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Conversation, Job, JobState
 from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 BUSY_TIMEOUT_MS = 5000
 #: Rows written between two WAL checkpoints. A row is a batch of lines, which usually
@@ -164,12 +165,21 @@ CREATE TABLE IF NOT EXISTS artifact_files (
 ) WITHOUT ROWID
 """
 
+# Version 6: each channel's defaults (`/od-config`), as the JSON of a ChannelSettings.
+_CHANNEL_SETTINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channel_settings (
+    channel TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA,
     2: _SESSIONS_SCHEMA,
     3: _batches_in_one_row,
     4: _TRANSCRIPTS_SCHEMA,
     5: _ARTIFACT_FILES_SCHEMA,
+    6: _CHANNEL_SETTINGS_SCHEMA,
 }
 
 #: A batch's lines as stored: compact JSON, made once (`json.dumps` with options builds an
@@ -623,6 +633,28 @@ class SqliteJobStore:
             return [str(row[0]) for row in rows]
 
         return [session_from_json(body) for body in await self._run(select)]
+
+    # --- ChannelSettingsStore --------------------------------------------------------------
+
+    async def channel_settings(self, channel: str) -> ChannelSettings:
+        def select(db: sqlite3.Connection) -> str | None:
+            rows = db.execute("SELECT body FROM channel_settings WHERE channel = ?", (channel,)).fetchall()
+            return str(rows[0][0]) if rows else None
+
+        body = await self._read(select)
+        return ChannelSettings() if body is None else _converter.loads(body, ChannelSettings)
+
+    async def save_channel_settings(self, channel: str, settings: ChannelSettings) -> None:
+        body = _converter.dumps(settings)
+
+        def upsert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO channel_settings (channel, body) VALUES (?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET body = excluded.body",
+                (channel, body),
+            )
+
+        await self._write(upsert)
 
     async def _close(self) -> None:
         if self._reader is not None:
