@@ -20,6 +20,7 @@ import trio
 
 from .adapters.prometheus import PrometheusMetrics
 from .adapters.webhook import build_webhook_app, serve_webhooks
+from .app.approvals import ApprovalDesk
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
 from .app.shared_timer import SharedTimer
@@ -33,6 +34,7 @@ from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
+from .ports.approval_store import ApprovalStore
 from .ports.channel_settings_store import ChannelSettingsStore
 from .ports.chat import ChatPort
 from .ports.job_store import JobStore
@@ -317,6 +319,13 @@ async def open_dispatcher(
         reconciled = await reconcile(
             store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock, sessions=live_sessions
         )
+        approvals = (
+            ApprovalDesk(
+                store=store, jobs=store, relay=relay, chat=chat, ownership=config.ownership, wall_clock=wall_clock
+            )
+            if isinstance(store, ApprovalStore)
+            else None
+        )
         webhook_app = build_webhook_app(
             relay,
             health=lambda: {"liveJobs": len(relay.live)},
@@ -324,6 +333,7 @@ async def open_dispatcher(
             on_answer=metrics.webhook_request,
             sessions=late_sessions if session_store is not None else None,
             streams=relay,
+            approvals=approvals,
         )
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
@@ -383,6 +393,7 @@ async def open_dispatcher(
                 ownership=config.ownership,
                 sessions=sessions,
                 channel_settings=store if isinstance(store, ChannelSettingsStore) else None,
+                approvals=approvals,
             )
             await nursery.start(dispatcher.run)
             for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through
@@ -391,6 +402,8 @@ async def open_dispatcher(
                     await dispatcher.adopt(kept, Sprite(id=kept.sprite_id, job_id=kept.id))
             if sessions is not None:
                 await sessions.resume_all()
+            if approvals is not None:
+                await nursery.start(approvals.run)  # re-posts what waited when we stopped
             reaper = StaleJobReaper(
                 store=store,
                 ledger=ledger,

@@ -47,7 +47,9 @@ def test_flags_win_and_the_spec_says_what_came_from_the_channel() -> None:
         ("max-cost", "-1", "Bad cost cap"),
         ("model", "-rf", "Bad model"),
         ("colour", "blue", "Unknown setting"),
-        ("approvals", "ask-all", "not available in this build"),
+        ("approvals", "maybe", "Bad approvals"),
+        ("approvals", "ask Bash(git push*", "Bad rule"),
+        ("approval-timeout", "forever", "Bad timeout"),
     ],
 )
 def test_a_bad_setting_gets_a_one_line_error(key: str, value: str, problem: str) -> None:
@@ -66,7 +68,8 @@ async def test_admins_set_anyone_reads_and_jobs_take_the_defaults() -> None:
         assert h.notices()[-1] == "This channel's max-cost is now 2.5. Flags on a command still win."
         await h.say("/od-config", BOB)
         shown = h.notices()[-1]
-        assert "repo      acme/api" in shown and "agent     shell" in shown and "model     (not set)" in shown
+        rows = {line.split()[0]: " ".join(line.split()[1:]) for line in shown.splitlines()[1:] if line.strip()}
+        assert rows["repo"] == "acme/api" and rows["agent"] == "shell" and rows["model"] == "(not set)"
         assert "Last changed by alice." in shown
 
         job = await h.run('/od-run "make test"', BOB)

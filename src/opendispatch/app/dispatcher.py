@@ -17,6 +17,7 @@ from ..domain.channel_settings import channel_key
 from ..domain.commands import (
     CancelJob,
     Command,
+    DecideApproval,
     SetChannelSetting,
     ShowChannelSettings,
     UnsetChannelSetting,
@@ -48,6 +49,7 @@ from ..ports.channel_settings_store import ChannelSettingsStore
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite
+from .approvals import ApprovalDesk
 from .job_runner import JobRunner
 from .sessions import SessionManager, session_table_lines
 
@@ -75,7 +77,9 @@ class Dispatcher:
         ownership: Ownership = Ownership(),
         sessions: SessionManager | None = None,
         channel_settings: ChannelSettingsStore | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
+        self.approvals = approvals
         self.sessions = sessions
         #: Channels' defaults (`/od-config`); None: the store keeps none, the command says so.
         self.channel_settings = channel_settings
@@ -159,6 +163,11 @@ class Dispatcher:
                 await self._reply(conversation, Notice(help_text(topic), ephemeral=True))
             case ShowChannelSettings() | SetChannelSetting() | UnsetChannelSetting():
                 await self._channel_config(command, conversation, user)
+            case DecideApproval(request_id=request_id, approve=approve, for_job=for_job):
+                if self.approvals is None:
+                    raise NotAvailableYet("This dispatcher's store keeps no approval requests.")
+                said = await self.approvals.decide(request_id, approve, for_job, user, conversation)
+                await self._reply(conversation, Notice(said, ephemeral=True))
             case ListSessions() if self.sessions is not None:
                 now = self.wall_clock()
                 live_sessions = [

@@ -130,6 +130,10 @@ class Relay:
                 live.redactor = live.redactor.with_secrets(token.token)  # a renewed one
         return token, credentials.server_url
 
+    async def note(self, job: Job, line: str) -> None:
+        """A line of the dispatcher's own in the job's output (stored, shown, in `/od-logs`)."""
+        await self._store_batch(job, LogBatch(job_id=job.id, lines=(line,)))
+
     def _refuse_if_closed(self, job: Job) -> None:
         if job.finished_at is not None and self.wall_clock() - job.finished_at > self.finished_grace_s:
             raise JobClosed(job.id)

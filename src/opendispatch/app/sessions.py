@@ -380,6 +380,8 @@ class SessionManager:
             passthrough=self.passthrough,
             max_cost_usd=session.spec.max_cost_usd,
             model=session.spec.model,
+            approvals=session.spec.approvals,
+            approval_timeout_s=session.spec.approval_timeout_s,
         )
         if self.credentials is not None:
             try:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import attrs
 
+from .approvals import parse_policy
 from .errors import UsageError
 from .job import Conversation
 from .job_spec import (
@@ -48,17 +49,13 @@ KEYS: Mapping[str, tuple[Callable[[str], str], str]] = MappingProxyType(
         "model": (validate_model, "the agent's model, e.g. claude-sonnet-4-5"),
         "timeout": (_timeout, "stop a job after this long: 90s, 10m, 1h30m"),
         "max-cost": (_cost, "stop a job when its agent has spent this many US dollars"),
+        "approvals": (
+            lambda text: str(parse_policy(text)),
+            "which tool calls wait for a person: off, ask-all, or ask Bash(git push*) WebFetch ...",
+        ),
+        "approval-timeout": (_timeout, "how long a person has to answer (then denied; default 10m)"),
     }
 )
-
-#: Keys the issue names that this build cannot honour yet: refused with this, not stored.
-NOT_YET: Mapping[str, str] = MappingProxyType(
-    {
-        "approvals": "Approvals are not available in this build yet: agents run with the sprite as their boundary.",
-        "approval-timeout": "Approvals are not available in this build yet.",
-    }
-)
-
 
 def channel_key(conversation: Conversation) -> str:
     """Settings belong to a channel, whichever thread a command came from."""
@@ -67,8 +64,6 @@ def channel_key(conversation: Conversation) -> str:
 
 def check_key(key: str) -> str:
     name = key.strip().lower()
-    if name in NOT_YET:
-        raise UsageError(NOT_YET[name])
     if name not in KEYS:
         raise UsageError(f"Unknown setting {key!r}: use one of {', '.join(KEYS)}.")
     return name

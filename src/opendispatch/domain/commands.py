@@ -166,6 +166,15 @@ class UnsetChannelSetting:
     key: str
 
 
+@attrs.frozen
+class DecideApproval:
+    """`/od-approve ID [--job]` or `/od-deny ID` (the buttons of an approval prompt)."""
+
+    request_id: str
+    approve: bool
+    for_job: bool = False
+
+
 Command: TypeAlias = (
     RunJob
     | StartSession
@@ -180,6 +189,7 @@ Command: TypeAlias = (
     | ShowChannelSettings
     | SetChannelSetting
     | UnsetChannelSetting
+    | DecideApproval
 )
 
 
@@ -202,6 +212,7 @@ _AGENT = _Option(
 )
 _TIMEOUT = _Option("--timeout", None, "10m", "stop the job after this long: 90s, 10m, 1h30m (max 24h)")
 _MAX_COST = _Option("--max-cost", None, "2.50", "stop the job when the agent has spent this many US dollars")
+_FOR_JOB = _Option("--job", None, None, "approve this and every later call the same rule matches, for the rest of the job")
 _MODEL = _Option("--model", None, "name", "the agent's model: claude-sonnet-4-5 (Claude Code), anthropic/claude-sonnet-4-5 (OpenCode)")
 _PERSISTENT = _Option("--persistent", None, None, "keep the session running until /od-stop")
 _STOP_ALL = _Option("--all", None, None, "stop every session you started")
@@ -295,6 +306,14 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
         (),
         "/od-config set repo acme/api",
     ),
+    _CommandInfo(
+        "od-approve",
+        "REQUEST [--job]",
+        "Let a job's waiting tool call run (its owner or an admin); --job: and later ones like it.",
+        (_FOR_JOB,),
+        "/od-approve a-1a2b3c4d",
+    ),
+    _CommandInfo("od-deny", "REQUEST", "Refuse a job's waiting tool call (its owner or an admin).", (), "/od-deny a-1a2b3c4d"),
     _CommandInfo("od-help", "[command]", "Show this help, or one command's options.", (), "/od-help run"),
 )
 _BY_NAME: Mapping[str, _CommandInfo] = MappingProxyType({info.name: info for info in _COMMANDS})
@@ -376,6 +395,10 @@ def format_command(command: Command) -> str:
             return f"/od-config set {key} {shlex.quote(value)}"
         case UnsetChannelSetting(key=key):
             return f"/od-config unset {key}"
+        case DecideApproval(request_id=request_id, approve=True, for_job=for_job):
+            return f"/od-approve {request_id}" + (" --job" if for_job else "")
+        case DecideApproval(request_id=request_id):
+            return f"/od-deny {request_id}"
         case _:
             assert_never(command)
 
@@ -580,14 +603,19 @@ def with_channel_defaults(
         "max-cost": (before.max_cost_usd, after.max_cost_usd, values.get("max-cost")),
     }
     from_channel = tuple(f"{key} {value}" for key, (old, new, value) in shown.items() if old != new)
+    approvals = values.get("approvals")
+    if approvals is not None and approvals != "off":
+        timeout = parse_duration(values["approval-timeout"]) if "approval-timeout" in values else after.approval_timeout_s
+        after = attrs.evolve(after, approvals=approvals, approval_timeout_s=timeout)
+        from_channel += (f"approvals {approvals}",)
     return attrs.evolve(again, spec=attrs.evolve(after, from_channel=from_channel))
 
 
 def _parse_config(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
-    args = _split_options("od-config", tokens, ())
-    if args.wants_help:
+    # The value is taken as typed: a rule such as Bash(rm -rf*) is not an option.
+    words = [token.text for token in tokens]
+    if words and words[0] in _HELP_WORDS:
         return ShowHelp("od-config")
-    words = [token.text for token in args.positionals]
     if not words:
         return ShowChannelSettings()
     action = words[0].lower()
@@ -602,6 +630,32 @@ def _parse_config(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
             _fail("od-config", f"Say which one setting to unset: one of {', '.join(CHANNEL_KEYS)}.")
         return UnsetChannelSetting(_validated("od-config", "setting", check_key, words[1]))
     _fail("od-config", f"Unknown action {_show(words[0])}: use /od-config, /od-config set KEY VALUE or /od-config unset KEY.")
+
+
+_REQUEST_ID = re.compile(r"a-[0-9a-f]{8}")
+
+
+def _request_id(command: str, positionals: Sequence[_Token]) -> str:
+    if len(positionals) != 1:
+        _fail(command, "Give one request id, as the approval prompt shows it (a-1a2b3c4d).")
+    request_id = positionals[0].text.strip().lower()
+    if not _REQUEST_ID.fullmatch(request_id):
+        _fail(command, f"Bad request id {_show(positionals[0].text)}: they look like a-1a2b3c4d.")
+    return request_id
+
+
+def _parse_approve(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
+    args = _split_options("od-approve", tokens, (_FOR_JOB,))
+    if args.wants_help:
+        return ShowHelp("od-approve")
+    return DecideApproval(_request_id("od-approve", args.positionals), approve=True, for_job="--job" in args.flags)
+
+
+def _parse_deny(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
+    args = _split_options("od-deny", tokens, ())
+    if args.wants_help:
+        return ShowHelp("od-deny")
+    return DecideApproval(_request_id("od-deny", args.positionals), approve=False)
 
 
 def _parse_help(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
@@ -623,6 +677,8 @@ _PARSERS: Mapping[str, Callable[[Sequence[_Token], ParseSettings], Command]] = M
         "od-run": _parse_run,
         "od-start": _parse_start,
         "od-config": _parse_config,
+        "od-approve": _parse_approve,
+        "od-deny": _parse_deny,
         "od-stop": _parse_stop,
         "od-list": _parse_list,
         "od-send": _parse_send,

@@ -226,6 +226,10 @@ class JobSpec:
     max_cost_usd: float | None = None
     #: The agent's model (`--model`), passed to each agent its own way; None: its default.
     model: str | None = None
+    #: Which tool calls wait for a person (the channel's `approvals`, approvals.py), as text;
+    #: None: none do.
+    approvals: str | None = None
+    approval_timeout_s: float = 600.0
     #: The settings that came from the channel's defaults (`/od-config`), not the command:
     #: the first reply says so.
     from_channel: tuple[str, ...] = ()

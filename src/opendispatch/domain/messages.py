@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 
 from .agent_progress import ProgressView
+from .approvals import ApprovalRequest
 from .job import Artifact, Conversation, Job, User
 
 
@@ -111,7 +112,17 @@ class LogExcerpt:
     file: KeptFile | None = None
 
 
-ChatMessage = Notice | JobAccepted | LiveOutput | JobCard | JobTable | LogExcerpt
+@attrs.frozen
+class ApprovalPrompt:
+    """A tool call waiting for a person, posted in the job's thread with Approve / Deny /
+    Approve for this job (each a command: `/od-approve ID`, `/od-deny ID`,
+    `/od-approve ID --job`); edited to say the decision once made."""
+
+    job: Job
+    request: ApprovalRequest
+
+
+ChatMessage = Notice | JobAccepted | LiveOutput | JobCard | JobTable | LogExcerpt | ApprovalPrompt
 
 
 @attrs.frozen

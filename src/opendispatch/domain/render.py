@@ -20,7 +20,9 @@ from .agent_progress import AgentSummary, ProgressView, Step
 from .job import MAX_KEPT_ARTIFACT_BYTES, MAX_KEPT_ARTIFACT_FILES, Artifact, Job, JobState
 from .job_spec import format_cost, format_duration, format_tokens
 from .output_buffer import is_fence_line
+from .approvals import ApprovalState
 from .messages import (
+    ApprovalPrompt,
     ChatMessage,
     JobAccepted,
     JobCard,
@@ -71,7 +73,27 @@ def render_lines(message: ChatMessage) -> list[str]:
         return _table_lines(message)
     if isinstance(message, LogExcerpt):
         return _log_lines(message)
+    if isinstance(message, ApprovalPrompt):
+        return approval_lines(message)
     assert_never(message)
+
+
+def approval_lines(message: ApprovalPrompt) -> list[str]:
+    """The prompt in words; adapters add their buttons (the same three commands)."""
+    request = message.request
+    lines = [f"✋ Job {message.job.id} asks to run {request.tool}" + (f": {request.detail}" if request.detail else "")]
+    if request.reason:
+        lines.append(f"Why: {request.reason}")
+    if request.state is ApprovalState.PENDING:
+        lines.append(
+            f"Approve: /od-approve {request.id} · for the rest of the job: /od-approve {request.id} --job · "
+            f"deny: /od-deny {request.id} (owner {message.job.requested_by.name} or an admin)"
+        )
+    else:
+        who = f" by {request.decided_by}" if request.decided_by else ""
+        scope = " for the rest of the job" if request.for_job else ""
+        lines.append(f"{request.state.value.capitalize()}{who}{scope}.")
+    return lines
 
 
 def logs_hint(job_id: str) -> str:

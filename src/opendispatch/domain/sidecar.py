@@ -106,6 +106,9 @@ def is_public_setting(name: str) -> bool:
 
 #: The agent's model (`--model`): the sidecar passes it to each agent its own way.
 MODEL_ENV = "AGENT_MODEL"
+#: Which tool calls wait for a person (approvals.py's policy text) and for how long.
+APPROVALS_ENV = "OPENDISPATCH_APPROVALS"
+APPROVAL_TIMEOUT_ENV = "OPENDISPATCH_APPROVAL_TIMEOUT_S"
 
 
 def sprite_environment(
@@ -131,6 +134,9 @@ def sprite_environment(
         env["MAX_COST_USD"] = f"{job.spec.max_cost_usd:g}"  # Claude Code's own budget flag
     if job.spec.model is not None:
         env[MODEL_ENV] = job.spec.model
+    if job.spec.approvals is not None:
+        env[APPROVALS_ENV] = job.spec.approvals
+        env[APPROVAL_TIMEOUT_ENV] = f"{job.spec.approval_timeout_s:g}"
     env.update(_passed_through(passthrough))
     return env
 
@@ -174,6 +180,8 @@ def session_sprite_environment(
     passthrough: Mapping[str, str],
     max_cost_usd: float | None = None,
     model: str | None = None,
+    approvals: str | None = None,
+    approval_timeout_s: float = 600.0,
 ) -> dict[str, str]:
     """A persistent session's sprite: no job yet; it asks for each message with `SESSION_TOKEN`.
 
@@ -195,5 +203,8 @@ def session_sprite_environment(
         env["MAX_COST_USD"] = f"{max_cost_usd:g}"
     if model is not None:
         env[MODEL_ENV] = model
+    if approvals is not None:
+        env[APPROVALS_ENV] = approvals
+        env[APPROVAL_TIMEOUT_ENV] = f"{approval_timeout_s:g}"
     env.update(_passed_through(passthrough))
     return env

@@ -52,7 +52,7 @@ def _command(name: str, description: str, options: list[dict[str, Any]] | None =
 
 COMMAND_NAMES = (
     "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs", "od-config",
-    "od-help",
+    "od-approve", "od-deny", "od-help",
 )
 
 
@@ -127,6 +127,19 @@ def application_commands() -> list[dict[str, Any]]:
             ],
         ),
         _command(
+            "od-approve",
+            "Let a job's waiting tool call run (its owner or an admin)",
+            [
+                _option(STRING, "request", "Request id, such as a-1a2b3c4d", required=True, max_length=16),
+                _option(BOOLEAN, "job", "Also every later call the same rule matches, for the rest of the job"),
+            ],
+        ),
+        _command(
+            "od-deny",
+            "Refuse a job's waiting tool call (its owner or an admin)",
+            [_option(STRING, "request", "Request id, such as a-1a2b3c4d", required=True, max_length=16)],
+        ),
+        _command(
             "od-help",
             "How to use Open-Dispatch",
             [_option(STRING, "command", "Explain one command", choices=_choices(list(COMMAND_NAMES)))],
@@ -172,6 +185,10 @@ def command_text(data: Mapping[str, Any]) -> str:
         case "od-config":
             action = str(values.get("action") or "show")
             parts = [] if action == "show" else [shlex.quote(action), *word("key"), *word("value")]
+        case "od-approve":
+            parts = [*word("request"), *flag("job")]
+        case "od-deny":
+            parts = word("request")
         case "od-help":
             parts = word("command")
         case _:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import attrs
 
+from ...domain.approvals import ApprovalRequest
 from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import UnknownJob
 from ...domain.job import Conversation, Job, JobState
@@ -54,6 +55,7 @@ class MemoryJobStore:
     _arrivals: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
     _channel_settings: dict[str, ChannelSettings] = attrs.field(factory=dict, init=False)
+    _approvals: dict[str, ApprovalRequest] = attrs.field(factory=dict, init=False)
     _transcripts: dict[str, dict[int, tuple[str, ...]]] = attrs.field(factory=dict, init=False)
     _artifact_files: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
 
@@ -189,3 +191,17 @@ class MemoryJobStore:
 
     async def save_channel_settings(self, channel: str, settings: ChannelSettings) -> None:
         self._channel_settings[channel] = settings
+
+    # ApprovalStore
+
+    async def save_approval(self, request: ApprovalRequest) -> None:
+        self._approvals[request.id] = request
+
+    async def approval(self, request_id: str) -> ApprovalRequest | None:
+        return self._approvals.get(request_id)
+
+    async def pending_approvals(self) -> list[ApprovalRequest]:
+        return sorted((r for r in self._approvals.values() if not r.state.is_decided), key=lambda r: r.asked_at)
+
+    async def approvals_of(self, job_id: str) -> list[ApprovalRequest]:
+        return sorted((r for r in self._approvals.values() if r.job_id == job_id), key=lambda r: r.asked_at)

@@ -24,7 +24,7 @@ import attrs
 from ...domain.agent_progress import AgentSummary
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
-from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
+from ...domain.messages import ApprovalPrompt, ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import split_message
 from ...domain.render import (
     truncated_output_line,
@@ -158,6 +158,8 @@ def render(message: ChatMessage) -> list[SlackMessage]:
     if isinstance(message, LogExcerpt):
         lines = render_lines(message)
         return _text_messages(f"*{escape(lines[0])}*\n" + code_block(lines[1:]))
+    if isinstance(message, ApprovalPrompt):
+        return _text_messages(escape(render_text(message)))
     assert_never(message)
 
 

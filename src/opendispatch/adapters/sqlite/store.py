@@ -24,12 +24,13 @@ import cattrs.preconf.json
 import outcome
 import trio
 
+from ...domain.approvals import ApprovalRequest, ApprovalState
 from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Conversation, Job, JobState
 from ...domain.session import Session, SessionState
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 BUSY_TIMEOUT_MS = 5000
 #: Rows written between two WAL checkpoints. A row is a batch of lines, which usually
@@ -173,6 +174,18 @@ CREATE TABLE IF NOT EXISTS channel_settings (
 ) WITHOUT ROWID
 """
 
+# Version 7: approval requests (approvals.py), as the JSON of an ApprovalRequest.
+_APPROVALS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    asked_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_job ON approvals (job_id, asked_at)
+"""
+
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA,
     2: _SESSIONS_SCHEMA,
@@ -180,6 +193,7 @@ _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     4: _TRANSCRIPTS_SCHEMA,
     5: _ARTIFACT_FILES_SCHEMA,
     6: _CHANNEL_SETTINGS_SCHEMA,
+    7: _APPROVALS_SCHEMA,
 }
 
 #: A batch's lines as stored: compact JSON, made once (`json.dumps` with options builds an
@@ -655,6 +669,44 @@ class SqliteJobStore:
             )
 
         await self._write(upsert)
+
+    # --- ApprovalStore ------------------------------------------------------------------------
+
+    async def save_approval(self, request: ApprovalRequest) -> None:
+        body = _converter.dumps(request)
+
+        def upsert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO approvals (id, job_id, asked_at, state, body) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body",
+                (request.id, request.job_id, request.asked_at, request.state.value, body),
+            )
+
+        await self._write(upsert)
+
+    async def approval(self, request_id: str) -> ApprovalRequest | None:
+        def select(db: sqlite3.Connection) -> str | None:
+            rows = db.execute("SELECT body FROM approvals WHERE id = ?", (request_id,)).fetchall()
+            return str(rows[0][0]) if rows else None
+
+        body = await self._read(select)
+        return None if body is None else _converter.loads(body, ApprovalRequest)
+
+    async def pending_approvals(self) -> list[ApprovalRequest]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT body FROM approvals WHERE state = ? ORDER BY asked_at", (ApprovalState.PENDING.value,)
+            )
+            return [str(row[0]) for row in rows]
+
+        return [_converter.loads(body, ApprovalRequest) for body in await self._read(select)]
+
+    async def approvals_of(self, job_id: str) -> list[ApprovalRequest]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT body FROM approvals WHERE job_id = ? ORDER BY asked_at", (job_id,))
+            return [str(row[0]) for row in rows]
+
+        return [_converter.loads(body, ApprovalRequest) for body in await self._read(select)]
 
     async def _close(self) -> None:
         if self._reader is not None:

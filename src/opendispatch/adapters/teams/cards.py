@@ -16,7 +16,7 @@ from typing import Any
 from ...domain.agent_progress import AgentSummary, ProgressView
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
-from ...domain.messages import ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
+from ...domain.messages import ApprovalPrompt, ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
     truncated_output_line,
@@ -63,6 +63,8 @@ def render_activities(message: ChatMessage) -> list[Activity]:
         return [final_activity(message)]
     if isinstance(message, Notice):
         return text_activities(message.text, markdown=False)
+    if isinstance(message, ApprovalPrompt):
+        return text_activities(render_text(message), markdown=False)
     if isinstance(message, (JobTable, LogExcerpt)):
         title, *rows = render_text(message).split("\n")
         return text_activities(f"**{title}**\n\n{_code_block(rows)}", markdown=True)

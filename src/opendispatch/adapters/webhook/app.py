@@ -15,7 +15,8 @@ from quart_trio import QuartTrio
 import trio
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ...domain.errors import InvalidToken
+from ...domain.approvals import Outcome, UnknownRequest
+from ...domain.errors import InvalidToken, JobClosed
 from ...domain.session import SessionGone
 from ...ports.http import HttpRequest, HttpRoute
 from . import wire
@@ -99,6 +100,7 @@ def build_webhook_app(
     on_answer: Callable[[str, int], None] | None = None,
     sessions: SessionSink | None = None,
     streams: StreamSink | None = None,
+    approvals: ApprovalSink | None = None,
 ) -> QuartTrio:
     """`on_answer(endpoint, status)` sees every webhook answer (metrics).
 
@@ -133,6 +135,8 @@ def build_webhook_app(
 
     if sessions is not None:
         add_session_routes(app, sessions)
+    if approvals is not None:
+        add_approval_routes(app, approvals)
     if streams is not None:
         add_stream_routes(app, streams, max_record_bytes=MAX_BODY_BYTES, error=_error, on_answer=on_answer)
     app.extensions[SIDECAR_FRONT] = SidecarFront(reports, streams, on_answer=on_answer)
@@ -165,6 +169,59 @@ def build_webhook_app(
 
 #: Longest long-poll a sidecar may ask for; it asks again after each answer.
 MAX_POLL_WAIT_S = 60.0
+
+
+class ApprovalSink(Protocol):
+    """What the approval endpoints need from the application (the ApprovalDesk)."""
+
+    async def ask(self, authorization: str | None, job_id: object, tool: str, arguments: dict[str, Any]) -> Outcome: ...
+    async def wait(self, authorization: str | None, job_id: object, request_id: str, wait_s: float) -> Outcome: ...
+
+
+def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:
+    """A sidecar asks whether a tool call may run, then long-polls for a person's decision.
+
+    `POST /webhooks/approval {jobId, tool, input}` and `GET /webhooks/approval?jobId=J&
+    requestId=R[&waitS=25]` (Bearer job token): 200 `{ok, requestId, decision, message[, by]}`
+    with `decision` pending, approve or deny; 404 for a request that is not the job's.
+    """
+
+    @app.post("/webhooks/approval")
+    async def ask_approval() -> Response | tuple[dict[str, Any], int]:
+        try:
+            body = await _json_body()
+            if not isinstance(body, dict) or not isinstance(body.get("tool"), str) or not body["tool"]:
+                raise wire.BadRequest("the body must be {jobId, tool, input} with tool a name")
+            arguments = body.get("input")
+            if not isinstance(arguments, dict):
+                arguments = {}
+            outcome = await approvals.ask(request.headers.get("Authorization"), body.get("jobId"), body["tool"], arguments)
+        except wire.BadRequest as exc:
+            return _error(400, str(exc))
+        except InvalidToken as exc:
+            return _error(401, str(exc))
+        except JobClosed as exc:
+            return _error(409, str(exc))
+        except RequestEntityTooLarge:
+            return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        return {**OK, **outcome.wire()}, 200
+
+    @app.get("/webhooks/approval")
+    async def approval_decision() -> Response | tuple[dict[str, Any], int]:
+        try:
+            wait_s = float(request.args.get("waitS", "25"))
+        except ValueError:
+            return _error(400, "waitS must be a number of seconds")
+        if not 0 <= wait_s <= MAX_POLL_WAIT_S:
+            return _error(400, f"waitS must be between 0 and {MAX_POLL_WAIT_S:g}")
+        request_id = request.args.get("requestId") or ""
+        try:
+            outcome = await approvals.wait(request.headers.get("Authorization"), request.args.get("jobId"), request_id, wait_s)
+        except InvalidToken as exc:
+            return _error(401, str(exc))
+        except UnknownRequest as exc:
+            return _error(404, str(exc))
+        return {**OK, **outcome.wire()}, 200
 
 
 def add_session_routes(app: QuartTrio, sessions: SessionSink) -> None:
