@@ -158,3 +158,12 @@ async def test_a_wrong_token_or_another_jobs_request_gets_nothing() -> None:
         )
         assert forged.status_code == 401
         assert CHANNEL == Conversation("memory", CHANNEL.channel)
+
+
+async def test_the_first_reply_says_what_approvals_mean_for_agents_that_cannot_ask() -> None:
+    async with open_harness(config=CONFIG) as h:
+        await h.say("/od-config set approvals ask Bash(git push*)", ADMIN)
+        job = await h.run('/od-run -a opencode "x"', ALICE)
+        assert "approvals ask Bash(git push*) (OpenCode cannot ask: the calls they name are denied)" in job.spec.summary()
+        job = await h.run('/od-run -a claude "x"', ALICE)
+        assert job.spec.from_channel == ("approvals ask Bash(git push*)",)

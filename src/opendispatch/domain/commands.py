@@ -607,8 +607,15 @@ def with_channel_defaults(
     if approvals is not None and approvals != "off":
         timeout = parse_duration(values["approval-timeout"]) if "approval-timeout" in values else after.approval_timeout_s
         after = attrs.evolve(after, approvals=approvals, approval_timeout_s=timeout)
-        from_channel += (f"approvals {approvals}",)
+        from_channel += (f"approvals {approvals}{_APPROVALS_CAVEAT.get(after.agent, '')}",)
     return attrs.evolve(again, spec=attrs.evolve(after, from_channel=from_channel))
+
+
+#: What a channel's approvals mean for agents that cannot ask a person mid-run.
+_APPROVALS_CAVEAT = {
+    AgentKind.OPENCODE: " (OpenCode cannot ask: the calls they name are denied)",
+    AgentKind.SHELL: " (not for the shell agent: it makes no tool calls)",
+}
 
 
 def _parse_config(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
