@@ -167,3 +167,32 @@ async def test_the_first_reply_says_what_approvals_mean_for_agents_that_cannot_a
         assert "approvals ask Bash(git push*) (OpenCode cannot ask: the calls they name are denied)" in job.spec.summary()
         job = await h.run('/od-run -a claude "x"', ALICE)
         assert job.spec.from_channel == ("approvals ask Bash(git push*)",)
+
+
+async def test_a_request_that_waited_through_a_crash_is_posted_again_and_can_be_answered() -> None:
+    """The dispatcher died (no clean shutdown): the job's sprite lives on and is adopted, and
+    the stored request is posted again in its thread; the answer reaches the sidecar's poll."""
+    from harness import trio_wall_clock
+    from opendispatch.adapters.memory.sprites import FakeSprites
+    from opendispatch.adapters.memory.store import MemoryJobStore
+    from opendispatch.domain.approvals import ApprovalRequest
+    from opendispatch.domain.job import Job
+    from opendispatch.domain.job_spec import AgentKind, JobSpec
+    from opendispatch.ports.sprites import SpriteRequest
+
+    store, sprites = MemoryJobStore(), FakeSprites()
+    now = trio_wall_clock()
+    spec = JobSpec(task="tidy", agent=AgentKind.CLAUDE, approvals="ask-all")
+    sprite = await sprites.spawn(SpriteRequest(job_id="j-0000beef", image=None, env={}))
+    job = Job.queued("j-0000beef", spec, CHANNEL, ALICE, at=now).starting(at=now).with_sprite(sprite.id).running()
+    await store.add(job)
+    waiting = ApprovalRequest("a-0000beef", job.id, "Bash", "make deploy", "Ship it", "*", asked_at=now)
+    await store.save_approval(waiting)
+
+    async with open_harness(config=CONFIG, store=store, sprites=sprites) as h:
+        [prompt] = prompts(h)
+        assert prompt.request.id == "a-0000beef" and prompt.job.id == job.id
+        await h.say("/od-approve a-0000beef", ALICE)
+        decided = await store.approval("a-0000beef")
+        assert decided is not None and decided.state is ApprovalState.APPROVED and decided.decided_by == "alice"
+        assert "Approved by alice." in h.chat.transcript()
