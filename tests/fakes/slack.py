@@ -58,6 +58,34 @@ def block_text_chars(blocks: list[dict[str, Any]]) -> int:
     return total
 
 
+BUTTON_TEXT_LIMIT = 75
+ACTION_ID_LIMIT = 255
+BUTTON_VALUE_LIMIT = 2000
+MAX_ACTION_ELEMENTS = 25
+
+
+def _valid_actions(block: dict[str, Any], action_ids: set[str]) -> bool:
+    """Block Kit's rules for an actions block of buttons: 1-25 elements, plain-text labels of at
+    most 75 characters, action ids (at most 255) unique in the message, values of at most 2,000
+    characters, style `primary` or `danger` or none."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_ACTION_ELEMENTS:
+        return False
+    for element in elements:
+        if not isinstance(element, dict) or element.get("type") != "button":
+            return False
+        text = element.get("text")
+        if not isinstance(text, dict) or text.get("type") != "plain_text" or not 1 <= len(text.get("text", "")) <= BUTTON_TEXT_LIMIT:
+            return False
+        action_id = element.get("action_id", "")
+        if not isinstance(action_id, str) or not 1 <= len(action_id) <= ACTION_ID_LIMIT or action_id in action_ids:
+            return False
+        action_ids.add(action_id)
+        if len(str(element.get("value", ""))) > BUTTON_VALUE_LIMIT or element.get("style") not in (None, "primary", "danger"):
+            return False
+    return True
+
+
 @attrs.define
 class Version:
     text: str
@@ -239,12 +267,18 @@ class FakeSlack:
         }
 
     def stop_click_payload(self, message: FakeMessage, *, user_id: str = "U0BOB", username: str = "bob") -> dict[str, Any]:
+        return self.click_payload(message, "od_stop", user_id=user_id, username=username)
+
+    def click_payload(
+        self, message: FakeMessage, action_id: str, *, user_id: str = "U0BOB", username: str = "bob"
+    ) -> dict[str, Any]:
+        """The `block_actions` payload of a click on the button `action_id` of `message`'s newest version."""
         action = next(
             element
             for block in message.blocks
             if block.get("type") == "actions"
             for element in block.get("elements", [])
-            if element.get("action_id") == "od_stop"
+            if element.get("action_id") == action_id
         )
         number = next(self._ids)
         message_json: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text, "user": BOT_USER_ID}
@@ -363,6 +397,7 @@ class FakeSlack:
         if blocks:
             if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
                 return "invalid_blocks"
+            action_ids: set[str] = set()
             for block in blocks:
                 section_text = block.get("text", {}).get("text", "") if isinstance(block.get("text"), dict) else ""
                 if block.get("type") == "section" and len(section_text) > SECTION_LIMIT:
@@ -370,6 +405,8 @@ class FakeSlack:
                 if block.get("type") == "header" and len(section_text) > 150:
                     return "invalid_blocks"
                 if len(block.get("fields", [])) > 10:
+                    return "invalid_blocks"
+                if block.get("type") == "actions" and not _valid_actions(block, action_ids):
                     return "invalid_blocks"
             if block_text_chars(blocks) > BLOCKS_CHARS_LIMIT:
                 return "msg_blocks_too_long"

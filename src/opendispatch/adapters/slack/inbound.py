@@ -1,8 +1,10 @@
 """Slack payloads in, `Inbound` commands out. The same payloads arrive in both modes.
 
 Pure functions over parsed JSON/form fields, so Socket Mode and HTTP mode share every rule:
-which events are ours to answer (never our own messages, never edits or joins), how a Stop
-button becomes `/od-cancel`, and where the answer goes (channel, thread, the invoking user).
+which events are ours to answer (never our own messages, never edits or joins), how a button
+becomes a command (Stop → `/od-cancel JOB`; an approval prompt's Approve, Approve for this job
+and Deny → `/od-approve ID`, `/od-approve ID --job`, `/od-deny ID`) by the clicking user in
+the job's thread, and where the answer goes (channel, thread, the invoking user).
 """
 
 from __future__ import annotations
@@ -17,10 +19,25 @@ import attrs
 from ...domain.ids import looks_like_job_id
 from ...domain.job import Conversation, User
 from ...domain.messages import Inbound
-from .render import STOP_ACTION_ID
+from .render import APPROVE_ACTION_ID, APPROVE_FOR_JOB_ACTION_ID, DENY_ACTION_ID, STOP_ACTION_ID
 
 PLATFORM = "slack"
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
+_REQUEST_ID = re.compile(r"a-[0-9a-f]{8}")
+
+
+def looks_like_request_id(text: str) -> bool:
+    return _REQUEST_ID.fullmatch(text) is not None
+
+
+#: Our buttons by action id: the command a click means (`{}` is the button's value) and
+#: what that value must look like. A value that does not is ignored, never handed on.
+BUTTONS = {
+    STOP_ACTION_ID: ("/od-cancel {}", looks_like_job_id),
+    APPROVE_ACTION_ID: ("/od-approve {}", looks_like_request_id),
+    APPROVE_FOR_JOB_ACTION_ID: ("/od-approve {} --job", looks_like_request_id),
+    DENY_ACTION_ID: ("/od-deny {}", looks_like_request_id),
+}
 
 
 @attrs.frozen
@@ -68,26 +85,28 @@ def from_slash_command(fields: Mapping[str, Any]) -> Incoming | None:
 
 
 def from_interaction(payload: Mapping[str, Any]) -> Incoming | None:
-    """A click on our Stop button → `/od-cancel JOB` by the clicking user, in the job's thread."""
+    """A click on one of our buttons → its command by the clicking user, in the job's thread
+    (the thread of the clicked message, or the clicked message when it starts the thread)."""
     if payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions")
-    stop = next(
-        (a for a in actions if isinstance(a, dict) and a.get("action_id") == STOP_ACTION_ID),
+    clicked = next(
+        (a for a in actions if isinstance(a, dict) and a.get("action_id") in BUTTONS),
         None,
     ) if isinstance(actions, list) else None
-    if stop is None:
+    if clicked is None:
         return None
-    job_id = _text(stop.get("value"))
+    command, valid = BUTTONS[_text(clicked.get("action_id"))]
+    value = _text(clicked.get("value"))
     user, channel = _object(payload.get("user")), _object(payload.get("channel"))
     container, message = _object(payload.get("container")), _object(payload.get("message"))
     user_id = _text(user.get("id"))
     channel_id = _text(channel.get("id")) or _text(container.get("channel_id"))
-    if not looks_like_job_id(job_id) or not user_id or not channel_id:
+    if not valid(value) or not user_id or not channel_id:
         return None
     thread = _text(message.get("thread_ts")) or _text(container.get("message_ts")) or _text(message.get("ts")) or None
     name = _text(user.get("username")) or _text(user.get("name")) or user_id
-    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, name), f"/od-cancel {job_id}")
+    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, name), command.format(value))
     return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
 
 

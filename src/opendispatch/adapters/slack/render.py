@@ -12,6 +12,11 @@ shows in notifications and screen readers. Two Slack rules shape this module:
 An agent's progress (live) and its answer, usage and files changed (card) are shown natively:
 progress as escaped text under the code block, the answer converted from markdown to mrkdwn
 by `markdown.to_mrkdwn`.
+
+An approval prompt shows the tool, its command/path/URL in a code block and the agent's
+reason (all three come from the agent, so all escaped), with Approve / Approve for this job /
+Deny buttons whose value is the request id; once decided it is edited to say the decision,
+without buttons (a stale button would only earn an "already approved" answer).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, assert_never
 import attrs
 
 from ...domain.agent_progress import AgentSummary
+from ...domain.approvals import ApprovalRequest, ApprovalState
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
 from ...domain.messages import ApprovalPrompt, ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
@@ -49,6 +55,13 @@ from .markdown import escape as escape
 from .markdown import to_mrkdwn
 
 STOP_ACTION_ID = "od_stop"
+APPROVE_ACTION_ID = "od_approve"
+APPROVE_FOR_JOB_ACTION_ID = "od_approve_job"
+DENY_ACTION_ID = "od_deny"
+#: How much of an approval's command/path/URL the prompt shows (the desk keeps 500 today);
+#: text full of &, < and > is cut further, so that the escaped code block fits its section.
+APPROVAL_DETAIL_CHARS = 1500
+APPROVAL_REASON_CHARS = 1000
 SECTION_LIMIT = 3000
 MESSAGE_BLOCK_CHARS = 11_000  # users hit msg_blocks_too_long near 13,000
 TEXT_LIMIT = 3500  # Slack recommends at most 4,000 characters of `text`
@@ -126,6 +139,30 @@ def stop_button(job: Job) -> Block:
     }
 
 
+def approval_buttons(request: ApprovalRequest) -> Block:
+    """Approve / Approve for this job / Deny: each its own action id, the request id as value."""
+
+    def button(text: str, action_id: str, style: str | None = None) -> dict[str, Any]:
+        element: dict[str, Any] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": text, "emoji": True},
+            "action_id": action_id,
+            "value": request.id,
+        }
+        if style is not None:
+            element["style"] = style
+        return element
+
+    return {
+        "type": "actions",
+        "elements": [
+            button("Approve", APPROVE_ACTION_ID, "primary"),
+            button("Approve for this job", APPROVE_FOR_JOB_ACTION_ID),
+            button("Deny", DENY_ACTION_ID, "danger"),
+        ],
+    }
+
+
 def block_chars(blocks: Iterable[Block]) -> int:
     """Characters of text in `blocks`, as Slack counts them toward its message size limit."""
     total = 0
@@ -159,12 +196,61 @@ def render(message: ChatMessage) -> list[SlackMessage]:
         lines = render_lines(message)
         return _text_messages(f"*{escape(lines[0])}*\n" + code_block(lines[1:]))
     if isinstance(message, ApprovalPrompt):
-        return _text_messages(escape(render_text(message)))
+        return [render_approval(message)]
     assert_never(message)
 
 
 def _text_messages(mrkdwn: str) -> list[SlackMessage]:
     return [SlackMessage(text=chunk) for chunk in split_message(mrkdwn, TEXT_LIMIT)] or [SlackMessage(text=" ")]
+
+
+def render_approval(message: ApprovalPrompt) -> SlackMessage:
+    """The prompt: what the agent wants to run and why, then the buttons or the decision."""
+    job, request = message.job, message.request
+    blocks: list[Block] = [section(f"✋ Job *{job.id}* asks to run {code_span(request.tool)}")]
+    if request.detail:
+        blocks.append(section(detail_block(request.detail)))
+    if request.reason:
+        blocks.append(section(f"*Why:* {escape(_cut(request.reason, APPROVAL_REASON_CHARS))}"))
+    if request.state is ApprovalState.PENDING:
+        blocks.append(
+            context(
+                f"Only {escape(job.requested_by.name)} (who started the job) or an admin can answer · "
+                f"`/od-approve {request.id}` · `/od-approve {request.id} --job` · `/od-deny {request.id}`"
+            )
+        )
+        blocks.append(approval_buttons(request))
+    else:
+        blocks.append(section(decision_text(request)))
+    return SlackMessage(text=fallback_text(message), blocks=tuple(blocks))
+
+
+def decision_text(request: ApprovalRequest) -> str:
+    """`✅ *Approved* by alice for the rest of the job`, `⛔ *Denied* by root`, `⏰ *Timed out* …`."""
+    who = f" by {escape(request.decided_by)}" if request.decided_by else ""
+    if request.state is ApprovalState.APPROVED:
+        scope = " for the rest of the job" if request.for_job else ""
+        return f"✅ *Approved*{who}{scope}"
+    if request.state is ApprovalState.DENIED:
+        return f"⛔ *Denied*{who}"
+    return "⏰ *Timed out*: nobody answered in time, so it was denied"
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code: escaped, on one line, and unable to end the span early."""
+    flat = " ".join(text.split()) or "?"
+    return "`" + escape(_cut(flat, 100)).replace("`", "'") + "`"
+
+
+def detail_block(detail: str) -> str:
+    """A command, path or URL as a code block that fits one section, cut with "…" when long."""
+    keep = APPROVAL_DETAIL_CHARS
+    while True:
+        shown = detail if len(detail) <= keep else detail[:keep] + "…"
+        block = code_block(shown.split("\n"))
+        if len(block) <= SECTION_LIMIT:
+            return block
+        keep = keep * 2 // 3
 
 
 def render_accepted(job: Job, *, live: bool) -> SlackMessage:
