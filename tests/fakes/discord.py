@@ -719,8 +719,43 @@ def _check_message(body: dict[str, Any], *, editing: bool = False) -> None:
         raise _Invalid(_error(400, 50035, "Invalid Form Body", {"embeds": {"_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED"}]}}))
     if not editing and not content and not embeds and not body.get("components"):
         raise _Invalid(_error(400, 50006, "Cannot send an empty message"))
+    _check_components(body.get("components"))
     if body.get("allowed_mentions") not in (None, {"parse": []}) and "parse" not in (body.get("allowed_mentions") or {}):
         raise _Invalid(_error(400, 50035, "Invalid Form Body"))
+
+
+def _check_components(components: Any) -> None:
+    """Message components as Discord checks them: at most 5 action rows (type 1) of 1-5 buttons
+    (type 2); a button has a style 1-5, a label of at most 80 characters, and (styles 1-4) a
+    custom_id of 1-100 characters unique in the message, or (style 5) a url instead."""
+    if components is None:
+        return
+
+    def bad(code: str) -> _Invalid:
+        return _Invalid(_error(400, 50035, "Invalid Form Body", {"components": {"_errors": [{"code": code}]}}))
+
+    if not isinstance(components, list) or len(components) > 5:
+        raise bad("BASE_TYPE_MAX_LENGTH")
+    custom_ids: set[str] = set()
+    for row in components:
+        buttons = row.get("components") if isinstance(row, dict) and row.get("type") == 1 else None
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+            raise bad("COMPONENT_LAYOUT_WIDTH_EXCEEDED")
+        for button in buttons:
+            if not isinstance(button, dict) or button.get("type") != 2 or button.get("style") not in (1, 2, 3, 4, 5):
+                raise bad("COMPONENT_TYPE_INVALID")
+            if len(button.get("label", "")) > 80:
+                raise bad("BASE_TYPE_MAX_LENGTH")
+            if button["style"] == 5:
+                if not button.get("url") or "custom_id" in button:
+                    raise bad("BUTTON_COMPONENT_INVALID_URL")
+                continue
+            custom_id = button.get("custom_id")
+            if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+                raise bad("BASE_TYPE_BAD_LENGTH")
+            if custom_id in custom_ids:
+                raise bad("COMPONENT_CUSTOM_ID_DUPLICATED")
+            custom_ids.add(custom_id)
 
 
 def _check_commands(commands: Any) -> None:

@@ -40,7 +40,7 @@ import trio
 
 from ...domain.errors import ConfigError
 from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, Inbound, JobCard, LiveOutput, LogExcerpt, MessageRef, Notice
+from ...domain.messages import ApprovalPrompt, ChatMessage, Inbound, JobCard, LiveOutput, LogExcerpt, MessageRef, Notice
 from ...ports.chat import InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .app_commands import application_commands
@@ -230,7 +230,8 @@ class DiscordChat:
         open_interaction = _OPEN_INTERACTION.get()
         if (
             reply_to is None
-            and not isinstance(message, (LiveOutput, JobCard))
+            # Edited long after any interaction token (15 minutes) has died: a bot message.
+            and not isinstance(message, (LiveOutput, JobCard, ApprovalPrompt))
             and open_interaction is not None
             and open_interaction.open
             and open_interaction.event.conversation == where

@@ -18,7 +18,7 @@ from ...domain.job import Conversation, User
 from .app_commands import command_text
 from .messages import THREAD_TYPES
 from .outbox import group_key
-from .payloads import job_of_stop_button
+from .payloads import button_command
 
 PLATFORM = "discord"
 
@@ -93,8 +93,7 @@ def _text(kind: int, data: Mapping[str, Any]) -> str | None:
     if kind == APPLICATION_COMMAND:
         return command_text(data)
     if kind == MESSAGE_COMPONENT:
-        job_id = job_of_stop_button(str(data.get("custom_id", "")))
-        return f"/od-cancel {job_id}" if job_id else None
+        return button_command(str(data.get("custom_id", "")))
     return None
 
 

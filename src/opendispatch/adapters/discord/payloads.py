@@ -5,8 +5,11 @@ One chat message may need several Discord messages ("parts"): long text is cut w
 lines are shown in code blocks with mentions disabled, so agent output cannot ping anyone.
 An agent's progress rides on the live page as an embed (its steps as markdown-safe text, its
 usage in the footer); the card shows its usage, files changed and its answer (markdown as
-the agent wrote it, mentions neutralised, cut to the embed limits). Pure functions: tested
-without Discord.
+the agent wrote it, mentions neutralised, cut to the embed limits). An approval prompt is one
+message: what the agent wants to run (the tool, its command/path/URL in a code block, its
+reason; all from the agent, so shown as text) and an action row of Approve / Approve for this
+job / Deny whose custom ids carry the action and the request id; decided, it is edited to the
+decision with no components. Pure functions: tested without Discord.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import re
 from typing import Any
 
 from ...domain.agent_progress import AgentSummary, ProgressView
+from ...domain.approvals import ApprovalRequest, ApprovalState
+from ...domain.ids import looks_like_job_id
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
-from ...domain.messages import ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
+from ...domain.messages import ApprovalPrompt, ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
     truncated_output_line,
@@ -46,7 +51,20 @@ PROGRESS_COLOUR = 0x3498DB
 EPHEMERAL = 1 << 6
 NO_MENTIONS: dict[str, Any] = {"parse": []}
 STOP_PREFIX = "od_stop:"
+BUTTON_STYLE_PRIMARY = 1
+BUTTON_STYLE_SUCCESS = 3
 BUTTON_STYLE_DANGER = 4
+#: An approval prompt's buttons: custom id `<prefix><request id>` -> the command it means.
+APPROVAL_BUTTONS = {
+    "od_approve:": "/od-approve {}",
+    "od_approve_job:": "/od-approve {} --job",
+    "od_deny:": "/od-deny {}",
+}
+#: How much of a tool call's command/path/URL and reason a prompt shows (one message: 2,000).
+APPROVAL_DETAIL_CHARS = 1000
+APPROVAL_REASON_CHARS = 400
+_REQUEST_ID = re.compile(r"a-[0-9a-f]{8}")
+_NO_BACKTICK_RUNS = re.compile(r"`(?=`)")
 
 STATE_COLOURS: dict[JobState, int] = {
     JobState.QUEUED: 0x95A5A6,
@@ -68,6 +86,8 @@ def message_parts(message: ChatMessage) -> list[Payload]:
         return _live_parts(message)
     if isinstance(message, JobCard):
         return [_card_payload(message)]
+    if isinstance(message, ApprovalPrompt):
+        return [approval_payload(message)]
     return _text_parts(_plain_text(message))
 
 
@@ -84,6 +104,20 @@ def job_of_stop_button(custom_id: str) -> str | None:
     if not custom_id.startswith(STOP_PREFIX):
         return None
     return custom_id[len(STOP_PREFIX) :] or None
+
+
+def button_command(custom_id: str) -> str | None:
+    """The command a press on one of our buttons means (`/od-cancel JOB`, `/od-approve ID`,
+    `/od-approve ID --job`, `/od-deny ID`), or None for a button that is not ours or an id
+    that does not look like one of ours (never handed on as text)."""
+    job_id = job_of_stop_button(custom_id)
+    if job_id is not None:
+        return f"/od-cancel {job_id}" if looks_like_job_id(job_id) else None
+    for prefix, command in APPROVAL_BUTTONS.items():
+        if custom_id.startswith(prefix):
+            request_id = custom_id[len(prefix) :]
+            return command.format(request_id) if _REQUEST_ID.fullmatch(request_id) else None
+    return None
 
 
 def thread_name(message: ChatMessage) -> str:
@@ -161,6 +195,61 @@ def neutralise_mentions(text: str) -> str:
 def _stop_row(job_id: str) -> Payload:
     button = {"type": 2, "style": BUTTON_STYLE_DANGER, "label": "Stop", "custom_id": stop_button_id(job_id)}
     return {"type": 1, "components": [button]}
+
+
+def approval_payload(message: ApprovalPrompt) -> Payload:
+    """The prompt as one message: the buttons while it waits, the decision (and no components) after."""
+    job, request = message.job, message.request
+    tool = markdown_safe(" ".join(request.tool.split())[:100] or "?")
+    lines = [f"✋ Job **{job.id}** asks to run **{tool}**"]
+    if request.detail:
+        lines.append(detail_block(request.detail))
+    if request.reason:
+        lines.append(f"**Why:** {_fit(markdown_safe(' '.join(request.reason.split())), APPROVAL_REASON_CHARS)}")
+    components: list[Payload] = []
+    if request.state is ApprovalState.PENDING:
+        lines.append(f"-# Only {markdown_safe(job.requested_by.name)} (who started the job) or an admin can answer.")
+        components.append(_approval_row(request))
+    else:
+        lines.append(decision_text(request))
+    return {"content": _fit("\n".join(lines), MAX_CONTENT), "allowed_mentions": NO_MENTIONS, "components": components}
+
+
+def detail_block(detail: str) -> str:
+    """A command, path or URL as a code block of at most about APPROVAL_DETAIL_CHARS, cut with
+    "…" when longer. No two backticks stay side by side (a zero-width space between them), so
+    no run of them, however long, can close the block; that makes such a detail grow, and
+    then it is cut shorter."""
+    keep = APPROVAL_DETAIL_CHARS
+    while True:
+        lines = [_NO_BACKTICK_RUNS.sub("`\u200b", line) for line in _fit(detail, keep).split("\n")]
+        block = "```\n" + "\n".join(lines) + "\n```"
+        if len(block) <= APPROVAL_DETAIL_CHARS + len("```\n\n```"):
+            return block
+        keep = keep * 2 // 3
+
+
+def decision_text(request: ApprovalRequest) -> str:
+    who = f" by {markdown_safe(request.decided_by)}" if request.decided_by else ""
+    if request.state is ApprovalState.APPROVED:
+        return f"✅ **Approved**{who}" + (" for the rest of the job" if request.for_job else "")
+    if request.state is ApprovalState.DENIED:
+        return f"⛔ **Denied**{who}"
+    return "⏰ **Timed out**: nobody answered in time, so it was denied"
+
+
+def _approval_row(request: ApprovalRequest) -> Payload:
+    def button(label: str, style: int, prefix: str) -> Payload:
+        return {"type": 2, "style": style, "label": label, "custom_id": prefix + request.id}
+
+    return {
+        "type": 1,
+        "components": [
+            button("Approve", BUTTON_STYLE_SUCCESS, "od_approve:"),
+            button("Approve for this job", BUTTON_STYLE_PRIMARY, "od_approve_job:"),
+            button("Deny", BUTTON_STYLE_DANGER, "od_deny:"),
+        ],
+    }
 
 
 def _card_payload(card: JobCard) -> Payload:
