@@ -2,8 +2,11 @@
 
 Teams has no bot slash commands. In a channel or group chat the bot only hears messages that
 @mention it (`<at>Open Dispatch</at> od-run …`), in a 1:1 chat every message; both become the
-same command text once the mention is removed. A press on a card's Stop button arrives as a
-message activity whose `value` is the button's data.
+same command text once the mention is removed. A press on a card's button (`Action.Submit`)
+arrives as a message activity whose `value` is the button's data: Stop
+(`{"action": "od_stop", "jobId": …}`) means `/od-cancel JOB`; an approval prompt's Approve,
+Approve for this job and Deny (`{"action": "od_approve" | "od_approve_job" | "od_deny",
+"requestId": …}`) mean `/od-approve ID`, `/od-approve ID --job` and `/od-deny ID`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ from ...domain.job import Conversation, User
 PLATFORM = "teams"
 THREAD_MARKER = ";messageid="
 STOP_ACTION = "od_stop"
+APPROVE_ACTION = "od_approve"
+APPROVE_FOR_JOB_ACTION = "od_approve_job"
+DENY_ACTION = "od_deny"
+#: An approval prompt's buttons: the `action` of their data -> the command a press means.
+APPROVAL_ACTIONS = {
+    APPROVE_ACTION: "/od-approve {}",
+    APPROVE_FOR_JOB_ACTION: "/od-approve {} --job",
+    DENY_ACTION: "/od-deny {}",
+}
+_REQUEST_ID = re.compile(r"a-[0-9a-f]{8}")
 
 _AT_TAG = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 # Typographic double quotes (Teams clients autocorrect) become ASCII so the shell-like parser
@@ -108,6 +121,21 @@ def stop_request(value: Any) -> str | None:
         return None
     job_id = value.get("jobId")
     return job_id if isinstance(job_id, str) and looks_like_job_id(job_id) else None
+
+
+def card_command(value: Any) -> str | None:
+    """The command a press on one of our cards' buttons means, or None for data that is not
+    ours or carries an id of the wrong shape (never handed on as text)."""
+    job_id = stop_request(value)
+    if job_id is not None:
+        return f"/od-cancel {job_id}"
+    if not isinstance(value, dict):
+        return None
+    command = APPROVAL_ACTIONS.get(str(value.get("action")))
+    request_id = value.get("requestId")
+    if command is None or not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        return None
+    return command.format(request_id)
 
 
 def _user(sender: Any) -> User | None:

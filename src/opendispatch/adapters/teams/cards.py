@@ -6,6 +6,11 @@ answer on the final card uses what a TextBlock's markdown supports (bold, italic
 links), headings become bold lines and code blocks monospace text runs. A card
 activity carries no `text`: Teams splits an activity with text *and* an attachment into two
 messages and returns no usable id, and we must keep the id to update the live card.
+
+An approval prompt is a card: what the agent wants to run (tool, command/path/URL, reason:
+text runs, so nothing the agent wrote is read as markdown) with Approve / Approve for this
+job / Deny (`Action.Submit`, data `{"action": …, "requestId": …}`); once decided it is
+updated to the decision, without actions.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 from typing import Any
 
 from ...domain.agent_progress import AgentSummary, ProgressView
+from ...domain.approvals import ApprovalRequest, ApprovalState
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
 from ...domain.messages import ApprovalPrompt, ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
@@ -32,7 +38,7 @@ from ...domain.render import (
     render_text,
     state_word,
 )
-from .activity import STOP_ACTION
+from .activity import APPROVE_ACTION, APPROVE_FOR_JOB_ACTION, DENY_ACTION, STOP_ACTION
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -41,6 +47,9 @@ CARD_VERSION = "1.5"
 TEXT_LIMIT = 20_000
 BLOCK_LIMIT = 8_000
 MAX_LINK_ACTIONS = 5
+#: How much of an approval's command/path/URL and reason a prompt shows.
+APPROVAL_DETAIL_CHARS = 1500
+APPROVAL_REASON_CHARS = 1000
 
 Activity = dict[str, Any]
 
@@ -64,7 +73,7 @@ def render_activities(message: ChatMessage) -> list[Activity]:
     if isinstance(message, Notice):
         return text_activities(message.text, markdown=False)
     if isinstance(message, ApprovalPrompt):
-        return text_activities(render_text(message), markdown=False)
+        return [approval_activity(message)]
     if isinstance(message, (JobTable, LogExcerpt)):
         title, *rows = render_text(message).split("\n")
         return text_activities(f"**{title}**\n\n{_code_block(rows)}", markdown=True)
@@ -95,6 +104,66 @@ def accepted_activity(job: Job, *, ended: Job | None = None) -> Activity:
     else:
         body.append(_text(f"{STATE_ICONS[ended.state]} Ended: {state_word(ended.state)}{_by(ended)} (see the final card)"))
     return card_activity(_card(body, actions, fallback), summary=title)
+
+
+def approval_actions(request: ApprovalRequest) -> list[dict[str, Any]]:
+    def submit(title: str, action: str, style: str | None = None) -> dict[str, Any]:
+        button: dict[str, Any] = {"type": "Action.Submit", "title": title, "data": {"action": action, "requestId": request.id}}
+        if style is not None:
+            button["style"] = style
+        return button
+
+    return [
+        submit("Approve", APPROVE_ACTION, "positive"),
+        submit("Approve for this job", APPROVE_FOR_JOB_ACTION),
+        submit("Deny", DENY_ACTION, "destructive"),
+    ]
+
+
+def approval_activity(message: ApprovalPrompt) -> Activity:
+    """The prompt: the agent's words as text runs, then the three buttons or the decision."""
+    job, request = message.job, message.request
+    tool = " ".join(request.tool.split())[:100] or "?"
+    title = f"✋ Job {job.id} asks to run {tool}"
+    body: list[dict[str, Any]] = [
+        _runs(("✋ Job ", {"weight": "bolder"}), (job.id, {"weight": "bolder"}), (" asks to run ", {}), (tool, {"weight": "bolder"}))
+    ]
+    if request.detail:
+        body.append(_runs((_cut(request.detail, APPROVAL_DETAIL_CHARS), {"fontType": "Monospace"})))
+    if request.reason:
+        body.append(_runs(("Why: ", {"weight": "bolder"}), (_cut(request.reason, APPROVAL_REASON_CHARS), {})))
+    actions: list[dict[str, Any]] = []
+    if request.state is ApprovalState.PENDING:
+        body.append(
+            _runs(
+                (f"Only {job.requested_by.name} (who started the job) or an admin can answer; "
+                 f"or send od-approve {request.id} [--job] / od-deny {request.id}", {"isSubtle": True})
+            )
+        )
+        actions = approval_actions(request)
+    else:
+        text, color = decision(request)
+        body.append(_runs((text, {"weight": "bolder", "color": color}), (f" ({request.id})", {"isSubtle": True})))
+    return card_activity(_card(body, actions, render_text(message)), summary=title)
+
+
+def decision(request: ApprovalRequest) -> tuple[str, str]:
+    """The decision as the card says it, and its colour."""
+    who = f" by {request.decided_by}" if request.decided_by else ""
+    if request.state is ApprovalState.APPROVED:
+        return f"✅ Approved{who}" + (" for the rest of the job" if request.for_job else ""), "good"
+    if request.state is ApprovalState.DENIED:
+        return f"⛔ Denied{who}", "attention"
+    return "⏰ Timed out: nobody answered in time, so it was denied", "warning"
+
+
+def _runs(*runs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """Text runs in one block: shown as written (a TextRun is never read as markdown)."""
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": _clip(text), **style} for text, style in runs]}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def live_activity(message: LiveOutput) -> Activity:

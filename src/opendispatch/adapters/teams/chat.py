@@ -21,7 +21,7 @@ from ...domain.job import Conversation
 from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef
 from ...ports.chat import InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
-from .activity import BadActivity, InboundActivity, conversation_id, parse_activity, stop_request
+from .activity import BadActivity, InboundActivity, card_command, conversation_id, parse_activity
 from .auth import InboundAuthenticator, KeySet, Unauthorized
 from .cards import accepted_activity, render_activities
 from .connector import BotConnector, Target
@@ -111,9 +111,9 @@ class TeamsChat:
     async def _run(self, handler: InboundHandler, activity: InboundActivity) -> None:
         if activity.user is None:
             return
-        stop_job = stop_request(activity.value)
-        if stop_job is not None:
-            text = f"/od-cancel {stop_job}"
+        pressed = card_command(activity.value)
+        if pressed is not None:
+            text = pressed
         elif activity.text:
             text = activity.text
         else:
