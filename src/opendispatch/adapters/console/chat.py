@@ -9,6 +9,14 @@ changes, the agent's latest words and its plan when they change. Every other mes
 printed as `render_text` gives it, with a one-character mark for its kind; an edit of one of
 those simply prints the new version.
 
+An approval prompt (a tool call waiting for a person) is printed with a `?` mark and says
+"answer y / a / n": while one waits, a bare `y` line means `/od-approve ID`, `a` means
+`/od-approve ID --job` (approve it and later calls of the same rule, for the rest of the job)
+and `n` means `/od-deny ID`, for the oldest request still waiting; the console says which one
+it answered. Any other line, and these letters when nothing waits, are handled as always.
+What the agent asked to run is printed with control characters made visible, so a command
+cannot move the cursor or recolour the terminal.
+
 On a terminal, lines are read with a line editor (history kept across runs, Tab completion of
 commands and of the job ids shown here; see line_editor.py). Anything else (a pipe, a file, a
 test's stream) is read line by line and echoed, so a transcript reads like a session.
@@ -17,6 +25,7 @@ test's stream) is read line by line and echoed, so a transcript reads like a ses
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from functools import partial
@@ -26,9 +35,12 @@ from typing import TYPE_CHECKING, TextIO
 import attrs
 import trio
 
+from ...domain.agent_events import one_line
 from ...domain.agent_progress import ProgressView, Step
+from ...domain.approvals import ApprovalState
 from ...domain.job import Conversation, JobState, User
 from ...domain.messages import (
+    ApprovalPrompt,
     ChatMessage,
     Inbound,
     JobAccepted,
@@ -53,6 +65,11 @@ CONSOLE_CONVERSATION = Conversation("console", "console")
 QUIT_WORDS = frozenset({"quit", "exit"})
 #: How many job ids the console remembers for completion.
 MAX_JOB_IDS = 200
+#: A bare answer to the oldest waiting approval request -> the command it stands for.
+APPROVAL_ANSWERS = {"y": "/od-approve {}", "a": "/od-approve {} --job", "n": "/od-deny {}"}
+ANSWER_HINT = "answer y / a / n"
+#: Control characters (C0 but tab, DEL, C1): shown as escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
@@ -70,6 +87,7 @@ _KIND_MARKS: dict[type, tuple[str, str]] = {
     JobTable: ("≡", _BOLD),
     LogExcerpt: ("¶", _BOLD),
     LiveOutput: ("│", _DIM),
+    ApprovalPrompt: ("?", _YELLOW),
 }
 _CARD_COLORS = {JobState.SUCCEEDED: _GREEN, JobState.CANCELLED: _YELLOW}
 
@@ -141,6 +159,8 @@ class ConsoleChat:
         self._editor: LineEditor | None = None
         #: The ids of the jobs this console has shown, newest first: what Tab offers for JOB.
         self._job_ids: tuple[str, ...] = ()
+        #: Approval requests waiting for an answer, by id, in the order they were shown.
+        self._waiting: dict[str, ApprovalPrompt] = {}
         #: Set when the user asked to leave (`quit`, `exit`, Ctrl-D on a terminal) rather than
         #: the input simply ending: the demo then stops running jobs instead of waiting for them.
         self.quitting = False
@@ -217,9 +237,36 @@ class ConsoleChat:
         if text.lower() in QUIT_WORDS:
             self.quitting = True
             return False
+        text = self._bare_answer(text) or text
         if text:
             await handler(Inbound(CONSOLE_CONVERSATION, self._user, text))
         return True
+
+    def _bare_answer(self, text: str) -> str | None:
+        """`y`, `a` or `n` while an approval request waits: the command it means, for the
+        oldest one (and a line saying which one that is); else None."""
+        command = APPROVAL_ANSWERS.get(text.lower())
+        if command is None or not self._waiting:
+            return None
+        prompt = min(self._waiting.values(), key=lambda waiting: waiting.request.asked_at)  # stable: first shown wins ties
+        request = prompt.request
+        answer = command.format(request.id)
+        what = _printable(one_line(f"{request.tool}: {request.detail}" if request.detail else request.tool, 80))
+        oldest = f"; the oldest of {len(self._waiting)} waiting" if len(self._waiting) > 1 else ""
+        self._emit([f"{self._paint('•', _CYAN)} {text} → {answer} (job {prompt.job.id}, {what}{oldest})"])
+        return answer
+
+    def _track(self, message: ChatMessage) -> None:
+        """Which approval requests still wait: a decided prompt no longer does, nor do those of
+        a job that has ended (its sidecar no longer asks)."""
+        if isinstance(message, ApprovalPrompt):
+            if message.request.state is ApprovalState.PENDING:
+                self._waiting[message.request.id] = message
+            else:
+                self._waiting.pop(message.request.id, None)
+        elif isinstance(message, JobCard):
+            for request_id in [i for i, waiting in self._waiting.items() if waiting.job.id == message.job.id]:
+                del self._waiting[request_id]
 
     def _seen(self, message: ChatMessage) -> None:
         """Remember the job ids a message shows, for completion (a tuple: the editor's thread reads it)."""
@@ -230,6 +277,7 @@ class ConsoleChat:
 
     def _show(self, ref: MessageRef, message: ChatMessage) -> None:
         self._seen(message)
+        self._track(message)
         if isinstance(message, LiveOutput):
             update = self._live_update(ref, message) + self._progress_update(message)
             self._emit(update or self._quiet_note(message))
@@ -308,7 +356,7 @@ class ConsoleChat:
     def _decorated(self, message: ChatMessage) -> list[str]:
         """`render_text` with a kind mark on the first line and the rest indented under it."""
         mark, colour = _mark_for(message)
-        first, *rest = render_lines(message)
+        first, *rest = _approval_lines(message) if isinstance(message, ApprovalPrompt) else render_lines(message)
         return [f"{self._paint(mark, colour)} {first}", *(f"  {line}" for line in rest)]
 
     def _paint(self, text: str, colour: str) -> str:
@@ -347,6 +395,30 @@ class ConsoleChat:
             self._out.flush()
         except OSError:  # the terminal was closed (EIO): jobs are being stopped, nobody reads
             pass
+
+
+def _approval_lines(message: ApprovalPrompt) -> list[str]:
+    """The prompt as `render_lines` words it, what the agent wrote made printable, and while it
+    waits the bare answers this console takes."""
+    request = message.request
+    shown = attrs.evolve(
+        request, tool=_printable(request.tool), detail=_printable(request.detail), reason=_printable(request.reason)
+    )
+    first, *rest = render_lines(ApprovalPrompt(message.job, shown))
+    if request.state is not ApprovalState.PENDING:
+        return [first, *rest]
+    return [
+        f"{first} — {ANSWER_HINT}",
+        *rest[:-1],
+        f"y: approve · a: approve this and the same rule for the rest of the job · n: deny ({request.id})",
+        rest[-1],
+    ]
+
+
+def _printable(text: str) -> str:
+    """`text` on one line with control characters shown as escapes (`⏎` for a line break)."""
+    text = text.replace("\r\n", "\n").replace("\n", " ⏎ ").replace("\t", " ")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def _new_steps(view: ProgressView, printed: int) -> tuple[Step, ...]:
