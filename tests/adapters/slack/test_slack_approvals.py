@@ -52,9 +52,10 @@ async def ask(sidecar: FakeSidecar, tool: str, arguments: dict[str, Any]) -> dic
 
 async def prompt_for(stack: Stack, started: FakeMessage, request_id: str) -> FakeMessage:
     """The prompt of `request_id` in the job's thread, once posted."""
-    return await stack.wait_for(
+    found: FakeMessage = await stack.wait_for(
         lambda: next((m for m in stack.fake.thread(started) if request_id in m.text), None)
     )
+    return found
 
 
 async def click(stack: Stack, prompt: FakeMessage, action_id: str, user_id: str, username: str) -> None:
