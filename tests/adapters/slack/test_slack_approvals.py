@@ -151,5 +151,8 @@ def test_decided_and_timed_out_prompts_render_without_buttons_and_long_details_a
     detail = texts[1]
     assert detail.startswith("```\n") and detail.endswith("…\n```") and "<" not in detail
     assert unescape(detail[4:-4]).startswith("<&><&>")
+    fenced = attrs.evolve(REQUEST, detail="echo `````; <!here>")
+    [message] = render(ApprovalPrompt(JOB, fenced))
+    assert message.blocks[1]["text"]["text"][4:-4].count("``") == 0  # no run of backticks can end the block
     assert "<@U1>" not in texts[2]
 

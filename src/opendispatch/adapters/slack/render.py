@@ -21,6 +21,7 @@ without buttons (a stale button would only earn an "already approved" answer).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, assert_never
 
@@ -62,6 +63,7 @@ DENY_ACTION_ID = "od_deny"
 #: text full of &, < and > is cut further, so that the escaped code block fits its section.
 APPROVAL_DETAIL_CHARS = 1500
 APPROVAL_REASON_CHARS = 1000
+_BACKTICK_RUN = re.compile(r"`(?=`)")
 SECTION_LIMIT = 3000
 MESSAGE_BLOCK_CHARS = 11_000  # users hit msg_blocks_too_long near 13,000
 TEXT_LIMIT = 3500  # Slack recommends at most 4,000 characters of `text`
@@ -243,11 +245,13 @@ def code_span(text: str) -> str:
 
 
 def detail_block(detail: str) -> str:
-    """A command, path or URL as a code block that fits one section, cut with "…" when long."""
+    """A command, path or URL as a code block that fits one section, cut with "…" when long.
+    No two backticks stay side by side (a zero-width space between them), so no run of them,
+    however long, can end the block early."""
     keep = APPROVAL_DETAIL_CHARS
     while True:
         shown = detail if len(detail) <= keep else detail[:keep] + "…"
-        block = code_block(shown.split("\n"))
+        block = code_block([_BACKTICK_RUN.sub("`\u200b", line) for line in shown.split("\n")])
         if len(block) <= SECTION_LIMIT:
             return block
         keep = keep * 2 // 3
