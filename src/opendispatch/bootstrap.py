@@ -356,6 +356,7 @@ async def open_dispatcher(
                 metrics=metrics,
                 timer=timer,
                 credentials=credentials,
+                approvals=approvals,
             )
             sessions = None
             if session_store is not None:

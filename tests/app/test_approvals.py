@@ -121,7 +121,8 @@ async def test_no_answer_in_time_is_a_denial() -> None:
         assert "Timed out." in h.chat.transcript()
 
 
-async def test_a_request_waiting_over_a_restart_is_posted_again(tmp_path: Path) -> None:
+async def test_a_clean_shutdown_ends_the_job_and_what_it_waited_for(tmp_path: Path) -> None:
+    """(A crash keeps the sprite and the request: test_a_request_that_waited_through_a_crash...)"""
     from opendispatch.adapters.sqlite import open_sqlite_store
 
     async with open_sqlite_store(tmp_path / "jobs.db") as store:
@@ -129,14 +130,9 @@ async def test_a_request_waiting_over_a_restart_is_posted_again(tmp_path: Path) 
             sidecar = await job_with_policy(h, "ask Bash(git push*)")
             request_id = (await ask(sidecar, "Bash", {"command": "git push"}))["requestId"]
             assert len(prompts(h)) == 1
-        stored = await store.approval(request_id)
-        assert stored is not None and stored.state is ApprovalState.PENDING
     async with open_sqlite_store(tmp_path / "jobs.db") as store:
-        async with open_harness(config=CONFIG, store=store) as h:
-            # The job ended with the first dispatcher (its sprite was destroyed): the request
-            # does not wait for ever, and says so.
-            settled = await store.approval(request_id)
-            assert settled is not None and settled.state is ApprovalState.TIMED_OUT
+        settled = await store.approval(request_id)
+        assert settled is not None and settled.state is ApprovalState.TIMED_OUT
 
 
 async def test_a_wrong_token_or_another_jobs_request_gets_nothing() -> None:
@@ -196,3 +192,16 @@ async def test_a_request_that_waited_through_a_crash_is_posted_again_and_can_be_
         decided = await store.approval("a-0000beef")
         assert decided is not None and decided.state is ApprovalState.APPROVED and decided.decided_by == "alice"
         assert "Approved by alice." in h.chat.transcript()
+
+
+async def test_what_a_job_still_waited_for_when_it_ended_no_longer_waits() -> None:
+    async with open_harness(config=CONFIG) as h:
+        sidecar = await job_with_policy(h, "ask-all")
+        request_id = (await ask(sidecar, "Bash", {"command": "make"}))["requestId"]
+        await sidecar.status("failed", exit_code=1)
+        await h.card(sidecar.job_id)
+        settled = await h.store.approval(request_id)
+        assert settled is not None and settled.state is ApprovalState.TIMED_OUT
+        assert "Timed out." in h.chat.transcript()
+        await h.say(f"/od-approve {request_id}", ALICE)
+        assert h.notices()[-1] == f"Request {request_id} was already timed out."

@@ -148,6 +148,13 @@ class ApprovalDesk:
         request = await self._settle(job, request, state, by=user.name, for_job=for_job and approve)
         return request.log_line().removeprefix("[approval] ")
 
+    async def job_ended(self, job: Job) -> None:
+        """Whatever the job still waited for no longer waits: its prompts say so."""
+        self._approved_for_job.pop(job.id, None)
+        for request in await self.store.approvals_of(job.id):
+            if not request.state.is_decided:
+                await self._settle(job, request, ApprovalState.TIMED_OUT, by=None)
+
     # --- inside ------------------------------------------------------------------------------
 
     async def _settle(

@@ -34,6 +34,7 @@ from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
 from .shared_timer import SharedTimer
+from .approvals import ApprovalDesk
 from .relay import Relay
 from .repo_credentials import JobCredentials
 
@@ -109,8 +110,11 @@ class JobRunner:
         metrics: Metrics | None = None,
         timer: SharedTimer | None = None,
         credentials: JobCredentials | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         self.metrics = metrics or NoMetrics()
+        #: Tool calls waiting for a person: what a finished job still waited for is settled.
+        self.approvals = approvals
         #: Each job's short-lived repository token (a GitHub App's), when one is configured.
         self.credentials = credentials
         self.timer = timer if timer is not None else SharedTimer()  # trio's sleeps until run
@@ -356,6 +360,11 @@ class JobRunner:
         self.metrics.live_sprites(len(self.sprites_by_job))
         if self.credentials is not None:
             self.credentials.forget(live.job.id)
+        if self.approvals is not None:
+            try:
+                await self.approvals.job_ended(live.job)
+            except Exception:
+                log.exception("job %s: could not settle its approval requests", live.job.id)
         if sprite is not None:
             try:
                 if self.session_sprites is not None and self.session_sprites.provides_sprite(live.job):
