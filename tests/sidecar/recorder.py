@@ -9,6 +9,12 @@ told to fail the next N requests to exercise the sidecar's retries.
 It also hands out repository tokens as the dispatcher does in GitHub App mode
 (`POST /webhooks/credentials`): a new one on every call, valid `credential_ttl_s` from then,
 or the refusal a test set with `refuse_credentials` (404, 409, 502 with a message...).
+
+And it plays the dispatcher's approvals (`POST /webhooks/approval {jobId, tool, input}`, then
+`GET /webhooks/approval?jobId&requestId&waitS` long polls): a request is answered as
+`answer_approvals` said (approve or deny at once, by default approve, or pending until the
+test calls `decide`), or refused as `refuse_approvals` said; `fail_next(..., only=APPROVAL_PATH)`
+makes its next answers 5xx. Every request and poll is recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from opendispatch.domain.tokens import TokenIssuer, bearer_token
 MAX_BODY_BYTES = 1024 * 1024
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TOKEN_EXPIRES_AT = 4_000_000_000  # far future; the recorder verifies with now=0
+APPROVAL_PATH = "/webhooks/approval"
 
 
 @attrs.define
@@ -41,6 +48,7 @@ class RecordedJob:
     """Everything one job's sidecar sent, as the server stored it."""
 
     batches: dict[int, list[str]] = attrs.field(factory=dict)
+    event_batches: dict[int, list[dict[str, Any]]] = attrs.field(factory=dict)  # seq -> the batch's agent events
     texts: list[str] = attrs.field(factory=list)  # the seed's `{jobId, text}` chunks
     statuses: list[dict[str, Any]] = attrs.field(factory=list)
     artifacts: list[dict[str, Any]] = attrs.field(factory=list)
@@ -55,6 +63,26 @@ class RecordedJob:
 
 
 Store = Callable[[str, RecordedJob, dict[str, Any]], Response]
+
+
+@attrs.define
+class RecordedApproval:
+    """One approval request as the dispatcher stored it, and its decision once made."""
+
+    id: str
+    job_id: str
+    tool: str
+    input: dict[str, Any]
+    decision: str = "pending"
+    message: str = ""
+    by: str | None = None
+    decided: trio.Event = attrs.field(factory=trio.Event)
+
+    def wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": True, "requestId": self.id, "decision": self.decision, "message": self.message}
+        if self.by is not None:
+            body["by"] = self.by
+        return body
 
 
 @attrs.define
@@ -81,6 +109,13 @@ class Recorder:
     issued_tokens: list[tuple[str, str, float]] = attrs.field(factory=list)  # (job id, token, expires at)
     credential_calls: list[str] = attrs.field(factory=list)  # the job id of every call, answered or not
     _credential_refusals: dict[str, tuple[int, dict[str, Any]]] = attrs.field(factory=dict)
+    # approvals
+    approval_requests: list[RecordedApproval] = attrs.field(factory=list)  # every POST answered 200, in order
+    approval_polls: list[tuple[str, float]] = attrs.field(factory=list)  # (request id, waitS) of every GET
+    approval_calls: int = 0  # every request to the approval endpoints, refused and failed ones too
+    approval_polls_wait: bool = True  # False: a poll answers "pending" at once, whatever its waitS
+    _approval_answer: tuple[str, str, str] = ("approve", "", "alice")  # decision, message, by
+    _approval_refusal: tuple[int, dict[str, Any]] | None = None
 
     # ---- set-up ----
 
@@ -111,6 +146,25 @@ class Recorder:
         """Answer `status` (with `{"ok": false, "error": error}`) to this job's credential requests."""
         self._credential_refusals[job_id] = (status, {"ok": False, "error": error or f"refused ({status})"})
 
+    def answer_approvals(self, decision: str, message: str = "", by: str = "alice") -> None:
+        """How approval requests are answered from now on: `approve` or `deny` at once, or
+        `pending` (until `decide`)."""
+        self._approval_answer = (decision, message, by)
+
+    def decide(self, request_id: str, decision: str, message: str = "", by: str = "alice") -> None:
+        """A person's decision on a pending request: the waiting poll answers it."""
+        request = self._approval(request_id)
+        request.decision, request.message, request.by = decision, message or _said(decision, by), by
+        request.decided.set()
+        self._note_change()
+
+    def refuse_approvals(self, status: int, error: str | None = None) -> None:
+        """Answer `status` (with `{"ok": false, "error": error}`) to every approval request and poll."""
+        self._approval_refusal = (status, {"ok": False, "error": error or f"refused ({status})"})
+
+    def _approval(self, request_id: str) -> RecordedApproval:
+        return next(request for request in self.approval_requests if request.id == request_id)
+
     def issued(self, job_id: str) -> list[str]:
         """The tokens handed to this job, in order."""
         return [token for job, token, _ in self.issued_tokens if job == job_id]
@@ -125,6 +179,11 @@ class Recorder:
     def lines(self, job_id: str) -> list[str]:
         batches = self.jobs[job_id].batches
         return [line for seq in sorted(batches) for line in batches[seq]]
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The agent's events (Claude Code's and OpenCode's, translated by the sidecar), in order."""
+        batches = self.jobs[job_id].event_batches
+        return [event for seq in sorted(batches) for event in batches[seq]]
 
     def seqs(self, job_id: str) -> list[int]:
         return sorted(self.jobs[job_id].batches)
@@ -181,6 +240,14 @@ class Recorder:
         @app.post("/webhooks/credentials")
         async def credentials() -> Response:
             return self._credentials(await request.get_data(as_text=False))
+
+        @app.post(APPROVAL_PATH)
+        async def ask_approval() -> Response:
+            return self._ask_approval(await request.get_data(as_text=False))
+
+        @app.get(APPROVAL_PATH)
+        async def approval_decision() -> Response:
+            return await self._approval_decision()
 
         @app.get("/health")
         async def health() -> Response:
@@ -247,6 +314,61 @@ class Recorder:
             "expiresAt": expires_at, "server": self.credential_server,
         })
 
+    def _approval_refused(self) -> Response | None:
+        """An injected failure or a refusal set by the test, for any approval call."""
+        self.approval_calls += 1
+        self._note_change()
+        if self._fail_next > 0 and self._fail_only == APPROVAL_PATH:  # only when asked for by path
+            self._fail_next -= 1
+            self.injected += 1
+            return _answer(self._fail_status, {"error": "injected failure"})
+        if self._approval_refusal is not None:
+            status, payload = self._approval_refusal
+            return _answer(status, payload)
+        return None
+
+    def _ask_approval(self, raw: bytes | str) -> Response:
+        refused = self._approval_refused()
+        if refused is not None:
+            return refused
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("jobId"), str) or not isinstance(data.get("tool"), str):
+            return _answer(400, {"ok": False, "error": "the body must be {jobId, tool, input} with tool a name"})
+        job_id = data["jobId"]
+        job = self.jobs.get(job_id)
+        if job is None or not self._token_ok(job_id):
+            return _answer(401, {"ok": False, "error": "invalid or expired job token"})
+        if job.finished:
+            return _answer(409, {"ok": False, "error": "job already finished"})
+        arguments: dict[str, Any] = data["input"] if isinstance(data.get("input"), dict) else {}
+        approval = RecordedApproval(f"a-{secrets.token_hex(4)}", job_id, data["tool"], arguments)
+        decision, message, by = self._approval_answer
+        if decision != "pending":
+            approval.decision, approval.message, approval.by = decision, message or _said(decision, by), by
+            approval.decided.set()
+        self.approval_requests.append(approval)
+        self._note_change()
+        return _answer(200, approval.wire())
+
+    async def _approval_decision(self) -> Response:
+        refused = self._approval_refused()
+        if refused is not None:
+            return refused
+        job_id, request_id = request.args.get("jobId", ""), request.args.get("requestId", "")
+        wait_s = float(request.args.get("waitS", "25"))
+        self.approval_polls.append((request_id, wait_s))
+        if job_id not in self.jobs or not self._token_ok(job_id):
+            return _answer(401, {"ok": False, "error": "invalid or expired job token"})
+        approval = next((a for a in self.approval_requests if a.id == request_id and a.job_id == job_id), None)
+        if approval is None:
+            return _answer(404, {"ok": False, "error": f"There is no approval request {request_id}."})
+        with trio.move_on_after(wait_s if self.approval_polls_wait else 0):
+            await approval.decided.wait()
+        return _answer(200, approval.wire())
+
     def _token_ok(self, job_id: str) -> bool:
         try:
             self.issuer.verify(bearer_token(request.headers.get("Authorization")), job_id, now=0.0)
@@ -274,6 +396,9 @@ class Recorder:
             return _answer(400, {"error": "seq must be an integer >= 0"})
         if seq not in job.batches:  # a duplicate seq is acknowledged and not stored again
             job.batches[seq] = lines
+            events = data.get("events")
+            if isinstance(events, list):
+                job.event_batches[seq] = [event for event in events if isinstance(event, dict)]
             job.arrived_at[seq] = trio.current_time()
             job.timeline.append(("logs", seq))
         return self._ok()
@@ -308,6 +433,11 @@ class Recorder:
         job.files[name] = base64.b64decode(content, validate=True)
         job.timeline.append(("artifact-file", name))
         return self._ok()
+
+
+def _said(decision: str, by: str) -> str:
+    """The dispatcher's message for a person's decision."""
+    return f"approved in chat by {by}" if decision == "approve" else f"denied in chat by {by}"
 
 
 def _answer(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:

@@ -27,7 +27,8 @@ Environment
             OPENDISPATCH_RETRY_MAX_S (5), OPENDISPATCH_HTTP_TIMEOUT_S (10),
             OPENDISPATCH_STREAM (1: send output over one long-lived request when the server offers it),
             OPENDISPATCH_GIT_CREDENTIALS, OPENDISPATCH_CREDENTIAL_RENEW_S (300), see below,
-            MAX_COST_USD (Claude Code's --max-budget-usd), AGENT_MODEL (see below)
+            MAX_COST_USD (Claude Code's --max-budget-usd), AGENT_MODEL (see below),
+            OPENDISPATCH_APPROVALS, OPENDISPATCH_APPROVAL_TIMEOUT_S (600), see below
 Repository credentials (OPENDISPATCH_GIT_CREDENTIALS=<git server URL>, e.g. https://github.com)
   The dispatcher mints the job's tokens. REPO=owner/name means <server URL>/owner/name.git; that
   server's https/http URLs are cloned with a token from `POST /webhooks/credentials` ({"jobId"},
@@ -48,6 +49,20 @@ Model (AGENT_MODEL, from `/od-run --model X` or the channel's default; unset: th
   claude `--model X`, opencode `-m X` (OpenCode wants provider/model; the value goes as given),
   for a one-shot job and for every message of a session, new or resumed. The shell agent (and
   COMMAND) gets no flag: AGENT_MODEL is in its environment, unchanged.
+Approvals (OPENDISPATCH_APPROVALS, the channel's policy; unset, empty or `off`: as before)
+  `ask-all`, or `ask RULE...` with a rule a tool name and an optional shell-style pattern on the
+  call's main argument: `ask Bash(git push*) WebFetch Write(/etc/*)` (approval_policy.py; the
+  dispatcher's own rule, re-implemented; a policy the sidecar cannot read is a configuration
+  error naming the variable). Claude Code keeps --dangerously-skip-permissions and gets a
+  PreToolUse hook (`--settings`, with `--setting-sources user`: the repository's .claude
+  settings and CLAUDE.md are not read); a call the policy names waits while the sidecar's
+  approval broker asks `POST /webhooks/approval {"jobId", "tool", "input"}` and long-polls
+  `GET /webhooks/approval?jobId&requestId&waitS=25` (the job token as bearer) for "approve" or
+  "deny" (its message is what the model is told); errors and 5xx are retried; 401, 404, 409 deny;
+  no decision within OPENDISPATCH_APPROVAL_TIMEOUT_S + 60 s denies. Other calls run at once.
+  OpenCode cannot ask: the calls the policy names are denied (OPENCODE_PERMISSION, with
+  OPENCODE_DISABLE_PROJECT_CONFIG=1: the repository's opencode.json, .opencode/ and AGENTS.md
+  are not read), said in one line of the job's output. The shell agent: nothing changes.
 Sessions (OPENDISPATCH_SESSION_MODE)
   handover    one sprite per message (a normal job) of a non-persistent session: before the agent runs,
               GET /webhooks/session/state restores the agent's saved conversation; after it, the new

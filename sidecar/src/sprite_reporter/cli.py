@@ -4,6 +4,7 @@ import os
 import tempfile
 import uuid
 
+from .approvals import load_approvals
 from .config import ConfigError, Connection, Tuning, load_connection, load_run, load_tuning
 from .credentials import load_git_credentials
 from .job import Job
@@ -51,6 +52,7 @@ def main() -> int:
         tuning = load_tuning(env)
         plan = load_run(env)
         credentials = load_git_credentials(env, plan.workspace, tuning.http_timeout_s)
+        approvals = load_approvals(env, plan.workspace, tuning.http_timeout_s)
     except ConfigError as error:
         say(str(error))
         report_config_error(connection, Tuning(), error)
@@ -58,6 +60,7 @@ def main() -> int:
     job = Job(connection, tuning, plan, env)
     job.identity = agent_identity(env)
     job.credentials = credentials
+    job.approvals = approvals
     if mode == "handover":
         agent = env.get("AGENT", "").strip().lower()
         conversation_id = env.get("AGENT_SESSION_ID", "").strip() or str(uuid.uuid4())

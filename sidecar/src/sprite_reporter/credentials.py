@@ -18,13 +18,8 @@ it in a URL, an argv, its own environment, git's configuration or a log line:
 
 import http.client
 import os
-import pkgutil
 import shlex
-import shutil
 import socket
-import stat
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -32,18 +27,16 @@ from typing import Dict, List, Optional, Tuple
 
 from .config import ConfigError, Connection, _number
 from .http import http_json
-from .output import say
-from .privileges import SIDECAR_FOLDER, AgentIdentity
+from .privileges import AgentIdentity
 from .redact import Redactor
+from .sockets import SocketService, broker_folder, interpreter_for, open_socket, write_helper
 
 SERVER_ENV = "OPENDISPATCH_GIT_CREDENTIALS"
 RENEW_ENV = "OPENDISPATCH_CREDENTIAL_RENEW_S"
 DEFAULT_RENEW_S = 300.0
 CREDENTIALS_PATH = "/webhooks/credentials"
-FOLDER = SIDECAR_FOLDER  # in the workspace; the helper here, the socket in FOLDER/broker/
-HELPER_NAME = "git-credential-opendispatch"
-SOCKET_NAME = "socket"
-MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes: a longer workspace gets a folder in the temp dir
+HELPER_NAME = "git-credential-opendispatch"  # in the workspace's .od-git/ (sockets.py)
+SOCKETS = "broker"  # the socket's folder, in .od-git/
 FETCH_TRIES = 3
 FETCH_RETRY_S = 0.3
 MAX_REQUEST_BYTES = 16 * 1024
@@ -118,8 +111,7 @@ class CredentialBroker:
         self._redactors = []  # type: List[Redactor]
         self._held = None  # type: Optional[Credential]
         self._fetched = []  # type: List[str]  # every token handed out: redacted in later messages too
-        self._listener = None  # type: Optional[socket.socket]
-        self._answering = threading.BoundedSemaphore(MAX_ANSWERING)
+        self._service = SocketService("git-credentials", MAX_ANSWERING)
 
     # ---- which URLs it serves ----
 
@@ -221,94 +213,46 @@ class CredentialBroker:
 
     @property
     def started(self) -> bool:
-        return self._listener is not None
+        return self._service.started
 
     def start(self, owner: AgentIdentity) -> None:
         """Write the helper, open the socket for the sidecar and `owner`, answer in a thread (once)."""
-        if self._listener is not None:
+        if self._service.started:
             return
-        folder = os.path.join(self.workspace, FOLDER)
-        if len(os.path.join(folder, "broker", SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
-            folder = tempfile.mkdtemp(prefix="od-git-")
-        _private_folder(folder, 0o755)
-        sockets = os.path.join(folder, "broker")
-        if os.path.isdir(sockets) and not os.path.islink(sockets):
-            shutil.rmtree(sockets)
-        elif os.path.lexists(sockets):
-            os.unlink(sockets)
-        os.mkdir(sockets, 0o700)
-        os.chmod(sockets, 0o700)
-        socket_path = os.path.join(sockets, SOCKET_NAME)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        folder = broker_folder(self.workspace, SOCKETS)
+        listener, socket_path = open_socket(folder, SOCKETS, owner)
         try:
-            listener.bind(socket_path)
-            os.chmod(socket_path, 0o600)
-            if owner.uid is not None and owner.gid is not None:
-                os.chown(socket_path, owner.uid, owner.gid)
-                os.chown(sockets, owner.uid, owner.gid)
-            listener.listen(16)
             helper = os.path.join(folder, HELPER_NAME)
             python = interpreter_for(owner)
-            _write_helper(helper, python)
+            write_helper(helper, python, "credential_helper.py")
         except BaseException:
             listener.close()
             raise
         self.folder = folder
         self.helper_config = helper_command(python, helper, socket_path)
-        self._listener = listener
-        threading.Thread(target=self._serve, name="git-credentials", daemon=True).start()
+        self._service.start(listener, self._answer_one)
 
     def close(self) -> None:
         """Stop answering (the thread ends); a sidecar never needs to, its tests do."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the broker's thread
-            except OSError:
-                pass
-            listener.close()
-
-    def _serve(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while True:
-            self._answering.acquire()
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                self._answering.release()
-                return
-            threading.Thread(target=self._answer, args=(conn,), name="git-credential", daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        try:
-            self._answer_one(conn)
-        finally:
-            self._answering.release()
+        self._service.close()
 
     def _answer_one(self, conn: socket.socket) -> None:
-        try:
-            with conn:
-                conn.settimeout(REQUEST_TIMEOUT_S)
-                request = b""
-                while b"\n\n" not in request and len(request) < MAX_REQUEST_BYTES:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    request += chunk
-                if not self._asks_for_us(request.decode("utf-8", "replace")):
-                    return
-                conn.settimeout(None)
-                held, error = self.credential()
-                if held is not None:
-                    answer = f"username={held.username}\npassword={held.password}\n"
-                else:
-                    answer = "error=" + " ".join(error.split()) + "\n"
-                conn.sendall(answer.encode("utf-8"))
-        except OSError:
-            pass
-        except Exception as exc:  # a bug of ours must not end the broker: git just gets nothing
-            say(f"the git credential broker failed: {type(exc).__name__}")
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        request = b""
+        while b"\n\n" not in request and len(request) < MAX_REQUEST_BYTES:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            request += chunk
+        if not self._asks_for_us(request.decode("utf-8", "replace")):
+            return
+        conn.settimeout(None)
+        held, error = self.credential()
+        if held is not None:
+            answer = f"username={held.username}\npassword={held.password}\n"
+        else:
+            answer = "error=" + " ".join(error.split()) + "\n"
+        conn.sendall(answer.encode("utf-8"))
 
     def _asks_for_us(self, request: str) -> bool:
         """git asks for our server (its protocol and host:port); anything else gets nothing."""
@@ -319,54 +263,3 @@ class CredentialBroker:
         protocol, host = fields.get("protocol", ""), fields.get("host", "")
         return bool(protocol and host) and _origin(f"{protocol}://{host}/") == self._origin
 
-
-def interpreter_for(owner: AgentIdentity) -> str:
-    """The python3 to run the helper with: ours, unless the agent's user cannot run it.
-
-    A sidecar started from a private folder (a virtualenv under /root) falls back to a
-    python3 on PATH that the user can reach; a sprite's own /usr/bin/python3 always is.
-    """
-    ours = os.path.abspath(sys.executable or shutil.which("python3") or "/usr/bin/python3")
-    if owner.uid is None:
-        return ours
-    candidates = [ours, os.path.realpath(ours), shutil.which("python3"), "/usr/bin/python3"]
-    for candidate in candidates:
-        if candidate and os.path.isabs(candidate) and _runnable_by(candidate, owner):
-            return candidate
-    return ours
-
-
-def _runnable_by(program: str, owner: AgentIdentity) -> bool:
-    real = os.path.realpath(program)  # a virtualenv's python is a link: where it leads must be open too
-    if owner.cannot_reach(os.path.dirname(program)) is not None or owner.cannot_reach(os.path.dirname(real)):
-        return False
-    try:
-        mode = os.stat(real).st_mode
-    except OSError:
-        return False
-    return bool(mode & stat.S_IXOTH)
-
-
-def _private_folder(path: str, mode: int) -> None:
-    """`path` as a real folder of ours with `mode` (a link or file there is replaced)."""
-    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
-        os.unlink(path)
-    os.makedirs(path, exist_ok=True)
-    if os.stat(path).st_uid != os.geteuid():
-        os.chown(path, os.geteuid(), os.getegid())
-    os.chmod(path, mode)
-
-
-def _write_helper(path: str, python: str) -> None:
-    """The helper program (our credential_helper module), ours and 0755, replaced atomically."""
-    source = pkgutil.get_data(__package__ or "sprite_reporter", "credential_helper.py")
-    if source is None:
-        raise OSError(f"the credential helper is missing from {__package__}")
-    temporary = path + ".tmp"
-    if os.path.lexists(temporary):
-        os.unlink(temporary)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
-    with os.fdopen(fd, "wb") as out:
-        out.write(f"#!{python}\n".encode() + source)
-    os.chmod(temporary, 0o755)
-    os.replace(temporary, path)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_lines
 from .agents import STRUCTURED_AGENTS
+from .approvals import ApprovalBroker
 from .artifacts import Artifacts
 from .config import Connection, RunPlan, Tuning, agent_model_env, max_cost_env
 from .credentials import CredentialBroker
@@ -106,6 +107,7 @@ class Job:
         self.base_commit = None  # type: Optional[str]  # what was cloned: files changed are against it
         self.structured = None  # type: Optional[StructuredOutput]
         self.credentials = None  # type: Optional[CredentialBroker]  # one per sidecar (cli/session set it)
+        self.approvals = None  # type: Optional[ApprovalBroker]  # one per sidecar, with a policy (cli/session)
 
     def emit_event(self, event: Dict[str, object]) -> None:
         """One agent event (already redacted): relayed, echoed for the machine's log, scanned for links."""
@@ -131,15 +133,19 @@ class Job:
         return payload
 
     def run(self) -> int:
-        """Run the job; the credential broker answers for it (its id and token) while it runs."""
-        broker = self.credentials
+        """Run the job; the credential and approval brokers ask for it (its id and token) while it runs."""
+        broker, approvals = self.credentials, self.approvals
         if broker is not None:
             broker.attach(self.connection, self.redact)
+        if approvals is not None:
+            approvals.attach(self.connection)
         try:
             return self._run()
         finally:
             if broker is not None:
                 broker.attach(None, None)
+            if approvals is not None:
+                approvals.attach(None)
 
     def _run(self) -> int:
         if self.install_signals:
@@ -148,6 +154,7 @@ class Job:
         workdir = self.workdir or self.plan.workspace
         try:
             self.start_credentials()
+            self.start_approvals()
             if self.plan.repo and self.workdir is None:
                 workdir = self.clone(self.plan.repo)
                 self.workdir = workdir
@@ -215,6 +222,21 @@ class Job:
         except OSError as exc:
             raise JobFailed(
                 "sidecar", EXIT_INTERNAL, f"the git credential broker could not start in {self.plan.workspace}: {exc}"
+            ) from None
+
+    def start_approvals(self) -> None:
+        """The approval broker's socket and Claude Code's hook program (once per sidecar).
+
+        Only Claude Code asks it; OpenCode is given permission rules instead (run_agent).
+        """
+        approvals = self.approvals
+        if approvals is None or approvals.started or self.agent != "claude":
+            return
+        try:
+            approvals.start(self.identity)
+        except OSError as exc:
+            raise JobFailed(
+                "sidecar", EXIT_INTERNAL, f"the approval broker could not start in {self.plan.workspace}: {exc}"
             ) from None
 
     def clone(self, repo: str) -> str:
@@ -366,6 +388,7 @@ class Job:
             if why:
                 self.emit(f"[sidecar] the agent gets no GH_TOKEN from the dispatcher: {why}")
             extra.update(token_env)
+        argv = self.with_approvals(argv, extra, workdir)
         env = identity.agent_env(self.child_env(extra), argv, home)
         if self.agent in STRUCTURED_AGENTS:
             self.structured = StructuredOutput(self.agent, workdir, self.redact, self.emit_event, self.emit)
@@ -427,6 +450,18 @@ class Job:
         self.report_files_changed(workdir, identity, env)
         self.check_cancelled(code)
         return code
+
+    def with_approvals(self, argv: List[str], extra: Dict[str, str], workdir: str) -> List[str]:
+        """The channel's approvals, each agent its way: Claude Code's hook, OpenCode's denials."""
+        approvals = self.approvals
+        if approvals is None:
+            return argv
+        if self.agent == "claude":
+            return approvals.claude_argv(argv)
+        if self.agent == "opencode":
+            extra.update(approvals.opencode_env(workdir))
+            self.emit(approvals.opencode_note())
+        return argv
 
     def start_pumps(self, proc: "subprocess.Popen[bytes]", workdir: str) -> List[threading.Thread]:
         """Threads reading the agent's output: its JSON events and its stderr, or its text."""

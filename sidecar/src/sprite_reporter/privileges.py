@@ -34,7 +34,7 @@ SYSTEM_FOLDERS = frozenset(
     ("/", "/root", "/home", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/opt", "/tmp", "/srv", "/proc")
 )
 SIDECAR_FILE_PREFIX = ".opendispatch-spool"  # the sidecar's own files in the workspace stay root's
-SIDECAR_FOLDER = ".od-git"  # the git credential helper's folder in the workspace (credentials.py): root's
+SIDECAR_FOLDER = ".od-git"  # the brokers' helpers in the workspace (sockets.py: git credentials, approvals): root's
 
 
 class AgentIdentity:

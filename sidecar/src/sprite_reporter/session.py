@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .agent_state import agent_state_roots, has_conversation, pack_agent_state, restore_agent_state
 from .agents import AGENTS, session_agent_argv
+from .approvals import load_approvals
 from .config import (
     DEFAULT_BRANCH,
     DEFAULT_HTTP_TIMEOUT_S,
@@ -137,6 +138,7 @@ class SessionLoop:
         self.home = self.identity.home_in(env, workspace)
         # One broker for the sprite; it answers for the message being run, and nothing between.
         self.credentials = load_git_credentials(env, workspace, self.tuning.http_timeout_s)
+        self.approvals = load_approvals(env, workspace, self.tuning.http_timeout_s)  # one broker too
         self.repo = env.get("REPO", "").strip() or None
         self.branch = env.get("BRANCH", "").strip() or DEFAULT_BRANCH
         self.workdir = None  # type: Optional[str]
@@ -217,6 +219,7 @@ class SessionLoop:
         job.workdir = self.workdir
         job.identity = self.identity
         job.credentials = self.credentials
+        job.approvals = self.approvals
         job.conversation = AgentConversation(self.agent, task, self.conversation_id, self.home, owner=self.identity)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_cancel, args=(job, done), name="cancel-watch", daemon=True)
