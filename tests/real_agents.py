@@ -31,6 +31,7 @@ from opendispatch.app.sessions import SessionSettings
 from opendispatch.bootstrap import open_dispatcher
 from opendispatch.config import Config
 from opendispatch.domain.job_spec import AgentKind
+from opendispatch.domain.ownership import Ownership
 
 #: A real CLI run takes seconds; cards come well within this.
 CEILING_S = 90
@@ -79,7 +80,12 @@ class RealAgents:
 
 @asynccontextmanager
 async def open_real_agents(
-    bin_dir: Path, scenario: str, *, agent: AgentKind = AgentKind.CLAUDE, extra_env: dict[str, str] | None = None
+    bin_dir: Path,
+    scenario: str,
+    *,
+    agent: AgentKind = AgentKind.CLAUDE,
+    extra_env: dict[str, str] | None = None,
+    admins: frozenset[str] = frozenset(),
 ) -> AsyncIterator[RealAgents]:
     """The whole stack with the real CLIs from `bin_dir` playing `scenario`."""
     model = ScenarioServer(scenario).start()
@@ -91,7 +97,9 @@ async def open_real_agents(
             search_path = os.pathsep.join([str(bin_dir), *os.get_exec_path()])
             sprites = LocalSprites(workspace_root=workspaces, search_path=search_path, term_grace_s=2.0)
             passthrough = {**agent_environment(model.url), **(extra_env or {})}
-            config = attrs.evolve(Config.embedded(agent_type=agent), passthrough=passthrough)
+            config = attrs.evolve(
+                Config.embedded(agent_type=agent), passthrough=passthrough, ownership=Ownership(admins=admins)
+            )
             chat, store = MemoryChat(), MemoryJobStore()
             sessions = SessionSettings(idle_suspend_s=3600.0, max_idle_s=7200.0, allow_shell=False, poll_wait_s=5.0)
             async with open_dispatcher(
