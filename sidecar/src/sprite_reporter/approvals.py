@@ -32,7 +32,6 @@ job's output says so in one line. The shell agent makes no tool calls: nothing c
 
 import http.client
 import json
-import os
 import select
 import shlex
 import socket
@@ -44,7 +43,7 @@ from .approval_policy import Policy, PolicyError, main_argument_key, opencode_pe
 from .config import ConfigError, Connection, _number
 from .http import http_json
 from .privileges import AgentIdentity
-from .sockets import SocketService, broker_folder, interpreter_for, open_socket, write_helper
+from .sockets import SocketService, open_broker
 
 APPROVALS_ENV = "OPENDISPATCH_APPROVALS"
 TIMEOUT_ENV = "OPENDISPATCH_APPROVAL_TIMEOUT_S"
@@ -167,18 +166,12 @@ class ApprovalBroker:
         """Write the hook, open the socket for the sidecar and `owner`, answer in threads (once)."""
         if self._service.started:
             return
-        folder = broker_folder(self.workspace, SOCKETS)
-        listener, socket_path = open_socket(folder, SOCKETS, owner)
-        try:
-            hook = os.path.join(folder, HOOK_NAME)
-            python = interpreter_for(owner)
-            write_helper(hook, python, "approval_hook.py")
-        except BaseException:
-            listener.close()
-            raise
-        self.folder = folder
-        self.hook_command = hook_command(python, hook, socket_path, self.give_up_s + HOOK_WAITS_LONGER_S)
-        self._service.start(listener, self._answer_one)
+        opened = open_broker(self.workspace, SOCKETS, owner, HOOK_NAME, "approval_hook.py")
+        self.folder = opened.folder
+        self.hook_command = hook_command(
+            opened.python, opened.program, opened.socket_path, self.give_up_s + HOOK_WAITS_LONGER_S
+        )
+        self._service.start(opened.listener, self._answer_one)
 
     def close(self) -> None:
         self._service.close()

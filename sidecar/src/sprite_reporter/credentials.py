@@ -17,7 +17,6 @@ it in a URL, an argv, its own environment, git's configuration or a log line:
 """
 
 import http.client
-import os
 import shlex
 import socket
 import threading
@@ -29,7 +28,7 @@ from .config import ConfigError, Connection, _number
 from .http import http_json
 from .privileges import AgentIdentity
 from .redact import Redactor
-from .sockets import SocketService, broker_folder, interpreter_for, open_socket, write_helper
+from .sockets import SocketService, open_broker
 
 SERVER_ENV = "OPENDISPATCH_GIT_CREDENTIALS"
 RENEW_ENV = "OPENDISPATCH_CREDENTIAL_RENEW_S"
@@ -219,18 +218,10 @@ class CredentialBroker:
         """Write the helper, open the socket for the sidecar and `owner`, answer in a thread (once)."""
         if self._service.started:
             return
-        folder = broker_folder(self.workspace, SOCKETS)
-        listener, socket_path = open_socket(folder, SOCKETS, owner)
-        try:
-            helper = os.path.join(folder, HELPER_NAME)
-            python = interpreter_for(owner)
-            write_helper(helper, python, "credential_helper.py")
-        except BaseException:
-            listener.close()
-            raise
-        self.folder = folder
-        self.helper_config = helper_command(python, helper, socket_path)
-        self._service.start(listener, self._answer_one)
+        opened = open_broker(self.workspace, SOCKETS, owner, HELPER_NAME, "credential_helper.py")
+        self.folder = opened.folder
+        self.helper_config = helper_command(opened.python, opened.program, opened.socket_path)
+        self._service.start(opened.listener, self._answer_one)
 
     def close(self) -> None:
         """Stop answering (the thread ends); a sidecar never needs to, its tests do."""

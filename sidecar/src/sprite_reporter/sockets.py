@@ -163,3 +163,30 @@ def write_helper(path: str, python: str, module: str) -> None:
         out.write(f"#!{python}\n".encode() + source)
     os.chmod(temporary, 0o755)
     os.replace(temporary, path)
+
+
+class OpenedBroker:
+    """What `open_broker` set up: where, the listening socket, the helper program and the
+    interpreter it runs with."""
+
+    def __init__(self, folder: str, listener: socket.socket, socket_path: str, program: str, python: str) -> None:
+        self.folder = folder
+        self.listener = listener
+        self.socket_path = socket_path
+        self.program = program
+        self.python = python
+
+
+def open_broker(workspace: str, sockets: str, owner: AgentIdentity, program_name: str, module: str) -> OpenedBroker:
+    """A broker's folder, its socket for the sidecar and `owner`, and its helper program
+    (`module` of this package, written as `program_name`); the socket is closed on failure."""
+    folder = broker_folder(workspace, sockets)
+    listener, socket_path = open_socket(folder, sockets, owner)
+    try:
+        program = os.path.join(folder, program_name)
+        python = interpreter_for(owner)
+        write_helper(program, python, module)
+    except BaseException:
+        listener.close()
+        raise
+    return OpenedBroker(folder, listener, socket_path, program, python)

@@ -208,12 +208,9 @@ def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:
 
     @app.get("/webhooks/approval")
     async def approval_decision() -> Response | tuple[dict[str, Any], int]:
-        try:
-            wait_s = float(request.args.get("waitS", "25"))
-        except ValueError:
-            return _error(400, "waitS must be a number of seconds")
-        if not 0 <= wait_s <= MAX_POLL_WAIT_S:
-            return _error(400, f"waitS must be between 0 and {MAX_POLL_WAIT_S:g}")
+        wait_s = _wait_s()
+        if isinstance(wait_s, Response):
+            return wait_s
         request_id = request.args.get("requestId") or ""
         try:
             outcome = await approvals.wait(request.headers.get("Authorization"), request.args.get("jobId"), request_id, wait_s)
@@ -222,6 +219,17 @@ def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:
         except UnknownRequest as exc:
             return _error(404, str(exc))
         return {**OK, **outcome.wire()}, 200
+
+
+def _wait_s() -> float | Response:
+    """A long poll's `waitS` (default 25), or the 400 answer for a bad one."""
+    try:
+        wait_s = float(request.args.get("waitS", "25"))
+    except ValueError:
+        return _error(400, "waitS must be a number of seconds")
+    if not 0 <= wait_s <= MAX_POLL_WAIT_S:
+        return _error(400, f"waitS must be between 0 and {MAX_POLL_WAIT_S:g}")
+    return wait_s
 
 
 def add_session_routes(app: QuartTrio, sessions: SessionSink) -> None:
@@ -236,12 +244,9 @@ def add_session_routes(app: QuartTrio, sessions: SessionSink) -> None:
 
     @app.get("/webhooks/session/next")
     async def session_next() -> Response | tuple[dict[str, Any], int]:
-        try:
-            wait_s = float(request.args.get("waitS", "25"))
-        except ValueError:
-            return _error(400, "waitS must be a number of seconds")
-        if not 0 <= wait_s <= MAX_POLL_WAIT_S:
-            return _error(400, f"waitS must be between 0 and {MAX_POLL_WAIT_S:g}")
+        wait_s = _wait_s()
+        if isinstance(wait_s, Response):
+            return wait_s
         try:
             answer = await sessions.next_message(
                 request.headers.get("Authorization"),
