@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import attrs
 import pytest
 
 import harness  # noqa: F401  (puts sidecar/src on sys.path)
@@ -13,6 +14,7 @@ from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.adapters.sqlite import open_sqlite_store
+from opendispatch.domain.session import UnknownSession
 from opendispatch.adapters.sqlite.store import SCHEMA_VERSION
 from opendispatch.app.ledger import JobLedger
 from opendispatch.app.reconcile import reconcile
@@ -122,8 +124,10 @@ async def check_store(store: SessionStore) -> None:
     await store.save_session(second.stopped("done", at=110.0)[0])
     assert [s.id for s in await store.live_sessions()] == [first.id]
     assert (await store.get_session(first.id)).queue == ("j-00000001",)
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownSession):
         await store.get_session("s-ffffffff")
+    with pytest.raises(UnknownSession):
+        await store.save_session(attrs.evolve(first, id="s-eeeeeeee"))
 
 
 def attrs_later(session: Session) -> Session:

@@ -646,7 +646,7 @@ class SessionManager:
             return live.session.agent_state
         try:
             return (await self.store.get_session(job.session or "")).agent_state
-        except KeyError:
+        except UnknownSession:
             return None
 
     async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None:
@@ -670,7 +670,7 @@ class SessionManager:
         async with live.save_lock:
             try:
                 await self.store.save_session(live.session)
-            except KeyError:
+            except UnknownSession:
                 await self.store.add_session(live.session)
 
     async def _say(self, conversation: Conversation, message: ChatMessage) -> MessageRef | None:

@@ -18,11 +18,11 @@ class SessionStore(Protocol):
         ...
 
     async def save_session(self, session: Session) -> None:
-        """Replace the stored session with this newer value (KeyError if it was never added)."""
+        """Replace the stored session with this newer value (`UnknownSession` if it was never added)."""
         ...
 
     async def get_session(self, session_id: str) -> Session:
-        """The session by id (KeyError when unknown)."""
+        """The session by id (`UnknownSession` when unknown)."""
         ...
 
     async def live_sessions(self) -> list[Session]:

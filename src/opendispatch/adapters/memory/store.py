@@ -12,7 +12,7 @@ from ...domain.approvals import ApprovalRequest
 from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import UnknownJob
 from ...domain.job import Conversation, Job, JobState
-from ...domain.session import Session, SessionState
+from ...domain.session import Session, SessionState, UnknownSession
 
 
 @attrs.frozen
@@ -174,11 +174,14 @@ class MemoryJobStore:
 
     async def save_session(self, session: Session) -> None:
         if session.id not in self._sessions:
-            raise KeyError(session.id)
+            raise UnknownSession(session.id)
         self._sessions[session.id] = session
 
     async def get_session(self, session_id: str) -> Session:
-        return self._sessions[session_id]
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise UnknownSession(session_id) from None
 
     async def live_sessions(self) -> list[Session]:
         live = [s for s in self._sessions.values() if s.state is not SessionState.STOPPED]

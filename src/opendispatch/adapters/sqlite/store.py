@@ -28,7 +28,7 @@ from ...domain.approvals import ApprovalRequest, ApprovalState
 from ...domain.channel_settings import ChannelSettings
 from ...domain.errors import ConfigError, UnknownJob
 from ...domain.job import Conversation, Job, JobState
-from ...domain.session import Session, SessionState
+from ...domain.session import Session, SessionState, UnknownSession
 
 SCHEMA_VERSION = 7
 
@@ -626,7 +626,7 @@ class SqliteJobStore:
             return cursor.rowcount
 
         if await self._write(update) == 0:
-            raise KeyError(session.id)
+            raise UnknownSession(session.id)
 
     async def get_session(self, session_id: str) -> Session:
         def select(db: sqlite3.Connection) -> str | None:
@@ -635,7 +635,7 @@ class SqliteJobStore:
 
         body = await self._read(select)
         if body is None:
-            raise KeyError(session_id)
+            raise UnknownSession(session_id)
         return session_from_json(body)
 
     async def live_sessions(self) -> list[Session]:
