@@ -36,7 +36,7 @@ from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
 from .ports.approval_store import ApprovalStore
 from .ports.channel_settings_store import ChannelSettingsStore
-from .ports.chat import ChatPort
+from .ports.chat import ChatPort, ChatWithRoutes
 from .ports.job_store import JobStore
 from .ports.repo_credentials import RepoTokenMinter
 from .ports.session_store import SessionStore
@@ -329,7 +329,7 @@ async def open_dispatcher(
         webhook_app = build_webhook_app(
             relay,
             health=lambda: {"liveJobs": len(relay.live)},
-            extra_routes=[metrics.http_route(), *(chat.http_routes() if hasattr(chat, "http_routes") else ())],
+            extra_routes=[metrics.http_route(), *(chat.http_routes() if isinstance(chat, ChatWithRoutes) else ())],
             on_answer=metrics.webhook_request,
             sessions=late_sessions if session_store is not None else None,
             streams=relay,

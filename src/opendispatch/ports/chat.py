@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..domain.job import Conversation
 from ..domain.messages import ChatMessage, Inbound, MessageRef
@@ -28,6 +28,7 @@ class ChatPort(Protocol):
         ...
 
 
+@runtime_checkable
 class ChatWithRoutes(ChatPort, Protocol):
     """A chat adapter that also receives HTTP on our server (Slack HTTP mode, Teams, Discord)."""
 
