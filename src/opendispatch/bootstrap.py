@@ -39,6 +39,7 @@ from .ports.channel_settings_store import ChannelSettingsStore
 from .ports.chat import ChatPort, ChatWithRoutes
 from .ports.job_store import JobStore
 from .ports.repo_credentials import RepoTokenMinter
+from .ports.secret_store import SecretStore
 from .ports.session_store import SessionStore
 from .ports.sprites import Sprite, SpritePort
 from .validation import missing_extra
@@ -61,13 +62,23 @@ class Running:
     sprites: SpritePort
 
 
+def _secrets(store: JobStore) -> SecretStore:
+    """The store's secrets (both shipped stores keep them); an embedder's store may not."""
+    if not isinstance(store, SecretStore):
+        raise ConfigError(
+            "The job store keeps no secrets (it has no `secret` method): set OPENDISPATCH_TOKEN_SECRET, "
+            "or give open_dispatcher a store that implements ports.secret_store.SecretStore."
+        )
+    return store
+
+
 async def _token_key(config: Config, store: JobStore) -> bytes:
     if config.token_secret:
         key = config.token_secret.encode()
         if len(key) < MIN_SECRET_BYTES:
             raise ConfigError(TOKEN_SECRET_TOO_SHORT)  # for embedders; `serve` refused it already
         return key
-    return await store.secret(TOKEN_SECRET_NAME, lambda: secrets.token_bytes(32))
+    return await _secrets(store).secret(TOKEN_SECRET_NAME, lambda: secrets.token_bytes(32))
 
 
 async def _open_store(config: Config, stack: AsyncExitStack) -> JobStore:
@@ -84,7 +95,7 @@ async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
     from .adapters.local import LocalSprites
     from .adapters.local.sprites import default_workspace_root
 
-    instance = (await store.secret(INSTANCE_SECRET_NAME, lambda: secrets.token_hex(8).encode())).decode()
+    instance = (await _secrets(store).secret(INSTANCE_SECRET_NAME, lambda: secrets.token_hex(8).encode())).decode()
     # Shared chat must be sandboxed (validation refused it otherwise, unless the operator opted
     # out loudly); the console sandboxes when it can and says so once when it cannot.
     shared = config.chat_provider != "console" and not config.unsandboxed_local_sprites

@@ -205,6 +205,9 @@ async def test_a_job_without_output_has_none(store: JobStore) -> None:
 
 
 async def test_secret_is_created_once_and_then_kept(store: JobStore) -> None:
+    from opendispatch.ports.secret_store import SecretStore
+
+    assert isinstance(store, SecretStore)  # both job stores keep the dispatcher's secrets
     made: list[bytes] = []
 
     def create() -> bytes:

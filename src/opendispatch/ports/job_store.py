@@ -85,6 +85,3 @@ class JobStore(Protocol):
         """The kept copy of a job's artifact file, or None."""
         ...
 
-    async def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
-        """A named server secret, created with `create()` and kept on first use."""
-        ...
