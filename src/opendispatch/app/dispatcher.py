@@ -40,7 +40,7 @@ from ..domain.access import AccessPolicy
 from ..domain.ownership import Ownership
 from ..domain.errors import DispatchError, JobAlreadyFinished, NotAllowed, NotAvailableYet
 from ..domain.ids import job_id_from_hex
-from ..domain.job import Conversation, Job, JobState, User
+from ..domain.job import ACTIVE_STATES, Conversation, Job, JobState, User
 from ..domain.job_spec import JobSpec, format_duration
 from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, KeptFile, LogExcerpt, MessageRef, Notice
 from ..domain.render import ARTIFACT_TEXT_LINES, why_not_kept
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 #: `/od-usage` sums at most this many of the newest jobs in its period.
 MAX_USAGE_JOBS = 100_000
-ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
 SESSIONS_NOT_YET = (
     "Persistent sessions are not available yet in this build. "
     "Use /od-run for one-shot jobs; /od-help lists what works."

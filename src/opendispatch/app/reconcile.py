@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from ..domain.errors import DispatchError, UnknownJob
-from ..domain.job import Job, JobState
+from ..domain.job import ACTIVE_STATES, Job, JobState
 from ..domain.messages import JobCard
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
@@ -32,7 +32,6 @@ from .ledger import JobLedger
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
 SCAN_LIMIT = 1000
 TAIL_LINES = 10
 DEFAULT_REAPER_PERIOD_S = 60.0  # the seed's reaper "runs every 60 seconds"

@@ -34,6 +34,8 @@ class JobState(enum.Enum):
 FINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
 )
+#: The states of a job that is not over, in the order a job goes through them.
+ACTIVE_STATES = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.CANCELLED, JobState.FAILED, JobState.LOST}),
