@@ -40,7 +40,7 @@ from ..domain.access import AccessPolicy
 from ..domain.ownership import Ownership
 from ..domain.errors import DispatchError, JobAlreadyFinished, NotAllowed, NotAvailableYet
 from ..domain.ids import job_id_from_hex
-from ..domain.job import ACTIVE_STATES, Conversation, Job, JobState, User
+from ..domain.job import ACTIVE_STATES, Conversation, Job, User
 from ..domain.job_spec import JobSpec, format_duration
 from ..domain.messages import ChatMessage, Inbound, JobAccepted, JobTable, KeptFile, LogExcerpt, MessageRef, Notice
 from ..domain.render import ARTIFACT_TEXT_LINES, why_not_kept
