@@ -36,7 +36,7 @@ from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
 from .ports.approval_store import ApprovalStore
 from .ports.channel_settings_store import ChannelSettingsStore
-from .ports.chat import ChatPort, ChatWithRoutes
+from .ports.chat import ChatLimits, ChatPort, ChatWithRoutes, DeclaresLimits
 from .ports.job_store import JobStore
 from .ports.repo_credentials import RepoTokenMinter
 from .ports.secret_store import SecretStore
@@ -210,9 +210,6 @@ def session_settings_for(config: Config) -> SessionSettings:
 
 
 #: Live output page size per platform: each page must fit one message with its header.
-PAGE_CHARS = {"console": 3000, "slack": 3000, "teams": 2800, "discord": 1800}
-
-
 async def _open_chat(
     config: Config,
     stack: AsyncExitStack,
@@ -264,13 +261,11 @@ async def _open_chat(
 #: job's next edit; with 0.25 s, bench/relay shows chat p50/p99 at N = 100 go from 511/1031 ms
 #: to 163/320 ms at the same server CPU (docs/performance.md). The console prints only new
 #: lines per edit, so it is unaffected but for latency.
-EDIT_INTERVAL_S = {"console": 0.25, "slack": 0.25, "teams": 0.25, "discord": 0.25}
-
-
-def runner_settings_for(config: Config) -> RunnerSettings:
+def runner_settings_for(config: Config, limits: ChatLimits = ChatLimits()) -> RunnerSettings:
+    """The runner's settings: the chat adapter's limits (it declares them), the config's quotas."""
     return RunnerSettings(
-        page_chars=PAGE_CHARS.get(config.chat_provider, 3000),
-        edit_interval_s=EDIT_INTERVAL_S.get(config.chat_provider, 1.0),
+        page_chars=limits.page_chars,
+        edit_interval_s=limits.edit_interval_s,
         max_output_lines=config.max_output_lines,
         max_output_chars=config.max_output_mb * 1024 * 1024,
     )
@@ -363,7 +358,8 @@ async def open_dispatcher(
                 callback_url=callback_url,
                 passthrough=config.passthrough,
                 wall_clock=wall_clock,
-                settings=runner_settings or runner_settings_for(config),
+                settings=runner_settings
+                or runner_settings_for(config, chat.limits if isinstance(chat, DeclaresLimits) else ChatLimits()),
                 metrics=metrics,
                 timer=timer,
                 credentials=credentials,

@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
+
 from ..domain.job import Conversation
 from ..domain.messages import ChatMessage, Inbound, MessageRef
 from .http import HttpRoute
 
 InboundHandler = Callable[[Inbound], Awaitable[None]]
+
+
+@attrs.frozen
+class ChatLimits:
+    """What a platform allows the live output message: how much text one message holds
+    (a page), and how often it may be edited. Declared by each adapter (`DeclaresLimits`)."""
+
+    page_chars: int = 3000
+    edit_interval_s: float = 1.0
+
+
+@runtime_checkable
+class DeclaresLimits(Protocol):
+    limits: ChatLimits
 
 
 class ChatPort(Protocol):

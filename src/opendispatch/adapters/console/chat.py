@@ -52,7 +52,7 @@ from ...domain.messages import (
     Notice,
 )
 from ...domain.render import progress_lines, render_lines, step_text
-from ...ports.chat import InboundHandler
+from ...ports.chat import ChatLimits, InboundHandler
 
 if TYPE_CHECKING:
     from .line_editor import LineEditor
@@ -128,6 +128,9 @@ class ConsoleChat:
     `env` (default `os.environ`) is read once, here, for `NO_COLOR`, `USER`, and where the
     history is kept (`XDG_STATE_HOME`, `HOME`) unless `history_path` says.
     """
+
+    #: Live output pages: a terminal has no limit; pages keep the card readable.
+    limits = ChatLimits(page_chars=3000, edit_interval_s=0.25)
 
     def __init__(
         self,

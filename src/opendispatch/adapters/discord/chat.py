@@ -41,7 +41,7 @@ import trio
 from ...domain.errors import ConfigError
 from ...domain.job import Conversation
 from ...domain.messages import ApprovalPrompt, ChatMessage, Inbound, JobCard, LiveOutput, LogExcerpt, MessageRef, Notice
-from ...ports.chat import InboundHandler
+from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .app_commands import application_commands
 from .gateway import INTERACTION, MESSAGE, GatewayBot
@@ -199,6 +199,9 @@ class _PendingPost:
 
 class DiscordChat:
     """The ChatPort (and ChatWithRoutes) for Discord. Build it with `open_discord_chat`."""
+
+    #: Live output pages: a message holds 2,000 characters, the code fence included.
+    limits = ChatLimits(page_chars=1800, edit_interval_s=0.25)
 
     def __init__(
         self,

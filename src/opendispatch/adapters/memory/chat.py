@@ -16,7 +16,7 @@ import trio
 from ...domain.job import Conversation, User
 from ...domain.messages import ChatMessage, Inbound, JobCard, MessageRef
 from ...domain.render import render_text
-from ...ports.chat import InboundHandler
+from ...ports.chat import ChatLimits, InboundHandler
 
 DEFAULT_USER = User("u1", "alice")
 DEFAULT_CONVERSATION = Conversation("memory", "c1")
@@ -34,6 +34,9 @@ class SentMessage:
 
 class MemoryChat:
     """Records sends and edits; `say` delivers a user's line to the running `listen`."""
+
+    #: Live output pages: as the console's, so an embedder's demo pages alike.
+    limits = ChatLimits(page_chars=3000, edit_interval_s=0.25)
 
     def __init__(self) -> None:
         self.sent: list[SentMessage] = []

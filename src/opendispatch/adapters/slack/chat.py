@@ -26,7 +26,7 @@ from ...domain.errors import ConfigError
 from ...domain.job import Conversation
 from ...domain.messages import ChatMessage, JobCard, LogExcerpt, MessageRef, Notice
 from ...domain.output_buffer import split_message
-from ...ports.chat import InboundHandler
+from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .inbound import (
     PLATFORM,
@@ -66,6 +66,9 @@ class _WallClock(Clock):
 
 class SlackChat:
     """Use `open_slack_chat`; it owns the HTTP client and the task nursery this needs."""
+
+    #: Live output pages: a section block holds 3,000 characters.
+    limits = ChatLimits(page_chars=3000, edit_interval_s=0.25)
 
     def __init__(
         self,

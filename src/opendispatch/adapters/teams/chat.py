@@ -19,7 +19,7 @@ import trio
 
 from ...domain.job import Conversation
 from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef
-from ...ports.chat import InboundHandler
+from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .activity import BadActivity, InboundActivity, card_command, conversation_id, parse_activity
 from .auth import InboundAuthenticator, KeySet, Unauthorized
@@ -45,6 +45,9 @@ def _answer(status: int, body: dict[str, Any] | None = None) -> HttpResponse:
 
 
 class TeamsChat:
+
+    #: Live output pages: an Adaptive Card's text block, with room for the card around it.
+    limits = ChatLimits(page_chars=2800, edit_interval_s=0.25)
     def __init__(self, settings: TeamsSettings, http: httpx.AsyncClient, nursery: trio.Nursery) -> None:
         self.settings = settings
         self._auth = InboundAuthenticator(KeySet(http, settings), settings)
