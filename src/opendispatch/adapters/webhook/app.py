@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import datetime
-
-import json
 import logging
 from importlib import resources
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
 import trio
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ...domain.approvals import Outcome, UnknownRequest
+from ...domain.approvals import UnknownRequest
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.session import SessionGone
 from ...ports.http import HttpRequest, HttpRoute
+from ...ports.sidecar_inbound import ApprovalSink, ReportSink, SessionSink, StreamSink
 from . import wire
 from .front import SIDECAR_FRONT, SidecarFront
-from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, ReportSink, error, report_endpoints
-from .stream import StreamSink, add_stream_routes
+from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, error, report_endpoints
+from .stream import add_stream_routes
 
 log = logging.getLogger(__name__)
 
 OK: dict[str, Any] = {"ok": True}
-
-
-class SessionSink(Protocol):
-    """What session sidecars ask (the SessionManager satisfies it)."""
-
-    async def next_message(
-        self, authorization: str | None, session_id: object, running: str | None, wait_s: float
-    ) -> dict[str, Any] | None: ...
-    async def agent_state(self, authorization: str | None, job_id: object) -> str | None: ...
-    async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None: ...
 
 
 def _response(answer: Answer) -> Response:
@@ -169,13 +158,6 @@ def build_webhook_app(
 
 #: Longest long-poll a sidecar may ask for; it asks again after each answer.
 MAX_POLL_WAIT_S = 60.0
-
-
-class ApprovalSink(Protocol):
-    """What the approval endpoints need from the application (the ApprovalDesk)."""
-
-    async def ask(self, authorization: str | None, job_id: object, tool: str, arguments: dict[str, Any]) -> Outcome: ...
-    async def wait(self, authorization: str | None, job_id: object, request_id: str, wait_s: float) -> Outcome: ...
 
 
 def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:

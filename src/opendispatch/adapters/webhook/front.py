@@ -47,7 +47,8 @@ from ...domain.errors import InvalidToken, JobClosed
 from ...domain.job import Job
 from .body_framing import BodyFraming, ChunkedBody, LengthBody
 from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, error
-from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, StreamSink, Tally, answer_body, apply_records
+from ...ports.sidecar_inbound import StreamSink
+from .stream import STREAM_PATH, RecordSplitter, RecordTooLarge, Tally, answer_body, apply_records
 from .stream_hub import AVAILABLE as STREAM_HUB_AVAILABLE
 from .stream_hub import StreamEnd, StreamHub, decode
 

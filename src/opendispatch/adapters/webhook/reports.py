@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
 from ...domain.errors import InvalidToken, JobClosed
-from ...domain.repo_credentials import TOKEN_USERNAME, CredentialsUnavailable, NoRepoCredentials, RepoToken
-from ...domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, StatusReport, TranscriptPart
+from ...domain.repo_credentials import TOKEN_USERNAME, CredentialsUnavailable, NoRepoCredentials
+from ...ports.sidecar_inbound import ReportSink
 from . import wire
 
 MAX_BODY_BYTES = 1024 * 1024
 CREDENTIALS_PATH = "/webhooks/credentials"
-
-
-class ReportSink(Protocol):
-    """What the webhook needs from the application (the Relay satisfies it)."""
-
-    async def accept_logs(
-        self, authorization: str | None, batch: LogBatch, *, arrived_at: float | None = None
-    ) -> int | None:
-        """May return the `batchIntervalMs` to ask the sidecar for (the server is busy).
-
-        `arrived_at`: when the request arrived, on trio's clock, where the listener knows
-        it better than "now" (seq-less batches are stored in that order).
-        """
-        ...
-    async def accept_status(self, authorization: str | None, report: StatusReport) -> None: ...
-    async def accept_artifacts(self, authorization: str | None, report: ArtifactReport) -> None: ...
-    async def accept_artifact_file(self, authorization: str | None, file: ArtifactFile) -> None: ...
-    async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None: ...
-    async def repo_credentials(self, authorization: str | None, job_id: object) -> tuple[RepoToken, str]:
-        """The job's short-lived repository token and its server, for the sidecar's git
-        credential helper (`NoRepoCredentials`, `CredentialsUnavailable`, `JobClosed`)."""
-        ...
 
 
 @attrs.frozen

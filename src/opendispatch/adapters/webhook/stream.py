@@ -13,8 +13,8 @@ from there. A 404 on the GET tells a sidecar the server predates streaming.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -22,19 +22,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.job import Job
-from ...domain.sidecar import LogBatch
+from ...ports.sidecar_inbound import StreamSink
 from . import wire
 
 STREAM_PATH = "/webhooks/stream"
-
-
-class StreamSink(Protocol):
-    """What the stream route needs from the application (the Relay satisfies it)."""
-
-    async def open_stream(self, authorization: str | None, job_id: object) -> Job: ...
-    async def accept_stream_records(self, job: Job, batches: Sequence[LogBatch]) -> None: ...
-    async def last_seq(self, job_id: str) -> int | None: ...
-    def stream_batch_interval_ms(self) -> int | None: ...
 
 
 class Tally:

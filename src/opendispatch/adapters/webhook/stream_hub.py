@@ -25,7 +25,8 @@ import trio
 
 from ...domain.job import Job
 from .body_framing import BodyFraming
-from .stream import RecordSplitter, StreamSink, Tally, apply_records
+from ...ports.sidecar_inbound import StreamSink
+from .stream import RecordSplitter, Tally, apply_records
 
 RECEIVE_BYTES = 65536
 #: Sockets taken from the set per wake-up; more ready ones are taken at the next (the set is
