@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_lines
 from .agents import STRUCTURED_AGENTS
@@ -214,30 +214,24 @@ class Job:
 
     def start_credentials(self) -> None:
         """The credential broker's socket and helper, before anything needs them (once per sidecar)."""
-        broker = self.credentials
-        if broker is None or broker.started:
-            return
-        try:
-            broker.start(self.identity)
-        except OSError as exc:
-            raise JobFailed(
-                "sidecar", EXIT_INTERNAL, f"the git credential broker could not start in {self.plan.workspace}: {exc}"
-            ) from None
+        self._start_broker(self.credentials, "the git credential broker")
 
     def start_approvals(self) -> None:
         """The approval broker's socket and Claude Code's hook program (once per sidecar).
 
         Only Claude Code asks it; OpenCode is given permission rules instead (run_agent).
         """
-        approvals = self.approvals
-        if approvals is None or approvals.started or self.agent != "claude":
+        if self.agent == "claude":
+            self._start_broker(self.approvals, "the approval broker")
+
+    def _start_broker(self, broker: "Union[CredentialBroker, ApprovalBroker, None]", what: str) -> None:
+        """Start a broker (credentials or approvals) unless absent or started; a failure ends the job."""
+        if broker is None or broker.started:
             return
         try:
-            approvals.start(self.identity)
+            broker.start(self.identity)
         except OSError as exc:
-            raise JobFailed(
-                "sidecar", EXIT_INTERNAL, f"the approval broker could not start in {self.plan.workspace}: {exc}"
-            ) from None
+            raise JobFailed("sidecar", EXIT_INTERNAL, f"{what} could not start in {self.plan.workspace}: {exc}") from None
 
     def clone(self, repo: str) -> str:
         broker = self.credentials
