@@ -31,6 +31,10 @@ class Notice:
 
     text: str
     ephemeral: bool = False
+    #: It holds a credential (a signed web link): adapters show it to the asker only (Slack
+    #: and Discord ephemeral answers, Teams' personal chat). Where they cannot, they must not
+    #: post it, and say instead where to ask. Private implies ephemeral.
+    private: bool = False
 
 
 @attrs.frozen
@@ -38,6 +42,8 @@ class JobAccepted:
     """The first reply to `/od-run`: what was resolved, and the job id to refer to it by."""
 
     job: Job
+    #: The job's web page with a signed, expiring grant ("View live"), when the web view is on.
+    web_url: str | None = None
 
 
 @attrs.frozen
@@ -63,6 +69,8 @@ class JobCard:
     tail: tuple[str, ...]
     total_lines: int
     duration_s: float
+    #: The job's web page with a signed, expiring grant ("View live"), when the web view is on.
+    web_url: str | None = None
 
 
 @attrs.frozen
