@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -339,3 +340,175 @@ async def test_recent_jobs_of_one_channel_any_thread(store: JobStore) -> None:
         await store.add(Job.queued(f"j-0000000{n}", SPEC, conversation, User("u1", "alice"), at=float(n)))
     found = await store.recent(limit=10, channel=here)
     assert [job.id for job in found] == ["j-00000002", "j-00000001"]
+
+
+# --- output_range (issue #23: the web view reads a job's lines from an index on) ---------
+
+
+async def test_output_range_reads_from_an_index_across_out_of_order_batches(store: JobStore) -> None:
+    for seq, lines in [(2, ["c0", "c1", "c2"]), (0, ["a0", "a1"]), (3, ["d0"]), (1, ["b0", "b1", "b2", "b3"])]:
+        assert await store.append_output("j-00000001", seq, lines)
+    everything = ["a0", "a1", "b0", "b1", "b2", "b3", "c0", "c1", "c2", "d0"]
+    assert await store.output_range("j-00000001", 0) == everything
+    assert await store.output_range("j-00000001", 3) == ["b1", "b2", "b3", "c0", "c1", "c2", "d0"]  # mid-batch
+    assert await store.output_range("j-00000001", 2, 4) == ["b0", "b1", "b2", "b3"]  # exactly one batch
+    assert await store.output_range("j-00000001", 3, 4) == ["b1", "b2", "b3", "c0"]  # across a boundary
+    assert await store.output_range("j-00000001", 1, 8) == ["a1", "b0", "b1", "b2", "b3", "c0", "c1", "c2"]
+    assert await store.output_range("j-00000001", 9) == ["d0"]
+    assert await store.output_range("j-00000001", 8, 50) == ["c2", "d0"]  # a limit past the end
+    assert await store.output_range("j-00000001", 0, 1) == ["a0"]
+    assert await store.output_range("j-00000001", 10) == []  # start at the end
+    assert await store.output_range("j-00000001", 11, 3) == []  # start past the end
+    assert await store.output_range("j-00000001", 4, 0) == []
+    # Every window agrees with output(), the order it promises to follow.
+    for start in range(12):
+        for limit in (None, 0, 1, 2, 3, 5, 10, 20):
+            expected = everything[start:] if limit is None else everything[start : start + limit]
+            assert await store.output_range("j-00000001", start, limit) == expected, (start, limit)
+
+
+async def test_output_range_of_seqless_and_mixed_batches_follows_output(store: JobStore) -> None:
+    for lines in (["old0", "old1"], ["old2"], ["old3", "old4", "old5"]):
+        assert await store.append_output("j-00000001", None, lines)
+    assert await store.output_range("j-00000001", 1, 4) == ["old1", "old2", "old3", "old4"]
+    assert await store.output_range("j-00000001", 3) == ["old3", "old4", "old5"]
+    await store.append_output("j-00000001", 1, ["one"])
+    await store.append_output("j-00000001", 0, ["zero0", "zero1"])
+    # seq'd batches first, then the seq-less ones by arrival (as output() reads them)
+    assert await store.output("j-00000001") == ["zero0", "zero1", "one", "old0", "old1", "old2", "old3", "old4", "old5"]
+    assert await store.output_range("j-00000001", 1, 3) == ["zero1", "one", "old0"]
+    assert await store.output_range("j-00000001", 5) == ["old2", "old3", "old4", "old5"]
+
+
+async def test_output_range_skips_empty_batches_and_keeps_empty_lines(store: JobStore) -> None:
+    await store.append_output("j-00000001", 0, ["a", ""])
+    await store.append_output("j-00000001", 1, [])
+    await store.append_output("j-00000001", 2, [])
+    await store.append_output("j-00000001", 3, ["", "d"])
+    await store.append_output("j-00000001", 4, [])
+    assert await store.output_range("j-00000001", 1, 2) == ["", ""]
+    assert await store.output_range("j-00000001", 2) == ["", "d"]
+    assert await store.output_range("j-00000001", 3, 1) == ["d"]
+    assert await store.output_range("j-00000001", 4) == []
+
+
+async def test_output_range_of_an_unknown_job_is_empty_and_a_negative_start_is_refused(store: JobStore) -> None:
+    assert await store.output_range("j-0000dead", 0) == []
+    assert await store.output_range("j-0000dead", 5, 10) == []
+    await store.append_output("j-00000001", 0, ["a"])
+    assert await store.output_range("j-00000002", 0) == []  # another job's lines are not this one's
+    with pytest.raises(ValueError):
+        await store.output_range("j-00000001", -1)
+    with pytest.raises(ValueError):
+        await store.output_range("j-0000dead", -1, 5)
+
+
+async def test_output_range_near_the_end_of_a_long_job(store: JobStore) -> None:
+    """100,000 lines in 1,000 batches of 100, stored in a shuffled seq order."""
+    seqs = list(range(1000))
+    random.Random(23).shuffle(seqs)
+    for first in range(0, 1000, 250):
+        batches = [(seq, [f"line {seq * 100 + n}" for n in range(100)]) for seq in seqs[first : first + 250]]
+        await store.append_outputs("j-00000001", batches)
+    assert await store.output_line_count("j-00000001") == 100_000
+    assert await store.output_range("j-00000001", 99_950) == [f"line {n}" for n in range(99_950, 100_000)]
+    assert await store.output_range("j-00000001", 99_890, 20) == [f"line {n}" for n in range(99_890, 99_910)]
+    assert await store.output_range("j-00000001", 50_050, 3) == ["line 50050", "line 50051", "line 50052"]
+    assert await store.output_range("j-00000001", 99_999, 10) == ["line 99999"]
+    assert await store.output_range("j-00000001", 100_000) == []
+
+
+# --- recent(): the web view's filters and paging (issue #23) ----------------------------------
+
+
+def spec_job(job_id: str, at: float, *, repo: str | None = "owner/repo", agent: AgentKind = AgentKind.SHELL, user: User = ALICE) -> Job:
+    return Job.queued(job_id, attrs.evolve(SPEC, repo=repo, agent=agent), WHERE, user, at=at)
+
+
+async def test_recent_filters_by_the_specs_repo_exactly(store: JobStore) -> None:
+    for n, repo in enumerate(("owner/repo", "owner/other", None, "owner/repo-2", "Owner/Repo", "owner/repo"), start=1):
+        await store.add(spec_job(f"j-0000000{n}", at=float(n), repo=repo))
+    assert [job.id for job in await store.recent(limit=10, repo="owner/repo")] == ["j-00000006", "j-00000001"]
+    assert [job.id for job in await store.recent(limit=10, repo="owner/other")] == ["j-00000002"]
+    assert await store.recent(limit=10, repo="owner") == []
+    assert await store.recent(limit=10, repo="") == []
+    # After a save (the stored body is rewritten) the job is still found by its repo.
+    await store.save((await store.get("j-00000002")).starting(at=9.0))
+    assert [job.id for job in await store.recent(limit=10, repo="owner/other", states={JobState.STARTING})] == ["j-00000002"]
+
+
+async def test_recent_filters_by_the_specs_agent_kind(store: JobStore) -> None:
+    from opendispatch.domain.agent_progress import AgentSummary
+
+    kinds = (AgentKind.CLAUDE, AgentKind.SHELL, AgentKind.OPENCODE, AgentKind.CLAUDE, AgentKind.SHELL)
+    for n, kind in enumerate(kinds, start=1):
+        await store.add(spec_job(f"j-0000000{n}", at=float(n), agent=kind))
+    # A job's own `agent` (what the agent reported) is another field: it must not be matched.
+    await store.save((await store.get("j-00000002")).with_agent(AgentSummary(answer="claude", model="claude")))
+    assert [job.id for job in await store.recent(limit=10, agent="claude")] == ["j-00000004", "j-00000001"]
+    assert [job.id for job in await store.recent(limit=10, agent="shell")] == ["j-00000005", "j-00000002"]
+    assert [job.id for job in await store.recent(limit=10, agent="opencode")] == ["j-00000003"]
+    assert await store.recent(limit=10, agent="codex") == []
+    assert await store.recent(limit=10, agent="CLAUDE") == []
+
+
+async def test_recent_filters_by_created_before_strictly(store: JobStore) -> None:
+    for number, at in enumerate((100.0, 200.0, 300.0), start=1):
+        await store.add(queued(f"j-0000000{number}", at=at))
+    assert [job.id for job in await store.recent(limit=10, created_before=200.0)] == ["j-00000001"]
+    assert [job.id for job in await store.recent(limit=10, created_before=200.5)] == ["j-00000002", "j-00000001"]
+    assert await store.recent(limit=10, created_before=100.0) == []
+    window = await store.recent(limit=10, created_after=200.0, created_before=300.0)
+    assert [job.id for job in window] == ["j-00000002"]
+    assert await store.recent(limit=10, created_after=250.0, created_before=250.0) == []
+
+
+async def test_recent_pages_with_offset_newest_first(store: JobStore) -> None:
+    # Seven jobs, two of them created at the same time: ties read newest added first.
+    for n, at in enumerate((1.0, 2.0, 3.0, 3.0, 5.0, 6.0, 7.0), start=1):
+        await store.add(queued(f"j-0000000{n}", at=at))
+    pages = [[job.id for job in await store.recent(limit=3, offset=offset)] for offset in (0, 3, 6, 9)]
+    assert pages == [
+        ["j-00000007", "j-00000006", "j-00000005"],
+        ["j-00000004", "j-00000003", "j-00000002"],
+        ["j-00000001"],
+        [],
+    ]
+    assert [job.id for job in await store.recent(limit=2, offset=3)] == ["j-00000004", "j-00000003"]
+    assert [job.id for job in await store.recent(limit=10, offset=0)] == [f"j-0000000{n}" for n in range(7, 0, -1)]
+    assert await store.recent(limit=0, offset=2) == []
+    with pytest.raises(ValueError):
+        await store.recent(limit=3, offset=-1)
+
+
+async def test_recent_offset_counts_only_the_filtered_matches(store: JobStore) -> None:
+    rows = [
+        ("j-00000001", "owner/repo", AgentKind.CLAUDE, ALICE),
+        ("j-00000002", "owner/other", AgentKind.CLAUDE, ALICE),
+        ("j-00000003", "owner/repo", AgentKind.SHELL, BOB),
+        ("j-00000004", "owner/repo", AgentKind.CLAUDE, ALICE),
+        ("j-00000005", "owner/repo", AgentKind.CLAUDE, BOB),
+        ("j-00000006", "owner/repo", AgentKind.CLAUDE, ALICE),
+        ("j-00000007", "owner/other", AgentKind.SHELL, ALICE),
+        ("j-00000008", "owner/repo", AgentKind.CLAUDE, ALICE),
+    ]
+    for n, (job_id, repo, kind, user) in enumerate(rows, start=1):
+        await store.add(spec_job(job_id, at=float(n * 10), repo=repo, agent=kind, user=user))
+    await store.save((await store.get("j-00000006")).failed(FailureStage.SPAWN, "no capacity", at=61.0))
+
+    def ids(jobs: list[Job]) -> list[str]:
+        return [job.id for job in jobs]
+
+    repo, agent = "owner/repo", "claude"  # both: j-8, j-6, j-5, j-4, j-1
+    assert ids(await store.recent(limit=2, repo=repo, agent=agent)) == ["j-00000008", "j-00000006"]
+    assert ids(await store.recent(limit=2, offset=2, repo=repo, agent=agent)) == ["j-00000005", "j-00000004"]
+    assert ids(await store.recent(limit=2, offset=4, repo=repo, agent=agent)) == ["j-00000001"]
+    alices = await store.recent(limit=2, offset=1, user_id=ALICE.id, repo=repo, agent=agent)
+    assert ids(alices) == ["j-00000006", "j-00000004"]
+    queued_only = await store.recent(limit=2, offset=1, states={JobState.QUEUED}, repo=repo, agent=agent)
+    assert ids(queued_only) == ["j-00000005", "j-00000004"]
+    timed = await store.recent(limit=2, offset=1, created_after=20.0, created_before=80.0, repo="owner/repo")
+    assert ids(timed) == ["j-00000005", "j-00000004"]  # j-6 is skipped, j-8 is not before 80
+    here = await store.recent(limit=3, offset=1, channel=Conversation("console", "c1"), agent="shell")
+    assert ids(here) == ["j-00000003"]
+    assert await store.recent(limit=5, offset=1, repo="owner/other", agent="shell") == []

@@ -29,10 +29,22 @@ class JobStore(Protocol):
         user_id: str | None = None,
         created_after: float | None = None,
         channel: Conversation | None = None,
+        repo: str | None = None,
+        agent: str | None = None,
+        created_before: float | None = None,
+        offset: int = 0,
     ) -> list[Job]:
         """Newest first, optionally only in `states`, only requested by `user_id`, only
-        created at or after `created_after` (wall-clock seconds), and only run in the
-        platform and channel of `channel` (any thread of it)."""
+        created at or after `created_after` and strictly before `created_before` (wall-clock
+        seconds), only run in the platform and channel of `channel` (any thread of it), only
+        of the spec's `repo` (exact match), and only of the spec's `agent` kind (its value:
+        "claude", "opencode", "shell").
+
+        `offset` skips that many of the newest-first matches before `limit` applies, so a
+        list can be paged (a negative one is a ValueError). Jobs created at the same time are
+        ordered newest added first, so consecutive pages neither repeat nor skip a job while
+        no job is added.
+        """
         ...
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
@@ -61,6 +73,16 @@ class JobStore(Protocol):
 
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         """Stored lines of a job in order; only the last `tail` when given."""
+        ...
+
+    async def output_range(self, job_id: str, start: int, limit: int | None = None) -> list[str]:
+        """Stored lines of a job in `output()`'s order from index `start` (0-based), at most
+        `limit` of them (None: all). An unknown job, a `start` at or past the end, or a
+        `limit` of 0 or less gives []; a negative `start` is a ValueError.
+
+        Why: a web page shows a job's lines live from the index it has shown so far; reading
+        the whole output (100,000 lines for a long job) on every refresh would not scale.
+        """
         ...
 
     async def output_line_count(self, job_id: str) -> int: ...

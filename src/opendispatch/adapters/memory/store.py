@@ -103,7 +103,13 @@ class MemoryJobStore:
         user_id: str | None = None,
         created_after: float | None = None,
         channel: Conversation | None = None,
+        repo: str | None = None,
+        agent: str | None = None,
+        created_before: float | None = None,
+        offset: int = 0,
     ) -> list[Job]:
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, not {offset}")
         # Reversed insertion order first, so a stable sort breaks created_at ties newest-added first.
         newest_added_first = reversed(list(self._jobs.values()))
         ordered = sorted(newest_added_first, key=lambda job: job.created_at, reverse=True)
@@ -113,12 +119,15 @@ class MemoryJobStore:
             if (states is None or job.state in states)
             and (user_id is None or job.requested_by.id == user_id)
             and (created_after is None or job.created_at >= created_after)
+            and (created_before is None or job.created_at < created_before)
             and (
                 channel is None
                 or (job.conversation.platform, job.conversation.channel) == (channel.platform, channel.channel)
             )
+            and (repo is None or job.spec.repo == repo)
+            and (agent is None or job.spec.agent.value == agent)
         ]
-        return wanted[: max(limit, 0)]
+        return wanted[offset : offset + max(limit, 0)]
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
         output = self._output.setdefault(job_id, _JobOutput())
@@ -151,6 +160,24 @@ class MemoryJobStore:
             if len(wanted) >= tail:
                 break
         return wanted[-tail:]
+
+    async def output_range(self, job_id: str, start: int, limit: int | None = None) -> list[str]:
+        if start < 0:
+            raise ValueError(f"start must be 0 or more, not {start}")
+        output = self._output.get(job_id)
+        if output is None or (limit is not None and limit <= 0):
+            return []
+        end = None if limit is None else start + limit
+        wanted: list[str] = []
+        first = 0  # the index of the batch's first line
+        for batch in output.batches:
+            after = first + len(batch.lines)
+            if after > start:
+                wanted.extend(batch.lines[max(start - first, 0) :])
+                if end is not None and after >= end:
+                    break
+            first = after
+        return wanted if limit is None else wanted[:limit]
 
     async def output_line_count(self, job_id: str) -> int:
         output = self._output.get(job_id)

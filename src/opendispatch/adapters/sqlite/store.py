@@ -335,7 +335,13 @@ class SqliteJobStore:
         user_id: str | None = None,
         created_after: float | None = None,
         channel: Conversation | None = None,
+        repo: str | None = None,
+        agent: str | None = None,
+        created_before: float | None = None,
+        offset: int = 0,
     ) -> list[Job]:
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, not {offset}")
         if limit <= 0 or (states is not None and not states):
             return []
         where: list[str] = []
@@ -350,16 +356,27 @@ class SqliteJobStore:
         if created_after is not None:
             where.append("created_at >= ?")
             params.append(created_after)
+        if created_before is not None:
+            where.append("created_at < ?")
+            params.append(created_before)
         if channel is not None:
             # No column of its own: asked for only by `--all` without admin rights, where a
             # scan of the job bodies is cheap next to a chat round trip.
             where.append("json_extract(body, '$.conversation.platform') = ? AND json_extract(body, '$.conversation.channel') = ?")
             params.extend((channel.platform, channel.channel))
+        # The spec's repo and agent have no columns either (the web view's filters): the body
+        # is `job_to_json`'s, where they are `spec.repo` and `spec.agent` (the kind's value).
+        if repo is not None:
+            where.append("json_extract(body, '$.spec.repo') = ?")
+            params.append(repo)
+        if agent is not None:
+            where.append("json_extract(body, '$.spec.agent') = ?")
+            params.append(agent)
         query = "SELECT body FROM jobs"
         if where:
             query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        params.append(limit)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        params.extend((limit, offset))
 
         def select(db: sqlite3.Connection) -> list[str]:
             return [str(row[0]) for row in db.execute(query, params)]
@@ -529,6 +546,49 @@ class SqliteJobStore:
                     break
             lines = [line for text in reversed(newest_first) for line in json.loads(text)]
             return lines[-tail:]
+
+        return await self._run(select)
+
+    async def output_range(self, job_id: str, start: int, limit: int | None = None) -> list[str]:
+        if start < 0:
+            raise ValueError(f"start must be 0 or more, not {start}")
+        if limit is not None and limit <= 0:
+            return []
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            # Two steps: each batch's key and line count in output order (no `lines` value is
+            # loaded or decoded: 1,000 batches of 100 lines take ~4 ms a call, where `output()`
+            # takes ~40), then only the batches that hold lines [start, start + limit), by a range
+            # of the primary key. Both run on the write connection under its lock, so no
+            # batch lands in between to shift the indexes.
+            counts = db.execute(
+                "SELECT unsequenced, seq_key, line_count FROM output_batches WHERE job_id = ?"
+                " ORDER BY unsequenced, seq_key",
+                (job_id,),
+            ).fetchall()
+            first = 0  # the index of the line that begins the batch at `low`
+            low = 0
+            while low < len(counts) and first + counts[low][2] <= start:
+                first += counts[low][2]
+                low += 1
+            if low == len(counts):
+                return []
+            high, after = low, first + counts[low][2]
+            if limit is not None:
+                while high + 1 < len(counts) and after < start + limit:
+                    high += 1
+                    after += counts[high][2]
+            else:
+                high = len(counts) - 1
+            rows = db.execute(
+                "SELECT lines FROM output_batches WHERE job_id = ?"
+                " AND (unsequenced, seq_key) >= (?, ?) AND (unsequenced, seq_key) <= (?, ?)"
+                " ORDER BY unsequenced, seq_key",
+                (job_id, *counts[low][:2], *counts[high][:2]),
+            ).fetchall()
+            lines = [line for (text,) in rows for line in json.loads(text)]
+            skip = start - first
+            return lines[skip:] if limit is None else lines[skip : skip + limit]
 
         return await self._run(select)
 
