@@ -28,3 +28,25 @@ def bubblewrap() -> None:
     from opendispatch.adapters.local.sandbox import sandbox_problem
 
     sandbox_problem(refresh=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Under CI=true, as root, install Debian's chromium and chromium-driver (about 150 MB) when
+    /usr/bin/chromium or /usr/bin/chromedriver is missing. Not autouse: only the `browser`
+    fixture (tests/browser/conftest.py) asks for it, and it fails there without them (skips
+    elsewhere, naming the install command). Returns what apt-get said when it failed, else ""."""
+    wanted = (Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"))
+    if os.environ.get("CI", "").lower() != "true" or all(path.is_file() for path in wanted):
+        return ""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return "not root, or no apt-get: not installed"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=900, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        return f"`{' '.join(install)}` exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+    return ""
