@@ -19,21 +19,25 @@ import attrs
 import trio
 
 from .adapters.prometheus import PrometheusMetrics
+from .adapters.web import add_web_routes
 from .adapters.webhook import build_webhook_app, serve_webhooks
 from .app.approvals import ApprovalDesk
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
 from .app.shared_timer import SharedTimer
+from .app.job_watch import JobWatch
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
 from .app.repo_credentials import JobCredentials
 from .app.sessions import SessionManager, SessionSettings
+from .app.web_view import WebLinks, WebView, no_link
 from .config import AVAILABLE_CHAT_PROVIDERS, TOKEN_SECRET_TOO_SHORT, Config
 from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
 from .domain.tokens import MIN_SECRET_BYTES, TokenIssuer
+from .domain.web_grants import GrantIssuer
 from .ports.approval_store import ApprovalStore
 from .ports.channel_settings_store import ChannelSettingsStore
 from .ports.chat import ChatLimits, ChatPort, ChatWithRoutes, DeclaresLimits
@@ -60,6 +64,8 @@ class Running:
     store: JobStore
     chat: ChatPort
     sprites: SpritePort
+    #: Links into the web view (None when OPENDISPATCH_WEB=0): `web_links.for_list(...)`.
+    web_links: WebLinks | None = None
 
 
 def _secrets(store: JobStore) -> SecretStore:
@@ -297,7 +303,9 @@ async def open_dispatcher(
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
-        ledger = JobLedger(store)
+        watch = JobWatch()
+        ledger = JobLedger(store, watch)
+        grants = GrantIssuer(key)
         if repo_token_minter is None:
             repo_token_minter = await _open_github_app(config, stack)
         credentials = (
@@ -322,9 +330,6 @@ async def open_dispatcher(
         session_store = store if isinstance(store, SessionStore) else None
         live_sessions = [s.id for s in await session_store.live_sessions()] if session_store is not None else []
         late_sessions = _LateSessions()
-        reconciled = await reconcile(
-            store=store, ledger=ledger, sprites=sprites, chat=chat, wall_clock=wall_clock, sessions=live_sessions
-        )
         approvals = (
             ApprovalDesk(
                 store=store, jobs=store, relay=relay, chat=chat, ownership=config.ownership, wall_clock=wall_clock
@@ -341,9 +346,44 @@ async def open_dispatcher(
             streams=relay,
             approvals=approvals,
         )
+        if config.web_enabled:
+            add_web_routes(
+                webhook_app,
+                WebView(
+                    store=store,
+                    sessions=session_store,
+                    grants=grants,
+                    ownership=config.ownership,
+                    redactor=redactor,
+                    wall_clock=wall_clock,
+                    watch=watch,
+                ),
+            )
         async with trio.open_nursery() as nursery:
             bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
             callback_url = config.open_dispatch_url or bound_url  # what sprites post to
+            web_links = (
+                WebLinks(
+                    grants,
+                    base_url=config.web_url or bound_url,
+                    wall_clock=wall_clock,
+                    job_link_s=config.web_link_s,
+                    list_link_s=config.web_grant_s,
+                )
+                if config.web_enabled
+                else None
+            )
+            job_link = web_links.for_job if web_links is not None else no_link
+            # After binding, so cards of jobs lost in a restart carry their web link too.
+            reconciled = await reconcile(
+                store=store,
+                ledger=ledger,
+                sprites=sprites,
+                chat=chat,
+                wall_clock=wall_clock,
+                sessions=live_sessions,
+                job_link=job_link,
+            )
             timer = SharedTimer()
             await nursery.start(timer.run)
             await nursery.start(relay.run_ingest)
@@ -364,6 +404,7 @@ async def open_dispatcher(
                 timer=timer,
                 credentials=credentials,
                 approvals=approvals,
+                job_link=job_link,
             )
             sessions = None
             if session_store is not None:
@@ -402,6 +443,7 @@ async def open_dispatcher(
                 sessions=sessions,
                 channel_settings=store if isinstance(store, ChannelSettingsStore) else None,
                 approvals=approvals,
+                web_links=web_links,
             )
             await nursery.start(dispatcher.run)
             for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through
@@ -423,6 +465,7 @@ async def open_dispatcher(
                 waiting=sessions.waiting_jobs if sessions is not None else lambda: (),
                 period_s=config.reaper_period_s,
                 silence_s=config.silence_s,
+                job_link=job_link,
             )
             await nursery.start(reaper.run)
             log.info("Open-Dispatch ready: webhooks at %s", bound_url)
@@ -433,6 +476,7 @@ async def open_dispatcher(
                 store=store,
                 chat=chat,
                 sprites=sprites,
+                web_links=web_links,
             )
             nursery.cancel_scope.cancel()
 

@@ -110,6 +110,11 @@ class FlyOptions:
     instance: str = "opendispatch"
 
 
+#: A card's "View live" link works a week; `/od-web`'s link to the whole list, 12 hours.
+DEFAULT_WEB_LINK_S = 7 * 86400.0
+DEFAULT_WEB_GRANT_S = 12 * 3600.0
+
+
 @attrs.frozen
 class Config:
     chat_provider: str = "console"
@@ -144,6 +149,15 @@ class Config:
     github_server_url: str = GITHUB_SERVER_URL
     #: A job's repository token is renewed when it has less than this left.
     credential_renew_s: float = DEFAULT_RENEW_MARGIN_S
+    #: The web view of jobs (docs/web.md): on unless OPENDISPATCH_WEB=0.
+    web_enabled: bool = True
+    #: The base URL people open the web view at (OPENDISPATCH_WEB_URL, else OPEN_DISPATCH_URL
+    #: when set; else the address the server is bound to).
+    web_url: str | None = None
+    #: How long a card's "View live" link works (OPENDISPATCH_WEB_LINK_S).
+    web_link_s: float = DEFAULT_WEB_LINK_S
+    #: How long `/od-web`'s link to the list works (OPENDISPATCH_WEB_GRANT_S).
+    web_grant_s: float = DEFAULT_WEB_GRANT_S
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -270,9 +284,39 @@ class Config:
                     int(DEFAULT_RENEW_MARGIN_S),
                 )
             ),
+            web_enabled=setting("OPENDISPATCH_WEB", lambda t: t is None or _flag("OPENDISPATCH_WEB", t), True),
+            web_url=check.value(
+                "OPENDISPATCH_WEB_URL",
+                lambda: _web_url(get("OPENDISPATCH_WEB_URL") or get("OPEN_DISPATCH_URL")),
+                None,
+            ),
+            web_link_s=float(
+                setting(
+                    "OPENDISPATCH_WEB_LINK_S",
+                    lambda t: _whole_number("OPENDISPATCH_WEB_LINK_S", t, int(DEFAULT_WEB_LINK_S)),
+                    int(DEFAULT_WEB_LINK_S),
+                )
+            ),
+            web_grant_s=float(
+                setting(
+                    "OPENDISPATCH_WEB_GRANT_S",
+                    lambda t: _whole_number("OPENDISPATCH_WEB_GRANT_S", t, int(DEFAULT_WEB_GRANT_S)),
+                    int(DEFAULT_WEB_GRANT_S),
+                )
+            ),
             environ=dict(env),
         )
         return config, check.found
+
+
+def _web_url(text: str | None) -> str | None:
+    """The web view's public base URL: http(s), a host, no credentials, query or fragment."""
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"OPENDISPATCH_WEB_URL must be the base URL people open, e.g. https://od.example.com (got {text!r}).")
+    return text.rstrip("/")
 
 
 def _server_url(name: str, text: str | None) -> str:

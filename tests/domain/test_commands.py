@@ -393,7 +393,7 @@ def test_stop_session_needs_exactly_one_target() -> None:
 def test_usage_has_one_line_per_command() -> None:
     assert set(USAGE) == {
         "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs",
-        "od-config", "od-approve", "od-deny", "od-help",
+        "od-config", "od-approve", "od-deny", "od-help", "od-web",
     }
     assert all(usage.startswith(f"/{name}") and "\n" not in usage for name, usage in USAGE.items())
 

@@ -24,6 +24,7 @@ from ..domain.commands import (
     with_channel_defaults,
     ListJobs,
     ShowUsage,
+    OpenWeb,
     ListSessions,
     ParseSettings,
     RunJob,
@@ -50,6 +51,7 @@ from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite
 from .approvals import ApprovalDesk
+from .web_view import WebLinks
 from .job_runner import JobRunner
 from .sessions import SessionManager, session_table_lines
 
@@ -77,7 +79,10 @@ class Dispatcher:
         sessions: SessionManager | None = None,
         channel_settings: ChannelSettingsStore | None = None,
         approvals: ApprovalDesk | None = None,
+        web_links: WebLinks | None = None,
     ) -> None:
+        #: Signed links to the web view (`/od-web`); None when it is off.
+        self.web_links = web_links
         self.approvals = approvals
         self.sessions = sessions
         #: Channels' defaults (`/od-config`); None: the store keeps none, the command says so.
@@ -141,6 +146,8 @@ class Dispatcher:
                 await self._list_jobs(command, conversation, user)
             case ShowUsage():
                 await self._show_usage(command, conversation, user)
+            case OpenWeb():
+                await self._open_web(conversation, user)
             case CancelJob(job_id=job_id):
                 await self.cancel(job_id, user, conversation)
             case ShowLogs(job_id=job_id, artifact=str(name)):
@@ -251,7 +258,7 @@ class Dispatcher:
             self.access.check_active_jobs(user, len(active))
             job = Job.queued(job_id_from_hex(secrets.token_hex(4)), spec, conversation, user, at=self.wall_clock())
             await self.store.add(job)
-        accepted = await self._reply(conversation, JobAccepted(job))
+        accepted = await self._reply(conversation, JobAccepted(job, web_url=self.runner.job_link(job)))
         await self._nursery.start(self.runner.run, job, accepted)
         return job
 
@@ -330,6 +337,18 @@ class Dispatcher:
         rows = summarize_usage(jobs)
         text = render_usage(rows, since_s=command.since_s, everyone=command.all, user_name=user.name)
         await self._reply(conversation, Notice(text))
+
+    async def _open_web(self, conversation: Conversation, user: User) -> None:
+        """`/od-web`: a link to the web view, to the asker only (it is a credential)."""
+        if self.web_links is None:
+            raise NotAvailableYet("The web view is turned off here (OPENDISPATCH_WEB=0); ask an operator.")
+        url, expires_at = self.web_links.for_list(user, conversation)
+        valid = format_duration(max(0.0, expires_at - self.wall_clock()))
+        text = (
+            f"Your link to the web view (jobs you may read, live output, usage), valid for {valid}:\n{url}\n"
+            "It opens the view as you: do not share it."
+        )
+        await self._reply(conversation, Notice(text, ephemeral=True, private=True))
 
     async def _reply(self, conversation: Conversation, message: ChatMessage) -> MessageRef | None:
         try:

@@ -30,6 +30,7 @@ from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
 from ..ports.sprites import Sprite, SpritePort, SpriteRequest
+from .web_view import JobLink, no_link
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_job import LiveJob
@@ -111,7 +112,11 @@ class JobRunner:
         timer: SharedTimer | None = None,
         credentials: JobCredentials | None = None,
         approvals: ApprovalDesk | None = None,
+        job_link: JobLink = no_link,
     ) -> None:
+        #: The job's web page with a grant for its owner ("View live" on the first reply and
+        #: the card); `no_link` when the web view is off.
+        self.job_link = job_link
         self.metrics = metrics or NoMetrics()
         #: Tool calls waiting for a person: what a finished job still waited for is settled.
         self.approvals = approvals
@@ -396,7 +401,11 @@ class JobRunner:
             tail = await self.store.output(job.id, tail=self.settings.tail_lines)
             total = await self.store.output_line_count(job.id)
             card = JobCard(
-                job=job, tail=card_tail(tail, job.id), total_lines=total, duration_s=job.duration_s(self.wall_clock())
+                job=job,
+                tail=card_tail(tail, job.id),
+                total_lines=total,
+                duration_s=job.duration_s(self.wall_clock()),
+                web_url=self.job_link(job),
             )
             await self.chat.send(job.conversation, card, reply_to=live.started_ref)
         except Exception:

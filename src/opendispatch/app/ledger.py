@@ -12,11 +12,14 @@ import trio
 
 from ..domain.job import Job
 from ..ports.job_store import JobStore
+from .job_watch import JobWatch
 
 
 class JobLedger:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, watch: JobWatch | None = None) -> None:
         self.store = store
+        #: Told of every change saved here (the web view's live pages wait on it).
+        self.watch = watch or JobWatch()
         self._locks: dict[str, trio.Lock] = {}
 
     def _lock(self, job_id: str) -> trio.Lock:
@@ -32,6 +35,7 @@ class JobLedger:
             changed = update(job)
             if changed != job:
                 await self.store.save(changed)
+                self.watch.changed(job_id)
             return changed
 
     async def change_if_possible(self, job_id: str, update: Callable[[Job], Job | None]) -> Job:
@@ -42,6 +46,7 @@ class JobLedger:
             if changed is None or changed == job:
                 return job
             await self.store.save(changed)
+            self.watch.changed(job_id)
             return changed
 
     def forget(self, job_id: str) -> None:

@@ -28,6 +28,7 @@ from ..domain.messages import JobCard
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite, SpritePort
+from .web_view import JobLink, no_link
 from .ledger import JobLedger
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class _Ender:
     sprites: SpritePort
     chat: ChatPort
     wall_clock: Callable[[], float]
+    job_link: JobLink = no_link
 
     async def end(self, job: Job, transition: Callable[[Job], Job], *, sprite_ids: Collection[str] = ()) -> Job | None:
         ended = await self.ledger.change_if_possible(job.id, lambda j: None if j.is_finished else transition(j))
@@ -78,7 +80,13 @@ class _Ender:
         try:
             tail = await self.store.output(job.id, tail=TAIL_LINES)
             total = await self.store.output_line_count(job.id)
-            card = JobCard(job=job, tail=tuple(tail), total_lines=total, duration_s=job.duration_s(self.wall_clock()))
+            card = JobCard(
+                job=job,
+                tail=tuple(tail),
+                total_lines=total,
+                duration_s=job.duration_s(self.wall_clock()),
+                web_url=self.job_link(job),
+            )
             await self.chat.send(job.conversation, card)
         except Exception:
             log.exception("job %s: could not post the final card", job.id)
@@ -93,12 +101,13 @@ async def reconcile(
     wall_clock: Callable[[], float],
     supervised: Collection[str] = (),
     sessions: Collection[str] = (),
+    job_link: JobLink = no_link,
 ) -> ReconcileReport:
     """Destroy orphan sprites and mark jobs whose sprite is gone as lost (see the module doc).
 
     `sessions` are the ids of live sessions: their sprites are not orphans.
     """
-    ender = _Ender(store, ledger, sprites, chat, wall_clock)
+    ender = _Ender(store, ledger, sprites, chat, wall_clock, job_link)
     try:
         listed = await sprites.list_sprites()
     except DispatchError as exc:
@@ -173,6 +182,7 @@ class StaleJobReaper:
     waiting: Callable[[], Collection[str]] = lambda: ()
     period_s: float = DEFAULT_REAPER_PERIOD_S
     silence_s: float | None = DEFAULT_SILENCE_S
+    job_link: JobLink = no_link
     _seen: dict[str, _Seen] = attrs.field(factory=dict, init=False)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -186,7 +196,7 @@ class StaleJobReaper:
 
     async def sweep(self) -> list[Job]:
         """One pass; returns the jobs it ended."""
-        ender = _Ender(self.store, self.ledger, self.sprites, self.chat, self.wall_clock)
+        ender = _Ender(self.store, self.ledger, self.sprites, self.chat, self.wall_clock, self.job_link)
         supervised = set(self.supervised())
         waiting = set(self.waiting())
         active = [

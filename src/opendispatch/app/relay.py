@@ -367,6 +367,7 @@ class Relay:
         """
         self.lines_relayed += len(batch.lines)
         self.metrics.lines_relayed(len(batch.lines))
+        self.ledger.watch.changed(job.id)
         live = self.live.get(job.id)
         if live is not None and not job.is_finished:
             live.accept(batch.seq, batch.lines, now, batch.events)

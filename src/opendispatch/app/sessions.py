@@ -279,7 +279,7 @@ class SessionManager:
         job_id = job_id_from_hex(secrets.token_hex(4))
         job = attrs.evolve(Job.queued(job_id, spec, session.conversation, user, at=self.wall_clock()), session=session.id)
         await self.jobs.add(job)
-        live.refs[job.id] = await self._say(session.conversation, JobAccepted(job))
+        live.refs[job.id] = await self._say(session.conversation, JobAccepted(job, web_url=self.runner.job_link(job)))
         if not live.session.is_live:
             await self.ledger.change_if_possible(job.id, lambda j: None if j.is_finished else j.cancelled(
                 by=f"session {session.name} ending", at=self.wall_clock()))

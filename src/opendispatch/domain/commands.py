@@ -128,6 +128,11 @@ class ShowUsage:
 
 
 @attrs.frozen
+class OpenWeb:
+    """`/od-web`: a private, signed link to the web view of the jobs the user may read."""
+
+
+@attrs.frozen
 class CancelJob:
     job_id: str
 
@@ -183,6 +188,7 @@ Command: TypeAlias = (
     | SendToSession
     | ListJobs
     | ShowUsage
+    | OpenWeb
     | CancelJob
     | ShowLogs
     | ShowHelp
@@ -290,6 +296,13 @@ _COMMANDS: tuple[_CommandInfo, ...] = (
         (_USAGE_ALL, _SINCE),
         "/od-usage --all --since 30d",
     ),
+    _CommandInfo(
+        "od-web",
+        "",
+        "A private link to the web view: every job you may read, live output, usage charts.",
+        (),
+        "/od-web",
+    ),
     _CommandInfo("od-cancel", "JOB", "Cancel a running job.", (), "/od-cancel j-1a2b3c4d"),
     _CommandInfo(
         "od-logs",
@@ -381,6 +394,8 @@ def format_command(command: Command) -> str:
             return " ".join([*parts, "--limit", str(limit)])
         case ShowUsage(all=everyone, since_s=since_s):
             return " ".join(["/od-usage", *(["--all"] if everyone else []), "--since", format_period(since_s)])
+        case OpenWeb():
+            return "/od-web"
         case CancelJob(job_id=job_id):
             return f"/od-cancel {shlex.quote(job_id)}"
         case ShowLogs(job_id=job_id, tail=tail, raw=raw, artifact=artifact):
@@ -470,6 +485,15 @@ def _parse_usage(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
     if "--since" in args.values:
         since = _validated("od-usage", "period", parse_period, args.values["--since"])
     return ShowUsage(all="--all" in args.flags, since_s=since)
+
+
+def _parse_web(tokens: Sequence[_Token], settings: ParseSettings) -> Command:
+    args = _split_options("od-web", tokens, ())
+    if args.wants_help:
+        return ShowHelp("od-web")
+    if args.positionals:
+        _fail("od-web", f"Unexpected text {_show(_join(args.positionals))}: /od-web takes nothing.")
+    return OpenWeb()
 
 
 def parse_period(text: str) -> float:
@@ -691,6 +715,7 @@ _PARSERS: Mapping[str, Callable[[Sequence[_Token], ParseSettings], Command]] = M
         "od-send": _parse_send,
         "od-jobs": _parse_jobs,
         "od-usage": _parse_usage,
+        "od-web": _parse_web,
         "od-cancel": _parse_cancel,
         "od-logs": _parse_logs,
         "od-help": _parse_help,
