@@ -135,7 +135,13 @@ async def _run_in(tmp: Path, config: Config, *, interactive: bool, agent: str | 
     title = name or ("console" if interactive else "demo")
     async with open_dispatcher(config, bind="127.0.0.1:0") as running:
         try:
-            _say(f"Open-Dispatch {title}: webhooks at {running.webhook_url}, project at {project}\n")
+            _say(f"Open-Dispatch {title}: webhooks at {running.webhook_url}, project at {project}")
+            if running.web_links is not None:
+                # The operator at this terminal: every job, live, while the demo runs.
+                viewer = User("console", "console") if interactive else User("demo", "demo")
+                dashboard, _ = running.web_links.for_list(viewer, WHERE)
+                _say(f"Dashboard (jobs, live output, usage; open while this runs): {dashboard}")
+            _say("")
             if interactive:
                 _say(f'Try: /od-run --repo {project} --agent shell "python3 run_tests.py"   (/od-help, quit)\n')
                 await running.chat.listen(running.dispatcher.handle)
