@@ -151,8 +151,8 @@ class Config:
     credential_renew_s: float = DEFAULT_RENEW_MARGIN_S
     #: The web view of jobs (docs/web.md): on unless OPENDISPATCH_WEB=0.
     web_enabled: bool = True
-    #: The base URL people open the web view at (OPENDISPATCH_WEB_URL, else OPEN_DISPATCH_URL
-    #: when set; else the address the server is bound to).
+    #: The base URL people open the web view at (OPENDISPATCH_WEB_URL, else on Fly the app's
+    #: https://<app>.fly.dev, else OPEN_DISPATCH_URL when set; else the bound address).
     web_url: str | None = None
     #: How long a card's "View live" link works (OPENDISPATCH_WEB_LINK_S).
     web_link_s: float = DEFAULT_WEB_LINK_S
@@ -287,7 +287,12 @@ class Config:
             web_enabled=setting("OPENDISPATCH_WEB", lambda t: t is None or _flag("OPENDISPATCH_WEB", t), True),
             web_url=check.value(
                 "OPENDISPATCH_WEB_URL",
-                lambda: _web_url(get("OPENDISPATCH_WEB_URL") or get("OPEN_DISPATCH_URL")),
+                lambda: _web_url(
+                    get("OPENDISPATCH_WEB_URL")
+                    # On Fly, the app's public address (sprites use the private one).
+                    or (f"https://{get('FLY_APP_NAME')}.fly.dev" if get("FLY_APP_NAME") else None)
+                    or get("OPEN_DISPATCH_URL")
+                ),
                 None,
             ),
             web_link_s=float(

@@ -1,0 +1,30 @@
+"""The web view's settings: on by default, off with OPENDISPATCH_WEB=0, a public base URL."""
+
+from __future__ import annotations
+
+from opendispatch.config import DEFAULT_WEB_GRANT_S, DEFAULT_WEB_LINK_S, Config
+
+
+def test_on_by_default_with_a_week_for_cards_and_twelve_hours_for_od_web() -> None:
+    config = Config.from_env({}, dotenv=None)
+    assert config.web_enabled and config.web_url is None
+    assert (config.web_link_s, config.web_grant_s) == (DEFAULT_WEB_LINK_S, DEFAULT_WEB_GRANT_S) == (604800.0, 43200.0)
+
+
+def test_settings_are_read_and_bad_ones_named() -> None:
+    config = Config.from_env(
+        {"OPENDISPATCH_WEB": "0", "OPENDISPATCH_WEB_URL": "https://od.example.com/", "OPENDISPATCH_WEB_LINK_S": "60"},
+        dotenv=None,
+    )
+    assert not config.web_enabled and config.web_url == "https://od.example.com" and config.web_link_s == 60.0
+    problems = Config.problems(
+        {"OPENDISPATCH_WEB": "maybe", "OPENDISPATCH_WEB_URL": "https://u:p@od.example.com", "OPENDISPATCH_WEB_GRANT_S": "-1"}
+    )
+    named = {problem.message.split("=")[0].split(" ")[0] for problem in problems}
+    assert named == {"OPENDISPATCH_WEB", "OPENDISPATCH_WEB_URL", "OPENDISPATCH_WEB_GRANT_S"}
+
+
+def test_on_fly_the_links_use_the_apps_public_address_not_the_private_one() -> None:
+    config = Config.from_env({"FLY_APP_NAME": "od-team"}, dotenv=None)
+    assert config.web_url == "https://od-team.fly.dev"
+    assert Config.from_env({"OPEN_DISPATCH_URL": "https://od.example.com"}, dotenv=None).web_url == "https://od.example.com"
