@@ -6,6 +6,7 @@ store and sprites are in-memory fakes. tests/browser/ drives the same pages in C
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -268,3 +269,59 @@ async def test_the_web_view_can_be_turned_off() -> None:
         await sidecar.status("completed", 0)
         card = await h.card(job.id)
         assert card.web_url is None
+
+
+async def test_the_list_pages_by_fifty_and_filters_by_date_repo_and_agent() -> None:
+    from opendispatch.domain.job import Job
+    from opendispatch.domain.job_spec import AgentKind, JobSpec
+
+    config = Config.embedded(ownership=Ownership(admins=frozenset({ADMIN.id})))
+    async with open_harness(config=config) as h:
+        day = 86400.0 * 20500  # 2026-02-16, midnight UTC
+        for i in range(60):
+            spec = JobSpec(task=f"task {i}", agent=AgentKind.SHELL if i % 2 else AgentKind.CLAUDE, repo=f"acme/r{i % 3}")
+            await h.store.add(Job.queued(f"j-{i:08x}", spec, CHANNEL, ALICE, at=day + i * 3600))
+        async with browser(h) as client:
+            first = await open_link(client, await private_link(h, ADMIN))
+            rows = first.text.count('<tr class="job ')
+            assert rows == 50 and "j-0000003b" in first.text and "j-00000009" not in first.text
+            assert 'id="next-page"' in first.text and 'id="prev-page"' not in first.text
+            second = await client.get("/jobs", params={"page": "2"})
+            assert second.text.count('<tr class="job ') == 10 and "j-00000000" in second.text
+            assert 'id="next-page"' not in second.text and 'id="prev-page"' in second.text
+            one_day = await client.get("/jobs", params={"since": "2026-02-17", "until": "2026-02-17"})
+            assert one_day.text.count('<tr class="job ') == 24  # hours 24..47
+            assert "j-00000018" in one_day.text and "j-00000030" not in one_day.text
+            narrowed = await client.get("/jobs", params={"repo": "acme/r1", "agent": "shell"})
+            shown = narrowed.text.count('<tr class="job ')
+            assert shown == len([i for i in range(60) if i % 3 == 1 and i % 2])
+
+
+async def test_pages_redact_secrets_and_never_hold_the_job_token() -> None:
+    secret = "sk-live-0123456789abcdef"
+    async with open_harness(config=Config.embedded(secret_values=(secret,))) as h:
+        job = await h.run('/od-run --agent shell "deploy"')
+        sidecar = await h.sidecar()
+        await sidecar.logs([f"using key {secret}", f"token {sidecar.token}"], seq=0)
+        content = base64.b64encode(b"<html><script>alert(1)</script></html>").decode()
+        answer = await sidecar.post(
+            "/webhooks/artifact-file", {"jobId": job.id, "name": "report", "path": "out/report.html", "content": content}
+        )
+        assert answer.status_code == 200, answer.text
+        await sidecar.post(
+            "/webhooks/artifacts", {"jobId": job.id, "artifacts": [{"name": "report", "url": "out/report.html", "type": "file"}]}
+        )
+        await sidecar.status("completed", 0)
+        await h.card(job.id)
+        async with browser(h) as client:
+            page = await open_link(client, accepted_url(h, job.id))
+            assert secret not in page.text and "using key ***" in page.text
+            assert sidecar.token not in page.text
+            text = await client.get(f"/jobs/{job.id}/output.txt")
+            assert secret not in text.text and sidecar.token not in text.text
+            assert f'href="/jobs/{job.id}/artifacts/report"' in page.text
+            kept = await client.get(f"/jobs/{job.id}/artifacts/report")
+            assert kept.status_code == 200 and kept.content.startswith(b"<html>")
+            assert kept.headers["content-type"] == "application/octet-stream"
+            assert kept.headers["content-disposition"] == 'attachment; filename="report.html"'
+            assert (await client.get(f"/jobs/{job.id}/artifacts/nothing")).status_code == 404
