@@ -115,13 +115,25 @@ def live_output_header(message: LiveOutput) -> str:
     return " · ".join(parts)
 
 
+#: What every rendering of a job's web link is called ("View live" on the first reply and the card).
+VIEW_LIVE = "View live"
+
+
+def view_live_line(web_url: str) -> str:
+    """`View live: <url>`: the job's web page, as plain text shows it."""
+    return f"{VIEW_LIVE}: {web_url}"
+
+
 def _accepted_lines(message: JobAccepted) -> list[str]:
     job = message.job
-    return [
+    lines = [
         f"▶ Job {job.id} queued: {job.spec.summary()}",
         f"Requested by {job.requested_by.name} · timeout {format_duration(job.spec.timeout_s)}",
         f"/od-cancel {job.id} to stop it",
     ]
+    if message.web_url:
+        lines.append(view_live_line(message.web_url))
+    return lines
 
 
 #: What a live page says while the job runs but has printed nothing (the header has the time).
@@ -241,7 +253,9 @@ def truncated_output_line(job: Job) -> str | None:
 def _card_lines(message: JobCard) -> list[str]:
     job = message.job
     lines = [_card_status_line(job, message.duration_s), _where_line(job)]
-    outcome = _outcome_line(job)
+    if message.web_url:  # near the top: a long answer or tail must not push it out of a cut fallback
+        lines.append(view_live_line(message.web_url))
+    outcome = outcome_line(job)
     if outcome:
         lines.append(outcome)
     truncated = truncated_output_line(job)
@@ -282,7 +296,7 @@ def _at_utc(epoch: float | None) -> str:
     return " at " + datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%H:%M:%S UTC")
 
 
-def _outcome_line(job: Job) -> str | None:
+def outcome_line(job: Job) -> str | None:
     """Why the job ended, when it did not simply succeed."""
     if job.state is JobState.CANCELLED:
         return f"Cancelled by {job.cancelled_by or 'someone'}{_at_utc(job.finished_at)}"

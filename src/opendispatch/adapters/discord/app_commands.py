@@ -51,8 +51,8 @@ def _command(name: str, description: str, options: list[dict[str, Any]] | None =
 
 
 COMMAND_NAMES = (
-    "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-cancel", "od-logs", "od-config",
-    "od-approve", "od-deny", "od-help",
+    "od-run", "od-start", "od-stop", "od-list", "od-send", "od-jobs", "od-usage", "od-web", "od-cancel", "od-logs",
+    "od-config", "od-approve", "od-deny", "od-help",
 )
 
 
@@ -106,6 +106,8 @@ def application_commands() -> list[dict[str, Any]]:
                 _option(STRING, "since", "How far back: 12h, 7d, 30d (default 7d)", max_length=8),
             ],
         ),
+        # Its answer is a credential: always the interaction's ephemeral answer (see chat.py).
+        _command("od-web", "A private link to the web view: your jobs, live output, usage"),
         _command("od-cancel", "Cancel a running job", [job]),
         _command(
             "od-logs",

@@ -9,7 +9,9 @@ How a slash command flows:
    is "open" for that task (a context variable): the handler's replies without `reply_to`
    become the interaction's response. If no reply came within `defer_after_s` we send a
    deferred response first, so Discord's 3-second deadline is always met; an ephemeral
-   `Notice` (bad input) is sent with the ephemeral flag.
+   `Notice` (bad input) is sent with the ephemeral flag. A private `Notice` (it holds a
+   credential, such as a signed web link) is sent that way too, and only that way: with no
+   interaction to answer it is not posted, and a public notice says how to ask for it.
 3. `JobAccepted` is the (public) interaction response; the job's live output and final card
    arrive with `reply_to=` that message, so we open a thread on it and post there with the
    bot token (interaction tokens die after 15 minutes, jobs may run longer).
@@ -60,7 +62,7 @@ from .interactions import (
 )
 from .messages import THREAD_TYPES, parse_message
 from .outbox import Outbox, group_key, split_group_key
-from .payloads import EPHEMERAL, Payload, is_ephemeral, message_parts, thread_name
+from .payloads import EPHEMERAL, Payload, is_ephemeral, is_private, message_parts, thread_name
 from .rest import USER_AGENT, DiscordApiError, DiscordRest
 from .settings import GATEWAY, DiscordSettings
 
@@ -91,6 +93,11 @@ THREAD_ARCHIVE_MINUTES = 1440
 EPHEMERAL_PREFIX = "ephemeral:"
 THREAD_ALREADY_EXISTS = 160004
 KNOWN_CHANNELS_MAX = 10_000
+#: Said instead of a private notice where no interaction can carry it to the asker alone.
+NOT_SENT_PRIVATELY = (
+    "I can only send this link privately, as my answer to your slash command, so I have not posted it here. "
+    "Use /od-web to get it."
+)
 
 #: What the inbox carries: (INTERACTION, interaction payload) or (MESSAGE, {"message", "bot_user_id"}).
 Delivery = tuple[str, dict[str, Any]]
@@ -242,6 +249,10 @@ class DiscordChat:
             ref = await open_interaction.respond(message)
             await self._attach_transcript(where, message)
             return ref
+        if is_private(message):
+            # Anything but an ephemeral interaction answer would show the credential to others.
+            log.info("Discord: a private notice for %s had no interaction to answer; not posted", where.channel)
+            return await self.send(where, Notice(NOT_SENT_PRIVATELY), reply_to=reply_to)
         if isinstance(message, LiveOutput):
             return await self._send_page(where, message, reply_to)
         if isinstance(message, JobCard):
@@ -326,6 +337,8 @@ class DiscordChat:
             log.debug("not editing an ephemeral Discord message")
             await trio.lowlevel.checkpoint()
             return
+        if is_private(message):
+            message = Notice(NOT_SENT_PRIVATELY)  # a message others can see never becomes a credential
         webhook = self.interaction_messages.get(ref.id)
         if webhook is not None and not self.outbox.knows(ref.id):
             _, message_id = split_group_key(ref.id)

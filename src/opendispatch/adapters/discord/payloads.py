@@ -9,7 +9,9 @@ the agent wrote it, mentions neutralised, cut to the embed limits). An approval 
 message: what the agent wants to run (the tool, its command/path/URL in a code block, its
 reason; all from the agent, so shown as text) and an action row of Approve / Approve for this
 job / Deny whose custom ids carry the action and the request id; decided, it is edited to the
-decision with no components. Pure functions: tested without Discord.
+decision with no components. The first reply and the final card of a job with a web link
+carry a "View live" link button (style 5: it opens the URL and sends us no interaction).
+Pure functions: tested without Discord.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ...domain.approvals import ApprovalRequest, ApprovalState
 from ...domain.ids import looks_like_job_id
 from ...domain.job import Job, JobState
 from ...domain.job_spec import format_duration
-from ...domain.messages import ApprovalPrompt, ChatMessage, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
+from ...domain.messages import ApprovalPrompt, ChatMessage, JobAccepted, JobCard, JobTable, LiveOutput, LogExcerpt, Notice
 from ...domain.output_buffer import FENCE, is_fence_line, split_message
 from ...domain.render import (
     truncated_output_line,
@@ -36,10 +38,13 @@ from ...domain.render import (
     live_output_header,
     logs_hint,
     omitted_line,
+    outcome_line,
     progress_lines,
     render_lines,
     render_text,
     state_word,
+    view_live_line,
+    VIEW_LIVE,
 )
 
 MAX_CONTENT = 2000
@@ -54,6 +59,11 @@ STOP_PREFIX = "od_stop:"
 BUTTON_STYLE_PRIMARY = 1
 BUTTON_STYLE_SUCCESS = 3
 BUTTON_STYLE_DANGER = 4
+BUTTON_STYLE_LINK = 5
+#: A link button's URL: Discord takes at most 512 characters; a longer one is shown as text.
+MAX_BUTTON_URL = 512
+MAX_ACTION_ROWS = 5
+MAX_ROW_BUTTONS = 5
 #: An approval prompt's buttons: custom id `<prefix><request id>` -> the command it means.
 APPROVAL_BUTTONS = {
     "od_approve:": "/od-approve {}",
@@ -88,11 +98,47 @@ def message_parts(message: ChatMessage) -> list[Payload]:
         return [_card_payload(message)]
     if isinstance(message, ApprovalPrompt):
         return [approval_payload(message)]
+    if isinstance(message, JobAccepted) and message.web_url:
+        return _accepted_parts(message, message.web_url)
     return _text_parts(_plain_text(message))
 
 
 def is_ephemeral(message: ChatMessage) -> bool:
-    return isinstance(message, Notice) and message.ephemeral
+    """Shown to the asker only: an ephemeral notice, or a private one (it holds a credential)."""
+    return isinstance(message, Notice) and (message.ephemeral or message.private)
+
+
+def is_private(message: ChatMessage) -> bool:
+    """A notice that must never be posted where others can read it."""
+    return isinstance(message, Notice) and message.private
+
+
+def link_button(label: str, url: str) -> Payload | None:
+    """A link button (style 5, a `url`, no custom id), or None when Discord would refuse the URL."""
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_BUTTON_URL or any(c.isspace() for c in url):
+        return None
+    return {"type": 2, "style": BUTTON_STYLE_LINK, "label": label[:80], "url": url}
+
+
+def with_link_row(components: list[Payload], button: Payload) -> list[Payload]:
+    """`components` plus `button`: in the last action row when it has room, else in a new row;
+    unchanged when the message already has Discord's 5 full rows."""
+    rows = [dict(row, components=list(row.get("components", []))) for row in components]
+    if rows and rows[-1].get("type") == 1 and len(rows[-1]["components"]) < MAX_ROW_BUTTONS:
+        rows[-1]["components"].append(button)
+    elif len(rows) < MAX_ACTION_ROWS:
+        rows.append({"type": 1, "components": [button]})
+    return rows
+
+
+def _accepted_parts(message: JobAccepted, web_url: str) -> list[Payload]:
+    """The first reply with its "View live" button; the link as text only where no button can carry it."""
+    button = link_button(VIEW_LIVE, web_url)
+    if button is None:
+        return _text_parts(render_text(message))
+    parts = _text_parts(render_text(JobAccepted(message.job)))
+    parts[-1]["components"] = with_link_row([], button)
+    return parts
 
 
 def stop_button_id(job_id: str) -> str:
@@ -277,7 +323,14 @@ def _card_payload(card: JobCard) -> Payload:
     others = len(embed["title"]) + len(embed.get("footer", {}).get("text", ""))
     others += sum(len(field["name"]) + len(field["value"]) for field in embed["fields"])
     embed["description"] = _card_description(card, min(MAX_EMBED_DESCRIPTION, MAX_EMBED_TOTAL - others))
-    return {"content": _fit(status_line, MAX_CONTENT), "embeds": [embed], "allowed_mentions": NO_MENTIONS, "components": []}
+    content, components = status_line, []
+    if card.web_url:
+        button = link_button(VIEW_LIVE, card.web_url)
+        if button is not None:
+            components = with_link_row([], button)
+        elif len(status_line) + 1 + len(view_live_line(card.web_url)) <= MAX_CONTENT:
+            content = status_line + "\n" + view_live_line(card.web_url)  # shown whole, never cut
+    return {"content": _fit(content, MAX_CONTENT), "embeds": [embed], "allowed_mentions": NO_MENTIONS, "components": components}
 
 
 def _agent_fields(summary: AgentSummary) -> list[Payload]:
@@ -295,7 +348,7 @@ def _card_description(card: JobCard, budget: int) -> str:
     job = card.job
     lines = render_lines(card)
     head = [lines[1]]  # "<summary> · requested by <name>"
-    outcome = next((line for line in lines[2:3] if line.startswith(("Cancelled by", "Timed out", "Failed at", "Lost at"))), None)
+    outcome = outcome_line(job)
     if outcome:
         head.append(outcome)
     truncated = truncated_output_line(job)

@@ -4,7 +4,9 @@ Inbound: both modes acknowledge first (an ack frame, or HTTP 200) and then run t
 dispatcher's handler in a task of our own nursery, so Slack's 3-second limit never depends
 on how long a command takes. Outbound: every write to a channel goes through that channel's
 queue in `Outbox` (ordered, paced, 429-safe, edits merged); ephemeral answers go to the one
-user who asked, through the slash command's `response_url` or `chat.postEphemeral`.
+user who asked, through the slash command's `response_url` or `chat.postEphemeral`. A private
+notice (it holds a credential, such as a signed web link) goes only that way: when neither
+works it is not posted, and a public notice says that it could not be sent privately.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ LogSource = Callable[[str], Awaitable[Sequence[str]]]
 EPHEMERAL_ID = "ephemeral"
 POST_WAIT_S = 30.0
 NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
+#: Said in the channel instead of a private notice that could not reach the asker alone.
+NOT_SENT_PRIVATELY = (
+    "I could not send you this link privately, so I have not posted it here. "
+    "Use the `/od-web` slash command in a channel I am in, or in a direct message with me."
+)
 
 _invocation: ContextVar[Invocation | None] = ContextVar("slack_invocation", default=None)
 
@@ -101,6 +108,10 @@ class SlackChat:
     async def send(
         self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
     ) -> MessageRef:
+        if isinstance(message, Notice) and message.private:
+            if await self._send_private(where, message):
+                return MessageRef(where, EPHEMERAL_ID)
+            return await self.send(where, Notice(NOT_SENT_PRIVATELY), reply_to=reply_to)
         if isinstance(message, Notice) and message.ephemeral and await self._send_ephemeral(where, message):
             return MessageRef(where, EPHEMERAL_ID)
         thread_ts = (reply_to.conversation.thread or reply_to.id) if reply_to is not None else where.thread
@@ -126,6 +137,8 @@ class SlackChat:
         """Queue the new version and return: only the newest queued version is sent."""
         if ref.id == EPHEMERAL_ID:
             return  # Slack cannot edit ephemeral messages
+        if isinstance(message, Notice) and message.private:
+            message = Notice(NOT_SENT_PRIVATELY)  # a channel message never becomes a credential
         args = {"channel": ref.conversation.channel, "ts": ref.id, **render(message)[0].args()}
         self._queue_edit(ref, args)
 
@@ -174,6 +187,15 @@ class SlackChat:
             await self._ephemeral(invocation, chunk, thread_ts=where.thread or invocation.thread_ts)
         return True
 
+    async def _send_private(self, where: Conversation, message: Notice) -> bool:
+        """`_send_ephemeral`, never raising: False when the asker alone could not be reached
+        (the caller must then not post it). Only Slack's error code is logged, never the text."""
+        try:
+            return await self._send_ephemeral(where, message)
+        except (SlackApiError, httpx.HTTPError) as exc:
+            log.warning("Slack: a private answer could not be sent ephemerally (%s); not posting it", _reason(exc))
+            return False
+
     async def _ephemeral(self, invocation: Invocation, text: str, *, thread_ts: str | None) -> None:
         if invocation.response_url:
             try:
@@ -202,7 +224,7 @@ class SlackChat:
     def _after_card(self, card: JobCard, started: MessageRef | None, card_ref: MessageRef) -> None:
         """The channel message loses its Stop button and shows the outcome; long logs get a file."""
         if started is not None and started.id != EPHEMERAL_ID:
-            final = render_accepted(card.job, live=False)
+            final = render_accepted(card.job, live=False, web_url=card.web_url)
             self._queue_edit(started, {"channel": started.conversation.channel, "ts": started.id, **final.args()})
         if self.fetch_log is not None and card.total_lines > max(len(card.tail), self.settings.attach_log_over_lines):
             self._nursery.start_soon(self._attach_log, card, card_ref)

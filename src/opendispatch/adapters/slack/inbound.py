@@ -4,7 +4,9 @@ Pure functions over parsed JSON/form fields, so Socket Mode and HTTP mode share 
 which events are ours to answer (never our own messages, never edits or joins), how a button
 becomes a command (Stop → `/od-cancel JOB`; an approval prompt's Approve, Approve for this job
 and Deny → `/od-approve ID`, `/od-approve ID --job`, `/od-deny ID`) by the clicking user in
-the job's thread, and where the answer goes (channel, thread, the invoking user).
+the job's thread, and where the answer goes (channel, thread, the invoking user). A click on
+a link button ("View live") is reported by Slack too: it has already opened the page, so it
+is acknowledged (by the caller, as every payload is) and ignored here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import attrs
 from ...domain.ids import looks_like_job_id
 from ...domain.job import Conversation, User
 from ...domain.messages import Inbound
-from .render import APPROVE_ACTION_ID, APPROVE_FOR_JOB_ACTION_ID, DENY_ACTION_ID, STOP_ACTION_ID
+from .render import APPROVE_ACTION_ID, APPROVE_FOR_JOB_ACTION_ID, DENY_ACTION_ID, STOP_ACTION_ID, VIEW_LIVE_ACTION_ID
 
 PLATFORM = "slack"
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
@@ -38,6 +40,8 @@ BUTTONS = {
     APPROVE_FOR_JOB_ACTION_ID: ("/od-approve {} --job", looks_like_request_id),
     DENY_ACTION_ID: ("/od-deny {}", looks_like_request_id),
 }
+#: Our link buttons: the browser opens their URL; the click Slack reports means nothing to us.
+LINK_BUTTONS = frozenset({VIEW_LIVE_ACTION_ID})
 
 
 @attrs.frozen

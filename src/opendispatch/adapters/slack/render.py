@@ -17,6 +17,11 @@ An approval prompt shows the tool, its command/path/URL in a code block and the 
 reason (all three come from the agent, so all escaped), with Approve / Approve for this job /
 Deny buttons whose value is the request id; once decided it is edited to say the decision,
 without buttons (a stale button would only earn an "already approved" answer).
+
+A job with a web link gets a "View live" link button (a Block Kit `button` with a `url`) on
+its channel message, in every version, and on its final card. Slack still reports a click on
+a link button to our interactivity endpoint; its action id (`VIEW_LIVE_ACTION_ID`) is none of
+`inbound.BUTTONS`, so the click is acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from ...domain.render import (
     render_state,
     render_text,
     state_word,
+    VIEW_LIVE,
 )
 from .markdown import code_line as code_line
 from .markdown import escape as escape
@@ -59,6 +65,8 @@ STOP_ACTION_ID = "od_stop"
 APPROVE_ACTION_ID = "od_approve"
 APPROVE_FOR_JOB_ACTION_ID = "od_approve_job"
 DENY_ACTION_ID = "od_deny"
+#: The "View live" link button: it opens the job's web page; the click Slack reports is ignored.
+VIEW_LIVE_ACTION_ID = "od_view_live"
 #: How much of an approval's command/path/URL the prompt shows (the desk keeps 500 today);
 #: text full of &, < and > is cut further, so that the escaped code block fits its section.
 APPROVAL_DETAIL_CHARS = 1500
@@ -71,6 +79,7 @@ FALLBACK_LIMIT = 3000
 HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
 CARD_LINE_LIMIT = 500  # one very long log line must not crowd the card; the file has it whole
+BUTTON_URL_LIMIT = 3000  # a button's `url` (slack_sdk ButtonElement.url_max_length)
 
 Block = dict[str, Any]
 
@@ -118,6 +127,36 @@ def code_sections(lines: Sequence[str]) -> list[Block]:
     if not lines:
         return []
     return [section(chunk) for chunk in split_message(code_block(lines), SECTION_LIMIT)]
+
+
+def view_live_element(web_url: str) -> dict[str, Any] | None:
+    """The "View live" link button, or None for a URL Slack would refuse on a button."""
+    if not web_url.startswith(("https://", "http://")) or len(web_url) > BUTTON_URL_LIMIT:
+        return None
+    if any(c.isspace() or c in "<>|" for c in web_url):
+        return None
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": VIEW_LIVE, "emoji": True},
+        "url": web_url,
+        "action_id": VIEW_LIVE_ACTION_ID,
+    }
+
+
+def view_live_blocks(web_url: str | None, *, stop: Job | None = None) -> list[Block]:
+    """One actions block: Stop (while `stop` runs) and "View live" (when there is a link);
+    a link no button can carry is shown as text instead."""
+    elements: list[dict[str, Any]] = list(stop_button(stop)["elements"]) if stop is not None else []
+    blocks: list[Block] = []
+    if web_url:
+        button = view_live_element(web_url)
+        if button is not None:
+            elements.append(button)
+        else:
+            blocks.append(context(escape(f"{VIEW_LIVE}: {web_url}")))
+    if elements:
+        blocks.append({"type": "actions", "elements": elements})
+    return blocks
 
 
 def stop_button(job: Job) -> Block:
@@ -186,7 +225,7 @@ def render(message: ChatMessage) -> list[SlackMessage]:
     if isinstance(message, Notice):
         return _text_messages(escape(message.text))
     if isinstance(message, JobAccepted):
-        return [render_accepted(message.job, live=True)]
+        return [render_accepted(message.job, live=True, web_url=message.web_url)]
     if isinstance(message, LiveOutput):
         return [render_live(message)]
     if isinstance(message, JobCard):
@@ -257,16 +296,17 @@ def detail_block(detail: str) -> str:
         keep = keep * 2 // 3
 
 
-def render_accepted(job: Job, *, live: bool) -> SlackMessage:
-    """The channel message of a job; `live` adds the Stop button, the final version shows the state."""
+def render_accepted(job: Job, *, live: bool, web_url: str | None = None) -> SlackMessage:
+    """The channel message of a job; `live` adds the Stop button, the final version shows the
+    state; both carry the "View live" button when the job has a web link."""
     summary = escape(job.spec.summary())
     requested = f"Requested by {escape(job.requested_by.name)} · timeout {format_duration(job.spec.timeout_s)}"
     if live:
         first = f"▶ Job *{job.id}* queued: {summary}"
-        blocks = [section(first), context(f"{requested} · output in the thread"), stop_button(job)]
-        return SlackMessage(text=fallback_text(JobAccepted(job)), blocks=tuple(blocks))
+        blocks = [section(first), context(f"{requested} · output in the thread"), *view_live_blocks(web_url, stop=job)]
+        return SlackMessage(text=fallback_text(JobAccepted(job, web_url=web_url)), blocks=tuple(blocks))
     first = f"{STATE_ICONS[job.state]} Job *{job.id}* {state_word(job.state)}: {summary}"
-    blocks = [section(first), context(f"{requested} · details in the thread")]
+    blocks = [section(first), context(f"{requested} · details in the thread"), *view_live_blocks(web_url)]
     return SlackMessage(text=_cut(escape(f"Job {job.id} {state_word(job.state)}: {job.spec.summary()}"), FALLBACK_LIMIT), blocks=tuple(blocks))
 
 
@@ -336,6 +376,7 @@ def _card_blocks(card: JobCard, tail: list[str], answer_limit: int) -> list[Bloc
     blocks: list[Block] = [
         header(f"{STATE_ICONS[job.state]} Job {job.id} {state_word(job.state)}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f, FIELD_LIMIT)} for f in fields]},
+        *view_live_blocks(card.web_url),  # near the top: trimming a long card never drops it
     ]
     outcome = _outcome(job)
     if outcome:

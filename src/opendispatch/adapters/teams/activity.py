@@ -7,6 +7,9 @@ arrives as a message activity whose `value` is the button's data: Stop
 (`{"action": "od_stop", "jobId": …}`) means `/od-cancel JOB`; an approval prompt's Approve,
 Approve for this job and Deny (`{"action": "od_approve" | "od_approve_job" | "od_deny",
 "requestId": …}`) mean `/od-approve ID`, `/od-approve ID --job` and `/od-deny ID`.
+
+Whether a conversation is a personal (one-to-one) chat with the bot decides where a private
+answer may go; see `is_personal_chat`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ class InboundActivity:
     user: User | None
     text: str
     value: Any
+    #: `conversation.isGroup`: True in channels and group chats, absent (or False) in personal chats.
+    is_group: bool | None = None
+
+    @property
+    def personal(self) -> bool:
+        """A one-to-one chat between the bot and this user (see `is_personal_chat`)."""
+        return is_personal_chat(self.conversation_type, conversation_id(self.conversation), self.is_group)
 
 
 def parse_activity(body: Any) -> InboundActivity:
@@ -80,7 +90,28 @@ def parse_activity(body: Any) -> InboundActivity:
         user=_user(body.get("from")),
         text=clean_text(text, body.get("entities"), bot_id),
         value=body.get("value"),
+        is_group=conversation.get("isGroup") if isinstance(conversation.get("isGroup"), bool) else None,
     )
+
+
+#: Conversation ids of personal chats with a bot start `a:`; channels (`19:…@thread.tacv2`,
+#: `@thread.skype`) and group chats (`19:…@thread.v2`) start `19:`.
+PERSONAL_ID_PREFIX = "a:"
+
+
+def is_personal_chat(conversation_type: Any, conversation_id: str, is_group: bool | None) -> bool:
+    """True only for a one-to-one chat of one user with the bot, where what we post only that
+    user reads; anything we cannot tell counts as shared (a private answer is then refused).
+
+    `conversation.conversationType` says it (`personal`, `groupChat`, `channel`); every sign
+    must agree: no `isGroup: true`, no thread (`;messageid=`), and an id that is not a
+    channel's or group chat's (`19:…@thread…`). Without a conversationType (older clients,
+    the Emulator) a personal chat is still known by its `a:` id."""
+    if is_group is True or THREAD_MARKER in conversation_id or "@thread" in conversation_id:
+        return False
+    if isinstance(conversation_type, str) and conversation_type:
+        return conversation_type.lower() == "personal"
+    return conversation_id.startswith(PERSONAL_ID_PREFIX)
 
 
 def split_conversation_id(conversation_id: str) -> tuple[str, str | None]:

@@ -11,6 +11,9 @@ An approval prompt is a card: what the agent wants to run (tool, command/path/UR
 text runs, so nothing the agent wrote is read as markdown) with Approve / Approve for this
 job / Deny (`Action.Submit`, data `{"action": …, "requestId": …}`); once decided it is
 updated to the decision, without actions.
+
+A job with a web link gets an `Action.OpenUrl` "View live" on its first reply (in every
+version) and on its final card; opening a URL sends us nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ...domain.render import (
     progress_lines,
     render_text,
     state_word,
+    VIEW_LIVE,
 )
 from .activity import APPROVE_ACTION, APPROVE_FOR_JOB_ACTION, DENY_ACTION, STOP_ACTION
 
@@ -65,7 +69,7 @@ _STATE_COLORS = {
 def render_activities(message: ChatMessage) -> list[Activity]:
     """One activity per message; only long text is split into several."""
     if isinstance(message, JobAccepted):
-        return [accepted_activity(message.job)]
+        return [accepted_activity(message.job, web_url=message.web_url)]
     if isinstance(message, LiveOutput):
         return [live_activity(message)]
     if isinstance(message, JobCard):
@@ -84,10 +88,17 @@ def stop_action(job: Job) -> dict[str, Any]:
     return {"type": "Action.Submit", "title": "Stop", "data": {"action": STOP_ACTION, "jobId": job.id}}
 
 
-def accepted_activity(job: Job, *, ended: Job | None = None) -> Activity:
+def view_live_action(web_url: str | None) -> list[dict[str, Any]]:
+    """`Action.OpenUrl` "View live" to the job's web page, when it has one (http(s) only)."""
+    if not web_url or not web_url.startswith(("https://", "http://")):
+        return []
+    return [{"type": "Action.OpenUrl", "title": VIEW_LIVE, "url": web_url}]
+
+
+def accepted_activity(job: Job, *, ended: Job | None = None, web_url: str | None = None) -> Activity:
     """The first reply. While the job runs it offers Stop; `ended` turns it into a pointer
-    to the final card (so a stale Stop button cannot linger)."""
-    fallback = render_text(JobAccepted(job))
+    to the final card (so a stale Stop button cannot linger). "View live" stays on both."""
+    fallback = render_text(JobAccepted(job, web_url=web_url))
     title = f"▶ Job {job.id} queued"
     body: list[dict[str, Any]] = [
         _text(title, weight="bolder"),
@@ -103,6 +114,7 @@ def accepted_activity(job: Job, *, ended: Job | None = None) -> Activity:
         actions.append(stop_action(job))
     else:
         body.append(_text(f"{STATE_ICONS[ended.state]} Ended: {state_word(ended.state)}{_by(ended)} (see the final card)"))
+    actions.extend(view_live_action(web_url))
     return card_activity(_card(body, actions, fallback), summary=title)
 
 
@@ -222,7 +234,8 @@ def final_activity(message: JobCard) -> Activity:
         body.append(_text("No output.", isSubtle=True))
     if message.total_lines > len(message.tail):
         body.append(_text(f"{message.total_lines} lines in total: send od-logs {job.id}", isSubtle=True))
-    actions = [{"type": "Action.OpenUrl", "title": a.name[:40], "url": a.url} for a in links[:MAX_LINK_ACTIONS]]
+    actions = view_live_action(message.web_url)  # first: the artifacts are linked in the body too
+    actions += [{"type": "Action.OpenUrl", "title": a.name[:40], "url": a.url} for a in links[: MAX_LINK_ACTIONS - len(actions)]]
     return card_activity(_card(body, actions, render_text(message)), summary=title)
 
 

@@ -4,7 +4,10 @@ In: Bot Connector POSTs signed activities to `/api/messages` on our webhook serv
 check of `auth.py` passes before anything is remembered or started; then we answer 202 at
 once (the Connector gives up after ~15 s) and run the command in a task of `listen`.
 Out: the Bot Connector REST API through `Outbox` (ordered, paced, retried), with cards from
-`cards.py`. The serviceUrl of each conversation is learnt from its verified activities.
+`cards.py`. The serviceUrl of each conversation is learnt from its verified activities, and so
+is whether it is a personal (one-to-one) chat: Teams has no ephemeral messages, so a private
+notice (it holds a credential, such as a signed web link) is posted only in a personal chat;
+anywhere else a notice saying where to ask for it goes instead.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import httpx
 import trio
 
 from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef
+from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef, Notice
 from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .activity import BadActivity, InboundActivity, card_command, conversation_id, parse_activity
@@ -33,6 +36,11 @@ log = logging.getLogger(__name__)
 
 MESSAGES_PATH = "/api/messages"
 SEEN_ACTIVITIES = 1024
+#: Posted instead of a private notice in a channel or group chat, where everyone would read it.
+NOT_SENT_PRIVATELY = (
+    "I can only send this link privately, and this conversation is not private, so I have not posted it here. "
+    "Send od-web to me in a personal chat (open a chat with Open Dispatch) to get it."
+)
 
 
 class UnknownConversation(Exception):
@@ -53,6 +61,7 @@ class TeamsChat:
         self._auth = InboundAuthenticator(KeySet(http, settings), settings)
         self.outbox = Outbox(BotConnector(http, ConnectorCredentials(http, settings)), nursery, settings)
         self._service_urls: dict[str, str] = {}
+        self._personal: dict[str, bool] = {}  # conversation -> a one-to-one chat (every activity said so)
         self._accepted: dict[str, MessageRef] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._handler: InboundHandler | None = None
@@ -93,6 +102,8 @@ class TeamsChat:
         if self._handler is None or self._inbound is None:
             return _answer(503, {"error": "not listening yet"})
         self._service_urls[activity.conversation.channel] = activity.service_url
+        channel = activity.conversation.channel
+        self._personal[channel] = self._personal.get(channel, True) and activity.personal
         if activity.type == "invoke":
             return _answer(200, {})
         if activity.type == "message" and not self._seen_before(activity):
@@ -132,6 +143,9 @@ class TeamsChat:
         self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
     ) -> MessageRef:
         target = self._target(where)
+        if isinstance(message, Notice) and message.private and not self.is_personal(where):
+            log.info("Teams: a private notice for a shared conversation was not posted")
+            message = Notice(NOT_SENT_PRIVATELY)
         reply_id = reply_to.id if reply_to is not None else where.thread
         activity_id = ""
         for activity in render_activities(message):
@@ -145,15 +159,23 @@ class TeamsChat:
 
     async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
         """Queue the new version; the Outbox paces it and keeps only the newest waiting one."""
+        if isinstance(message, Notice) and message.private and not self.is_personal(ref.conversation):
+            message = Notice(NOT_SENT_PRIVATELY)
         activities = render_activities(message)
         self.outbox.update(self._target(ref.conversation), ref.id, activities[0])
+
+    def is_personal(self, where: Conversation) -> bool:
+        """Whether only the one user who chats with us reads `where`: a personal chat, known
+        from the verified activities it sent (`activity.is_personal_chat`); unknown is shared."""
+        return where.thread is None and self._personal.get(where.channel, False)
 
     def _close_accepted(self, card: JobCard) -> None:
         """The first reply's Stop button goes; it says how the job ended instead."""
         ref = self._accepted.pop(card.job.id, None)
         if ref is not None:
             job = card.job
-            self.outbox.update(self._target(ref.conversation), ref.id, accepted_activity(job, ended=job))
+            activity = accepted_activity(job, ended=job, web_url=card.web_url)
+            self.outbox.update(self._target(ref.conversation), ref.id, activity)
 
     def _target(self, where: Conversation) -> Target:
         service_url = self._service_urls.get(where.channel)
