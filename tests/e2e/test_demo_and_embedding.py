@@ -30,6 +30,9 @@ def test_the_demo_prints_a_succeeded_and_a_failed_job_and_exits_0_with_stdin_clo
     assert re.search(r"test report \(9 B\): /od-logs j-[0-9a-f]{8} --artifact 'test report'", out)
     assert "4 passed, 0 failed" in out and "3 passed, 1 failed" in out
     assert "Recent jobs of demo" in out
+    # The web view's dashboard link, and each job's View live link (issue #23).
+    assert re.search(r"Dashboard \(.*\): http://127\.0\.0\.1:\d+/jobs\?grant=odw1\.\d+\.", out)
+    assert re.search(r"View live: http://127\.0\.0\.1:\d+/jobs/j-[0-9a-f]{8}\?grant=odw1\.", out)
     assert "Session demo-session started" in out and "the session kept last-run.txt:" in out
     assert "Session demo-session ended" in out and "after 2 message(s)" in out
     assert "Traceback" not in out + result.stderr

@@ -24,7 +24,7 @@ async def test_a_slash_command_runs_a_job_with_threaded_live_output_and_a_final_
 
         started = await stack.started_message()
         assert "queued" in started.text and "acme/api" in started.text
-        assert started.action_ids() == ["od_stop"]
+        assert started.action_ids() == ["od_stop", "od_view_live"]  # Stop and the web view's link
         sidecar = await stack.sidecar()
         await sidecar.status("running")
         sent = [f"line {i} <b>&" for i in range(30)]
@@ -42,7 +42,7 @@ async def test_a_slash_command_runs_a_job_with_threaded_live_output_and_a_final_
         assert card.code_lines() == sent[-10:]
         assert (await stack.store.get(sidecar.job_id)).state is JobState.SUCCEEDED
         # the channel message now shows the outcome, without the Stop button
-        assert "succeeded" in started.text and started.action_ids() == []
+        assert "succeeded" in started.text and started.action_ids() == ["od_view_live"]
         # the live message was edited in place, at a pace the fake accepted
         assert [c for c in stack.fake.calls if c.status == 429] == []
         # secrets never reach Slack
@@ -118,7 +118,7 @@ async def test_the_stop_button_cancels_the_job_and_the_card_says_who_stopped_it(
         job = await stack.store.get(sidecar.job_id)
         assert job.state is JobState.CANCELLED and job.cancelled_by == "bob"
         assert "🛑 Stopped by bob" in card.block_texts()
-        assert live.action_ids() == [] and started.action_ids() == []
+        assert live.action_ids() == [] and started.action_ids() == ["od_view_live"]
         assert stack.sprites.destroyed == [sidecar.sprite.id]
         # "Cancelling …" went into the job's thread, not the channel
         assert any("Cancelling" in m.text for m in stack.fake.thread(started))

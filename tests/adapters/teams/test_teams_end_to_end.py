@@ -39,7 +39,7 @@ async def test_a_channel_mention_runs_a_job_with_a_live_card_and_a_final_card() 
         # the first reply loses its Stop button once the job has ended
         with trio.fail_after(5):
             await rig.cloud.wait_for(lambda c: "Ended" in card_text(c.activities[accepted.id].card))
-        assert "actions" not in accepted.card
+        assert [a["title"] for a in accepted.card.get("actions", [])] == ["View live"]  # Stop is gone
         assert (await rig.store.get(sidecar.job_id)).state is JobState.SUCCEEDED
         assert rig.cloud.token_requests == 1  # one client-credentials token, cached
 
