@@ -222,3 +222,20 @@ def test_a_long_answer_is_cut_with_a_pointer_outside_any_code_block() -> None:
     assert lines[-1] == "… (the full answer: /od-logs j-1)" and lines[-2] == "```"
     assert len(cut) < 340
     assert answer_excerpt("short", "j-1") == "short"
+
+
+def test_activity_status_says_what_runs_now_in_one_short_line() -> None:
+    from opendispatch.domain.agent_progress import ProgressView, Step
+    from opendispatch.domain.render import STATUS_CHARS, activity_status
+
+    def view(current: Step | None = None, recent: tuple[Step, ...] = (), text: str = "") -> ProgressView:
+        return ProgressView(current=current, recent=recent, knows_current_step=True, input_tokens=0, output_tokens=0,
+                            cost_usd=None, cost_is_estimate=False, latest_text=text, plan=(), steps_done=len(recent))
+
+    assert activity_status(view(Step("Bash: npm test"))) == "running Bash: npm test…"
+    assert activity_status(view(recent=(Step("Read: a.py", ok=True),))) == "done Read: a.py…"
+    assert activity_status(view(recent=(Step("Edit: b.py", ok=False),))) == "failed Edit: b.py…"
+    assert activity_status(view(text="Let me look\n  at the tests")) == "thinking: Let me look at the tests…"
+    assert activity_status(None, state="starting") == "starting…"
+    long = activity_status(view(Step("Bash: " + "x" * 500)))
+    assert len(long) == STATUS_CHARS and long.endswith("…")

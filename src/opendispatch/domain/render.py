@@ -184,6 +184,34 @@ def usage_text(input_tokens: int, output_tokens: int, cost_usd: float | None, *,
     return text
 
 
+#: A platform's status line ("is running the tests…") is short: Slack's assistant status and
+#: Teams' informative updates show one line.
+STATUS_CHARS = 80
+
+
+def activity_status(view: ProgressView | None, *, state: str = "running") -> str:
+    """One short line of what the job is doing now, for a platform's native status.
+
+    From the current step when the agent reports one (`Bash: npm test` → "running Bash: npm
+    test…"), else the last finished one, else what the agent last said, else the job's state.
+    """
+    if view is not None:
+        if view.current is not None:
+            text = f"running {view.current.label}"
+        elif view.recent:
+            text = f"done {view.recent[-1].label}" if view.recent[-1].ok is not False else f"failed {view.recent[-1].label}"
+        elif view.latest_text:
+            text = "thinking: " + view.latest_text
+        else:
+            text = state
+    else:
+        text = state
+    text = " ".join(text.split())
+    if len(text) > STATUS_CHARS - 1:
+        text = text[: STATUS_CHARS - 1]
+    return text + "…"
+
+
 def progress_lines(view: ProgressView) -> list[str]:
     """The agent's work so far, as the live message shows it under the page's lines.
 
