@@ -12,10 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import attrs
 import httpx
 import pytest
-import trio
 
 from harness import ALICE, BOB, CHANNEL, Harness, open_harness
 from opendispatch.config import Config

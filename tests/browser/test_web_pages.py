@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import trio
 
 from harness import ALICE, BOB, CHANNEL, Harness, open_harness, trio_wall_clock
 from opendispatch.config import Config

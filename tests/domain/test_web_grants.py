@@ -12,7 +12,8 @@ from opendispatch.domain.job_spec import AgentKind, JobSpec
 from opendispatch.domain.ownership import Ownership
 from opendispatch.domain.tokens import TokenIssuer
 from opendispatch.domain.web_grants import GrantIssuer, InvalidGrant, WebGrant
-from opendispatch.domain.web_view import JobFilters, WebStep, fold_steps, may_view, merge_newest_first, usage_by, day_of
+from opendispatch.domain.usage import usage_by
+from opendispatch.domain.web_view import JobFilters, WebStep, day_of, fold_steps, may_view, merge_newest_first
 
 KEY = b"k" * 32
 ALICE = User("U1", "alice")

@@ -19,6 +19,7 @@ from ..domain.ownership import Ownership
 from ..domain.redaction import Redactor
 from ..domain.session import Session
 from ..domain.web_grants import GrantIssuer, InvalidGrant, WebGrant
+from ..domain.usage import usage_by
 from ..domain.web_view import (
     PAGE_LINES,
     PAGE_SIZE,
@@ -31,7 +32,6 @@ from ..domain.web_view import (
     fold_steps,
     may_view,
     merge_newest_first,
-    usage_by,
     user_of,
 )
 from ..ports.job_store import JobStore

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import attrs
 
@@ -22,17 +23,51 @@ class UsageRow:
     output_tokens: int = 0
 
     def add(self, job: Job) -> UsageRow:
-        summary = job.agent
-        if summary is None:
-            return attrs.evolve(self, jobs=self.jobs + 1)
-        return attrs.evolve(
-            self,
-            jobs=self.jobs + 1,
-            costed_jobs=self.costed_jobs + (summary.cost_usd is not None),
-            cost_usd=self.cost_usd + (summary.cost_usd or 0.0),
-            input_tokens=self.input_tokens + summary.input_tokens,
-            output_tokens=self.output_tokens + summary.output_tokens,
-        )
+        return with_job(self, job)
+
+
+@attrs.frozen
+class UsageBar:
+    """One bar of the web view's usage charts: a day, a channel or a user."""
+
+    label: str
+    jobs: int = 0
+    costed_jobs: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, job: Job) -> UsageBar:
+        return with_job(self, job)
+
+
+_Sums = TypeVar("_Sums", UsageRow, UsageBar)
+
+
+def with_job(sums: _Sums, job: Job) -> _Sums:
+    """`sums` with one more job counted: its cost and tokens when its agent reported them."""
+    summary = job.agent
+    if summary is None:
+        return attrs.evolve(sums, jobs=sums.jobs + 1)
+    return attrs.evolve(
+        sums,
+        jobs=sums.jobs + 1,
+        costed_jobs=sums.costed_jobs + (summary.cost_usd is not None),
+        cost_usd=sums.cost_usd + (summary.cost_usd or 0.0),
+        input_tokens=sums.input_tokens + summary.input_tokens,
+        output_tokens=sums.output_tokens + summary.output_tokens,
+    )
+
+
+def usage_by(jobs: Iterable[Job], key: Callable[[Job], str], *, order: str = "cost") -> list[UsageBar]:
+    """Jobs summed per `key`: most expensive first (`cost`), or by label (`label`, for days)."""
+    bars: dict[str, UsageBar] = {}
+    for job in jobs:
+        label = key(job)
+        bars[label] = bars.get(label, UsageBar(label)).add(job)
+    if order == "label":
+        return sorted(bars.values(), key=lambda bar: bar.label)
+    return sorted(bars.values(), key=lambda bar: (-bar.cost_usd, -bar.jobs, bar.label))
 
 
 def summarize_usage(jobs: Iterable[Job]) -> list[UsageRow]:

@@ -7,7 +7,7 @@ adapter only renders what it is handed.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -16,6 +16,7 @@ from .job import Conversation, Job, JobState
 from .job_spec import AgentKind
 from .ownership import Ownership
 from .session import Session
+from .usage import UsageBar
 from .web_grants import WebGrant
 
 #: Jobs on one page of `/jobs`.
@@ -191,38 +192,6 @@ def fold_steps(lines: Iterable[str]) -> list[WebStep]:
             continue
         steps.append(step)
     return steps
-
-
-@attrs.frozen
-class UsageBar:
-    """One bar of a usage chart: a day, a channel or a user, with its jobs and cost."""
-
-    label: str
-    jobs: int = 0
-    cost_usd: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, job: Job) -> UsageBar:
-        summary = job.agent
-        return attrs.evolve(
-            self,
-            jobs=self.jobs + 1,
-            cost_usd=self.cost_usd + ((summary.cost_usd or 0.0) if summary else 0.0),
-            input_tokens=self.input_tokens + (summary.input_tokens if summary else 0),
-            output_tokens=self.output_tokens + (summary.output_tokens if summary else 0),
-        )
-
-
-def usage_by(jobs: Iterable[Job], key: Callable[[Job], str], *, order: str = "cost") -> list[UsageBar]:
-    """Jobs summed per `key`: most expensive first (`cost`), or by label (`label`, for days)."""
-    bars: dict[str, UsageBar] = {}
-    for job in jobs:
-        label = key(job)
-        bars[label] = bars.get(label, UsageBar(label)).add(job)
-    if order == "label":
-        return sorted(bars.values(), key=lambda bar: bar.label)
-    return sorted(bars.values(), key=lambda bar: (-bar.cost_usd, -bar.jobs, bar.label))
 
 
 def day_of(job: Job) -> str:

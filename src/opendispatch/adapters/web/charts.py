@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from ...domain.web_view import UsageBar
+from ...domain.usage import UsageBar
 
 BAR_HEIGHT = 22
 GAP = 6
