@@ -28,3 +28,14 @@ def test_on_fly_the_links_use_the_apps_public_address_not_the_private_one() -> N
     config = Config.from_env({"FLY_APP_NAME": "od-team"}, dotenv=None)
     assert config.web_url == "https://od-team.fly.dev"
     assert Config.from_env({"OPEN_DISPATCH_URL": "https://od.example.com"}, dotenv=None).web_url == "https://od.example.com"
+
+
+def test_doctor_says_where_card_links_point_and_warns_when_chat_users_cannot_open_them() -> None:
+    from opendispatch.doctor import report
+
+    lines, _ = report({"OPENDISPATCH_WEB_URL": "https://od.example.com"})
+    assert "✓ web view: cards link to https://od.example.com/jobs/…" in lines
+    lines, _ = report({"CHAT_PROVIDER": "slack", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"})
+    assert any(line.startswith("· warning: cards will link to the server's bind address") for line in lines)
+    lines, _ = report({"OPENDISPATCH_WEB": "0"})
+    assert any("web view off" in line for line in lines)

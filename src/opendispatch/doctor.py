@@ -177,6 +177,7 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
     if config.sprite_backend == "local":
         checks.append(_sandbox_check(config))
     checks.append(_repository_access_check(env))
+    checks.append(_web_view_check(config))
     unwritable = check_database(config.database_path)
     checks.append(
         (f"✗ {unwritable.message}", False)
@@ -197,6 +198,21 @@ def _repository_access_check(env: Mapping[str, str]) -> tuple[str, bool]:
             True,
         )
     return ("· no GitHub credentials: jobs clone public repositories only (docs/github.md)", True)
+
+
+def _web_view_check(config: Config) -> tuple[str, bool]:
+    """Where the web view's links on cards point (docs/web.md)."""
+    if not config.web_enabled:
+        return ("· web view off (OPENDISPATCH_WEB=0): cards carry no View live link", True)
+    if config.web_url is not None:
+        return (f"✓ web view: cards link to {config.web_url}/jobs/…", True)
+    if config.chat_provider == "console":
+        return ("✓ web view at the server's own address (the demo and console print it)", True)
+    return (
+        "· warning: cards will link to the server's bind address, which chat users cannot open from their "
+        "machines: set OPENDISPATCH_WEB_URL to its public https address (docs/web.md)",
+        True,
+    )
 
 
 def _sandbox_check(config: Config) -> tuple[str, bool]:
