@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
+from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 from .agent_run import StructuredOutput, files_changed, head_commit, pump_json_lines
 from .agents import STRUCTURED_AGENTS
@@ -460,6 +460,8 @@ class Job:
     def start_pumps(self, proc: "subprocess.Popen[bytes]", workdir: str) -> List[threading.Thread]:
         """Threads reading the agent's output: its JSON events and its stderr, or its text."""
         structured = self.structured
+        # (reader, stream, what each line goes to): plain lines, or the agent's JSON events.
+        targets = []  # type: List[Tuple[Callable[..., None], Optional[IO[bytes]], Callable[[str], None]]]
         if structured is None:
             targets = [(pump_lines, proc.stdout, self.emit)]
         else:

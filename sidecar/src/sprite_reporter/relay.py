@@ -173,7 +173,7 @@ class Relay:
                 body = {"jobId": self._job_id, **file}
                 self._tail.append(("/webhooks/artifact-file", body, f"artifact file {file.get('name')!r}"))
             if artifacts:
-                body = {"jobId": self._job_id, "artifacts": artifacts}  # type: Dict[str, object]
+                body = {"jobId": self._job_id, "artifacts": artifacts}
                 self._tail.append(("/webhooks/artifacts", body, "artifacts"))
             self._tail.append(("/webhooks/status", final_status, f"{final_status.get('status')} status"))
             self._closed = True
@@ -385,8 +385,8 @@ class Relay:
         ends_at = self._clock() + self.stream_lifetime()
         try:
             try:
-                for batch in self._unconfirmed:
-                    stream.send(self._record(batch), self._request_timeout())
+                for unconfirmed in self._unconfirmed:
+                    stream.send(self._record(unconfirmed), self._request_timeout())
                 while len(self._unconfirmed) < STREAM_MAX_RECORDS and self._clock() < ends_at:
                     if self._halted():
                         return HALTED, None

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .agent_state import agent_state_roots, has_conversation, pack_agent_state, restore_agent_state
 from .agents import AGENTS, session_agent_argv
@@ -144,7 +144,7 @@ class SessionLoop:
         self.workdir = None  # type: Optional[str]
         self.current = None  # type: Optional[Job]
         self.stopping = False
-        self.seen = set()  # type: set
+        self.seen = set()  # type: Set[str]
         self._delay = RETRY_INITIAL_S
 
     def _on_signal(self, signum: int, frame: object) -> None:
