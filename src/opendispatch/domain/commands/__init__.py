@@ -5,14 +5,14 @@ raises a one-line `UsageError` that names the problem and ends with the usage, s
 boundary can show it as it is.
 
 The grammar is POSIX-shell-like (`shlex`), with three deliberate differences that make it
-safe and friendly for chat rather than for a shell (tokens.py lists them).
+safe and friendly for chat rather than for a shell (lexer.py lists them).
 
 A package of four modules, one role each, each importing only those listed above it:
 
 - `values`: the command values, the `Command` union and `ParseSettings`;
 - `grammar`: the grammar as data (options, the command table, `USAGE`), help text and
   `format_command`;
-- `tokens`: the tokenizer (quotes, smart quotes, dashes, whitespace) and option splitting;
+- `lexer`: the tokenizer (quotes, smart quotes, dashes, whitespace) and option splitting;
 - `parsers`: `is_command`, `parse_command`, one parser per command, the value validators and
   `with_channel_defaults`.
 

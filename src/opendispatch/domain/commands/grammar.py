@@ -4,7 +4,7 @@ Every command's name, usage line, summary, options and example is one `_CommandI
 `USAGE` and `help_text` come from these rows, and each parser splits its words with the same
 `Option` values, so an option is described once. `format_command`, the inverse of `parse_command`, is here
 too: it writes text in this grammar and needs nothing of the parsing. Kept apart from the
-tokenizer (tokens.py) and the parsers (parsers.py), which both read it; it imports neither.
+tokenizer (lexer.py) and the parsers (parsers.py), which both read it; it imports neither.
 `fail` and `show`, the shape of every one-line `UsageError`, live here because that message
 ends with the command's usage.
 """

@@ -62,7 +62,7 @@ from .grammar import (
     show,
     topic_name,
 )
-from .tokens import Arguments, Token, join, refuse_positionals, split_options, tokenise
+from .lexer import Arguments, Token, join, refuse_positionals, split_options, tokenise
 from .values import (
     CancelJob,
     Command,
