@@ -25,11 +25,21 @@ class Target:
 
 
 class ConnectorError(Exception):
-    """The Connector refused a call for good; the message has its error code, never a token."""
+    """The Connector refused a call for good; the message has its error code, never a token.
 
-    def __init__(self, status: int, detail: str) -> None:
+    `code` and `reason` are the answer's `error.code` and `error.message` when it had them
+    (a stream's refusals differ only by the message: see `streaming.classify`)."""
+
+    def __init__(self, status: int, detail: str, *, code: str = "", reason: str = "") -> None:
         super().__init__(f"Bot Connector answered HTTP {status}: {detail}")
         self.status = status
+        self.code = code
+        self.reason = reason
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> ConnectorError:
+        code, reason = error_parts(response)
+        return cls(response.status_code, error_detail(response), code=code, reason=reason)
 
 
 def activities_url(target: Target, activity_id: str | None = None) -> str:
@@ -38,6 +48,18 @@ def activities_url(target: Target, activity_id: str | None = None) -> str:
     base = target.service_url.rstrip("/")
     url = f"{base}/v3/conversations/{quote(target.conversation_id, safe='')}/activities"
     return f"{url}/{quote(activity_id, safe='')}" if activity_id else url
+
+
+def error_parts(response: httpx.Response) -> tuple[str, str]:
+    """`error.code` and `error.message` of a Connector answer ("" when missing)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return "", ""
+    if not isinstance(error, dict):
+        return "", ""
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else ""), (message if isinstance(message, str) else "")
 
 
 def error_detail(response: httpx.Response) -> str:

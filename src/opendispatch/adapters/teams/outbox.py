@@ -8,6 +8,10 @@ activity that are still waiting are coalesced: only the newest version is sent, 
 what a reader would see anyway. Posts are never merged or dropped. 429 (and 412/502/503/504,
 and network errors) are retried after `Retry-After` when given, else with exponential
 backoff and jitter, until `retry_deadline_s`.
+
+A streaming activity (`stream`, see streaming.py) is a POST in the same queue, so it keeps its
+place among the conversation's other activities; its answer may carry no id (`202 {}`), and
+it is retried only until its own, shorter deadline: a stream must end within Teams' time limit.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import attrs
 import httpx
 import trio
 
-from .connector import BotConnector, ConnectorError, Target, activities_url, error_detail
+from .connector import BotConnector, ConnectorError, Target, activities_url, error_parts
 from .settings import TeamsSettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,9 @@ class _Op:
     url: str
     activity: dict[str, Any]
     updates: str | None = None  # the activity id a PUT replaces
+    stream: bool = False  # a streaming activity: 2xx without an id is success
+    deadline_s: float | None = None  # retries end this long after the first try (else the setting)
+    dropped: str | None = None  # a stream's 2xx answer said the update was dropped (its error code)
     done: trio.Event = attrs.Factory(trio.Event)
     result: str | None = None
     error: Exception | None = None
@@ -80,6 +87,15 @@ class _Op:
 
 class OutboxClosed(Exception):
     pass
+
+
+@attrs.frozen
+class StreamAnswer:
+    """What the Connector said to a streaming activity: the stream's id (only the first answer
+    has one) and, when Teams accepted the request but dropped it, the error code it gave."""
+
+    id: str | None
+    dropped: str | None = None
 
 
 class Outbox:
@@ -103,6 +119,17 @@ class Outbox:
             raise op.error
         assert op.result is not None
         return op.result
+
+    async def stream(self, target: Target, activity: dict[str, Any], *, deadline_s: float) -> StreamAnswer:
+        """Send one streaming activity (informative, streaming or final) and return the answer.
+
+        Raises `ConnectorError` (with the answer's code and message) when Teams refuses it."""
+        op = _Op("POST", activities_url(target), activity, stream=True, deadline_s=deadline_s)
+        self._enqueue(target, op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return StreamAnswer(op.result or None, op.dropped)
 
     def update(self, target: Target, activity_id: str, activity: dict[str, Any]) -> None:
         """Replace an activity we posted; returns at once (failures are logged)."""
@@ -155,7 +182,8 @@ class Outbox:
 
     async def _deliver(self, target: Target, queue: deque[_Op]) -> None:
         """Send the head of the queue; it stays there (open to coalescing) until its first try."""
-        deadline = trio.current_time() + self._settings.retry_deadline_s
+        head = queue[0]
+        deadline = trio.current_time() + (head.deadline_s if head.deadline_s is not None else self._settings.retry_deadline_s)
         attempt = 0
         while True:
             await self._wait_for_room(target, queue[0])
@@ -188,6 +216,10 @@ class Outbox:
         except Exception as exc:  # the token endpoint refused us and the like: not retryable
             self._give_up(op, exc)
             return None
+        if response is not None and response.status_code < 300 and op.stream:
+            op.dropped = _dropped(response)
+            op.finish(result=_optional_id(response))
+            return None
         if response is not None and response.status_code < 300:
             try:
                 op.finish(result=_activity_id(response, op))
@@ -195,7 +227,7 @@ class Outbox:
                 self._give_up(op, exc)
             return None
         if response is not None and response.status_code not in RETRYABLE:
-            self._give_up(op, ConnectorError(response.status_code, error_detail(response)))
+            self._give_up(op, ConnectorError.of(response))
             return None
         delay = self._retry_delay(response, attempt)
         status = response.status_code if response is not None else 0
@@ -260,6 +292,20 @@ def retry_after_s(value: str | None) -> float | None:
         return None
     seconds: float = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
     return max(0.0, seconds)
+
+
+def _optional_id(response: httpx.Response) -> str:
+    try:
+        value = response.json().get("id")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else ""
+
+
+def _dropped(response: httpx.Response) -> str | None:
+    """A 2xx that still carries an error (Teams' `202 ContentStreamSequenceOrderPreConditionFailed`)."""
+    code, _ = error_parts(response)
+    return code or None
 
 
 def _activity_id(response: httpx.Response, op: _Op) -> str | None:

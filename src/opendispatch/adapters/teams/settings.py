@@ -44,6 +44,20 @@ class TeamsSettings(ReadsSettings):
     keys_ttl_s: float = 24 * 3600.0
     key_refetch_min_interval_s: float = 60.0
     edit_interval_s: float = 2.0
+    #: Live output in personal chats as a Teams stream (streaming.py); TEAMS_STREAMING=0 turns it off.
+    streaming: bool = True
+    #: Least time between two requests of one stream: Teams allows one a second and asks for
+    #: 1.5-2 s between updates (learn.microsoft.com, "Stream bot messages").
+    stream_interval_s: float = 1.5
+    #: A stream must end within two minutes of its start; past this age it hands over to the card.
+    stream_max_s: float = 100.0
+    #: How long a streaming request is retried (429, 5xx) before the stream gives up for the card.
+    stream_retry_deadline_s: float = 15.0
+    #: The most text one stream carries (its final message must stay far below ~100 KB in UTF-16).
+    stream_text_chars: int = 12_000
+    #: The final message with the card stays below this many bytes in UTF-16 (Teams takes about
+    #: 100 KB and asks for 80 KB at most); a bigger one ends without the card, posted after it.
+    stream_final_max_bytes: int = 80_000
     retry_base_s: float = 2.0
     retry_max_s: float = 20.0
     retry_deadline_s: float = 120.0
@@ -86,6 +100,7 @@ class TeamsSettings(ReadsSettings):
             )
         if interval < 0:
             problems.append(("TEAMS_EDIT_INTERVAL_S", "TEAMS_EDIT_INTERVAL_S must not be negative."))
+        streaming = _switch(env, "TEAMS_STREAMING", True, problems)
         if problems or app_id is None or password is None:
             return None
         return cls(
@@ -95,4 +110,18 @@ class TeamsSettings(ReadsSettings):
             openid_metadata_url=get("TEAMS_OPENID_METADATA_URL") or BOT_FRAMEWORK_OPENID_METADATA_URL,
             token_url_override=get("TEAMS_TOKEN_URL"),
             edit_interval_s=interval,
+            streaming=streaming,
         )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool, problems: list[tuple[str, str]]) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off; unset (or empty) is `default`."""
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    problems.append((name, f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {env[name]!r}."))
+    return default
