@@ -8,6 +8,22 @@ shared/reference/teams.md:
   requiring a token it issued, keeping every version of every activity, enforcing Teams'
   per-thread windows (7/1 s, 8/2 s, 60/30 s) with 429, 413 over the size limit, 404 for
   updates of ids it never made, and able to force 429s on demand;
+- streaming (learn.microsoft.com, "Stream bot messages"): a POST whose `entities` hold a
+  `streaminfo` is a stream's request. The first (informative or streaming, `streamSequence`
+  1, no `streamId`) answers `201 {"id": streamId}` and makes the stream's activity; later ones
+  name the `streamId` and answer `202 {}`; each is a version of that activity. It refuses what
+  Teams documents it refuses: streams outside personal chats (400 BadArgument "streaming api
+  is not enabled"), a second open stream in one chat (400, our guess at the code), typing
+  without text and informative text over 1,000 characters (400 BadRequest), a sequence that
+  is not the next one (202 `ContentStreamSequenceOrderPreConditionFailed`, dropped), a text
+  that does not start with the one streamed before (403 `ContentStreamNotAllowed`), a final
+  with a `streamSequence` (400), requests faster than `stream_min_interval_s` (429 with
+  Retry-After), anything after the final (403 "…already completed streamed message"), a
+  stream older than `stream_time_limit_s` (403 "…exceeded streaming time."), a message too
+  large (403 "Message size too large"). `press_stop` is the user's click on Teams' Stop (the
+  next request: 403 "Content stream was cancelled by user."), `expire_stream` ends a stream
+  as the time limit would, `refuse_streaming` makes every stream start fail as for a bot that
+  may not stream (403 "Content stream is not allowed");
 - the channel: `sign()` makes Connector-style JWTs (good or deliberately bad) and
   `message_activity()` builds the activity Teams would POST to the bot.
 """
@@ -38,6 +54,13 @@ BOT_ID = f"28:{APP_ID}"
 BOT_NAME = "Open Dispatch"
 MAX_ACTIVITY_BYTES = 100_000
 THREAD_LIMITS = ((1.0, 7), (2.0, 8), (30.0, 60))
+INFORMATIVE_MAX_CHARS = 1000
+CANCELLED_BY_USER = "Content stream was cancelled by user."
+STREAM_TIMED_OUT = "Content stream finished due to exceeded streaming time."
+STREAM_COMPLETED = "Content stream is not allowed on an already completed streamed message"
+STREAM_NOT_ALLOWED = "Content stream is not allowed"
+NOT_PREFIX = "Request streamed content should contain the previously streamed content"
+SEQUENCE_DROPPED = "ContentStreamSequenceOrderPreConditionFailed"
 
 ALICE = {"id": "29:1XJKJMvc5GBtc2-alice", "name": "Alice Adams", "aadObjectId": "7faf8ab2-3d56-4244-b585-20c8a42ed2b8"}
 BOB = {"id": "29:1XJKJMvc5GBtc2-bob", "name": "Bob Brown", "aadObjectId": "0b0b0b0b-3d56-4244-b585-20c8a42ed2b8"}
@@ -134,6 +157,39 @@ class Call:
     activity_id: str | None
     status: int
     at: float
+    #: For a stream's request: its streamType, streamSequence, and the error code answered.
+    stream_type: str | None = None
+    sequence: int | None = None
+    code: str | None = None
+    text: str | None = None
+    with_card: bool = False
+
+    def brief(self) -> str:
+        """One line of the call record, as the closing notes quote it (texts cut short)."""
+        error = f" {self.code}" if self.code else ""
+        text = ""
+        if self.text:
+            flat = self.text if len(self.text) <= 48 else self.text[:47] + "…"
+            text = f" {flat!r}"
+        if self.stream_type is None:
+            return f"{self.method} {self.activity_id or 'activities'}{text} -> {self.status}{error}"
+        seq = f" #{self.sequence}" if self.sequence is not None else ""
+        card = " +card" if self.with_card else ""
+        return f"POST stream {self.stream_type}{seq}{text}{card} -> {self.status}{error}"
+
+
+@attrs.define
+class FakeStream:
+    """One stream the bot opened: its state as Teams keeps it."""
+
+    id: str
+    conversation: str
+    started_at: float
+    last_at: float
+    sequence: int = 1
+    text: str = ""
+    #: "open", "final", or why it can take no more: "stopped", "expired".
+    state: str = "open"
 
 
 class FakeTeamsCloud:
@@ -149,6 +205,11 @@ class FakeTeamsCloud:
         self.token_requests = 0
         self.metadata_requests = 0
         self.forced: list[tuple[int, str | None]] = []
+        self.streams: dict[str, FakeStream] = {}
+        #: Teams takes one streaming request a second; tests that pace faster lower it.
+        self.stream_min_interval_s = 1.0
+        self.stream_time_limit_s = 120.0
+        self.streaming_refused = False
         self._tokens: dict[str, float] = {}
         self._windows: dict[str, list[float]] = {}
         self._ids = itertools.count(1632474074231)
@@ -234,6 +295,30 @@ class FakeTeamsCloud:
         """The next `times` Connector calls answer `status` (with this Retry-After)."""
         self.forced.extend([(status, retry_after)] * times)
 
+    def press_stop(self, conversation: str) -> FakeStream:
+        """The user presses Teams' Stop on the open stream of `conversation`."""
+        stream = self.open_stream(conversation)
+        assert stream is not None, f"no stream is open in {conversation}"
+        stream.state = "stopped"
+        return stream
+
+    def expire_stream(self, conversation: str) -> FakeStream:
+        """The open stream of `conversation` runs past Teams' time limit."""
+        stream = self.open_stream(conversation)
+        assert stream is not None, f"no stream is open in {conversation}"
+        stream.state = "expired"
+        return stream
+
+    def refuse_streaming(self) -> None:
+        """Streaming is not allowed for this bot or user: every stream's first request fails."""
+        self.streaming_refused = True
+
+    def open_stream(self, conversation: str) -> FakeStream | None:
+        return next((s for s in self.streams.values() if s.conversation == conversation and s.state == "open"), None)
+
+    def stream_calls(self, conversation: str | None = None) -> list[Call]:
+        return [c for c in self.calls if c.stream_type is not None and conversation in (None, c.conversation)]
+
     def in_conversation(self, conversation_prefix: str) -> list[Activity]:
         return [self.activities[i] for i in self.order if self.activities[i].conversation.startswith(conversation_prefix)]
 
@@ -262,9 +347,11 @@ class FakeTeamsCloud:
 
     async def _connector(self, conversation: str, activity_id: str | None) -> Response:
         now = trio.current_time()
+        what: str | None = None
 
         def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-            self.calls.append(Call(request.method, conversation, activity_id, status, now))
+            code = body.get("error", {}).get("code") if isinstance(body.get("error"), dict) else None
+            self.calls.append(Call(request.method, conversation, activity_id, status, now, code=code, text=what))
             self._notify()
             return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers or {})
 
@@ -280,6 +367,14 @@ class FakeTeamsCloud:
         if self._over_limit(conversation, now):
             return answer(429, {"error": {"code": "Throttled", "message": "rate"}}, {"Retry-After": "1"})
         raw = await request.get_data(as_text=False)
+        try:
+            sent = json.loads(raw)
+        except ValueError:
+            sent = None
+        what = (sent.get("summary") or sent.get("text")) if isinstance(sent, dict) else None
+        stream_info = _stream_info(sent) if request.method == "POST" else None
+        if stream_info is not None:
+            return self._stream_request(conversation, json.loads(raw), stream_info, raw, now, answer)
         if len(raw.decode("utf-8").encode("utf-16-le")) > MAX_ACTIVITY_BYTES:
             return error(413, "MessageSizeTooBig")
         body = json.loads(raw)
@@ -294,6 +389,88 @@ class FakeTeamsCloud:
         self.activities[new_id] = Activity(new_id, conversation, activity_id, [body])
         self.order.append(new_id)
         return answer(201, {"id": new_id})
+
+    def _stream_request(
+        self,
+        conversation: str,
+        body: dict[str, Any],
+        info: dict[str, Any],
+        raw: bytes,
+        now: float,
+        answer: Callable[..., Response],
+    ) -> Response:
+        """One request of a stream, with the rules of learn.microsoft.com "Stream bot messages"."""
+        stream_type = str(info.get("streamType") or "streaming")
+        sequence = info.get("streamSequence")
+        text = body.get("text") if isinstance(body.get("text"), str) else ""
+
+        def reply(status: int, code: str | None = None, message: str = "", *, headers: dict[str, str] | None = None,
+                  body_out: dict[str, Any] | None = None) -> Response:
+            out = body_out if body_out is not None else ({"error": {"code": code, "message": message}} if code else {})
+            response = answer(status, out, headers)
+            call = self.calls[-1]
+            call.stream_type, call.sequence, call.text = stream_type, sequence if isinstance(sequence, int) else None, text
+            call.with_card = card_of(body) is not None
+            return response
+
+        if not conversation.startswith("a:"):
+            return reply(400, "BadArgument", "Streaming api is not enabled for this conversation")
+        if stream_type not in ("informative", "streaming", "final"):
+            return reply(400, "BadRequest", f"unknown streamType {stream_type!r}")
+        if (body.get("type") == "message") != (stream_type == "final"):
+            return reply(400, "BadRequest", "typing is for informative and streaming updates, message for the final one")
+        if stream_type != "final" and not text:
+            return reply(400, "BadRequest", "Start streaming activities should include text")
+        if stream_type == "informative" and len(text) > INFORMATIVE_MAX_CHARS:
+            return reply(400, "BadRequest", "Informative message is too long")
+        if stream_type == "final" and sequence is not None:
+            return reply(400, "BadRequest", "streamSequence must not be set on the final message")
+        if stream_type != "final" and not isinstance(sequence, int):
+            return reply(400, "BadRequest", "streamSequence is required")
+        if len(raw.decode("utf-8").encode("utf-16-le")) > MAX_ACTIVITY_BYTES:
+            return reply(403, "ContentStreamNotAllowed", "Message size too large")
+        stream_id = info.get("streamId")
+        if stream_id is None:
+            if self.streaming_refused:
+                return reply(403, "ContentStreamNotAllowed", STREAM_NOT_ALLOWED)
+            if stream_type == "final" or sequence != 1:
+                return reply(400, "BadRequest", "a stream starts with streamSequence 1")
+            if self.open_stream(conversation) is not None:
+                return reply(400, "BadRequest", "Only one streaming response per chat at a time")
+            new_id = str(next(self._ids))
+            self.streams[new_id] = FakeStream(new_id, conversation, now, now, text=text if stream_type == "streaming" else "")
+            self.activities[new_id] = Activity(new_id, conversation, None, [body])
+            self.order.append(new_id)
+            return reply(201, body_out={"id": new_id})
+        stream = self.streams.get(str(stream_id))
+        if stream is None or stream.conversation != conversation:
+            return reply(404, "ActivityNotFound", "no such stream")
+        if stream.state == "final":
+            return reply(403, "ContentStreamNotAllowed", STREAM_COMPLETED)
+        if stream.state == "stopped":
+            return reply(403, "ContentStreamNotAllowed", CANCELLED_BY_USER)
+        if stream.state == "expired" or now - stream.started_at > self.stream_time_limit_s:
+            stream.state = "expired"
+            return reply(403, "ContentStreamNotAllowed", STREAM_TIMED_OUT)
+        wait = stream.last_at + self.stream_min_interval_s - now
+        if wait > 0:
+            return reply(429, body_out={"error": {"code": "Throttled", "message": "API calls quota exceeded"}},
+                         headers={"Retry-After": f"{wait:.3f}"})
+        if stream_type != "final" and sequence != stream.sequence + 1:
+            return reply(202, SEQUENCE_DROPPED, "PreCondition failed exception when processing streaming activity.")
+        if stream_type == "streaming" and not text.startswith(stream.text):
+            return reply(403, "ContentStreamNotAllowed", NOT_PREFIX)
+        if stream_type == "informative" and stream.text:
+            return reply(400, "BadRequest", "informative updates come before the streamed text")
+        stream.last_at = now
+        if stream_type == "final":
+            stream.state = "final"
+        else:
+            stream.sequence = sequence  # type: ignore[assignment]
+            if stream_type == "streaming":
+                stream.text = text
+        self.activities[stream.id].versions.append(body)
+        return reply(202, body_out={})
 
     def app(self) -> QuartTrio:
         app = QuartTrio("fake-teams-cloud")
@@ -343,6 +520,16 @@ class FakeTeamsCloud:
             return await cloud._connector(conversation, activity_id)
 
         return app
+
+
+def _stream_info(body: Any) -> dict[str, Any] | None:
+    """The `streaminfo` entity of an activity, if it has one (Teams matches the type in any case)."""
+    if not isinstance(body, dict):
+        return None
+    for entity in body.get("entities") or []:
+        if isinstance(entity, dict) and str(entity.get("type", "")).lower() == "streaminfo":
+            return entity
+    return None
 
 
 async def serve_cloud(cloud: FakeTeamsCloud, *, task_status: trio.TaskStatus[FakeTeamsCloud] = trio.TASK_STATUS_IGNORED) -> None:
