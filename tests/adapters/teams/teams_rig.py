@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,7 +10,7 @@ import attrs
 import httpx
 import trio
 
-from fakes.teams import APP_ID, APP_PASSWORD, TENANT, Activity, FakeTeamsCloud, card_text, serve_cloud
+from fakes.teams import APP_ID, APP_PASSWORD, TENANT, Activity, Call, FakeTeamsCloud, card_text, serve_cloud
 from harness import FAST, FakeSidecar, trio_wall_clock
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
@@ -27,6 +27,8 @@ STOPPERS_ARE_ADMINS = Ownership(admins=frozenset({"0b0b0b0b-3d56-4244-b585-20c8a
 from opendispatch.ports.sprites import SpritePort
 
 CEILING_S = 15
+#: The rig's streams pace at this interval, and its cloud takes a little faster (Teams: 1 s).
+STREAM_INTERVAL_S = 0.05
 
 
 def settings_for(cloud: FakeTeamsCloud, **overrides: Any) -> TeamsSettings:
@@ -37,6 +39,9 @@ def settings_for(cloud: FakeTeamsCloud, **overrides: Any) -> TeamsSettings:
         openid_metadata_url=cloud.openid_url,
         token_url_override=cloud.token_url,
         edit_interval_s=0.05,
+        stream_interval_s=STREAM_INTERVAL_S,
+        stream_retry_deadline_s=5.0,
+        stream_max_s=60.0,
         retry_base_s=0.05,
         retry_max_s=0.2,
         retry_deadline_s=10.0,
@@ -98,6 +103,16 @@ class TeamsRig:
             found: Activity = await self.cloud.wait_for(find)
             return found
 
+    async def wait_for_stream_call(self, predicate: Callable[[Call], bool]) -> Call:
+        """The first call of a stream that `predicate` accepts (waiting for it)."""
+
+        def find(cloud: FakeTeamsCloud) -> Call | None:
+            return next((call for call in cloud.stream_calls() if predicate(call)), None)
+
+        with trio.fail_after(CEILING_S):
+            found: Call = await self.cloud.wait_for(find)
+            return found
+
     async def sidecar(self) -> FakeSidecar:
         assert isinstance(self.sprites, FakeSprites)
         with trio.fail_after(CEILING_S):
@@ -124,6 +139,7 @@ async def open_rig(
     sprites = sprites if sprites is not None else FakeSprites()
     store = MemoryJobStore()
     async with open_cloud() as cloud:
+        cloud.stream_min_interval_s = STREAM_INTERVAL_S * 0.8
         async with open_teams_chat(settings_for(cloud, **settings)) as chat:
             async with open_dispatcher(
                 config or Config.embedded(ownership=STOPPERS_ARE_ADMINS),

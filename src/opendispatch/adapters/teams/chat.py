@@ -8,6 +8,11 @@ Out: the Bot Connector REST API through `Outbox` (ordered, paced, retried), with
 is whether it is a personal (one-to-one) chat: Teams has no ephemeral messages, so a private
 notice (it holds a credential, such as a signed web link) is posted only in a personal chat;
 anywhere else a notice saying where to ask for it goes instead.
+
+In a personal chat a job's live output is a Teams stream (`streaming.LiveStream`, unless
+`TEAMS_STREAMING=0`): its pages go to the job's stream instead of cards, and its card ends
+the stream. Teams' own Stop on a stream becomes `/od-cancel JOB` in the name of the chat's
+user, exactly as a press on our Stop button does. Channels and group chats keep the cards.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any
 import httpx
 import trio
 
-from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, MessageRef, Notice
+from ...domain.job import Conversation, User
+from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, LiveOutput, MessageRef, Notice
 from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
 from .activity import BadActivity, InboundActivity, card_command, conversation_id, parse_activity
@@ -31,6 +36,7 @@ from .connector import BotConnector, Target
 from .credentials import ConnectorCredentials
 from .outbox import Outbox
 from .settings import TeamsSettings
+from .streaming import LiveStream, job_of_stream_ref, stream_ref_id
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +66,12 @@ class TeamsChat:
         self.settings = settings
         self._auth = InboundAuthenticator(KeySet(http, settings), settings)
         self.outbox = Outbox(BotConnector(http, ConnectorCredentials(http, settings)), nursery, settings)
+        self._nursery = nursery
         self._service_urls: dict[str, str] = {}
         self._personal: dict[str, bool] = {}  # conversation -> a one-to-one chat (every activity said so)
+        self._chat_users: dict[str, User] = {}  # personal chat -> its user (who presses Teams' Stop there)
+        self._streams: dict[str, LiveStream] = {}  # job id -> its live output's stream
+        self._no_streaming: set[str] = set()  # personal chats where Teams refused to stream
         self._accepted: dict[str, MessageRef] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._handler: InboundHandler | None = None
@@ -104,6 +114,8 @@ class TeamsChat:
         self._service_urls[activity.conversation.channel] = activity.service_url
         channel = activity.conversation.channel
         self._personal[channel] = self._personal.get(channel, True) and activity.personal
+        if activity.personal and activity.user is not None:
+            self._chat_users[channel] = activity.user
         if activity.type == "invoke":
             return _answer(200, {})
         if activity.type == "message" and not self._seen_before(activity):
@@ -143,6 +155,19 @@ class TeamsChat:
         self, where: Conversation, message: ChatMessage, *, reply_to: MessageRef | None = None
     ) -> MessageRef:
         target = self._target(where)
+        if isinstance(message, LiveOutput):
+            stream = self._stream_for(where, target, message, reply_to)
+            if stream is not None:
+                stream.show(message)
+                return MessageRef(where, stream_ref_id(message.job.id, message.page))
+        elif isinstance(message, JobCard) and message.job.id in self._streams:
+            try:  # the stream keeps its chat's one slot until its final message is out
+                carried = await self._streams[message.job.id].finish(message)
+            finally:
+                self._streams.pop(message.job.id, None)
+            if carried is not None:  # the stream's final message holds the card
+                self._close_accepted(message)
+                return carried
         if isinstance(message, Notice) and message.private and not self.is_personal(where):
             log.info("Teams: a private notice for a shared conversation was not posted")
             message = Notice(NOT_SENT_PRIVATELY)
@@ -159,6 +184,12 @@ class TeamsChat:
 
     async def edit(self, ref: MessageRef, message: ChatMessage) -> None:
         """Queue the new version; the Outbox paces it and keeps only the newest waiting one."""
+        streamed_job = job_of_stream_ref(ref.id)
+        if streamed_job is not None:
+            stream = self._streams.get(streamed_job)
+            if stream is not None and isinstance(message, LiveOutput):
+                stream.show(message)
+            return
         if isinstance(message, Notice) and message.private and not self.is_personal(ref.conversation):
             message = Notice(NOT_SENT_PRIVATELY)
         activities = render_activities(message)
@@ -168,6 +199,70 @@ class TeamsChat:
         """Whether only the one user who chats with us reads `where`: a personal chat, known
         from the verified activities it sent (`activity.is_personal_chat`); unknown is shared."""
         return where.thread is None and self._personal.get(where.channel, False)
+
+    # --- streams (personal chats) --------------------------------------------------------------
+
+    def _stream_for(
+        self, where: Conversation, target: Target, message: LiveOutput, reply_to: MessageRef | None
+    ) -> LiveStream | None:
+        """The job's stream: started with its first page in a personal chat that has no other
+        stream open (Teams allows one per chat); None means cards, as in a channel."""
+        job = message.job
+        existing = self._streams.get(job.id)
+        if existing is not None:
+            return existing
+        if (
+            not self.settings.streaming
+            or message.page != 0
+            or job.is_finished
+            or not self.is_personal(where)
+            or where.channel in self._no_streaming
+            or any(s.holds_stream and s.where.channel == where.channel for s in self._streams.values())
+        ):
+            return None
+        stream = LiveStream(
+            job=job,
+            where=where,
+            target=target,
+            reply_to=reply_to.id if reply_to is not None else where.thread,
+            outbox=self.outbox,
+            settings=self.settings,
+            on_stop=self._stopped_in_teams,
+            on_refused=self._refused_streaming,
+        )
+        try:
+            self._nursery.start_soon(stream.run)
+        except RuntimeError:  # the adapter is closing
+            return None
+        self._streams[job.id] = stream
+        return stream
+
+    def _stopped_in_teams(self, stream: LiveStream) -> None:
+        """Teams' Stop was pressed on a job's stream: cancel the job as our Stop button would."""
+        if self._inbound is None:
+            stream.stop_handled()
+            return
+        try:
+            self._inbound.start_soon(self._cancel_stopped, stream)
+        except RuntimeError:
+            stream.stop_handled()
+
+    async def _cancel_stopped(self, stream: LiveStream) -> None:
+        try:
+            user, handler = self._chat_users.get(stream.where.channel), self._handler
+            if user is None or handler is None:
+                log.warning("Teams: Stop was pressed on job %s, but its chat's user is unknown", stream.job_id)
+                return
+            log.info("Teams: %s pressed Teams' Stop on job %s", user.id, stream.job_id)
+            await handler(Inbound(stream.where, user, f"/od-cancel {stream.job_id}"))
+        except Exception:
+            log.exception("Teams: the command handler failed")
+        finally:
+            stream.stop_handled()
+
+    def _refused_streaming(self, stream: LiveStream) -> None:
+        log.warning("Teams does not let us stream in chat %s; its jobs' output goes in cards", stream.where.channel)
+        self._no_streaming.add(stream.where.channel)
 
     def _close_accepted(self, card: JobCard) -> None:
         """The first reply's Stop button goes; it says how the job ended instead."""
