@@ -527,7 +527,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
     stored: dict[str, int] = {}
     stored_out_of_order = 0
     events_report = EVENTS.report() if EVENTS.installed else None
-    for job_id in chat.jobs.keys() | EVENTS.jobs.keys() | set(running.dispatcher.runner.relay.live):
+    for job_id in chat.jobs.keys() | EVENTS.jobs.keys() | set(running.dispatcher.runner.live_jobs):
         lines = await store.output(job_id)
         if EVENTS.installed:
             # The tagged events' lines (text, tool start and end), in order of their index.
@@ -559,7 +559,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
     emit(
         {
             "event": "report",
-            "still_live": len(running.dispatcher.runner.relay.live),
+            "still_live": len(running.dispatcher.runner.live_jobs),
             "stored": stored,
             "stored_out_of_order": stored_out_of_order,
             "chat": {job_id: lines.count for job_id, lines in chat.jobs.items()},

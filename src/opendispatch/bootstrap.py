@@ -88,6 +88,13 @@ async def _token_key(config: Config, store: JobStore) -> bytes:
 
 
 async def _open_store(config: Config, stack: AsyncExitStack) -> JobStore:
+    """PostgreSQL when OPENDISPATCH_DB is a postgresql:// (or postgres://) URL, else the SQLite file."""
+    from .adapters.postgres.url import is_postgres_url
+
+    if is_postgres_url(config.database_path):
+        from .adapters.postgres import open_postgres_store
+
+        return await stack.enter_async_context(open_postgres_store(config.database_path))
     from .adapters.sqlite import open_sqlite_store
 
     path = Path(config.database_path)
@@ -339,7 +346,7 @@ async def open_dispatcher(
         )
         webhook_app = build_webhook_app(
             relay,
-            health=lambda: {"liveJobs": len(relay.live)},
+            health=lambda: {"liveJobs": len(ledger.live)},
             extra_routes=[metrics.http_route(), *(chat.http_routes() if isinstance(chat, ChatWithRoutes) else ())],
             on_answer=metrics.webhook_request,
             sessions=late_sessions if session_store is not None else None,
@@ -460,7 +467,7 @@ async def open_dispatcher(
                 sprites=sprites,
                 chat=chat,
                 wall_clock=wall_clock,
-                supervised=lambda: relay.live.keys(),
+                supervised=lambda: ledger.live.keys(),
                 interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
                 waiting=sessions.waiting_jobs if sessions is not None else lambda: (),
                 period_s=config.reaper_period_s,

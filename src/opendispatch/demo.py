@@ -187,7 +187,7 @@ async def _leave(running: Running) -> None:
     nursery, as Ctrl-C does, would leave each sidecar retrying a server that is no longer there
     for a few seconds).
     """
-    live = sorted(running.dispatcher.runner.relay.live)
+    live = sorted(running.dispatcher.runner.live_jobs)
     if not live:
         return
     jobs = f"{len(live)} running job{'s' if len(live) != 1 else ''} ({', '.join(live)})"

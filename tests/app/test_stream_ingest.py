@@ -100,7 +100,7 @@ async def test_records_handed_over_are_stored_even_if_the_connection_is_then_can
 def watch_live(relay: Relay, job: Job, secret: str = "") -> LiveJob:
     """The job as its runner keeps it in memory while it runs, with a redactor for `secret`."""
     live = LiveJob(job=job, buffer=OutputBuffer(), redactor=Redactor.of([secret]))
-    relay.live[job.id] = live
+    relay.live.start(live)
     return live
 
 

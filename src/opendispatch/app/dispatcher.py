@@ -290,8 +290,8 @@ class Dispatcher:
 
     async def wait_idle(self) -> None:
         """Return once no job is running in this process (the demo waits on this)."""
-        while self.runner.relay.live:
-            live = next(iter(self.runner.relay.live.values()))
+        while self.runner.live_jobs:
+            live = next(iter(self.runner.live_jobs.values()))
             await live.done.wait()
 
     async def _visible_running(self, user: User, conversation: Conversation) -> list[Job]:

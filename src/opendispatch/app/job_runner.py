@@ -33,6 +33,7 @@ from ..ports.sprites import Sprite, SpritePort, SpriteRequest
 from .web_view import JobLink, no_link
 from .ledger import JobLedger
 from .log_context import current_job_id
+from .live_jobs import LiveJobs
 from .live_job import LiveJob
 from .shared_timer import SharedTimer
 from .approvals import ApprovalDesk
@@ -138,7 +139,12 @@ class JobRunner:
         self.session_sprites: SessionSprites | None = None
 
     def live(self, job_id: str) -> LiveJob | None:
-        return self.relay.live.get(job_id)
+        return self.live_jobs.get(job_id)
+
+    @property
+    def live_jobs(self) -> LiveJobs:
+        """The jobs this runner supervises (it starts and ends them; the ledger keeps them current)."""
+        return self.ledger.live
 
     async def run(
         self,
@@ -163,7 +169,7 @@ class JobRunner:
             live.quota.lines = await self.store.output_line_count(job.id)  # what it stored before
             live.quota.truncated = job.output_truncated
             self.sprites_by_job[job.id] = adopt
-        self.relay.live[job.id] = live
+        self.live_jobs.start(live)
         self.metrics.job_started()
         task_status.started(live)
         try:
@@ -185,7 +191,7 @@ class JobRunner:
                 await self._clean_up(live)
             if cleanup.cancelled_caught:
                 log.error("job %s: clean-up did not finish in %ss", job.id, self.settings.cleanup_timeout_s)
-            self.relay.live.pop(job.id, None)
+            self.live_jobs.end(job.id)
             self.ledger.forget(job.id)
             self.metrics.job_finished(live.job.state.value)
             live.done.set()
@@ -391,7 +397,7 @@ class JobRunner:
             return
         summary = live.progress.summary()
         try:
-            live.job = await self.ledger.change(live.job.id, lambda j: j.with_agent(summary))
+            await self.ledger.change(live.job.id, lambda j: j.with_agent(summary))
         except Exception:
             log.warning("job %s: could not store the agent's summary", live.job.id, exc_info=True)
 
@@ -412,12 +418,9 @@ class JobRunner:
             log.exception("job %s: could not post the final card", job.id)
 
     async def _change(self, live: LiveJob, update: Callable[[Job], Job]) -> Job:
-        live.job = await self.ledger.change(live.job.id, update)
-        return live.job
+        return await self.ledger.change(live.job.id, update)
 
     async def _finish(self, live: LiveJob, transition: Callable[[Job], Job]) -> None:
         """Move to a final state unless something else got there first; wake the job task."""
-        live.job = await self.ledger.change_if_possible(
-            live.job.id, lambda j: None if j.is_finished else transition(j)
-        )
+        await self.ledger.change_if_possible(live.job.id, lambda j: None if j.is_finished else transition(j))
         live.finished.set()

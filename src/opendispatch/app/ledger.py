@@ -13,13 +13,16 @@ import trio
 from ..domain.job import Job
 from ..ports.job_store import JobStore
 from .job_watch import JobWatch
+from .live_jobs import LiveJobs
 
 
 class JobLedger:
-    def __init__(self, store: JobStore, watch: JobWatch | None = None) -> None:
+    def __init__(self, store: JobStore, watch: JobWatch | None = None, live: LiveJobs | None = None) -> None:
         self.store = store
         #: Told of every change saved here (the web view's live pages wait on it).
         self.watch = watch or JobWatch()
+        #: The jobs this process supervises: their cached `Job` follows every change saved here.
+        self.live = live if live is not None else LiveJobs()
         self._locks: dict[str, trio.Lock] = {}
 
     def _lock(self, job_id: str) -> trio.Lock:
@@ -34,8 +37,7 @@ class JobLedger:
             job = await self.store.get(job_id)
             changed = update(job)
             if changed != job:
-                await self.store.save(changed)
-                self.watch.changed(job_id)
+                await self._save(changed)
             return changed
 
     async def change_if_possible(self, job_id: str, update: Callable[[Job], Job | None]) -> Job:
@@ -45,9 +47,13 @@ class JobLedger:
             changed = update(job)
             if changed is None or changed == job:
                 return job
-            await self.store.save(changed)
-            self.watch.changed(job_id)
+            await self._save(changed)
             return changed
+
+    async def _save(self, changed: Job) -> None:
+        await self.store.save(changed)
+        self.live.refresh(changed)
+        self.watch.changed(changed.id)
 
     def forget(self, job_id: str) -> None:
         lock = self._locks.get(job_id)

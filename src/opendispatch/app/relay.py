@@ -85,7 +85,8 @@ class Relay:
         self.redactor = redactor
         self.wall_clock = wall_clock
         self.finished_grace_s = finished_grace_s
-        self.live: dict[str, LiveJob] = {}
+        #: The jobs this process supervises (the ledger's registry; the runner starts them).
+        self.live = ledger.live
         self.lines_relayed = 0
         self._ingest: trio.MemorySendChannel[_Records | _Settled] | None = None
 
@@ -312,10 +313,7 @@ class Relay:
     async def _note_truncated(self, job_id: str) -> None:
         """Remember on the job that its output was cut, for its card (the job goes on)."""
         log.warning("job %s: its output reached the quota; later lines are not stored", job_id)
-        updated = await self.ledger.change(job_id, lambda current: current.with_output_truncated())
-        live = self.live.get(job_id)
-        if live is not None and not live.job.is_finished:
-            live.job = updated
+        await self.ledger.change(job_id, lambda current: current.with_output_truncated())
 
     async def _mark_running_quietly(self, job: Job) -> None:
         current_job_id.set(job.id)  # this task's own context: its log lines name the job
@@ -374,10 +372,7 @@ class Relay:
 
     async def _mark_running_after_output(self, job: Job) -> None:
         """Output from a starting job means its sprite runs (old sidecars skip `running`)."""
-        updated = await self.ledger.change_if_possible(job.id, _mark_running)
-        live = self.live.get(job.id)
-        if live is not None and not live.job.is_finished:
-            live.job = updated
+        await self.ledger.change_if_possible(job.id, _mark_running)
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
         job = await self.authorize(authorization, report.job_id)
@@ -388,6 +383,7 @@ class Relay:
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
         result = live.progress.result if live is not None else None
+        was_running = live is not None and live.job.state is JobState.RUNNING
         updated = await self.ledger.change_if_possible(
             job.id, lambda current: _apply_status(current, report, now, redactor, result)
         )
@@ -396,13 +392,9 @@ class Relay:
         if live is None:
             return
         if updated.is_finished:
-            live.job = updated
             live.finished.set()
-        elif not live.job.is_finished:
-            began = updated.state is JobState.RUNNING and live.job.state is not JobState.RUNNING
-            live.job = updated  # e.g. running: later requests are authorised from memory
-            if began:
-                _show_running(live)
+        elif updated.state is JobState.RUNNING and not was_running:
+            _show_running(live)
 
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
         """Keep a part of the agent's raw transcript (redacted again: never trust the sprite)."""
@@ -440,10 +432,7 @@ class Relay:
         await self._add_artifacts(job.id, report.artifacts)
 
     async def _add_artifacts(self, job_id: str, artifacts: tuple[Artifact, ...]) -> None:
-        updated = await self.ledger.change(job_id, lambda current: current.with_artifacts(artifacts))
-        live = self.live.get(job_id)
-        if live is not None:
-            live.job = updated
+        await self.ledger.change(job_id, lambda current: current.with_artifacts(artifacts))
 
 
 def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:

@@ -76,7 +76,7 @@ async def test_bad_input_gets_an_ephemeral_error_answered_at_once() -> None:
         assert answer["flags"] & EPHEMERAL
         assert "Bad timeout" in answer["content"] and "Usage: /od-run" in answer["content"]
         assert s.fake.interactions[payload["id"]].response_type == 4
-        assert s.running.dispatcher.runner.relay.live == {}
+        assert len(s.running.dispatcher.runner.live_jobs) == 0
 
 
 async def test_after_a_deferral_an_error_is_still_private_and_the_thinking_message_goes() -> None:
