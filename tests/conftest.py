@@ -50,3 +50,8 @@ def chromium() -> str:
     if done.returncode != 0:
         return f"`{' '.join(install)}` exited {done.returncode}: {done.stderr.strip()[-2000:]}"
     return ""
+
+
+# A throwaway PostgreSQL server for the store contracts (tests/postgres_server.py): `postgres_server`
+# for the session, `postgres_url` (a fresh schema) per test.
+from postgres_server import postgres_server, postgres_url  # noqa: E402, F401
