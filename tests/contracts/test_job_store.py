@@ -1,16 +1,15 @@
-"""One `JobStore` contract, run against the in-memory store and the SQLite store."""
+"""One `JobStore` contract, run against the in-memory, SQLite and PostgreSQL stores (the
+`store` fixture: tests/contracts/conftest.py)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
-from opendispatch.adapters.memory import MemoryJobStore
 from opendispatch.adapters.sqlite import open_sqlite_store
 from opendispatch.domain.errors import UnknownJob
 from opendispatch.domain.job import Artifact, Conversation, FailureStage, Job, JobState, User
@@ -26,16 +25,6 @@ BOB = User("u2", "bob")
 
 def queued(job_id: str, at: float, user: User = ALICE) -> Job:
     return Job.queued(job_id, SPEC, WHERE, user, at=at)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    with trio.fail_after(CEILING_S):
-        if request.param == "memory":
-            yield MemoryJobStore()
-            return
-        async with open_sqlite_store(tmp_path / "jobs.sqlite3") as sqlite_store:
-            yield sqlite_store
 
 
 async def test_add_then_get_returns_the_same_job(store: JobStore) -> None:
@@ -208,7 +197,7 @@ async def test_a_job_without_output_has_none(store: JobStore) -> None:
 async def test_secret_is_created_once_and_then_kept(store: JobStore) -> None:
     from opendispatch.ports.secret_store import SecretStore
 
-    assert isinstance(store, SecretStore)  # both job stores keep the dispatcher's secrets
+    assert isinstance(store, SecretStore)  # every job store keeps the dispatcher's secrets
     made: list[bytes] = []
 
     def create() -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import attrs
 import pytest
 
 import harness  # noqa: F401  (puts sidecar/src on sys.path)
@@ -107,48 +106,23 @@ def test_shell_sessions_need_the_operator() -> None:
     validate_session_agent(JobSpec(task="", agent=AgentKind.CLAUDE), allow_shell=False)
 
 
-# --- stores -----------------------------------------------------------------------------------
+# --- stores (the SessionStore contract over every store: tests/contracts/test_session_store.py) ---
 
 
-async def check_store(store: SessionStore) -> None:
-    assert isinstance(store, SessionStore)
-    first, second = new_session(session_id="s-00000001"), new_session(session_id="s-00000002")
-    await store.add_session(first)
-    await store.add_session(attrs_later(second))
-    with pytest.raises(ValueError):
-        await store.add_session(first)
-    changed, _ = first.ready("sprite-1", at=101.0).submit("j-00000001", at=102.0)
-    await store.save_session(changed.with_agent_state("Zm9v"))
-    assert (await store.get_session(first.id)).agent_state == "Zm9v"
-    assert [s.id for s in await store.live_sessions()] == [first.id, second.id]
-    await store.save_session(second.stopped("done", at=110.0)[0])
-    assert [s.id for s in await store.live_sessions()] == [first.id]
-    assert (await store.get_session(first.id)).queue == ("j-00000001",)
-    with pytest.raises(UnknownSession):
-        await store.get_session("s-ffffffff")
-    with pytest.raises(UnknownSession):
-        await store.save_session(attrs.evolve(first, id="s-eeeeeeee"))
-
-
-def attrs_later(session: Session) -> Session:
-    import attrs
-
-    return attrs.evolve(session, created_at=session.created_at + 1)
-
-
-async def test_the_memory_store_keeps_sessions() -> None:
-    await check_store(MemoryJobStore())
-
-
-async def test_the_sqlite_store_keeps_sessions_and_migrates_a_version_1_file(tmp_path: Path) -> None:
+async def test_the_sqlite_store_migrates_a_version_1_file_and_keeps_sessions_in_it(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript("CREATE TABLE jobs (id TEXT PRIMARY KEY, created_at REAL, state TEXT, user_id TEXT, body TEXT);")
     old.execute("PRAGMA user_version = 1")
     old.close()
+    session = new_session(session_id="s-00000001")
     async with open_sqlite_store(path) as store:
-        await check_store(store)
+        assert isinstance(store, SessionStore)
+        await store.add_session(session)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    async with open_sqlite_store(path) as store:
+        assert await store.get_session(session.id) == session
+        assert [s.id for s in await store.live_sessions()] == [session.id]
 
 
 # --- the sidecar's side -------------------------------------------------------------------------
