@@ -279,7 +279,8 @@ class SessionManager:
         job_id = job_id_from_hex(secrets.token_hex(4))
         job = attrs.evolve(Job.queued(job_id, spec, session.conversation, user, at=self.wall_clock()), session=session.id)
         await self.jobs.add(job)
-        live.refs[job.id] = await self._say(session.conversation, JobAccepted(job, web_url=self.runner.job_link(job)))
+        accepted = JobAccepted(job, web_url=self.runner.job_link(job), persistent_session=session.persistent)
+        live.refs[job.id] = await self._say(session.conversation, accepted)
         if not live.session.is_live:
             await self.ledger.change_if_possible(job.id, lambda j: None if j.is_finished else j.cancelled(
                 by=f"session {session.name} ending", at=self.wall_clock()))
@@ -306,7 +307,8 @@ class SessionManager:
             self.ownership.check_may_act(user, live.session.owner, f"session {name}")
             targets = [live]
         lines = [await self._end(live, f"stopped by {user.name}", by=user.name) for live in targets]
-        await self._say(conversation, Notice("\n".join(lines)))
+        ended = tuple(live.session.id for live in targets)
+        await self._say(conversation, Notice("\n".join(lines), ended_sessions=ended))
 
     async def cancel_queued(self, job_id: str, by: str) -> bool:
         """`/od-cancel` of a message still waiting in its session's queue."""
@@ -544,7 +546,8 @@ class SessionManager:
         if announce:
             restart = f"/od-start {name} begins a new one."
             with trio.CancelScope(shield=True):
-                await self._say(live.session.conversation, Notice(f"{text}\n{restart}"))
+                ended = (live.session.id,)
+                await self._say(live.session.conversation, Notice(f"{text}\n{restart}", ended_sessions=ended))
         self._live.pop(live.session.id, None)
         self._notify(live)
         live.scope.cancel()

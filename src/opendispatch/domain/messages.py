@@ -35,6 +35,9 @@ class Notice:
     #: and Discord ephemeral answers, Teams' personal chat). Where they cannot, they must not
     #: post it, and say instead where to ask. Private implies ephemeral.
     private: bool = False
+    #: The ids of the sessions this notice says have ended, for adapters that show a
+    #: session's state natively (Slack closes the agent session of its last thread).
+    ended_sessions: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -44,6 +47,9 @@ class JobAccepted:
     job: Job
     #: The job's web page with a signed, expiring grant ("View live"), when the web view is on.
     web_url: str | None = None
+    #: The job is a message of a persistent session, whose sprite and agent conversation wait
+    #: for the next message after it (Slack shows its thread as suspended, not closed).
+    persistent_session: bool = False
 
 
 @attrs.frozen
