@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 
 from .adapters.fly.wire import CPU_KINDS, DEFAULT_API_URL, guest_problem
 from .adapters.github.settings import GitHubAppSettings
+from .adapters.postgres.url import redact_url, url_passwords
 from .domain.access import AccessPolicy, host_repo_patterns
 from .domain.errors import ConfigError
 from .domain.job_spec import AgentKind, parse_duration, validate_image
@@ -122,7 +123,8 @@ class Config:
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8080
     open_dispatch_url: str | None = None
-    database_path: str = DEFAULT_DB_PATH
+    #: A SQLite file, or a PostgreSQL URL (its password hidden from repr, redacted everywhere).
+    database_path: str = attrs.field(default=DEFAULT_DB_PATH, repr=lambda path: repr(redact_url(path)))
     sprite_image: str | None = None
     sprite_images: Mapping[str, str] = attrs.field(factory=dict)
     agent_type: AgentKind = AgentKind.CLAUDE
@@ -216,7 +218,7 @@ class Config:
             check.add("OPENDISPATCH_TOKEN_SECRET", TOKEN_SECRET_TOO_SHORT)
         secrets = tuple(
             env[name] for name in (*SECRET_VARIABLES, *extra) if env.get(name) and not is_public_setting(name)
-        )
+        ) + url_passwords(get("OPENDISPATCH_DB") or "")
 
         def setting(name: str, parse: Callable[[str | None], T], fallback: T) -> T:
             """A setting parsed from its text, or its problem recorded."""
