@@ -18,6 +18,7 @@ import attrs
 
 from .config import SECRET_VARIABLES, Config, Problem, read_environment
 from .adapters.github import GitHubAppSettings
+from .adapters.postgres.url import is_postgres_url, redact_url
 from .validation import check_database, check_port, validate
 
 
@@ -34,7 +35,7 @@ GENERAL = (
     Variable("OPENDISPATCH_SPRITES", False, "sprite backend: local, fly, or fly-emulator (Fly API on loopback)", "local"),
     Variable("WEBHOOK_PORT", False, "port the webhook server listens on", "8080"),
     Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
-    Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output", ".opendispatch/jobs.db"),
+    Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output, or a postgresql:// URL", ".opendispatch/jobs.db"),
     Variable("SPRITE_IMAGE", False, "default image for sprites (Fly backend)", None),
     Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),
     Variable("SPRITE_AGENT_TYPE", False, "default agent: claude, opencode or shell", "claude"),
@@ -102,7 +103,7 @@ def describe(name: str, env: Mapping[str, str]) -> str:
         return "missing"
     if name in SECRET_VARIABLES:
         return "set (secret, not shown)"
-    return f"set: {value}"
+    return f"set: {redact_url(value) if name == 'OPENDISPATCH_DB' else value}"
 
 
 def report(env: Mapping[str, str]) -> tuple[list[str], int]:
@@ -178,13 +179,24 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
         checks.append(_sandbox_check(config))
     checks.append(_repository_access_check(env))
     checks.append(_web_view_check(config))
-    unwritable = check_database(config.database_path)
-    checks.append(
-        (f"✗ {unwritable.message}", False)
-        if unwritable is not None
-        else (f"✓ database {config.database_path} can be created and written", True)
-    )
+    checks.append(_database_check(config.database_path))
     return checks
+
+
+def _database_check(database: str) -> tuple[str, bool]:
+    """The SQLite file can be created and written, or the PostgreSQL server takes a connection
+    (the URL shown without its password)."""
+    if is_postgres_url(database):
+        from .adapters.postgres import check_connection
+
+        problem = check_connection(database)
+        if problem is not None:
+            return (f"✗ cannot connect to the database {redact_url(database)}: {problem}; check OPENDISPATCH_DB.", False)
+        return (f"✓ database {redact_url(database)} accepts connections", True)
+    unwritable = check_database(database)
+    if unwritable is not None:
+        return (f"✗ {unwritable.message}", False)
+    return (f"✓ database {database} can be created and written", True)
 
 
 def _repository_access_check(env: Mapping[str, str]) -> tuple[str, bool]:
