@@ -7,12 +7,26 @@ and lets a test force a 429, drop the socket, or send `disconnect`.
 
 One deliberate strictness beyond Slack: `thread_ts` must name an existing top-level
 message in that channel (Slack says "never use a reply's ts"), so threading bugs fail loudly.
+
+The agent surfaces (docs.slack.dev reference pages of each method and event; what could not be
+confirmed is listed in docs/slack.md): `chat.startStream` / `chat.appendStream` /
+`chat.stopStream` (a thread is required; `recipient_user_id` and `recipient_team_id` are
+required outside DMs; `markdown_text` and each markdown chunk hold at most 12,000 characters;
+`chunks` are markdown_text, task_update, plan_update or blocks chunks; stopStream's `blocks`
+hold at most 50), `agents.sessions.setStatus` (active|processing|suspended|closed, a title of at
+most 200 characters), `assistant.threads.setStatus` (at most 10 loading messages),
+`conversations.history` / `conversations.replies` (with message metadata and a stream's
+`streaming_state`), the `agent_session_stopped` and `assistant_thread_started` events. A test
+can refuse any method (`refuse`), close a stream as Slack's timeouts do (`close_stream`),
+press Slack's stop button (`session_stopped_payload`), and read the compact record of every
+call (`timeline`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -93,6 +107,50 @@ class Version:
     at: float
 
 
+MARKDOWN_LIMIT = 12_000
+TITLE_LIMIT = 200
+LOADING_MESSAGES_LIMIT = 10
+SESSION_STATUSES = ("active", "processing", "suspended", "closed")
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+
+
+@attrs.define
+class FakeStream:
+    """A streamed message: what was appended (markdown and chunks), in order, and its state."""
+
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    task_display_mode: str
+    chunks: list[dict[str, Any]] = attrs.Factory(list)
+    state: str = "in_progress"  # in_progress → completed; or closed by Slack (timeout, stop button)
+    stopped_by: str | None = None
+    session_status: str | None = None
+
+    @property
+    def markdown(self) -> str:
+        return "".join(str(c.get("text", "")) for c in self.chunks if c.get("type") == "markdown_text")
+
+    def tasks(self) -> dict[str, list[str]]:
+        """Each task id's statuses, in the order they were sent."""
+        seen: dict[str, list[str]] = {}
+        for chunk in self.chunks:
+            if chunk.get("type") == "task_update":
+                seen.setdefault(str(chunk["id"]), []).append(str(chunk["status"]))
+        return seen
+
+    def code_lines(self) -> list[str]:
+        """The lines inside the streamed markdown's code blocks, as a reader sees them."""
+        lines: list[str] = []
+        inside = False
+        for line in self.markdown.split("\n"):
+            if line.startswith("```"):
+                inside = not inside
+                continue
+            if inside:
+                lines.append(line.replace("<\u200b", "<").replace("`\u200b", "`"))
+        return lines
+
+
 @attrs.define
 class FakeMessage:
     channel: str
@@ -100,6 +158,8 @@ class FakeMessage:
     thread_ts: str | None
     user: str
     versions: list[Version]
+    metadata: dict[str, Any] | None = None
+    stream: FakeStream | None = None
 
     @property
     def text(self) -> str:
@@ -211,9 +271,75 @@ class FakeSlack:
         self._last_call: dict[str, float] = {}
         self._response_urls: dict[str, int] = {}
         self._changed = trio.Event()
+        self._last_ts = 0.0
+        self.refusals: dict[str, list[str]] = {}  # method → errors for its next calls
+        self.sessions: dict[tuple[str, str], list[str]] = {}  # (channel, thread_ts) → statuses set
+        self.assistant_threads: set[tuple[str, str]] = set()
+        self.assistant_statuses: dict[tuple[str, str], list[str]] = {}
         self.app = self._build_app()
 
     # --- test controls -------------------------------------------------------------------------
+
+    def refuse(self, method: str, error: str, *, times: int = 1_000_000) -> None:
+        """The next `times` calls of `method` get `{"ok": false, "error": error}` (an older
+        workspace, a missing scope, a channel type without streams)."""
+        self.refusals.setdefault(method, []).extend([error] * times)
+
+    def close_stream(self, message: FakeMessage) -> None:
+        """End a stream as Slack does after its (unpublished) timeouts: later appends and the
+        stop get `message_not_in_streaming_state`; the message keeps what it showed."""
+        assert message.stream is not None
+        message.stream.state = "closed"
+        self._notify()
+
+    def streams(self, channel: str | None = None) -> list[FakeMessage]:
+        return [m for m in self.messages if m.stream is not None and (channel is None or m.channel == channel)]
+
+    def session_stopped_payload(self, channel: str, thread_ts: str, *, user_id: str) -> dict[str, Any]:
+        """What Slack sends when `user_id` presses the stop button it draws on a processing
+        session: it stops the thread's in-progress streams itself and lists them."""
+        statuses = self.sessions.get((channel, thread_ts), [])
+        assert statuses and statuses[-1] == "processing", f"no stop button: the session is {statuses}"
+        stopped = []
+        for message in self.thread_of(channel, thread_ts):
+            if message.stream is not None and message.stream.state == "in_progress":
+                message.stream.state, message.stream.stopped_by = "closed", user_id
+                stopped.append(message.ts)
+        self._notify()
+        return self.event_payload({
+            "type": "agent_session_stopped", "channel": channel, "thread_ts": thread_ts, "user": user_id,
+            "streaming_message_ts": stopped, "event_ts": self._next_ts(),
+        })
+
+    def assistant_thread_payload(self, channel: str, *, user_id: str = "U0ALICE") -> tuple[str, dict[str, Any]]:
+        """A user opened the assistant container: a new assistant thread (its ts, the event)."""
+        thread_ts = self._next_ts()
+        self.assistant_threads.add((channel, thread_ts))
+        # Slack starts the thread with a root message of its own (subtype assistant_app_thread)
+        root = FakeMessage(channel, thread_ts, None, BOT_USER_ID, [Version("New Assistant Thread", [], trio.current_time())])
+        self.messages.append(root)
+        return thread_ts, self.event_payload({
+            "type": "assistant_thread_started",
+            "assistant_thread": {"user_id": user_id, "context": {"channel_id": "C0DEV", "team_id": TEAM_ID},
+                                 "channel_id": channel, "thread_ts": thread_ts},
+            "event_ts": self._next_ts(),
+        })
+
+    def thread_of(self, channel: str, thread_ts: str) -> list[FakeMessage]:
+        return [m for m in self.messages if m.channel == channel and m.thread_ts == thread_ts]
+
+    def timeline(self) -> str:
+        """Every agent-surface call, one line each: the method and its key fields (no tokens)."""
+        native = ("chat.startStream", "chat.appendStream", "chat.stopStream", "agents.sessions.setStatus",
+                  "assistant.threads.setStatus", "chat.postMessage", "chat.update")
+        lines = []
+        start = self.calls[0].at if self.calls else 0.0
+        for call in self.calls:
+            if call.method not in native:
+                continue
+            lines.append(f"{call.at - start:7.2f}s {call.method} {describe_call(call)}"
+                         + (f" -> {call.error}" if call.error else ""))
+        return "\n".join(lines) + "\n"
 
     def force_rate_limit(self, method: str, *, retry_after_s: int = 1, times: int = 1) -> None:
         """The next `times` calls of `method` get 429 with this Retry-After."""
@@ -354,8 +480,11 @@ class FakeSlack:
         changed.set()
 
     def _next_ts(self) -> str:
-        n = next(self._ts)
-        return f"{1_800_000_000 + n // 1_000_000}.{n % 1_000_000:06d}"
+        """Wall-clock timestamps, as Slack's are (a job's `created_at` finds its messages), each
+        later than the one before."""
+        next(self._ts)
+        self._last_ts = max(round(time.time(), 6), round(self._last_ts + 0.000001, 6))
+        return f"{self._last_ts:.6f}"
 
     async def _send_envelope(self, sock: FakeSocket, envelope: Envelope) -> None:
         if envelope.sends:
@@ -423,6 +552,9 @@ class FakeSlack:
         retry_after = self._rate_limited(method, args)
         if retry_after is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        refused = self.refusals.get(method)
+        if refused:
+            return 200, {"ok": False, "error": refused.pop(0)}, {}
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -450,8 +582,15 @@ class FakeSlack:
             parent = self._find(channel, thread_ts)
             if parent is None or parent.thread_ts is not None:
                 return {"ok": False, "error": "invalid_thread_ts"}
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if metadata is not None and (not isinstance(metadata, dict) or not isinstance(metadata.get("event_type"), str)
+                                     or not isinstance(metadata.get("event_payload"), dict)):
+            return {"ok": False, "error": "invalid_metadata_format"}
         message = FakeMessage(channel, self._next_ts(), thread_ts, BOT_USER_ID,
-                              [Version(args.get("text", ""), list(args.get("blocks") or []), trio.current_time())])
+                              [Version(args.get("text", ""), list(args.get("blocks") or []), trio.current_time())],
+                              metadata=metadata)
         self.messages.append(message)
         self._notify()
         return {"ok": True, "channel": channel, "ts": message.ts,
@@ -469,6 +608,201 @@ class FakeSlack:
         message.versions.append(Version(args.get("text", ""), list(args.get("blocks") or []), trio.current_time()))
         self._notify()
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text}
+
+    # --- streams -------------------------------------------------------------------------------
+
+    def _check_chunks(self, args: dict[str, Any]) -> str | None:
+        chunks = args.get("chunks")
+        if isinstance(chunks, str):
+            chunks = json.loads(chunks)
+            args["chunks"] = chunks
+        markdown = args.get("markdown_text")
+        if markdown is not None and (not isinstance(markdown, str) or len(markdown) > MARKDOWN_LIMIT):
+            return "msg_too_long"
+        if chunks is None:
+            return None
+        if not isinstance(chunks, list):
+            return "invalid_chunks"
+        for chunk in chunks:
+            kind = chunk.get("type") if isinstance(chunk, dict) else None
+            if kind == "markdown_text":
+                if not isinstance(chunk.get("text"), str) or len(chunk["text"]) > MARKDOWN_LIMIT:
+                    return "invalid_chunks"
+            elif kind == "task_update":
+                if not chunk.get("id") or not isinstance(chunk.get("title"), str) or chunk.get("status") not in TASK_STATUSES:
+                    return "invalid_chunks"
+                for field in ("details", "output"):
+                    if len(str(chunk.get(field) or "")) > 256:
+                        return "invalid_chunks"
+            elif kind == "plan_update":
+                if not isinstance(chunk.get("title"), str):
+                    return "invalid_chunks"
+            elif kind == "blocks":
+                if not isinstance(chunk.get("blocks"), list):
+                    return "invalid_chunks"
+            else:
+                return "invalid_chunks"
+        return None
+
+    def _append_chunks(self, stream: FakeStream, args: dict[str, Any]) -> None:
+        if args.get("markdown_text"):
+            stream.chunks.append({"type": "markdown_text", "text": args["markdown_text"]})
+        stream.chunks.extend(args.get("chunks") or [])
+
+    def _stream_of(self, args: dict[str, Any]) -> FakeMessage | dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.stream is None or message.stream.state != "in_progress":
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        return message
+
+    def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.not_member:
+            return {"ok": False, "error": "not_in_channel"}
+        thread_ts = args.get("thread_ts")
+        if not thread_ts:
+            return {"ok": False, "error": "invalid_arguments"}  # streams are always replies
+        parent = self._find(channel, thread_ts)
+        if (parent is None or parent.thread_ts is not None) and (channel, thread_ts) not in self.assistant_threads:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        if not channel.startswith("D"):  # required outside DMs
+            if not args.get("recipient_user_id"):
+                return {"ok": False, "error": "missing_recipient_user_id"}
+            if not args.get("recipient_team_id"):
+                return {"ok": False, "error": "missing_recipient_team_id"}
+        mode = args.get("task_display_mode", "timeline")
+        if mode not in ("timeline", "plan"):
+            return {"ok": False, "error": "invalid_arguments"}
+        error = self._check_chunks(args)
+        if error:
+            return {"ok": False, "error": error}
+        stream = FakeStream(args.get("recipient_user_id"), args.get("recipient_team_id"), mode)
+        self._append_chunks(stream, args)
+        message = FakeMessage(channel, self._next_ts(), thread_ts, BOT_USER_ID, [Version("", [], trio.current_time())],
+                              stream=stream)
+        self.messages.append(message)
+        self._notify()
+        return {"ok": True, "channel": channel, "ts": message.ts}
+
+    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = self._stream_of(args)
+        if isinstance(found, dict):
+            return found
+        if not args.get("markdown_text") and not args.get("chunks"):
+            return {"ok": False, "error": "no_text"}
+        error = self._check_chunks(args)
+        if error:
+            return {"ok": False, "error": error}
+        assert found.stream is not None
+        self._append_chunks(found.stream, args)
+        found.versions.append(Version(found.stream.markdown, [], trio.current_time()))
+        self._notify()
+        return {"ok": True, "channel": found.channel, "ts": found.ts}
+
+    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = self._stream_of(args)
+        if isinstance(found, dict):
+            return found
+        error = self._check_chunks(args)
+        if error:
+            return {"ok": False, "error": error}
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if blocks is not None:
+            if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+                return {"ok": False, "error": "invalid_blocks"}
+            error = self._check_content({"blocks": blocks, "text": " "})
+            if error:
+                return {"ok": False, "error": error}
+        status = args.get("session_status")
+        if status is not None and status not in SESSION_STATUSES:
+            return {"ok": False, "error": "invalid_arguments"}
+        assert found.stream is not None
+        self._append_chunks(found.stream, args)
+        found.stream.state, found.stream.session_status = "completed", status
+        found.versions.append(Version(found.stream.markdown, list(blocks or []), trio.current_time()))
+        if status is not None and found.thread_ts is not None:
+            self.sessions.setdefault((found.channel, found.thread_ts), []).append(status)
+        self._notify()
+        return {"ok": True, "channel": found.channel, "ts": found.ts,
+                "message": {"type": "message", "ts": found.ts, "bot_id": BOT_ID, "streaming_state": "completed"}}
+
+    # --- agent sessions and assistant threads ----------------------------------------------
+
+    def _m_agents_sessions_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts, status = args.get("channel_id"), args.get("thread_ts"), args.get("status")
+        if status not in SESSION_STATUSES:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not thread_ts:
+            return {"ok": False, "error": "invalid_arguments"}  # thread-based sessions name their thread
+        if self._find(channel, thread_ts) is None and (channel, thread_ts) not in self.assistant_threads:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        if len(str(args.get("title") or "")) > TITLE_LIMIT:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.sessions.setdefault((channel, thread_ts), []).append(status)
+        self._notify()
+        return {"ok": True, "status": status}
+
+    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts, status = args.get("channel_id"), args.get("thread_ts"), args.get("status")
+        if not channel or not thread_ts or not isinstance(status, str):
+            return {"ok": False, "error": "invalid_arguments"}
+        if (channel, thread_ts) not in self.assistant_threads:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        loading = args.get("loading_messages")
+        if loading is not None and (not isinstance(loading, list) or len(loading) > LOADING_MESSAGES_LIMIT):
+            return {"ok": False, "error": "invalid_arguments"}
+        self.assistant_statuses.setdefault((channel, thread_ts), []).append(status)
+        self._notify()
+        return {"ok": True}
+
+    def _message_json(self, message: FakeMessage, *, metadata: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text, "user": message.user,
+                                "bot_id": BOT_ID}
+        if message.thread_ts is not None:
+            data["thread_ts"] = message.thread_ts
+        if metadata and message.metadata is not None:
+            data["metadata"] = message.metadata
+        if message.stream is not None:
+            data["streaming_state"] = "in_progress" if message.stream.state == "in_progress" else "completed"
+        return data
+
+    def _in_window(self, message: FakeMessage, args: dict[str, Any]) -> bool:
+        ts = float(message.ts)
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or 9e12)
+        if _truthy(args.get("inclusive")):
+            return oldest <= ts <= latest
+        return oldest < ts < latest
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        if channel in self.not_member:
+            return {"ok": False, "error": "not_in_channel"}
+        found = [m for m in self.messages if m.channel == channel and m.thread_ts is None and self._in_window(m, args)]
+        found.reverse()  # newest first, as Slack answers
+        limit = int(args.get("limit") or 100)
+        meta = _truthy(args.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, metadata=meta) for m in found[:limit]],
+                "has_more": len(found) > limit}
+
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel") or ""), str(args.get("ts") or "")
+        parent = self._find(channel, ts)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        found = [parent, *self.thread_of(channel, ts)]
+        found = [m for m in found if self._in_window(m, args)]
+        limit = int(args.get("limit") or 100)
+        meta = _truthy(args.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, metadata=meta) for m in found[:limit]],
+                "has_more": len(found) > limit}
 
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("user") or not args.get("channel"):
@@ -611,6 +945,37 @@ async def open_fake_slack(**kwargs: Any) -> AsyncIterator[FakeSlack]:
         for sock in fake.sockets:
             sock.kill.set()
         nursery.cancel_scope.cancel()
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def describe_call(call: Call) -> str:
+    """The key fields of one call, for the timeline (never a token: they travel in headers)."""
+    args = call.args
+    if call.method == "agents.sessions.setStatus":
+        return f"status={args.get('status')} channel_id={args.get('channel_id')} thread_ts={args.get('thread_ts')}"
+    if call.method == "assistant.threads.setStatus":
+        return f"status={args.get('status')!r} thread_ts={args.get('thread_ts')}"
+    parts = [f"channel={args.get('channel')}"]
+    for key in ("thread_ts", "ts", "task_display_mode", "recipient_user_id", "recipient_team_id", "session_status"):
+        if args.get(key):
+            parts.append(f"{key}={args[key]}")
+    chunks = args.get("chunks")
+    if isinstance(chunks, list):
+        for chunk in chunks:
+            if chunk.get("type") == "task_update":
+                parts.append(f"task_update({chunk.get('id')}:{chunk.get('status')} {chunk.get('title')!r})")
+            elif chunk.get("type") == "markdown_text":
+                parts.append(f"markdown_text({len(str(chunk.get('text', '')))} chars)")
+            else:
+                parts.append(str(chunk.get("type")))
+    blocks = args.get("blocks")
+    if isinstance(blocks, list):
+        header = next((b["text"]["text"] for b in blocks if b.get("type") == "header"), None)
+        parts.append(f"blocks={len(blocks)}" + (f" header={header!r}" if header else ""))
+    return " ".join(parts)
 
 
 def signed_headers(body: bytes, *, timestamp: int, secret: str = SIGNING_SECRET, content_type: str) -> dict[str, str]:

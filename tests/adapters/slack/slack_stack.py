@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from fakes.slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeMessage, FakeSlack, RateLimit, open_fake_slack
@@ -120,8 +121,19 @@ def is_live(message: FakeMessage) -> bool:
 
 
 def shown_lines(stack: Stack, started: FakeMessage) -> list[str]:
-    """Every log line in the final versions of the live messages, in thread order."""
-    return [line for message in stack.live_messages(started) for line in message.code_lines()]
+    """Every log line in the final versions of the live messages (and the streamed message,
+    with native surfaces on), in thread order."""
+    lines: list[str] = []
+    for message in stack.fake.thread(started):
+        if message.stream is not None:
+            lines.extend(message.stream.code_lines())
+        elif is_live(message):
+            lines.extend(message.code_lines())
+    return lines
+
+
+#: The native surfaces (agent sessions, streamed messages) off, then on: the same tests run both.
+NATIVE_MODES = [pytest.param(False, id="classic"), pytest.param(True, id="native")]
 
 
 @asynccontextmanager
@@ -132,8 +144,13 @@ async def open_stack(
     runner: RunnerSettings = RUNNER,
     fake_limits: dict[str, RateLimit] | None = None,
     config: Config | None = None,
+    native: bool = False,
     **setting_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """`native`: Slack's agent sessions and streamed messages on (SLACK_AGENT_SESSIONS=1,
+    SLACK_STREAMING=1); off, the adapter behaves as before they existed."""
+    if native:
+        setting_overrides = {"agent_sessions": True, "streaming": True, **setting_overrides}
     async with open_fake_slack(rate_limits=dict(FAKE_LIMITS if fake_limits is None else fake_limits)) as fake:
         store = MemoryJobStore()
         sprites = sprites if sprites is not None else FakeSprites()

@@ -25,8 +25,8 @@ import trio
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from ...domain.errors import ConfigError
-from ...domain.job import Conversation
-from ...domain.messages import ChatMessage, JobCard, LogExcerpt, MessageRef, Notice
+from ...domain.job import Conversation, User
+from ...domain.messages import ChatMessage, Inbound, JobAccepted, JobCard, LiveOutput, LogExcerpt, MessageRef, Notice
 from ...domain.output_buffer import split_message
 from ...ports.chat import ChatLimits, InboundHandler
 from ...ports.http import HttpRequest, HttpResponse, HttpRoute
@@ -40,6 +40,7 @@ from .inbound import (
     from_interaction,
     from_slash_command,
 )
+from .native import NativeJob, NativeSurfaces
 from .outbox import Outbox, Write
 from .render import TEXT_LIMIT, escape, log_file_text, render, render_accepted
 from .settings import SlackMode, SlackSettings
@@ -102,6 +103,10 @@ class SlackChat:
         self.socket: SocketModeClient | None = (
             SocketModeClient(web, settings, self._on_envelope) if settings.mode is SlackMode.SOCKET else None
         )
+        #: Slack's agent sessions, streamed live output and assistant status (native.py).
+        self.native = NativeSurfaces(
+            settings, web, self.outbox, bot, post=self._post, interval_s=settings.pacing.channel_interval_s
+        )
 
     # --- ChatPort: out ------------------------------------------------------------------------
 
@@ -112,21 +117,43 @@ class SlackChat:
             if await self._send_private(where, message):
                 return MessageRef(where, EPHEMERAL_ID)
             return await self.send(where, Notice(NOT_SENT_PRIVATELY), reply_to=reply_to)
+        if isinstance(message, Notice) and message.ended_sessions:
+            self.native.sessions_ended(message.ended_sessions)
         if isinstance(message, Notice) and message.ephemeral and await self._send_ephemeral(where, message):
             return MessageRef(where, EPHEMERAL_ID)
+        if isinstance(message, LiveOutput):
+            streamed = await self.native.send_live(where, message, reply_to)
+            if streamed is not None:
+                return streamed
+        native: NativeJob | None = None
+        if isinstance(message, JobCard):
+            native, stopped = await self.native.send_card(message)
+            if stopped is not None:  # the stream's stop carried the card
+                self._after_card(message, reply_to, stopped, native)
+                await self.native.card_posted(native, message)
+                return stopped
         thread_ts = (reply_to.conversation.thread or reply_to.id) if reply_to is not None else where.thread
+        if isinstance(message, LiveOutput):
+            thread_ts = self.native.thread_for(message.job) or thread_ts
         first: MessageRef | None = None
         for part in render(message):
             args: dict[str, Any] = {"channel": where.channel, **part.args(), "unfurl_links": False, "unfurl_media": False}
             if thread_ts:
                 args["thread_ts"] = thread_ts
+            if isinstance(message, JobAccepted) and first is None:
+                metadata = self.native.metadata(message.job)
+                if metadata is not None:  # lets a restarted process find the job's thread
+                    args["metadata"] = metadata
             answer = await self._post(where.channel, args)
             if first is None:
                 channel = str(answer.get("channel") or where.channel)
                 first = MessageRef(Conversation(PLATFORM, channel, thread=thread_ts), str(answer["ts"]))
         assert first is not None  # render always gives at least one message
-        if isinstance(message, JobCard):
-            self._after_card(message, reply_to, first)
+        if isinstance(message, JobAccepted):
+            self.native.accepted(message, where, first)
+        elif isinstance(message, JobCard):
+            self._after_card(message, reply_to, first, native)
+            await self.native.card_posted(native, message)
         elif isinstance(message, LogExcerpt) and message.file is not None:
             self._nursery.start_soon(self._attach_kept_file, message, first)
         elif isinstance(message, LogExcerpt) and message.raw and message.lines:
@@ -139,6 +166,8 @@ class SlackChat:
             return  # Slack cannot edit ephemeral messages
         if isinstance(message, Notice) and message.private:
             message = Notice(NOT_SENT_PRIVATELY)  # a channel message never becomes a credential
+        if isinstance(message, LiveOutput) and self.native.edit_live(ref, message):
+            return  # a page of a stream
         args = {"channel": ref.conversation.channel, "ts": ref.id, **render(message)[0].args()}
         self._queue_edit(ref, args)
 
@@ -221,8 +250,16 @@ class SlackChat:
         except (SlackApiError, httpx.HTTPError):
             log.info("could not tell the user that we are not in channel %s", channel)
 
-    def _after_card(self, card: JobCard, started: MessageRef | None, card_ref: MessageRef) -> None:
-        """The channel message loses its Stop button and shows the outcome; long logs get a file."""
+    def _after_card(
+        self, card: JobCard, started: MessageRef | None, card_ref: MessageRef, native: NativeJob | None = None
+    ) -> None:
+        """The channel message loses its Stop button and shows the outcome; long logs get a file.
+
+        After a restart the runner no longer knows the channel message; the native surfaces may
+        have found it again (its ts is the job's thread).
+        """
+        if started is None and native is not None and native.accepted_ts is not None:
+            started = MessageRef(Conversation(PLATFORM, native.channel), native.accepted_ts)
         if started is not None and started.id != EPHEMERAL_ID:
             final = render_accepted(card.job, live=False, web_url=card.web_url)
             self._queue_edit(started, {"channel": started.conversation.channel, "ts": started.id, **final.args()})
@@ -299,7 +336,41 @@ class SlackChat:
     def _deliver(self, incoming: Incoming | None) -> None:
         """Run the handler in the background: the caller has already acknowledged Slack."""
         if incoming is not None and self._handler is not None:
+            self.native.saw_user(incoming.invocation.user_id, incoming.inbound.user.name)
             self._nursery.start_soon(self._handle, self._handler, incoming)
+
+    def _on_event(self, body: dict[str, Any]) -> None:
+        """An Events API body (either mode), already acknowledged and seen once."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        kind = event.get("type") if isinstance(event, dict) else None
+        if isinstance(event, dict) and kind in ("assistant_thread_started", "assistant_thread_context_changed"):
+            thread = event.get("assistant_thread")
+            if isinstance(thread, dict):
+                self.native.assistant_thread(str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or ""))
+            return
+        if isinstance(event, dict) and kind == "agent_session_stopped":
+            if self._handler is not None:
+                self._nursery.start_soon(self._native_stop, self._handler, event)
+            return
+        if isinstance(event, dict) and kind == "message":
+            self.native.on_message_event(event)
+        self._deliver(from_event(body, self.bot))
+
+    async def _native_stop(self, handler: InboundHandler, event: dict[str, Any]) -> None:
+        """Slack's own stop button: `/od-cancel JOB` by the user who clicked, as our Stop button
+        is (inbound.from_interaction), so the ownership rule and the card are the same."""
+        channel, thread_ts, user_id = (str(event.get(key) or "") for key in ("channel", "thread_ts", "user"))
+        if not channel or not thread_ts or not user_id:
+            return
+        stopped = event.get("streaming_message_ts")
+        self.native.streams_stopped(channel, [ts for ts in stopped if isinstance(ts, str)] if isinstance(stopped, list) else [])
+        job_id = await self.native.job_in_thread(channel, thread_ts)
+        if job_id is None:
+            log.info("Slack: a stop in thread %s that holds no job of ours", thread_ts)
+            return
+        user = User(user_id, self.native.name_of(user_id, job_id))
+        inbound = Inbound(Conversation(PLATFORM, channel, thread=thread_ts), user, f"/od-cancel {job_id}")
+        await self._handle(handler, Incoming(inbound, Invocation(user_id, channel, thread_ts=thread_ts)))
 
     async def _handle(self, handler: InboundHandler, incoming: Incoming) -> None:
         _invocation.set(incoming.invocation)  # this task's own context: replies find their user
@@ -321,7 +392,9 @@ class SlackChat:
             incoming = from_interaction(payload)
         elif kind == "events_api":
             keys = (frame.get("envelope_id"), _event_key(payload))
-            incoming = from_event(payload, self.bot)
+            if self._dedupe.first_time(*(k if isinstance(k, str) else None for k in keys)):
+                self._on_event(payload)
+            return
         else:
             return
         if self._dedupe.first_time(*(k if isinstance(k, str) else None for k in keys)):
@@ -355,7 +428,7 @@ class SlackChat:
             return HttpResponse(503, b'{"ok":false,"error":"starting"}')
         if isinstance(body, dict):
             if self._dedupe.first_time(_event_key(body)):
-                self._deliver(from_event(body, self.bot))
+                self._on_event(body)
         elif "payload" in form:
             try:
                 payload = json.loads(form["payload"])

@@ -49,6 +49,14 @@ class Pacing:
             "files.getUploadURLExternal": 100.0,  # Tier 4
             "files.completeUploadExternal": 100.0,  # Tier 4
             "apps.connections.open": 1.0 * 60,  # Tier 1 is "1+ per minute"; reconnects are rare
+            # Native agent surfaces (docs/slack.md, "Agent sessions and streamed messages"):
+            "chat.startStream": 20.0,  # tier not published (unconfirmed): paced like stopStream
+            "chat.appendStream": 100.0,  # Tier 4
+            "chat.stopStream": 20.0,  # Tier 2
+            "agents.sessions.setStatus": 50.0,  # Tier 3
+            "assistant.threads.setStatus": 50.0,  # "special" (unconfirmed): paced like Tier 3
+            "conversations.history": 50.0,  # Tier 3: finding a job's thread after a restart
+            "conversations.replies": 50.0,  # Tier 3: finding a stream a restart left open
         }
     )
     burst: int = 5
@@ -70,6 +78,11 @@ class SlackSettings(ReadsSettings):
     reconnect_backoff_s: float = 1.0
     reconnect_backoff_max_s: float = 30.0
     attach_log_over_lines: int = 200  # attach the full log as a file when a job printed more
+    #: `SLACK_AGENT_SESSIONS=1`: each job's thread is a Slack agent session (status
+    #: processing → closed, Slack's own stop button). Only once the app is declared an agent.
+    agent_sessions: bool = False
+    #: `SLACK_STREAMING=1`: the live output is a chat.startStream/appendStream/stopStream stream.
+    streaming: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.mode is SlackMode.SOCKET and not self.app_token:
@@ -101,6 +114,8 @@ class SlackSettings(ReadsSettings):
                 "(Basic Information → App-Level Tokens, scope connections:write).",
             ))
         signing_secret = get("SLACK_SIGNING_SECRET")
+        agent_sessions = _switch("SLACK_AGENT_SESSIONS", get("SLACK_AGENT_SESSIONS"), problems)
+        streaming = _switch("SLACK_STREAMING", get("SLACK_STREAMING"), problems)
         try:
             mode = cls._mode(get("SLACK_MODE"), app_token, signing_secret)
         except ConfigError as exc:
@@ -118,6 +133,8 @@ class SlackSettings(ReadsSettings):
             app_token=app_token,
             signing_secret=signing_secret,
             api_url=get("OPENDISPATCH_SLACK_API_URL") or DEFAULT_API_URL,
+            agent_sessions=agent_sessions,
+            streaming=streaming,
         )
 
     @staticmethod
@@ -135,3 +152,15 @@ class SlackSettings(ReadsSettings):
             "CHAT_PROVIDER=slack needs SLACK_APP_TOKEN (Socket Mode, no public URL needed) "
             "or SLACK_SIGNING_SECRET (HTTP mode, Slack posts to OPEN_DISPATCH_URL/slack/events)."
         )
+
+
+def _switch(name: str, text: str | None, problems: list[tuple[str, str]]) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off; unset is off."""
+    if text is None:
+        return False
+    value = text.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value not in ("0", "false", "no", "off"):
+        problems.append((name, f"{name}={text!r} must be 1 or 0 (true/false, yes/no, on/off)."))
+    return False
