@@ -88,6 +88,13 @@ async def _token_key(config: Config, store: JobStore) -> bytes:
 
 
 async def _open_store(config: Config, stack: AsyncExitStack) -> JobStore:
+    """PostgreSQL when OPENDISPATCH_DB is a postgresql:// (or postgres://) URL, else the SQLite file."""
+    from .adapters.postgres.url import is_postgres_url
+
+    if is_postgres_url(config.database_path):
+        from .adapters.postgres import open_postgres_store
+
+        return await stack.enter_async_context(open_postgres_store(config.database_path))
     from .adapters.sqlite import open_sqlite_store
 
     path = Path(config.database_path)
