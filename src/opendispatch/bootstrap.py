@@ -25,7 +25,9 @@ from .app.approvals import ApprovalDesk
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
 from .app.shared_timer import SharedTimer
+from .app.job_events import JobEvents
 from .app.job_watch import JobWatch
+from .app.live_jobs import LiveJobs
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
@@ -311,7 +313,7 @@ async def open_dispatcher(
         tokens = TokenIssuer(key)
         redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
         watch = JobWatch()
-        ledger = JobLedger(store, watch)
+        ledger = JobLedger(store, JobEvents(LiveJobs(), watch))
         grants = GrantIssuer(key)
         if repo_token_minter is None:
             repo_token_minter = await _open_github_app(config, stack)

@@ -118,3 +118,23 @@ def test_an_artifact_is_found_by_its_name_exactly_then_ignoring_case() -> None:
                                         ("weird", FailureStage.AGENT)])
 def test_failure_stage_from_the_wire(wire: str | None, stage: FailureStage) -> None:
     assert FailureStage.from_wire(wire) is stage
+
+
+def test_a_changes_events_say_what_it_means_for_the_rest_of_the_system() -> None:
+    from opendispatch.domain.job_events import JobChanged, JobEnded, JobRunning, events_between
+    from opendispatch.domain.job import Artifact, Conversation, Job, User
+    from opendispatch.domain.job_spec import AgentKind, JobSpec
+
+    queued = Job.queued("j-1", JobSpec(task="t", agent=AgentKind.SHELL), Conversation("c", "1"), User("u", "u"), at=1.0)
+    starting = queued.starting(at=2.0)
+    running = starting.running()
+    done = running.succeeded(at=3.0)
+    assert events_between(queued, queued) == ()
+    assert events_between(queued, starting) == (JobChanged(starting),)
+    assert events_between(starting, running) == (JobChanged(running), JobRunning(running))
+    assert events_between(running, done) == (JobChanged(done), JobEnded(done))
+    # An old sidecar's final report on a starting job passes through running in one change.
+    direct = starting.running().failed(FailureStage.AGENT, "x", at=3.0)
+    assert events_between(starting, direct) == (JobChanged(direct), JobEnded(direct))
+    later = done.with_artifacts((Artifact("PR", "https://example.test/pr/1"),))
+    assert events_between(done, later) == (JobChanged(later),)

@@ -12,18 +12,27 @@ import trio
 
 from ..domain.job import Job
 from ..ports.job_store import JobStore
+from ..domain.job_events import events_between
+from .job_events import JobEvents
 from .job_watch import JobWatch
 from .live_jobs import LiveJobs
 
 
 class JobLedger:
-    def __init__(self, store: JobStore, watch: JobWatch | None = None, live: LiveJobs | None = None) -> None:
+    def __init__(self, store: JobStore, events: JobEvents | None = None) -> None:
         self.store = store
-        #: Told of every change saved here (the web view's live pages wait on it).
-        self.watch = watch or JobWatch()
-        #: The jobs this process supervises: their cached `Job` follows every change saved here.
-        self.live = live if live is not None else LiveJobs()
+        #: Where the events of every change saved here are handled (app/job_events.py).
+        self.events = events if events is not None else JobEvents()
         self._locks: dict[str, trio.Lock] = {}
+
+    @property
+    def live(self) -> LiveJobs:
+        """The jobs this process supervises: their cached `Job` follows every change saved here."""
+        return self.events.live
+
+    @property
+    def watch(self) -> JobWatch:
+        return self.events.watch
 
     def _lock(self, job_id: str) -> trio.Lock:
         lock = self._locks.get(job_id)
@@ -37,7 +46,7 @@ class JobLedger:
             job = await self.store.get(job_id)
             changed = update(job)
             if changed != job:
-                await self._save(changed)
+                await self._save(job, changed)
             return changed
 
     async def change_if_possible(self, job_id: str, update: Callable[[Job], Job | None]) -> Job:
@@ -47,13 +56,12 @@ class JobLedger:
             changed = update(job)
             if changed is None or changed == job:
                 return job
-            await self._save(changed)
+            await self._save(job, changed)
             return changed
 
-    async def _save(self, changed: Job) -> None:
+    async def _save(self, before: Job, changed: Job) -> None:
         await self.store.save(changed)
-        self.live.refresh(changed)
-        self.watch.changed(changed.id)
+        self.events.handle(events_between(before, changed))
 
     def forget(self, job_id: str) -> None:
         lock = self._locks.get(job_id)

@@ -107,6 +107,15 @@ class LiveJob:
         await self._output_changed.wait()
         self._output_changed = trio.Event()
 
+    def show_running(self) -> None:
+        """The job runs: its live message goes up now, even with no output yet.
+
+        A job that prints nothing (an agent thinking, a quiet build) otherwise showed only
+        "queued" until its card; with the page up, the heartbeat keeps its elapsed time fresh.
+        """
+        self.buffer.touch(trio.current_time())
+        self.poke()
+
     def poke(self) -> None:
         """Wake `wait_output_changed` without new output (a heartbeat is due)."""
         self._output_changed.set()

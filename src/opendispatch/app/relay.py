@@ -28,7 +28,6 @@ from .arrival_turns import ArrivalTurns
 from .repo_credentials import JobCredentials
 from .ledger import JobLedger
 from .log_context import current_job_id
-from .live_job import LiveJob
 from .pacing import DEFAULT_STREAM_RECORD_BUDGET_PER_S, SenderPacer, stream_interval_ms
 
 log = logging.getLogger(__name__)
@@ -383,18 +382,12 @@ class Relay:
         live = self.live.get(job.id)
         redactor = live.redactor if live else self.redactor
         result = live.progress.result if live is not None else None
-        was_running = live is not None and live.job.state is JobState.RUNNING
+        # Shown running, or its task woken when it ended: by the ledger's events (app/job_events.py).
         updated = await self.ledger.change_if_possible(
             job.id, lambda current: _apply_status(current, report, now, redactor, result)
         )
         if updated.is_finished:
             self.pacer.forget(job.id)
-        if live is None:
-            return
-        if updated.is_finished:
-            live.finished.set()
-        elif updated.state is JobState.RUNNING and not was_running:
-            _show_running(live)
 
     async def accept_transcript(self, authorization: str | None, part: TranscriptPart) -> None:
         """Keep a part of the agent's raw transcript (redacted again: never trust the sprite)."""
@@ -442,16 +435,6 @@ def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
     if lines == batch.lines and events == batch.events:
         return batch
     return LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq, events=events)
-
-
-def _show_running(live: LiveJob) -> None:
-    """The job runs: its live message goes up now, even with no output yet.
-
-    A job that prints nothing (an agent thinking, a quiet build) otherwise showed only
-    "queued" until its card; with the page up, the heartbeat keeps its elapsed time fresh.
-    """
-    live.buffer.touch(trio.current_time())
-    live.poke()
 
 
 def _mark_running(job: Job) -> Job | None:
