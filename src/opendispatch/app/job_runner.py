@@ -18,12 +18,11 @@ import trio
 from ..domain.errors import DispatchError
 from ..domain.agent_progress import stopped_at_cost_cap
 from ..domain.job import FailureStage, Job
-from ..domain.messages import JobCard, LiveOutput, MessageRef
+from ..domain.messages import LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
 from ..domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES, OutputQuota
 from ..domain.redaction import Redactor
 from ..domain.repo_credentials import CredentialsUnavailable
-from ..domain.render import card_tail
 from ..domain.sidecar import sprite_environment
 from ..domain.tokens import TokenIssuer
 from ..ports.chat import ChatPort
@@ -34,6 +33,7 @@ from .web_view import JobLink, no_link
 from .ledger import JobLedger
 from .log_context import current_job_id
 from .live_jobs import LiveJobs
+from .final_cards import CARD_TAIL_LINES, FinalCards
 from .live_job import LiveJob
 from .shared_timer import SharedTimer
 from .approvals import ApprovalDesk
@@ -74,7 +74,7 @@ class RunnerSettings:
     exit_settle_s: float = 3.0
     unsequenced_settle_s: float = 0.5
     token_slack_s: float = 3600.0
-    tail_lines: int = 10
+    tail_lines: int = CARD_TAIL_LINES
     page_chars: int = 3000
     edit_interval_s: float = 1.0
     heartbeat_s: float = 10.0
@@ -118,6 +118,7 @@ class JobRunner:
         #: The job's web page with a grant for its owner ("View live" on the first reply and
         #: the card); `no_link` when the web view is off.
         self.job_link = job_link
+        self.cards = FinalCards(store, chat, wall_clock, job_link, settings.tail_lines)
         self.metrics = metrics or NoMetrics()
         #: Tool calls waiting for a person: what a finished job still waited for is settled.
         self.approvals = approvals
@@ -402,20 +403,7 @@ class JobRunner:
             log.warning("job %s: could not store the agent's summary", live.job.id, exc_info=True)
 
     async def _post_card(self, live: LiveJob) -> None:
-        job = live.job
-        try:
-            tail = await self.store.output(job.id, tail=self.settings.tail_lines)
-            total = await self.store.output_line_count(job.id)
-            card = JobCard(
-                job=job,
-                tail=card_tail(tail, job.id),
-                total_lines=total,
-                duration_s=job.duration_s(self.wall_clock()),
-                web_url=self.job_link(job),
-            )
-            await self.chat.send(job.conversation, card, reply_to=live.started_ref)
-        except Exception:
-            log.exception("job %s: could not post the final card", job.id)
+        await self.cards.post(live.job, reply_to=live.started_ref)
 
     async def _change(self, live: LiveJob, update: Callable[[Job], Job]) -> Job:
         return await self.ledger.change(live.job.id, update)

@@ -24,17 +24,16 @@ import trio
 
 from ..domain.errors import DispatchError, UnknownJob
 from ..domain.job import ACTIVE_STATES, Job, JobState
-from ..domain.messages import JobCard
 from ..ports.chat import ChatPort
 from ..ports.job_store import JobStore
 from ..ports.sprites import Sprite, SpritePort
+from .final_cards import FinalCards
 from .web_view import JobLink, no_link
 from .ledger import JobLedger
 
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 1000
-TAIL_LINES = 10
 DEFAULT_REAPER_PERIOD_S = 60.0  # the seed's reaper "runs every 60 seconds"
 DEFAULT_SILENCE_S = 1800.0
 
@@ -77,19 +76,7 @@ class _Ender:
             return False
 
     async def post_card(self, job: Job) -> None:
-        try:
-            tail = await self.store.output(job.id, tail=TAIL_LINES)
-            total = await self.store.output_line_count(job.id)
-            card = JobCard(
-                job=job,
-                tail=tuple(tail),
-                total_lines=total,
-                duration_s=job.duration_s(self.wall_clock()),
-                web_url=self.job_link(job),
-            )
-            await self.chat.send(job.conversation, card)
-        except Exception:
-            log.exception("job %s: could not post the final card", job.id)
+        await FinalCards(self.store, self.chat, self.wall_clock, self.job_link).post(job)
 
 
 async def reconcile(
