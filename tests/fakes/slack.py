@@ -276,6 +276,7 @@ class FakeSlack:
         self.sessions: dict[tuple[str, str], list[str]] = {}  # (channel, thread_ts) → statuses set
         self.assistant_threads: set[tuple[str, str]] = set()
         self.assistant_statuses: dict[tuple[str, str], list[str]] = {}
+        self.sent_events: list[tuple[float, str]] = []  # (trio time, what Slack sent us) for the timeline
         self.app = self._build_app()
 
     # --- test controls -------------------------------------------------------------------------
@@ -306,6 +307,8 @@ class FakeSlack:
                 message.stream.state, message.stream.stopped_by = "closed", user_id
                 stopped.append(message.ts)
         self._notify()
+        self.sent_events.append((trio.current_time(), f"<- event agent_session_stopped channel={channel} "
+                                 f"thread_ts={thread_ts} user={user_id} streaming_message_ts={stopped}"))
         return self.event_payload({
             "type": "agent_session_stopped", "channel": channel, "thread_ts": thread_ts, "user": user_id,
             "streaming_message_ts": stopped, "event_ts": self._next_ts(),
@@ -331,15 +334,15 @@ class FakeSlack:
     def timeline(self) -> str:
         """Every agent-surface call, one line each: the method and its key fields (no tokens)."""
         native = ("chat.startStream", "chat.appendStream", "chat.stopStream", "agents.sessions.setStatus",
-                  "assistant.threads.setStatus", "chat.postMessage", "chat.update")
-        lines = []
+                  "assistant.threads.setStatus", "chat.postMessage", "chat.update", "conversations.history",
+                  "conversations.replies")
         start = self.calls[0].at if self.calls else 0.0
+        rows = [(at, text) for at, text in self.sent_events]
         for call in self.calls:
-            if call.method not in native:
-                continue
-            lines.append(f"{call.at - start:7.2f}s {call.method} {describe_call(call)}"
-                         + (f" -> {call.error}" if call.error else ""))
-        return "\n".join(lines) + "\n"
+            if call.method in native:
+                rows.append((call.at, f"{call.method} {describe_call(call)}" + (f" -> {call.error}" if call.error else "")))
+        rows.sort(key=lambda row: row[0])
+        return "\n".join(f"{at - start:7.2f}s {text}" for at, text in rows) + "\n"
 
     def force_rate_limit(self, method: str, *, retry_after_s: int = 1, times: int = 1) -> None:
         """The next `times` calls of `method` get 429 with this Retry-After."""
@@ -958,6 +961,8 @@ def describe_call(call: Call) -> str:
         return f"status={args.get('status')} channel_id={args.get('channel_id')} thread_ts={args.get('thread_ts')}"
     if call.method == "assistant.threads.setStatus":
         return f"status={args.get('status')!r} thread_ts={args.get('thread_ts')}"
+    if call.method.startswith("conversations."):
+        return " ".join(f"{key}={args[key]}" for key in ("channel", "ts", "oldest", "latest") if args.get(key))
     parts = [f"channel={args.get('channel')}"]
     for key in ("thread_ts", "ts", "task_display_mode", "recipient_user_id", "recipient_team_id", "session_status"):
         if args.get(key):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import trio
 
 from fakes.slack import form_body, post_signed, signed_headers
 from opendispatch.adapters.slack import SlackMode
 from opendispatch.domain.job import JobState
-from slack_stack import open_stack, shown_lines
+from slack_stack import NATIVE_MODES, open_stack, shown_lines
 
 FORM = "application/x-www-form-urlencoded"
 
 
-async def test_a_signed_slash_command_runs_a_job_end_to_end() -> None:
-    async with open_stack(SlackMode.HTTP) as stack:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_a_signed_slash_command_runs_a_job_end_to_end(native: bool) -> None:
+    async with open_stack(SlackMode.HTTP, native=native) as stack:
         body = form_body(stack.fake.slash_payload("/od-run", '--agent shell "http job"'))
         response = await post_signed(stack.http, stack.events_url, body, timestamp=int(time.time()), content_type=FORM)
         assert response.status_code == 200 and response.content == b""
@@ -29,6 +31,7 @@ async def test_a_signed_slash_command_runs_a_job_end_to_end() -> None:
         await stack.settled(sidecar.job_id, started)
         assert shown_lines(stack, started) == ["one", "two", "three"]
         assert (await stack.store.get(sidecar.job_id)).state is JobState.SUCCEEDED
+        assert len(stack.fake.streams()) == (1 if native else 0)
 
 
 async def test_wrongly_signed_and_stale_requests_are_refused_and_do_nothing() -> None:

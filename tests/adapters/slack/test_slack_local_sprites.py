@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from opendispatch.adapters.local import LocalSprites
-from slack_stack import open_stack, shown_lines
+from slack_stack import NATIVE_MODES, open_stack, shown_lines
 
 
-async def test_a_shell_job_on_local_sprites_reports_into_the_slack_thread(tmp_path: Path) -> None:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_a_shell_job_on_local_sprites_reports_into_the_slack_thread(tmp_path: Path, native: bool) -> None:
     sprites = LocalSprites(workspace_root=tmp_path / "sprites", log_dir=tmp_path / "logs", term_grace_s=1.0)
-    async with open_stack(sprites=sprites) as stack:
+    async with open_stack(sprites=sprites, native=native) as stack:
         await stack.fake.slash_command("/od-run", "--agent shell -- 'for i in 1 2 3; do echo \"step $i <ok>\"; done'")
         started = await stack.started_message()
         (job,) = await stack.store.recent(limit=5)

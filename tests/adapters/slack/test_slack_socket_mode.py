@@ -8,16 +8,18 @@ import re
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from fakes.slack import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER_ID
 from opendispatch.domain.commands import USAGE
 from opendispatch.domain.job import JobState
-from slack_stack import CEILING_S, CHANNEL_INTERVAL_S, RUNNER, is_live, open_stack, shown_lines
+from slack_stack import CEILING_S, CHANNEL_INTERVAL_S, NATIVE_MODES, RUNNER, is_live, open_stack, shown_lines
 
 
-async def test_a_slash_command_runs_a_job_with_threaded_live_output_and_a_final_card() -> None:
-    async with open_stack() as stack:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_a_slash_command_runs_a_job_with_threaded_live_output_and_a_final_card(native: bool) -> None:
+    async with open_stack(native=native) as stack:
         envelope = await stack.fake.slash_command("/od-run", '--repo acme/api --agent shell "run the tests"')
         with trio.fail_after(3):
             await envelope.acked.wait()
@@ -48,11 +50,14 @@ async def test_a_slash_command_runs_a_job_with_threaded_live_output_and_a_final_
         # secrets never reach Slack
         said = stack.fake.everything_said()
         assert BOT_TOKEN not in said and APP_TOKEN not in said and sidecar.token not in said
+        # with the native surfaces the live output was one stream, stopped with the card
+        assert [m.ts for m in stack.fake.streams()] == ([card.ts] if native else [])
 
 
-async def test_a_forced_429_and_a_dropped_socket_mid_job_lose_no_line_and_no_command() -> None:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_a_forced_429_and_a_dropped_socket_mid_job_lose_no_line_and_no_command(native: bool) -> None:
     runner = attrs.evolve(RUNNER, page_chars=300, max_pages=20)  # several pages: posts and edits both happen
-    async with open_stack(runner=runner) as stack:
+    async with open_stack(runner=runner, native=native) as stack:
         await stack.fake.slash_command("/od-run", '--agent shell "long job"')
         started = await stack.started_message()
         sidecar = await stack.sidecar()
@@ -60,10 +65,11 @@ async def test_a_forced_429_and_a_dropped_socket_mid_job_lose_no_line_and_no_com
         sent = [f"step {i:03d} & <output>" for i in range(80)]
         batches = [sent[i : i + 8] for i in range(0, len(sent), 8)]
         await sidecar.logs(batches[0], seq=0)
-        await stack.wait_for(lambda: stack.live_messages(started))
+        await stack.wait_for(lambda: shown_lines(stack, started))
 
-        stack.fake.force_rate_limit("chat.update", retry_after_s=1)
-        stack.fake.force_rate_limit("chat.postMessage", retry_after_s=1)
+        forced = ["chat.appendStream" if native else "chat.update", "chat.postMessage"]
+        for method in forced:
+            stack.fake.force_rate_limit(method, retry_after_s=1)
         await sidecar.logs(batches[1], seq=1)
         await sidecar.logs(batches[2], seq=2)
         await stack.fake.drop_socket()
@@ -77,14 +83,16 @@ async def test_a_forced_429_and_a_dropped_socket_mid_job_lose_no_line_and_no_com
 
         await stack.settled(sidecar.job_id, started)
         assert shown_lines(stack, started) == sent
-        assert len(stack.live_messages(started)) >= 3  # output rolled over into new messages
+        if not native:
+            assert len(stack.live_messages(started)) >= 3  # output rolled over into new messages
         assert len(stack.fake.sockets) >= 2
-        assert [c.method for c in stack.fake.calls if c.status == 429] == ["chat.update", "chat.postMessage"]
+        assert sorted(c.method for c in stack.fake.calls if c.status == 429) == sorted(forced)
         await stack.wait_for(lambda: any("Recent jobs of alice" in m.text for m in stack.fake.channel_messages()))
 
 
-async def test_edits_of_one_message_are_paced_and_only_the_newest_version_matters() -> None:
-    async with open_stack() as stack:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_edits_of_one_message_are_paced_and_only_the_newest_version_matters(native: bool) -> None:
+    async with open_stack(native=native) as stack:
         await stack.fake.slash_command("/od-run", '--agent shell "chatty"')
         started = await stack.started_message()
         sidecar = await stack.sidecar()
@@ -93,23 +101,29 @@ async def test_edits_of_one_message_are_paced_and_only_the_newest_version_matter
             await sidecar.logs([f"tick {seq}"], seq=seq)
         await sidecar.status("completed", 0)
         await stack.settled(sidecar.job_id, started)
-        (live,) = stack.live_messages(started)
-        assert live.code_lines() == [f"tick {i}" for i in range(40)]
+        assert shown_lines(stack, started) == [f"tick {i}" for i in range(40)]
+        (live,) = stack.fake.streams() if native else stack.live_messages(started)
         gaps = [b.at - a.at for a, b in zip(live.versions, live.versions[1:])]
         assert all(gap >= CHANNEL_INTERVAL_S * 0.8 for gap in gaps), gaps
-        writes = [c.at for c in stack.fake.calls if c.method in ("chat.postMessage", "chat.update") and c.args.get("channel") == "C0DEV"]
+        methods = ("chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream", "chat.stopStream")
+        writes = [c.at for c in stack.fake.calls if c.method in methods and c.args.get("channel") == "C0DEV"]
         assert all(b - a >= CHANNEL_INTERVAL_S * 0.8 for a, b in zip(writes, writes[1:]))
 
 
-async def test_the_stop_button_cancels_the_job_and_the_card_says_who_stopped_it() -> None:
-    async with open_stack() as stack:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_the_stop_button_cancels_the_job_and_the_card_says_who_stopped_it(native: bool) -> None:
+    async with open_stack(native=native) as stack:
         await stack.fake.slash_command("/od-run", '--agent shell "sleep forever"')
         started = await stack.started_message()
         sidecar = await stack.sidecar()
         await sidecar.status("running")
         await sidecar.logs(["working..."], seq=0)
-        (live,) = await stack.wait_for(lambda: stack.live_messages(started))
-        assert live.action_ids() == ["od_stop"]
+        await stack.wait_for(lambda: shown_lines(stack, started))
+        if native:  # the stream draws no button of ours: the channel message's Stop is clicked
+            live = started
+        else:
+            (live,) = stack.live_messages(started)
+            assert live.action_ids() == ["od_stop"]
 
         click = await stack.fake.deliver("interactive", stack.fake.stop_click_payload(live, user_id="U0BOB", username="bob"))
         with trio.fail_after(3):
@@ -118,7 +132,7 @@ async def test_the_stop_button_cancels_the_job_and_the_card_says_who_stopped_it(
         job = await stack.store.get(sidecar.job_id)
         assert job.state is JobState.CANCELLED and job.cancelled_by == "bob"
         assert "🛑 Stopped by bob" in card.block_texts()
-        assert live.action_ids() == [] and started.action_ids() == ["od_view_live"]
+        assert started.action_ids() == ["od_view_live"] and (native or live.action_ids() == [])
         assert stack.sprites.destroyed == [sidecar.sprite.id]
         # "Cancelling …" went into the job's thread, not the channel
         assert any("Cancelling" in m.text for m in stack.fake.thread(started))
@@ -215,8 +229,9 @@ async def test_disconnect_opens_a_new_socket_before_closing_the_old_one() -> Non
         await stack.wait_for(lambda: stack.fake.channel_messages())
 
 
-async def test_a_long_log_is_attached_as_a_file_in_the_thread() -> None:
-    async with open_stack(attach_log_over_lines=20) as stack:
+@pytest.mark.parametrize("native", NATIVE_MODES)
+async def test_a_long_log_is_attached_as_a_file_in_the_thread(native: bool) -> None:
+    async with open_stack(attach_log_over_lines=20, native=native) as stack:
         await stack.fake.slash_command("/od-run", '--agent shell "verbose"')
         started = await stack.started_message()
         sidecar = await stack.sidecar()
