@@ -82,11 +82,14 @@ PROVIDERS: Mapping[str, tuple[Variable, ...]] = {
         Variable("SLACK_APP_TOKEN", False, "xapp- token for Socket Mode: Basic Information → App-Level Tokens"),
         Variable("SLACK_SIGNING_SECRET", False, "for HTTP mode: Basic Information → Signing Secret"),
         Variable("SLACK_MODE", False, "socket (needs SLACK_APP_TOKEN) or http (needs SLACK_SIGNING_SECRET)", "socket"),
+        Variable("SLACK_AGENT_SESSIONS", False, "1 once the Slack app is declared an agent: status and Slack's own stop button (docs/slack.md)", "0"),
+        Variable("SLACK_STREAMING", False, "1: the live output is a Slack stream with the agent's steps (docs/slack.md)", "0"),
     ),
     "teams": (
         Variable("TEAMS_APP_ID", True, "Azure Bot registration → Microsoft App ID"),
         Variable("TEAMS_APP_PASSWORD", True, "Azure Bot registration → client secret"),
         Variable("TEAMS_TENANT_ID", False, "single-tenant bots (all new ones): Azure → Microsoft Entra ID → Tenant ID"),
+        Variable("TEAMS_STREAMING", False, "0 turns Teams' streaming off in personal chats (docs/teams.md)", "1"),
     ),
     "discord": (
         Variable("DISCORD_BOT_TOKEN", True, "Discord developer portal → Bot → Token"),
