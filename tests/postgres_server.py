@@ -10,16 +10,20 @@ Fixtures (registered in tests/conftest.py):
 
 Under CI=true as root, the `postgresql` package is installed with apt-get when missing (as
 the `bubblewrap` fixture does). PostgreSQL refuses to run as root, so as root the server runs
-as the `postgres` user when there is one (the package makes it), else as `nobody`.
+as the `postgres` user when there is one (the package makes it), else as `nobody`. The server
+is a child of pytest that the kernel stops when pytest ends, even when a killed pytest skips
+the teardown; a later run deletes such a run's folder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -31,11 +35,14 @@ import pytest
 
 INSTALL_COMMAND = "sudo apt-get install -y postgresql"
 HOW_TO_RUN = (
-    f"PostgreSQL tests need a PostgreSQL server's programs (initdb, pg_ctl); install them with `{INSTALL_COMMAND}` "
+    f"PostgreSQL tests need a PostgreSQL server's programs (initdb, postgres); install them with `{INSTALL_COMMAND}` "
     "and run the tests again (the tests start and stop a server of their own; nothing to set up). "
     "Under CI=true as root they are installed automatically."
 )
 START_TIMEOUT_S = 60
+FOLDER_PREFIX = "opendispatch-pg-"
+STALE_AFTER_S = 3600
+PR_SET_PDEATHSIG = 1
 #: The database the tests' schemas live in.
 DATABASE = "opendispatch_tests"
 
@@ -49,16 +56,16 @@ def _version(path: Path) -> tuple[int, ...]:
 
 
 def find_bin_dir() -> Path | None:
-    """The newest /usr/lib/postgresql/<version>/bin with initdb and pg_ctl, else the folder of an
-    initdb on PATH (with pg_ctl beside it)."""
+    """The newest /usr/lib/postgresql/<version>/bin with initdb and postgres, else the folder of
+    an initdb on PATH (with postgres beside it)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_version, reverse=True)
     for initdb in found:
-        if (initdb.parent / "pg_ctl").is_file():
+        if (initdb.parent / "postgres").is_file():
             return initdb.parent
     on_path = shutil.which("initdb")
     if on_path is not None:
         folder = Path(on_path).resolve().parent
-        if (folder / "pg_ctl").is_file():
+        if (folder / "postgres").is_file():
             return folder
     return None
 
@@ -76,6 +83,32 @@ def _install_under_ci() -> str:
     if done.returncode != 0:
         return f"`{' '.join(install)}` exited {done.returncode}: {done.stderr.strip()[-2000:]}"
     return ""
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it starts (after its user is set, which would clear it):
+    the kernel sends it SIGQUIT, PostgreSQL's immediate shutdown, when this process ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
+def _remove_stale_folders() -> None:
+    """Folders of earlier runs whose server is gone (a killed pytest cannot delete its own)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime < STALE_AFTER_S:
+                continue  # maybe another run, still starting
+            pid_file = folder / "data" / "postmaster.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text().split()[0])
+                os.kill(pid, 0)
+                continue  # its server still runs
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, IndexError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -98,6 +131,7 @@ class PostgresServer:
     #: Seconds from initdb to accepting connections (reported by the tests that time it).
     started_in_s: float = 0.0
     _names: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+    _process: subprocess.Popen[bytes] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -110,58 +144,69 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
-    def _command(self, *argv: str) -> list[str]:
+    def _as_server_user(self) -> dict[str, object]:
+        """subprocess arguments that run a program as the server's user (nothing when not root)."""
         if self.run_as is None:
-            return list(argv)
-        if shutil.which("runuser"):
-            return ["runuser", "-u", self.run_as.pw_name, "--", *argv]
-        return ["setpriv", f"--reuid={self.run_as.pw_uid}", f"--regid={self.run_as.pw_gid}", "--clear-groups", *argv]
+            return {}
+        return {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": []}
 
-    def _run(self, *argv: str, timeout: float = START_TIMEOUT_S) -> None:
-        done = subprocess.run(
-            self._command(*argv), capture_output=True, text=True, timeout=timeout, check=False, cwd=self.root
-        )
-        if done.returncode != 0:
-            log = self.root / "server.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{' '.join(argv[:2])} exited {done.returncode}: {done.stderr.strip()[-2000:]}\n{tail}")
+    def _log_tail(self) -> str:
+        log = self.root / "server.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
     def start(self) -> None:
+        """initdb, then the postmaster as a child of this process that dies with it (however
+        pytest ends: a `timeout` or Ctrl-C that skips the fixture's teardown leaves no server)."""
+        import psycopg
+
         began = time.monotonic()
         self.socket_dir.mkdir()
         if self.run_as is not None:
             for path in (self.root, self.socket_dir):
                 os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
-        self._run(
+        initdb = [
             str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions",
+        ]
+        done = subprocess.run(
+            initdb, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False, cwd=self.root,
+            **self._as_server_user(),  # type: ignore[call-overload]
         )
-        options = " ".join(
-            (
-                "-c listen_addresses=''",
-                f"-c unix_socket_directories={self.socket_dir}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        server = [
+            str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
+            "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+        ]
+        with open(self.root / "server.log", "ab") as log:
+            self._process = subprocess.Popen(
+                server, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
+                preexec_fn=_die_with_parent, **self._as_server_user(),  # type: ignore[call-overload]
             )
-        )
-        self._run(
-            str(self.bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.root / "server.log"),
-            "-w", "-t", str(START_TIMEOUT_S), "-o", options,
-        )
-        import psycopg
-
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE template0')  # type: ignore[arg-type]
+        # Ready when it takes a connection (as `pg_ctl start -w` polls).
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with psycopg.connect(self.url(), autocommit=True, connect_timeout=2) as admin:
+                    admin.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE template0')  # type: ignore[arg-type]
+                break
+            except psycopg.OperationalError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start (exit status {self._process.poll()}):\n{self._log_tail()}") from None
+                time.sleep(0.02)
         self.started_in_s = time.monotonic() - began
 
     def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGQUIT)  # immediate shutdown: it is thrown away
             try:
-                self._run(str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate", "-w")
-            except (RuntimeError, subprocess.TimeoutExpired):
-                pass
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _admin(self, statement: str) -> None:
@@ -197,7 +242,8 @@ def start_server() -> PostgresServer | str:
         bin_dir = find_bin_dir()
         if bin_dir is None:
             return f"{HOW_TO_RUN} {problem}".strip()
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="opendispatch-pg-")), bin_dir, _unprivileged_user())
+    _remove_stale_folders()
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX)), bin_dir, _unprivileged_user())
     try:
         server.start()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
