@@ -21,14 +21,17 @@ import pytest
 import trio
 import trio.testing
 
-from fakes.slack import BOT_TOKEN, FakeMessage, FakeSlack, form_body, open_fake_slack, post_signed
+from fakes.slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeMessage, FakeSlack, form_body, open_fake_slack, post_signed
 from harness import FakeSidecar
+from opendispatch.adapters.local import LocalSprites
 from opendispatch.adapters.memory.sprites import FakeSprites
 from opendispatch.adapters.memory.store import MemoryJobStore
 from opendispatch.adapters.slack import Pacing, SlackChat, SlackMode, SlackSettings, open_slack_chat
 from opendispatch.adapters.slack.native import NativeSurfaces
+from opendispatch.adapters.slack.web import SlackApiError
 from opendispatch.app.ledger import JobLedger
 from opendispatch.app.reconcile import reconcile
+from opendispatch.config import Config
 from opendispatch.domain.errors import ConfigError
 from opendispatch.domain.job import Conversation, Job, JobState, User
 from opendispatch.domain.job_spec import AgentKind, JobSpec
@@ -516,3 +519,76 @@ async def test_slacks_stop_button_in_http_mode_cancels_the_job_too() -> None:
         card = await stack.settled(sidecar.job_id, started)
         assert "🛑 Stopped by U0BOB" in card.block_texts()  # an admin we never saw a name for: the id
         assert statuses(stack, started) == ["processing", "closed"]
+
+
+async def test_a_persistent_sessions_message_leaves_its_thread_suspended_until_od_stop(tmp_path: Path) -> None:
+    """The real SessionManager and a persistent shell session on a local sprite (real sidecar)."""
+    config = attrs.evolve(
+        Config.from_env({"OPENDISPATCH_ALLOW_SHELL_SESSIONS": "1"}, dotenv=None),
+        secret_values=(BOT_TOKEN, APP_TOKEN, SIGNING_SECRET),
+    )
+    sprites = LocalSprites(workspace_root=tmp_path / "sprites", log_dir=tmp_path / "logs", term_grace_s=1.0)
+    async with open_stack(config=config, sprites=sprites, native=True) as stack:
+        fake = stack.fake
+        await fake.slash_command("/od-start", "keep --agent shell --persistent")
+        root = await stack.wait_for(lambda: next((m for m in fake.channel_messages() if "Session keep" in m.text), None))
+        reply = {"type": "message", "channel": "C0DEV", "channel_type": "channel", "user": "U0ALICE",
+                 "text": "echo kept > f.txt && echo written", "ts": f"{time.time():.6f}", "thread_ts": root.ts}
+        await fake.deliver("events_api", fake.event_payload(reply))
+        accepted = await stack.wait_for(lambda: next((m for m in fake.channel_messages() if "queued" in m.text), None))
+        job_id = next(word.strip("*") for word in accepted.text.split() if word.strip("*").startswith("j-"))
+        with trio.fail_after(60):
+            await stack.running.dispatcher.wait_finished(job_id)
+        set_to = lambda: [c.args["status"] for c in fake.calls_of("agents.sessions.setStatus")]  # noqa: E731
+        await stack.wait_for(lambda: set_to()[-1:] == ["suspended"])
+        assert set_to() == ["processing", "suspended"]  # the session waits for its next message
+        assert statuses(stack, accepted)[-1] == "suspended" and "closed" not in statuses(stack, accepted)
+        assert "written" in shown_lines(stack, accepted)
+
+        await fake.slash_command("/od-stop", "keep")
+        await stack.wait_for(lambda: set_to()[-1:] == ["closed"])
+        assert set_to() == ["processing", "suspended", "closed"]
+        assert statuses(stack, accepted)[-1] == "closed"
+
+
+async def test_the_fake_holds_our_calls_to_the_documented_shapes_and_limits() -> None:
+    """What the fake refuses, as Slack's reference says it does: the tests above lean on it."""
+    async with open_fake_slack() as fake, native_chat(fake) as chat:
+        web = chat.web
+        root = await chat.send(CHANNEL, Notice("a thread"))
+
+        async def error(method: str, args: dict[str, Any]) -> str | None:
+            try:
+                await web.call(method, args)
+            except SlackApiError as exc:
+                return exc.error
+            return None
+
+        who = {"recipient_user_id": "U0ALICE", "recipient_team_id": "T0001"}
+        assert await error("chat.startStream", {"channel": "C0DEV", **who}) == "invalid_arguments"  # no thread
+        assert await error("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id}) == "missing_recipient_user_id"
+        assert await error("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id, "recipient_user_id": "U0ALICE"}
+                           ) == "missing_recipient_team_id"
+        too_long = {"type": "markdown_text", "text": "x" * 12_001}
+        assert await error("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id, **who, "chunks": [too_long]}
+                           ) == "invalid_chunks"
+        bad_task = {"type": "task_update", "id": "s1", "title": "t", "status": "running"}
+        assert await error("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id, **who, "chunks": [bad_task]}
+                           ) == "invalid_chunks"
+        started = await web.call("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id, **who})
+        ts = started["ts"]
+        assert await error("chat.appendStream", {"channel": "C0DEV", "ts": ts}) == "no_text"
+        assert await error("chat.appendStream", {"channel": "C0DEV", "ts": ts, "markdown_text": "y" * 12_001}) == "msg_too_long"
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "b"}}] * 51
+        assert await error("chat.stopStream", {"channel": "C0DEV", "ts": ts, "blocks": blocks}) == "invalid_blocks"
+        assert await error("chat.stopStream", {"channel": "C0DEV", "ts": ts, "blocks": blocks[:50]}) is None
+        assert await error("chat.appendStream", {"channel": "C0DEV", "ts": ts, "markdown_text": "z"}) == "message_not_in_streaming_state"
+        assert await error("agents.sessions.setStatus", {"channel_id": "C0DEV", "thread_ts": root.id, "status": "busy"}
+                           ) == "invalid_arguments"
+        assert await error("agents.sessions.setStatus", {"channel_id": "C0DEV", "thread_ts": root.id, "status": "processing",
+                                                         "title": "t" * 201}) == "invalid_arguments"
+        assert await error("assistant.threads.setStatus", {"channel_id": "C0DEV", "thread_ts": root.id, "status": "x"}
+                           ) == "invalid_thread_ts"  # not an assistant thread
+        fake.refuse("chat.startStream", "unknown_method", times=1)
+        assert await error("chat.startStream", {"channel": "C0DEV", "thread_ts": root.id, **who}) == "unknown_method"
+        assert [c.method for c in fake.calls].count("chat.startStream") == 7  # every call recorded, refused or not

@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 import httpx
 import trio
+from slack_sdk.models.metadata import Metadata
 
 from ...domain.job import Conversation, Job, JobState, User
 from ...domain.messages import JobAccepted, JobCard, LiveOutput, MessageRef
@@ -214,7 +215,8 @@ class NativeSurfaces:
         """Message metadata for a job's first reply, so a restarted process finds its thread."""
         if not self.active:
             return None
-        return {"event_type": METADATA_EVENT, "event_payload": {"job_id": job.id}}
+        metadata: dict[str, Any] = Metadata(event_type=METADATA_EVENT, event_payload={"job_id": job.id}).to_dict()
+        return metadata
 
     def accepted(self, message: JobAccepted, where: Conversation, ref: MessageRef) -> None:
         """The job's first reply is out: its thread is the job's thread."""
