@@ -7,6 +7,10 @@ queue in `Outbox` (ordered, paced, 429-safe, edits merged); ephemeral answers go
 user who asked, through the slash command's `response_url` or `chat.postEphemeral`. A private
 notice (it holds a credential, such as a signed web link) goes only that way: when neither
 works it is not posted, and a public notice says that it could not be sent privately.
+
+With `SLACK_AGENT_SESSIONS` / `SLACK_STREAMING` (and in assistant threads), `native.py` takes
+part: a job's thread becomes an agent session, its live pages one stream whose stop carries
+the card, and Slack's own stop button (`agent_session_stopped`) becomes `/od-cancel JOB`.
 """
 
 from __future__ import annotations
@@ -104,9 +108,7 @@ class SlackChat:
             SocketModeClient(web, settings, self._on_envelope) if settings.mode is SlackMode.SOCKET else None
         )
         #: Slack's agent sessions, streamed live output and assistant status (native.py).
-        self.native = NativeSurfaces(
-            settings, web, self.outbox, bot, post=self._post, interval_s=settings.pacing.channel_interval_s
-        )
+        self.native = NativeSurfaces(settings, web, self.outbox, bot, interval_s=settings.pacing.channel_interval_s)
 
     # --- ChatPort: out ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -76,9 +76,6 @@ REFUSED_IN_CHANNEL = frozenset({
     "restricted_action_thread_locked", "messages_tab_disabled", "not_in_channel", "channel_not_found",
     "is_archived", "ekm_access_denied",
 })
-
-Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
 
 @attrs.define(eq=False)
 class Stream:
@@ -129,7 +126,6 @@ class NativeSurfaces:
         outbox: Outbox,
         bot: BotIdentity,
         *,
-        post: Post,
         interval_s: float,
     ) -> None:
         self.sessions_on = settings.agent_sessions
@@ -137,7 +133,6 @@ class NativeSurfaces:
         self._web = web
         self._outbox = outbox
         self._bot = bot
-        self._post = post
         self._interval_s = interval_s
         self._jobs: dict[str, NativeJob] = {}
         self._by_thread: dict[tuple[str, str], str] = {}
