@@ -31,6 +31,8 @@ class LiveJob:
     cap_reached: trio.Event = attrs.Factory(trio.Event)
     cost_at_cap: float | None = None
     saw_unsequenced: bool = False
+    #: Lines or agent events were handed to the buffer (the live message is on its way).
+    saw_output: bool = False
     #: How much of its output may still be stored (output_quota.py).
     quota: OutputQuota = attrs.Factory(OutputQuota)
     finished: trio.Event = attrs.Factory(trio.Event)
@@ -84,6 +86,7 @@ class LiveJob:
             self._append(*self.held.pop(seq), now)
 
     def _append(self, lines: Sequence[str], events: Sequence[AgentEvent], now: float) -> None:
+        self.saw_output = True
         if self.pending_since is None:
             self.pending_since = now
         if lines:
@@ -112,7 +115,11 @@ class LiveJob:
 
         A job that prints nothing (an agent thinking, a quiet build) otherwise showed only
         "queued" until its card; with the page up, the heartbeat keeps its elapsed time fresh.
+        A job whose output is already on its way to chat needs nothing more (one edit less
+        when the first output is what told us it runs).
         """
+        if self.saw_output:
+            return
         self.buffer.touch(trio.current_time())
         self.poke()
 
