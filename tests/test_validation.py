@@ -64,3 +64,12 @@ def test_problems_without_a_row_of_their_own_are_listed_and_counted(tmp_path: Pa
     assert status == 1 and len(crosses) == 1 and "OPENDISPATCH_SILENCE_S='soon'" in crosses[0], lines
     assert lines[-1] == "1 problem to fix before `serve`."
     assert Problem("x").variable is None
+
+
+def test_a_postgresql_url_is_not_checked_as_a_file_and_its_password_is_never_in_a_problem() -> None:
+    from opendispatch.validation import check_database
+
+    url = "postgresql://od:s3cret-pass@127.0.0.1:1/od"
+    assert check_database(url) is None  # a server: doctor checks the connection instead
+    problem = check_database("/proc/not-writable/jobs.db")
+    assert problem is not None and "s3cret-pass" not in problem.message

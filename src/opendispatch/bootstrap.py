@@ -34,7 +34,8 @@ from .app.relay import Relay
 from .app.repo_credentials import JobCredentials
 from .app.sessions import SessionManager, SessionSettings
 from .app.web_view import WebLinks, WebView, no_link
-from .config import AVAILABLE_CHAT_PROVIDERS, TOKEN_SECRET_TOO_SHORT, Config
+from .adapters.postgres.url import is_postgres_url, url_passwords
+from .config import AVAILABLE_CHAT_PROVIDERS, DEFAULT_DB_PATH, TOKEN_SECRET_TOO_SHORT, Config
 from .domain.commands import ParseSettings
 from .domain.errors import ConfigError
 from .domain.redaction import Redactor
@@ -89,10 +90,14 @@ async def _token_key(config: Config, store: JobStore) -> bytes:
     return await _secrets(store).secret(TOKEN_SECRET_NAME, lambda: secrets.token_bytes(32))
 
 
+def _local_state_dir(config: Config) -> Path:
+    """The folder of this dispatcher's files: the SQLite file's, or the default one's when the
+    store is a PostgreSQL server (never a folder named after its URL and password)."""
+    return Path(DEFAULT_DB_PATH if is_postgres_url(config.database_path) else config.database_path).parent
+
+
 async def _open_store(config: Config, stack: AsyncExitStack) -> JobStore:
     """PostgreSQL when OPENDISPATCH_DB is a postgresql:// (or postgres://) URL, else the SQLite file."""
-    from .adapters.postgres.url import is_postgres_url
-
     if is_postgres_url(config.database_path):
         from .adapters.postgres import open_postgres_store
 
@@ -121,7 +126,7 @@ async def _local_sprites(config: Config, store: JobStore) -> SpritePort:
             sandbox=True if shared else None,
             allow_network=config.sandbox_allow,
             read_only_paths=tuple(Path(p) for p in config.sandbox_read_only),
-            private_paths=(Path(config.database_path).resolve().parent,),
+            private_paths=(_local_state_dir(config).resolve(),),
         )
     except ValueError as exc:
         raise ConfigError(f"OPENDISPATCH_SANDBOX_ALLOW: {exc}") from None
@@ -265,7 +270,7 @@ async def _open_chat(
         raise ConfigError(missing_extra(provider, exc).message) from None  # doctor's words too
     from .adapters.console import ConsoleChat
 
-    return ConsoleChat(files_dir=Path(config.database_path).parent / "transcripts")
+    return ConsoleChat(files_dir=_local_state_dir(config) / "transcripts")
 
 
 #: How often the JobRunner hands a job's live output to the chat port, per platform. The
@@ -311,7 +316,8 @@ async def open_dispatcher(
         chat = chat if chat is not None else await _open_chat(config, stack, store.output, metrics)
         key = await _token_key(config, store)
         tokens = TokenIssuer(key)
-        redactor = Redactor.of([*config.secret_values, key.decode("latin-1")])
+        # The database URL's password too: `Config.from_env` adds it, an embedder's Config may not.
+        redactor = Redactor.of([*config.secret_values, *url_passwords(config.database_path), key.decode("latin-1")])
         watch = JobWatch()
         ledger = JobLedger(store, JobEvents(LiveJobs(), watch))
         grants = GrantIssuer(key)

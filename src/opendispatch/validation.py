@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .adapters.postgres.url import is_postgres_url
 from .config import UNSANDBOXED_OPT_IN, Config, Problem
 
 __all__ = ["Problem", "check_database", "check_port", "listen_problem", "missing_extra", "validate"]
@@ -146,6 +147,8 @@ def check_database(path: str) -> Problem | None:
     must take a new file (SQLite also writes its journal beside the database); a temporary
     file there, deleted at once, is the test. It holds for root too, unlike permission bits.
     """
+    if is_postgres_url(path):
+        return None  # a server, not a file: `doctor` checks it takes a connection
     target = Path(path).absolute()
 
     def problem(reason: str) -> Problem:
