@@ -20,6 +20,7 @@ from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, FailureStage, Job, J
 from ..domain.redaction import Redactor
 from ..domain.repo_credentials import NoRepoCredentials, RepoToken
 from ..domain.terminal import clean_lines, clean_text
+from ..domain.session import looks_like_session_id
 from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
@@ -89,15 +90,23 @@ class Relay:
         self.lines_relayed = 0
         self._ingest: trio.MemorySendChannel[_Records | _Settled] | None = None
 
+    # --- the one check of every sidecar request (reports, streams, approvals, sessions) ----
+
+    def _verified(self, authorization: str | None, subject: object) -> str:
+        """`subject` (a job or session id), if the Bearer token was issued for it and has not
+        expired (the HMAC compared in constant time); `InvalidToken` for any other case."""
+        token = bearer_token(authorization)
+        if not isinstance(subject, str):
+            raise InvalidToken()
+        self.tokens.verify(token, subject, now=self.wall_clock())
+        return subject
+
     async def authorize(self, authorization: str | None, job_id: object) -> Job:
         """The job, if the Bearer token was issued for it; `InvalidToken` for any other case.
 
         An unknown job id gives the same answer as a bad token so ids cannot be probed.
         """
-        token = bearer_token(authorization)
-        if not isinstance(job_id, str):
-            raise InvalidToken()
-        self.tokens.verify(token, job_id, now=self.wall_clock())
+        job_id = self._verified(authorization, job_id)
         current_job_id.set(job_id)
         live = self.live.get(job_id)
         if live is not None:
@@ -108,6 +117,17 @@ class Relay:
             return await self.store.get(job_id)
         except UnknownJob:
             raise InvalidToken() from None
+
+    def authorize_session(self, authorization: str | None, session_id: object) -> str:
+        """The session id, if the Bearer token was issued for it (a persistent sprite's long poll).
+
+        Only a session id is accepted (never a job's token for a job id). Whether the session
+        is still live is the caller's question: a valid token proves the id was ours, so the
+        sprite of an ended session is told it ended.
+        """
+        if isinstance(session_id, str) and not looks_like_session_id(session_id):
+            raise InvalidToken()
+        return self._verified(authorization, session_id)
 
     async def repo_credentials(self, authorization: str | None, job_id: object) -> tuple[RepoToken, str]:
         """The repository token and its server for the job's sprite, asked with its job token.
