@@ -32,7 +32,11 @@ from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
 from .app.relay import Relay
 from .app.repo_credentials import JobCredentials
-from .app.sessions import SessionManager, SessionSettings
+from .app.session_commands import SessionCommands
+from .app.session_polls import SessionPolls
+from .app.session_registry import LiveSessions
+from .app.session_supervisor import SessionSpriteHooks, SessionSupervisor
+from .app.sessions import SessionSettings
 from .app.web_view import WebLinks, WebView, no_link
 from .adapters.postgres.url import is_postgres_url, url_passwords
 from .config import AVAILABLE_CHAT_PROVIDERS, DEFAULT_DB_PATH, TOKEN_SECRET_TOO_SHORT, Config
@@ -191,36 +195,6 @@ async def _start_fly_emulator(config: Config, stack: AsyncExitStack) -> tuple[st
     return url, token, app, config.sprite_image or f"registry.fly.io/{app}/agent:emulated"
 
 
-@attrs.define
-class _LateSessions:
-    """The webhook's session routes, answered once the SessionManager exists.
-
-    The webhook server starts first (its bound URL is the sprites' callback URL); a sprite
-    that asks during those milliseconds simply waits.
-    """
-
-    target: SessionManager | None = None
-    ready: trio.Event = attrs.Factory(trio.Event)
-
-    def attach(self, target: SessionManager) -> None:
-        self.target = target
-        self.ready.set()
-
-    async def _manager(self) -> SessionManager:
-        await self.ready.wait()
-        assert self.target is not None
-        return self.target
-
-    async def next_message(self, authorization: str | None, session_id: object, running: str | None, wait_s: float) -> Any:
-        return await (await self._manager()).next_message(authorization, session_id, running, wait_s)
-
-    async def agent_state(self, authorization: str | None, job_id: object) -> str | None:
-        return await (await self._manager()).agent_state(authorization, job_id)
-
-    async def save_agent_state(self, authorization: str | None, job_id: object, state: str) -> None:
-        await (await self._manager()).save_agent_state(authorization, job_id, state)
-
-
 def session_settings_for(config: Config) -> SessionSettings:
     return SessionSettings(
         idle_suspend_s=config.session_idle_s,
@@ -343,8 +317,18 @@ async def open_dispatcher(
             credentials=credentials,
         )
         session_store = store if isinstance(store, SessionStore) else None
-        live_sessions = [s.id for s in await session_store.live_sessions()] if session_store is not None else []
-        late_sessions = _LateSessions()
+        sessions_settings = session_settings or session_settings_for(config)
+        # Sessions in three parts sharing one registry: the sidecars' long poll needs no callback
+        # URL, so it is built (and the stored sessions loaded) before the listener answers; the
+        # runner's hooks need only the registry; the supervisor and the commands, after binding.
+        live_sessions = LiveSessions(session_store) if session_store is not None else None
+        session_polls = None
+        if live_sessions is not None:
+            await live_sessions.load()
+            session_polls = SessionPolls(
+                sessions=live_sessions, jobs=store, auth=relay, poll_wait_s=sessions_settings.poll_wait_s
+            )
+        stored_sessions = list(live_sessions.ids()) if live_sessions is not None else []
         approvals = (
             ApprovalDesk(
                 store=store, jobs=store, relay=relay, chat=chat, ownership=config.ownership, wall_clock=wall_clock
@@ -357,7 +341,7 @@ async def open_dispatcher(
             health=lambda: {"liveJobs": len(ledger.live)},
             extra_routes=[metrics.http_route(), *(chat.http_routes() if isinstance(chat, ChatWithRoutes) else ())],
             on_answer=metrics.webhook_request,
-            sessions=late_sessions if session_store is not None else None,
+            sessions=session_polls,
             streams=relay,
             approvals=approvals,
         )
@@ -396,7 +380,7 @@ async def open_dispatcher(
                 sprites=sprites,
                 chat=chat,
                 wall_clock=wall_clock,
-                sessions=live_sessions,
+                sessions=stored_sessions,
                 job_link=job_link,
             )
             timer = SharedTimer()
@@ -420,11 +404,13 @@ async def open_dispatcher(
                 credentials=credentials,
                 approvals=approvals,
                 job_link=job_link,
+                session_sprites=SessionSpriteHooks(live_sessions) if live_sessions is not None else None,
             )
+            supervisor = None
             sessions = None
-            if session_store is not None:
-                sessions = SessionManager(
-                    store=session_store,
+            if live_sessions is not None:
+                supervisor = SessionSupervisor(
+                    sessions=live_sessions,
                     jobs=store,
                     ledger=ledger,
                     runner=runner,
@@ -434,14 +420,22 @@ async def open_dispatcher(
                     callback_url=callback_url,
                     passthrough=config.passthrough,
                     wall_clock=wall_clock,
-                    settings=session_settings or session_settings_for(config),
-                    access=config.access,
-                    ownership=config.ownership,
+                    settings=sessions_settings,
                     credentials=credentials,
                 )
-                runner.session_sprites = sessions
-                await nursery.start(sessions.run)  # loads stored sessions before jobs are adopted
-                late_sessions.attach(sessions)
+                await nursery.start(supervisor.run)  # owns the sessions' tasks before jobs are adopted
+                sessions = SessionCommands(
+                    sessions=live_sessions,
+                    supervisor=supervisor,
+                    jobs=store,
+                    ledger=ledger,
+                    chat=chat,
+                    wall_clock=wall_clock,
+                    settings=sessions_settings,
+                    access=config.access,
+                    ownership=config.ownership,
+                    job_link=job_link,
+                )
             dispatcher = Dispatcher(
                 store=store,
                 chat=chat,
@@ -465,8 +459,8 @@ async def open_dispatcher(
                 kept = await store.get(job_id)
                 if kept.sprite_id is not None:
                     await dispatcher.adopt(kept, Sprite(id=kept.sprite_id, job_id=kept.id))
-            if sessions is not None:
-                await sessions.resume_all()
+            if supervisor is not None:
+                await supervisor.resume_all()
             if approvals is not None:
                 await nursery.start(approvals.run)  # re-posts what waited when we stopped
             reaper = StaleJobReaper(
@@ -477,7 +471,7 @@ async def open_dispatcher(
                 wall_clock=wall_clock,
                 supervised=lambda: ledger.live.keys(),
                 interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
-                waiting=sessions.waiting_jobs if sessions is not None else lambda: (),
+                waiting=live_sessions.waiting_jobs if live_sessions is not None else lambda: (),
                 period_s=config.reaper_period_s,
                 silence_s=config.silence_s,
                 job_link=job_link,

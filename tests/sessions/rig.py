@@ -14,7 +14,8 @@ import trio
 from opendispatch.adapters.local import LocalSprites
 from opendispatch.adapters.memory.chat import MemoryChat
 from opendispatch.app.job_runner import RunnerSettings
-from opendispatch.app.sessions import SessionManager, SessionSettings
+from opendispatch.app.session_commands import SessionCommands
+from opendispatch.app.sessions import SessionSettings
 from opendispatch.bootstrap import Running, open_dispatcher
 from opendispatch.config import Config
 from opendispatch.domain.job import Conversation, Job, User
@@ -53,7 +54,7 @@ class Rig:
     chat: MemoryChat
 
     @property
-    def sessions(self) -> SessionManager:
+    def sessions(self) -> SessionCommands:
         assert self.running.dispatcher.sessions is not None
         return self.running.dispatcher.sessions
 

@@ -53,7 +53,8 @@ from ..ports.sprites import Sprite
 from .approvals import ApprovalDesk
 from .web_view import WebLinks
 from .job_runner import JobRunner
-from .sessions import SessionManager, session_table_lines
+from .session_commands import SessionCommands
+from .sessions import session_table_lines
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Dispatcher:
         wall_clock: Callable[[], float],
         access: AccessPolicy = AccessPolicy(),
         ownership: Ownership = Ownership(),
-        sessions: SessionManager | None = None,
+        sessions: SessionCommands | None = None,
         channel_settings: ChannelSettingsStore | None = None,
         approvals: ApprovalDesk | None = None,
         web_links: WebLinks | None = None,

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class SessionSprites(Protocol):
-    """The hook sessions plug into the runner (the SessionManager implements it).
+    """The hook sessions plug into the runner (`SessionSpriteHooks` in app/session_supervisor.py).
 
     A message of a persistent session runs on the session's sprite: the runner hands the job
     over instead of spawning, and gives it back instead of destroying the sprite.
@@ -114,7 +114,10 @@ class JobRunner:
         credentials: JobCredentials | None = None,
         approvals: ApprovalDesk | None = None,
         job_link: JobLink = no_link,
+        session_sprites: SessionSprites | None = None,
     ) -> None:
+        #: Where a persistent session's message runs: on its session's sprite (None: no sessions).
+        self.session_sprites = session_sprites
         #: The job's web page with a grant for its owner ("View live" on the first reply and
         #: the card); `no_link` when the web view is off.
         self.job_link = job_link
@@ -137,7 +140,6 @@ class JobRunner:
         self.wall_clock = wall_clock
         self.settings = settings
         self.sprites_by_job: dict[str, Sprite] = {}
-        self.session_sprites: SessionSprites | None = None
 
     def live(self, job_id: str) -> LiveJob | None:
         return self.live_jobs.get(job_id)
