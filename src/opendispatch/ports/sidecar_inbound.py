@@ -1,7 +1,7 @@
 """What the webhook adapter calls in the application when a sprite's sidecar reports or asks.
 
 Inbound ports: the webhook adapter (adapters/webhook) depends on these Protocols, the
-application implements them (the Relay: reports and streams; the SessionManager: session
+application implements them (the Relay: reports and streams; SessionPolls: session
 polls; the ApprovalDesk: approvals), and the composition root hands one to the other.
 """
 
@@ -48,7 +48,7 @@ class StreamSink(Protocol):
 
 
 class SessionSink(Protocol):
-    """What session sidecars ask (the SessionManager satisfies it)."""
+    """What session sidecars ask (app/session_polls.SessionPolls satisfies it)."""
 
     async def next_message(
         self, authorization: str | None, session_id: object, running: str | None, wait_s: float

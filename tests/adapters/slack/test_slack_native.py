@@ -522,7 +522,7 @@ async def test_slacks_stop_button_in_http_mode_cancels_the_job_too() -> None:
 
 
 async def test_a_persistent_sessions_message_leaves_its_thread_suspended_until_od_stop(tmp_path: Path) -> None:
-    """The real SessionManager and a persistent shell session on a local sprite (real sidecar)."""
+    """The real session parts (app/session_*.py) and a persistent shell session on a local sprite (real sidecar)."""
     config = attrs.evolve(
         Config.from_env({"OPENDISPATCH_ALLOW_SHELL_SESSIONS": "1"}, dotenv=None),
         secret_values=(BOT_TOKEN, APP_TOKEN, SIGNING_SECRET),
