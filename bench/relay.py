@@ -9,6 +9,15 @@ write `--rate` lines/s for `--duration` seconds, and prints what the server did 
     bench/relay --quick              # 5 s each
     bench/relay -n 1000 --duration 30 --modes ours
     bench/relay --events -n 100 -n 1000   # agent events instead of lines (stream mode)
+    bench/relay -n 100 --db postgres-temp    # on the PostgreSQL store, a throwaway local server
+    bench/relay -n 100 --db postgresql://user@host/db   # on a database of yours (a schema per run)
+
+`--db`: the store the server under test runs on. `sqlite` (default) is the SQLite store in a
+temporary file per run; a `postgresql://` URL is the PostgreSQL store
+(`open_postgres_store(url)`, as `OPENDISPATCH_DB` chooses it), each run in a new schema of that
+database, dropped after it; `postgres-temp` starts a local PostgreSQL server for the bench
+(stock durability settings; `--pg-option KEY=VALUE` changes one) and stops it at the end, and
+its processes' CPU is reported beside the server's (`bench/postgres_for_bench.py`).
 
 `--events`: each sprite replays a recorded real agent event stream (Claude Code's
 stream-json, `tests/fixtures/agent_streams/claude-tools.jsonl` unless `--recording` says
@@ -35,6 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
+
+import postgres_for_bench  # bench/, this script's folder
+from opendispatch.adapters.postgres.url import is_postgres_url, redact_url
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -79,8 +91,14 @@ class Server:
         python_gc: bool = False,
         stages: bool = False,
         events: bool = False,
+        db_url: str = "",
+        db_pid: int | None = None,
     ) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
+        if db_url:
+            command += ["--db", db_url]
+        if db_pid:
+            command += ["--db-pid", str(db_pid)]
         if events:
             command.append("--events")
         if python_gc:
@@ -201,9 +219,21 @@ def start_profiler(pid: int, folder: Path, name: str) -> subprocess.Popen[bytes]
 
 
 def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One N, one mode, on a store of its own: SQLite in a new file (relay_server.py's), or a new
+    schema of the PostgreSQL database, dropped after the run."""
+    if not args.db_url:
+        return measure(n, mode, args, "")
+    schema = postgres_for_bench.create_schema(args.db_url)
+    try:
+        return measure(n, mode, args, postgres_for_bench.schema_url(args.db_url, schema))
+    finally:
+        postgres_for_bench.drop_schema(args.db_url, schema)
+
+
+def measure(n: int, mode: str, args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     server = Server(
         args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc, args.stages,
-        args.events,
+        args.events, db_url, args.db_pid,
     )
     try:
         server.send({"cmd": "start", "n": n})
@@ -211,6 +241,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         overheads = jobs_event["start_overhead_ms"]
         with tempfile.TemporaryDirectory(prefix="od-bench-") as folder:
             cpu_before = cpu_seconds(server.pid)
+            db_cpu_before = postgres_for_bench.tree_cpu_seconds(args.db_pid) if args.db_pid else None
             profiler = start_profiler(server.pid, args.profile, f"{n}-{mode}") if args.profile else None
             load = run_generators(jobs_event["jobs"], args, mode, folder)
             if profiler is not None:
@@ -222,8 +253,14 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         rss = peak_rss_mib(server.pid)
     finally:
         server.close()
+    # The database server's CPU over the same span (None: SQLite, whose work is in the server's
+    # own CPU, or a database of yours, whose processes the bench does not see).
+    db_cpu = None if db_cpu_before is None or report["db_cpu_s"] is None else report["db_cpu_s"] - db_cpu_before
     if args.events:
-        return event_row(n, mode, args, load, report, overheads, cpu_after - cpu_before, rss)
+        return {
+            **event_row(n, mode, args, load, report, overheads, cpu_after - cpu_before, rss),
+            **store_fields(args, db_cpu, cpu_after - cpu_before),
+        }
     sent = load["sent"]
     total_sent = sum(sent.values())
     lost_store = sum(max(0, count - report["stored"].get(job, 0)) for job, count in sent.items())
@@ -270,6 +307,17 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         } if args.stages else None,
         "loop_round": report["loop_round_s"] if args.stages else None,
         "started_at": load["started"],
+        **store_fields(args, db_cpu, cpu, total_sent),
+    }
+
+
+def store_fields(args: argparse.Namespace, db_cpu: float | None, cpu: float, sent: int = 0) -> dict[str, Any]:
+    """Which store a row ran on, and the database server's CPU (s, and s per million lines)."""
+    return {
+        "store": args.store_name,
+        "db_cpu_s": db_cpu,
+        "db_cpu_s_per_mline": None if db_cpu is None or not sent else db_cpu / sent * 1e6,
+        "total_cpu_s_per_mline": None if db_cpu is None or not sent else (cpu + db_cpu) / sent * 1e6,
     }
 
 
@@ -373,6 +421,7 @@ def _ms(seconds: float | None) -> float:
 
 
 COLUMNS = [
+    ("store", "store", "{:>8}"),
     ("N", "n", "{:>5}"),
     ("batching", "mode", "{:>8}"),
     ("lines sent", "sent", "{:>10}"),
@@ -386,6 +435,7 @@ COLUMNS = [
     ("store p50 ms", "store_p50_ms", "{:>12.0f}"),
     ("store p99 ms", "store_p99_ms", "{:>12.0f}"),
     ("CPU s/M lines", "cpu_s_per_mline", "{:>13.1f}"),
+    ("DB CPU s/M lines", "db_cpu_s_per_mline", "{:>16.1f}"),
     ("server CPU", "server_cpu_share", "{:>10.0%}"),
     ("peak RSS MiB", "peak_rss_mib", "{:>12.0f}"),
     ("start p50 ms", "start_p50_ms", "{:>12.1f}"),
@@ -394,6 +444,7 @@ COLUMNS = [
 
 
 EVENT_COLUMNS = [
+    ("store", "store", "{:>8}"),
     ("N", "n", "{:>5}"),
     ("batching", "mode", "{:>8}"),
     ("events sent", "sent", "{:>11}"),
@@ -411,6 +462,7 @@ EVENT_COLUMNS = [
     ("applied p50 ms", "applied_p50_ms", "{:>14.0f}"),
     ("applied p99 ms", "applied_p99_ms", "{:>14.0f}"),
     ("server CPU s", "cpu_s", "{:>12.1f}"),
+    ("DB CPU s", "db_cpu_s", "{:>8.1f}"),
     ("CPU µs/event", "cpu_us_per_event", "{:>12.0f}"),
     ("server CPU", "server_cpu_share", "{:>10.0%}"),
     ("peak RSS MiB", "peak_rss_mib", "{:>12.0f}"),
@@ -418,10 +470,15 @@ EVENT_COLUMNS = [
 ]
 
 
+def cell(fmt: str, value: Any) -> str:
+    """A value in its column's format; "-" for none (the DB CPU of SQLite: it is in the server's own)."""
+    return "-" if value is None else fmt.format(value)
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]] = COLUMNS) -> None:
-    print("  ".join(f"{title:>{len(fmt.format(rows[0][key])) if rows else len(title)}}" for title, key, fmt in columns))
+    print("  ".join(f"{title:>{len(cell(fmt, rows[0][key])) if rows else len(title)}}" for title, key, fmt in columns))
     for row in rows:
-        print("  ".join(fmt.format(row[key]).rjust(len(title)) for title, key, fmt in columns))
+        print("  ".join(cell(fmt, row[key]).rjust(len(title)) for title, key, fmt in columns))
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -438,7 +495,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
             ("start p50 <= 20 ms", row["start_p50_ms"] <= 20),
         ]
         verdicts.append(
-            f"N={row['n']} {shipped}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
+            f"{row['store']} N={row['n']} {shipped}: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
         )
     return verdicts
 
@@ -494,7 +551,22 @@ def main() -> int:
         help="--events: a Claude Code stream-json recording to replay (repeatable; default "
         "tests/fixtures/agent_streams/claude-tools.jsonl)",
     )
+    parser.add_argument(
+        "--db", default="sqlite",
+        help="the server's store: sqlite (default, a temporary file per run), a postgresql:// URL (a new schema "
+        "per run, dropped after it), or postgres-temp (a throwaway local PostgreSQL server for the bench)",
+    )
+    parser.add_argument(
+        "--pg-option", action="append", default=[], metavar="KEY=VALUE",
+        help="--db postgres-temp: a server setting (postgres -c), e.g. synchronous_commit=off (repeatable)",
+    )
     args = parser.parse_args()
+    if args.db not in ("sqlite", "postgres-temp") and not is_postgres_url(args.db):
+        parser.error(f"--db: sqlite, postgres-temp or a postgresql:// URL, not {args.db!r}")
+    if is_postgres_url(args.db):
+        postgres_for_bench.schema_url(args.db, "check")  # refuses a URL that sets `options`
+    if args.pg_option and args.db != "postgres-temp":
+        parser.error("--pg-option is for --db postgres-temp (a server of yours has its own settings)")
     if args.events and args.modes == parser.get_default("modes"):
         args.modes = "stream"
     if args.quick:
@@ -514,9 +586,33 @@ def main() -> int:
         )
     else:
         load = f"{args.rate:g} lines/s per sprite, {args.line_chars}-char lines"
+    temp_server = postgres_for_bench.start_temp_server(args.pg_option) if args.db == "postgres-temp" else None
+    try:
+        if temp_server is not None:
+            args.db_url, args.db_pid = temp_server.url(postgres_for_bench.DATABASE), temp_server.pid
+            where = f"a throwaway local server (up in {temp_server.started_in_s:.1f} s)"
+        elif args.db != "sqlite":
+            args.db_url, args.db_pid = args.db, None
+            where = f"{redact_url(args.db)} (its CPU not measured)"
+        else:
+            args.db_url, args.db_pid = "", None
+        args.store_name = "sqlite" if not args.db_url else "postgres"
+        store = "store: SQLite, a temporary file per run"
+        if args.db_url:
+            try:
+                store = f"store: {postgres_for_bench.describe(args.db_url)}, {where}, a new schema per run"
+            except Exception as exc:  # psycopg.OperationalError: no server, no such database, ...
+                raise SystemExit(f"--db: cannot use {redact_url(args.db_url)}: {exc}") from None
+        return run_all(args, sizes, modes, load, store)
+    finally:
+        if temp_server is not None:
+            temp_server.stop()
+
+
+def run_all(args: argparse.Namespace, sizes: list[int], modes: list[str], load: str, store: str) -> int:
     print(
         f"bench/relay: {os.cpu_count()} CPUs, {args.duration:g} s per run, {load}, "
-        f"live-output edit interval {args.edit_interval:g} s",
+        f"live-output edit interval {args.edit_interval:g} s; {store}",
         flush=True,
     )
     rows = []
@@ -534,7 +630,7 @@ def main() -> int:
                     flush=True,
                 )
             print(
-                f"  N={n} {mode}: {row['sent']} {'events' if args.events else 'lines'}, drained {row['drain_s']:.1f} s after the last line, "
+                f"  {args.store_name} N={n} {mode}: {row['sent']} {'events' if args.events else 'lines'}, drained {row['drain_s']:.1f} s after the last line, "
                 f"{row['generators']} generator process(es) used {row['generator_cpu_s']:.1f} CPU s, "
                 f"producer lag max {row['producer_lag_max_ms']:.0f} ms, {row['chat_calls']} chat calls, "
                 f"{row['log_requests']} log batches ({row['sent'] / max(1, row['log_requests']):.1f} "
@@ -575,6 +671,8 @@ def main() -> int:
                     f"{at - row['started_at']:.1f}: {length * 1000:.0f}" for at, length in rounds["long"]
                 ), flush=True)
             print(f"    store append (await, commit included): p50 {waits['p50']:.1f} ms, p99 {waits['p99']:.1f} ms, max {waits['max']:.1f} ms", flush=True)
+            if row["db_cpu_s"] is not None:
+                print(f"    database server's processes: {row['db_cpu_s']:.1f} CPU s", flush=True)
     print()
     print_table(rows, EVENT_COLUMNS if args.events else COLUMNS)
     print()

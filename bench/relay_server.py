@@ -1,7 +1,9 @@
 """The server side of `bench/relay`: the real dispatcher in its own process.
 
 Everything is production wiring (`open_dispatcher`: Dispatcher, JobRunner, Relay, the
-quart-trio webhook server, the SQLite store) except two ports:
+quart-trio webhook server, the SQLite store in a temporary file, or with `--db postgresql://...`
+the PostgreSQL store, `open_postgres_store(url)`, as `OPENDISPATCH_DB` would choose) except two
+ports:
 
 - `StopwatchChat`, a ChatPort that timestamps every output line the moment it reaches the
   chat port (lines carry their send time, written by the load generator);
@@ -41,6 +43,7 @@ import logging
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +55,7 @@ import attrs
 import httpx
 import trio
 
+from opendispatch.adapters.postgres.url import is_postgres_url
 from opendispatch.adapters.sqlite import open_sqlite_store
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.app.live_job import LiveJob
@@ -64,6 +68,7 @@ from opendispatch.domain.job import Conversation, User
 from opendispatch.domain.agent_events import AgentText, ToolFinished, ToolStarted
 from opendispatch.domain.messages import ChatMessage, Inbound, LiveOutput, MessageRef
 from opendispatch.ports.sprites import Sprite, SpriteRequest
+from postgres_for_bench import tree_cpu_seconds  # bench/, this script's folder
 
 CHANNEL = Conversation("bench", "c1")
 #: Latency is measured on one line in this many; the order and count of every line are
@@ -204,7 +209,7 @@ class HandOffSprites:
 
 
 class StoreStopwatch:
-    """The SQLite store, plus the time each line was stored (line -> store latency)."""
+    """The store (SQLite or PostgreSQL), plus the time each line was stored (line -> store latency)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -517,12 +522,13 @@ async def start_jobs(running: Any, sprites: HandOffSprites, n: int) -> None:
     emit({"event": "jobs", "jobs": sprites.envs[first:], "start_overhead_ms": overheads})
 
 
-async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> None:
+async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch, db_pid: int | None) -> None:
     with trio.move_on_after(120):
         await running.dispatcher.wait_idle()
     # The CPU the relay used ends here: what follows (reading every job's output back to
-    # check it) is the bench's own work.
+    # check it) is the bench's own work. Likewise the database server's, when it is ours.
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    db_cpu_s = tree_cpu_seconds(db_pid) if db_pid else None
     collector = COLLECTOR.snapshot()
     stored: dict[str, int] = {}
     stored_out_of_order = 0
@@ -573,6 +579,7 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch) -> No
             "store_latency_s": percentiles(store.latencies),
             "append_wait_s": percentiles(store.append_waits),
             "cpu_s": usage.ru_utime + usage.ru_stime,
+            "db_cpu_s": db_cpu_s,
             "max_rss_kib": usage.ru_maxrss,
             "gc": collector,
             "arrival_latency_s": percentiles(ARRIVALS.latencies),
@@ -590,12 +597,27 @@ async def main(args: argparse.Namespace) -> None:
         assert Relay.__init__.__kwdefaults__ is not None
         Relay.__init__.__kwdefaults__["stream_record_budget_per_s"] = args.stream_budget
     folder = tempfile.mkdtemp(prefix="od-bench-")
-    config = Config.embedded(database_path=os.path.join(folder, "jobs.db"), silence_s=None)
+    try:
+        await serve(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def serve(args: argparse.Namespace, folder: str) -> None:
+    database = args.db or os.path.join(folder, "jobs.db")
+    config = Config.embedded(database_path=database, silence_s=None)
     settings = RunnerSettings(edit_interval_s=args.edit_interval, max_pages=1_000_000, heartbeat_s=3600.0)
     chat = StopwatchChat()
     sprites = HandOffSprites()
-    async with open_sqlite_store(os.path.join(folder, "jobs.db")) as sqlite:
-        store = StoreStopwatch(sqlite)
+    # As bootstrap._open_store does for OPENDISPATCH_DB: a postgresql:// URL, else a SQLite file.
+    if is_postgres_url(database):
+        from opendispatch.adapters.postgres import open_postgres_store
+
+        opened = open_postgres_store(database)
+    else:
+        opened = open_sqlite_store(database)
+    async with opened as inner:
+        store = StoreStopwatch(inner)
         async with open_dispatcher(
             config, chat=chat, sprites=sprites, store=store, bind="127.0.0.1:0", runner_settings=settings
         ) as running:
@@ -607,7 +629,7 @@ async def main(args: argparse.Namespace) -> None:
                 if command["cmd"] == "start":
                     await start_jobs(running, sprites, int(command["n"]))
                 elif command["cmd"] == "report":
-                    await report(running, chat, store)
+                    await report(running, chat, store, args.db_pid)
                 else:
                     break
 
@@ -620,6 +642,8 @@ if __name__ == "__main__":
     parser.add_argument("--python-gc", action="store_true", help="keep CPython's collector settings (before/after)")
     parser.add_argument("--stages", action="store_true", help="note each line's age when the relay gets it")
     parser.add_argument("--events", action="store_true", help="the sprites send agent events: time those")
+    parser.add_argument("--db", default="", help="a postgresql:// URL (default: SQLite in a temporary file)")
+    parser.add_argument("--db-pid", type=int, help="the database server's postmaster, to report its CPU")
     arguments = parser.parse_args()
     if arguments.stages:
         ARRIVALS.install()
