@@ -24,10 +24,14 @@ from typing import Any, Literal, TypeVar
 
 import trio
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+#: A page may replace what a wait looks at while it reads it (the web view swaps in the final
+#: card again when the agent's summary arrives): the wait tries again, it does not fail.
+_REPLACED = (StaleElementReferenceException,)
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -141,7 +145,9 @@ class Browser:
 
         def wait() -> str:
             try:
-                (found,) = WebDriverWait(self.driver, timeout_s, poll_frequency=0.05).until(
+                (found,) = WebDriverWait(
+                    self.driver, timeout_s, poll_frequency=0.05, ignored_exceptions=_REPLACED
+                ).until(
                     matching
                 )
                 return found
@@ -163,7 +169,9 @@ class Browser:
 
         def wait() -> int:
             try:
-                (count,) = WebDriverWait(self.driver, timeout_s, poll_frequency=0.05).until(
+                (count,) = WebDriverWait(
+                    self.driver, timeout_s, poll_frequency=0.05, ignored_exceptions=_REPLACED
+                ).until(
                     enough
                 )
                 return count
