@@ -23,13 +23,9 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
-import pwd
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +34,6 @@ from urllib.parse import quote
 
 #: The database a temporary server's schemas live in.
 DATABASE = "opendispatch_bench"
-START_TIMEOUT_S = 60
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _schemas = itertools.count(1)
 
@@ -52,95 +47,7 @@ def _tests_postgres() -> ModuleType:
     return importlib.import_module("postgres_server")
 
 
-class TempPostgres:
-    """initdb into `root`, then `postgres` on a Unix socket in `root/socket` only, with the stock
-    durability settings plus `settings` ("key=value", each given to `postgres -c`)."""
-
-    def __init__(self, root: Path, bin_dir: Path, run_as: pwd.struct_passwd | None, settings: Sequence[str]) -> None:
-        self.root = root
-        self.bin_dir = bin_dir
-        self.run_as = run_as
-        self.settings = tuple(settings)
-        self.started_in_s = 0.0
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root / "socket"
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
-
-    def _as_server_user(self) -> dict[str, Any]:
-        if self.run_as is None:
-            return {}
-        return {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": []}
-
-    def _log_tail(self) -> str:
-        log = self.root / "server.log"
-        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
-
-    def start(self, die_with_parent: Any) -> None:
-        import psycopg
-
-        began = time.monotonic()
-        self.socket_dir.mkdir()
-        if self.run_as is not None:
-            for path in (self.root, self.socket_dir):
-                os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
-        initdb = [
-            str(self.bin_dir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-instructions",
-        ]
-        done = subprocess.run(
-            initdb, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False, cwd=self.root,
-            **self._as_server_user(),
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-        server = [
-            str(self.bin_dir / "postgres"), "-D", str(self.root / "data"),
-            "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
-            *[item for setting in self.settings for item in ("-c", setting)],
-        ]
-        with open(self.root / "server.log", "ab") as log:
-            self._process = subprocess.Popen(
-                server, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
-                preexec_fn=die_with_parent, **self._as_server_user(),
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:  # ready when it takes a connection
-            try:
-                with psycopg.connect(self.url(), autocommit=True, connect_timeout=2) as admin:
-                    admin.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE template0')  # type: ignore[arg-type]
-                break
-            except psycopg.OperationalError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"postgres did not start (exit status {self._process.poll()}):\n{self._log_tail()}"
-                    ) from None
-                time.sleep(0.05)
-        self.started_in_s = time.monotonic() - began
-
-    def stop(self) -> None:
-        """A fast shutdown (SIGINT), then the folder is deleted."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def start_temp_server(settings: Sequence[str]) -> TempPostgres:
+def start_temp_server(settings: Sequence[str]) -> Any:
     """A running throwaway server, or SystemExit saying why there is none."""
     try:
         import psycopg  # noqa: F401
@@ -152,9 +59,10 @@ def start_temp_server(settings: Sequence[str]) -> TempPostgres:
         raise SystemExit(f"--db postgres-temp: {helpers.HOW_TO_RUN}")
     helpers._remove_stale_folders()  # of killed runs, tests' and bench's alike (same prefix)
     root = Path(tempfile.mkdtemp(prefix=f"{helpers.FOLDER_PREFIX}bench-"))
-    server = TempPostgres(root, bin_dir, helpers._unprivileged_user(), settings)
+    # The tests' server (tests/postgres_server.py), with stock durability and `--pg-option`s.
+    server = helpers.PostgresServer(root, bin_dir, helpers._unprivileged_user(), settings=tuple(settings), database=DATABASE)
     try:
-        server.start(helpers._die_with_parent)
+        server.start()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         server.stop()
         raise SystemExit(f"--db postgres-temp: could not start PostgreSQL from {bin_dir}: {exc}") from None

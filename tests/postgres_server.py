@@ -123,15 +123,28 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, and there is neither a `postgres` nor a `nobody` user to run PostgreSQL as")
 
 
+#: The tests' server trades durability for speed; `bench/relay --db postgres-temp` passes its own.
+FOR_TESTS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
 @attrs.define
 class PostgresServer:
     root: Path
     bin_dir: Path
     run_as: pwd.struct_passwd | None
+    #: Each given to `postgres -c` (besides the socket-only listening and max_connections).
+    settings: tuple[str, ...] = FOR_TESTS
+    #: The database created at start-up, where the schemas live.
+    database: str = DATABASE
     #: Seconds from initdb to accepting connections (reported by the tests that time it).
     started_in_s: float = 0.0
     _names: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
     _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     @property
     def data_dir(self) -> Path:
@@ -177,8 +190,8 @@ class PostgresServer:
         server = [
             str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
             "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=200",
+            *[item for setting in self.settings for item in ("-c", setting)],
         ]
         with open(self.root / "server.log", "ab") as log:
             self._process = subprocess.Popen(
@@ -190,7 +203,7 @@ class PostgresServer:
         while True:
             try:
                 with psycopg.connect(self.url(), autocommit=True, connect_timeout=2) as admin:
-                    admin.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE template0')  # type: ignore[arg-type]
+                    admin.execute(f'CREATE DATABASE "{self.database}" TEMPLATE template0')  # type: ignore[arg-type]
                 break
             except psycopg.OperationalError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
@@ -212,7 +225,7 @@ class PostgresServer:
     def _admin(self, statement: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.url(DATABASE), autocommit=True) as admin:
+        with psycopg.connect(self.url(self.database), autocommit=True) as admin:
             admin.execute(statement)  # type: ignore[arg-type]
 
     def create_schema(self) -> str:
@@ -227,7 +240,7 @@ class PostgresServer:
 
     def schema_url(self, schema: str) -> str:
         """A URL whose connections see `schema` first (and create their tables there)."""
-        return f"{self.url(DATABASE)}&options=-csearch_path%3D{schema}"
+        return f"{self.url(self.database)}&options=-csearch_path%3D{schema}"
 
 
 def start_server() -> PostgresServer | str:
