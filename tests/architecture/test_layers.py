@@ -67,6 +67,15 @@ def test_adapters_never_import_each_other() -> None:
             assert not name.startswith("opendispatch.app"), f"{path} imports the application: {name}"
 
 
+def test_support_layer_imports_no_adapter_app_or_root() -> None:
+    """The support layer is shared by adapters, so it must not lean on any of them."""
+    for path in _files("support"):
+        for name in _imports(path):
+            assert not name.startswith(
+                ("opendispatch.adapters", "opendispatch.app", "opendispatch.bootstrap", "opendispatch.config")
+            ), f"{path} imports {name}"
+
+
 def test_asyncio_stays_out_of_the_core() -> None:
     for path in PACKAGE.rglob("*.py"):
         if "discord" in path.parts:
