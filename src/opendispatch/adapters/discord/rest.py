@@ -20,6 +20,8 @@ import attrs
 import httpx
 import trio
 
+from ...support.retry_after import json_retry_after_s, retry_after_s
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "DiscordBot (https://github.com/open-dispatch/open-dispatch, 1.0)"
@@ -193,17 +195,17 @@ class DiscordRest:
 
 
 def _retry_after(response: httpx.Response) -> tuple[float, bool]:
-    """Seconds to wait from the JSON body (precise), else the Retry-After header."""
+    """Seconds to wait from the JSON body (precise), else the Retry-After header, else 1 s."""
     is_global = response.headers.get("x-ratelimit-global", "").lower() == "true"
     try:
         body = response.json()
-        return max(0.0, float(body["retry_after"])), bool(body.get("global", is_global))
-    except (ValueError, KeyError, TypeError):
-        pass
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "1"))), is_global
     except ValueError:
-        return 1.0, is_global
+        body = None
+    seconds = json_retry_after_s(body)
+    if seconds is not None:  # only a JSON object carries one
+        return seconds, bool(body.get("global", is_global))
+    seconds = retry_after_s(response.headers.get("retry-after"))
+    return (1.0 if seconds is None else seconds), is_global
 
 
 def _error(response: httpx.Response, route: str) -> DiscordApiError:

@@ -4,7 +4,8 @@ The composition root builds the `httpx.AsyncClient` (base URL, Bearer FLY_API_TO
 timeouts); this module never sees the token except to keep it out of messages.
 
 Retries: 429, 5xx and connection errors are retried with exponential backoff and jitter,
-honouring a numeric `Retry-After`; other 4xx answers will not change and are never retried.
+honouring `Retry-After` (seconds or an HTTP date, read by `support/retry_after.py`); other
+4xx answers will not change and are never retried.
 Create is not idempotent, so after an ambiguous failure (5xx, a dropped connection) we look
 for the machine by its metadata and name before creating again (reference §9).
 """
@@ -23,6 +24,7 @@ import trio
 
 from ...domain.errors import SpawnFailed, SpriteError, SpriteProviderUnavailable
 from ...ports.sprites import Sprite, SpriteRequest
+from ...support.retry_after import backoff_s, retry_after_s
 from . import wire
 from .wire import META_DISPATCHER, META_JOB, Guest, MachineView, machines_path
 
@@ -51,14 +53,11 @@ class RetryPolicy:
     max_retry_after_s: float = 60.0
 
     def delay(self, attempt: int, retry_after: str | None, rng: random.Random) -> float:
-        """Seconds before try `attempt + 1`: the server's Retry-After, else backoff with jitter."""
-        if retry_after is not None:
-            try:
-                return min(max(0.0, float(retry_after)), self.max_retry_after_s)
-            except ValueError:
-                pass  # an HTTP date: back off as if there were none
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0**attempt)
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+        """Seconds before try `attempt + 1`: the server's Retry-After (capped), else backoff with jitter."""
+        hinted = retry_after_s(retry_after)
+        if hinted is not None:
+            return min(hinted, self.max_retry_after_s)
+        return backoff_s(attempt, base_s=self.base_delay_s, max_s=self.max_delay_s, rng=rng)
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from ...domain.errors import ConfigError
+from ...support.retry_after import exponential_s
 from .settings import SlackSettings
 from .web import SlackApiError, SlackWeb
 
@@ -83,7 +84,7 @@ class SocketModeClient:
                 await connection.replace.wait()
 
     async def _back_off(self, failures: int, why: str) -> None:
-        delay = min(self._settings.reconnect_backoff_max_s, self._settings.reconnect_backoff_s * 2 ** (failures - 1))
+        delay = exponential_s(failures - 1, base_s=self._settings.reconnect_backoff_s, max_s=self._settings.reconnect_backoff_max_s)
         log.warning("Slack Socket Mode: could not connect (%s); retrying in %.1fs", why, delay)
         await trio.sleep(delay)
 

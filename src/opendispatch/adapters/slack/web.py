@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import attrs
 import httpx
 import trio
 
+from ...support import retry_after
 from .settings import Pacing
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,8 @@ class SlackApiError(Exception):
 
 def retry_after_s(headers: Mapping[str, str]) -> float:
     """Seconds from a `Retry-After` header (Slack sends whole seconds); 1 s when absent or odd."""
-    try:
-        value = float(headers.get("retry-after", ""))
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
-    return value if math.isfinite(value) and value >= 0 else DEFAULT_RETRY_AFTER_S
+    seconds = retry_after.retry_after_s(headers.get("retry-after"))
+    return DEFAULT_RETRY_AFTER_S if seconds is None else seconds
 
 
 @attrs.define

@@ -17,18 +17,17 @@ it is retried only until its own, shorter deadline: a stream must end within Tea
 from __future__ import annotations
 
 import bisect
-import datetime
 import logging
 import random
 from collections import deque
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
 import httpx
 import trio
 
+from ...support.retry_after import backoff_s, retry_after_s
 from .connector import BotConnector, ConnectorError, Target, activities_url, error_parts
 from .settings import TeamsSettings
 
@@ -269,29 +268,12 @@ class Outbox:
         hinted = retry_after_s(response.headers.get("retry-after")) if response is not None else None
         if hinted is not None:
             return hinted
-        backoff = min(self._settings.retry_max_s, self._settings.retry_base_s * 2.0**attempt)
-        return backoff * random.uniform(0.5, 1.0)
+        return backoff_s(attempt, base_s=self._settings.retry_base_s, max_s=self._settings.retry_max_s, rng=random)
 
     def _give_up(self, op: _Op, error: Exception) -> None:
         if op.method == "PUT":
             log.warning("Teams: could not update activity %s: %s", op.updates, error)
         op.finish(error=error)
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    seconds: float = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-    return max(0.0, seconds)
 
 
 def _optional_id(response: httpx.Response) -> str:
