@@ -27,6 +27,12 @@ def queued(job_id: str, at: float, user: User = ALICE) -> Job:
     return Job.queued(job_id, SPEC, WHERE, user, at=at)
 
 
+async def append(store: JobStore, job_id: str, seq: int | None, lines: list[str]) -> bool:
+    """One batch through the store's one append path."""
+    [stored] = await store.append_many([(job_id, seq, lines)])
+    return stored
+
+
 async def test_add_then_get_returns_the_same_job(store: JobStore) -> None:
     job = queued("j-00000001", at=100.0)
     await store.add(job)
@@ -107,21 +113,21 @@ async def test_recent_filters_by_user_and_respects_limit(store: JobStore) -> Non
 
 
 async def test_a_batch_with_a_seen_seq_is_stored_once(store: JobStore) -> None:
-    assert await store.append_output("j-00000001", 0, ["cloning", "done"]) is True
-    assert await store.append_output("j-00000001", 0, ["cloning", "done"]) is False
+    assert await append(store, "j-00000001", 0, ["cloning", "done"]) is True
+    assert await append(store, "j-00000001", 0, ["cloning", "done"]) is False
     assert await store.output("j-00000001") == ["cloning", "done"]
     assert await store.output_line_count("j-00000001") == 2
 
 
 async def test_seqs_are_per_job(store: JobStore) -> None:
-    assert await store.append_output("j-00000001", 0, ["a"]) is True
-    assert await store.append_output("j-00000002", 0, ["b"]) is True
+    assert await append(store, "j-00000001", 0, ["a"]) is True
+    assert await append(store, "j-00000002", 0, ["b"]) is True
     assert await store.output("j-00000001") == ["a"]
     assert await store.output("j-00000002") == ["b"]
 
 
 async def test_batches_of_several_jobs_at_once_are_each_stored_once(store: JobStore) -> None:
-    assert await store.append_output("j-00000002", 0, ["b0"]) is True
+    assert await append(store, "j-00000002", 0, ["b0"]) is True
     stored = await store.append_many(
         [("j-00000001", 0, ["a0"]), ("j-00000002", 0, ["b0"]), ("j-00000002", 1, ["b1", "b2"]), ("j-00000001", 1, ["a1"])]
     )
@@ -133,10 +139,10 @@ async def test_batches_of_several_jobs_at_once_are_each_stored_once(store: JobSt
 
 
 async def test_several_batches_at_once_are_each_stored_once(store: JobStore) -> None:
-    assert await store.append_output("j-00000001", 1, ["b"]) is True
-    stored = await store.append_outputs("j-00000001", [(0, ["a"]), (1, ["b"]), (2, ["c", "d"]), (2, ["c", "d"])])
+    assert await append(store, "j-00000001", 1, ["b"]) is True
+    batches: list[tuple[int | None, list[str]]] = [(0, ["a"]), (1, ["b"]), (2, ["c", "d"]), (2, ["c", "d"])]
+    stored = await store.append_many([("j-00000001", seq, lines) for seq, lines in batches])
     assert stored == [True, False, True, False]
-    assert await store.append_outputs("j-00000001", []) == []
     assert await store.output("j-00000001") == ["a", "b", "c", "d"]
     assert await store.output_line_count("j-00000001") == 4
     assert await store.last_seq("j-00000001") == 2
@@ -144,7 +150,7 @@ async def test_several_batches_at_once_are_each_stored_once(store: JobStore) -> 
 
 async def test_out_of_order_batches_read_back_in_seq_order(store: JobStore) -> None:
     for seq in (2, 0, 3, 1):
-        assert await store.append_output("j-00000001", seq, [f"{seq}.a", f"{seq}.b"])
+        assert await append(store, "j-00000001", seq, [f"{seq}.a", f"{seq}.b"])
     assert await store.output("j-00000001") == [
         "0.a", "0.b", "1.a", "1.b", "2.a", "2.b", "3.a", "3.b",
     ]
@@ -152,36 +158,36 @@ async def test_out_of_order_batches_read_back_in_seq_order(store: JobStore) -> N
 
 async def test_seqless_batches_read_back_in_arrival_order(store: JobStore) -> None:
     for batch in (["third?"], ["no", "seq"], ["third?"]):
-        assert await store.append_output("j-00000001", None, batch) is True
+        assert await append(store, "j-00000001", None, batch) is True
     assert await store.output("j-00000001") == ["third?", "no", "seq", "third?"]
     assert await store.output_line_count("j-00000001") == 4
 
 
 async def test_mixed_batches_put_seqd_ones_first(store: JobStore) -> None:
     """The documented order for a job that somehow sends both kinds."""
-    await store.append_output("j-00000001", None, ["old"])
-    await store.append_output("j-00000001", 1, ["one"])
-    await store.append_output("j-00000001", 0, ["zero"])
+    await append(store, "j-00000001", None, ["old"])
+    await append(store, "j-00000001", 1, ["one"])
+    await append(store, "j-00000001", 0, ["zero"])
     assert await store.output("j-00000001") == ["zero", "one", "old"]
 
 
 async def test_empty_lines_and_empty_batches_are_kept(store: JobStore) -> None:
-    assert await store.append_output("j-00000001", 0, ["", "x", ""]) is True
-    assert await store.append_output("j-00000001", 1, []) is True
-    assert await store.append_output("j-00000001", 1, ["late duplicate"]) is False
+    assert await append(store, "j-00000001", 0, ["", "x", ""]) is True
+    assert await append(store, "j-00000001", 1, []) is True
+    assert await append(store, "j-00000001", 1, ["late duplicate"]) is False
     assert await store.output("j-00000001") == ["", "x", ""]
     assert await store.output_line_count("j-00000001") == 3
 
 
 async def test_unicode_and_control_characters_round_trip(store: JobStore) -> None:
     lines = ["héllo wörld ✓ 日本語 🚀", "\x1b[31mred\x1b[0m\ttab\rcr", "nul\x00byte", "\u2028sep'\"; --"]
-    await store.append_output("j-00000001", 0, lines)
+    await append(store, "j-00000001", 0, lines)
     assert await store.output("j-00000001") == lines
 
 
 async def test_output_tail_returns_the_last_lines_across_batches(store: JobStore) -> None:
-    await store.append_output("j-00000001", 1, ["c", "d", "e"])
-    await store.append_output("j-00000001", 0, ["a", "b"])
+    await append(store, "j-00000001", 1, ["c", "d", "e"])
+    await append(store, "j-00000001", 0, ["a", "b"])
     assert await store.output("j-00000001", tail=4) == ["b", "c", "d", "e"]
     assert await store.output("j-00000001", tail=1) == ["e"]
     assert await store.output("j-00000001", tail=50) == ["a", "b", "c", "d", "e"]
@@ -234,9 +240,9 @@ async def test_sqlite_data_survives_reopening_the_file(tmp_path: Path) -> None:
             await first.add(queued("j-00000001", at=5.0))
             await first.save(job)
             await first.add(queued("j-00000002", at=7.0, user=BOB))
-            await first.append_output(job.id, 1, ["b"])
-            await first.append_output(job.id, 0, ["a"])
-            await first.append_output("j-00000002", None, ["x"])
+            await append(first, job.id, 1, ["b"])
+            await append(first, job.id, 0, ["a"])
+            await append(first, "j-00000002", None, ["x"])
             secret = await first.secret("webhook-hmac", lambda: b"kept")
 
         async with open_sqlite_store(path) as second:
@@ -245,7 +251,7 @@ async def test_sqlite_data_survives_reopening_the_file(tmp_path: Path) -> None:
             assert await second.output(job.id) == ["a", "b"]
             assert await second.output("j-00000002") == ["x"]
             assert await second.output_line_count(job.id) == 2
-            assert await second.append_output(job.id, 0, ["a again"]) is False
+            assert await append(second, job.id, 0, ["a again"]) is False
             assert await second.secret("webhook-hmac", lambda: b"replaced") == secret == b"kept"
             with pytest.raises(ValueError):
                 await second.add(queued("j-00000001", at=9.0))
@@ -253,10 +259,10 @@ async def test_sqlite_data_survives_reopening_the_file(tmp_path: Path) -> None:
 
 async def test_last_seq_is_the_highest_stored_seq(store: JobStore) -> None:
     assert await store.last_seq("j-0000beef") is None
-    await store.append_output("j-0000beef", None, ["old sidecar"])
+    await append(store, "j-0000beef", None, ["old sidecar"])
     assert await store.last_seq("j-0000beef") is None
-    await store.append_output("j-0000beef", 3, ["c"])
-    await store.append_output("j-0000beef", 1, ["a"])
+    await append(store, "j-0000beef", 3, ["c"])
+    await append(store, "j-0000beef", 1, ["a"])
     assert await store.last_seq("j-0000beef") == 3
 
 
@@ -336,7 +342,7 @@ async def test_recent_jobs_of_one_channel_any_thread(store: JobStore) -> None:
 
 async def test_output_range_reads_from_an_index_across_out_of_order_batches(store: JobStore) -> None:
     for seq, lines in [(2, ["c0", "c1", "c2"]), (0, ["a0", "a1"]), (3, ["d0"]), (1, ["b0", "b1", "b2", "b3"])]:
-        assert await store.append_output("j-00000001", seq, lines)
+        assert await append(store, "j-00000001", seq, lines)
     everything = ["a0", "a1", "b0", "b1", "b2", "b3", "c0", "c1", "c2", "d0"]
     assert await store.output_range("j-00000001", 0) == everything
     assert await store.output_range("j-00000001", 3) == ["b1", "b2", "b3", "c0", "c1", "c2", "d0"]  # mid-batch
@@ -358,11 +364,11 @@ async def test_output_range_reads_from_an_index_across_out_of_order_batches(stor
 
 async def test_output_range_of_seqless_and_mixed_batches_follows_output(store: JobStore) -> None:
     for lines in (["old0", "old1"], ["old2"], ["old3", "old4", "old5"]):
-        assert await store.append_output("j-00000001", None, lines)
+        assert await append(store, "j-00000001", None, lines)
     assert await store.output_range("j-00000001", 1, 4) == ["old1", "old2", "old3", "old4"]
     assert await store.output_range("j-00000001", 3) == ["old3", "old4", "old5"]
-    await store.append_output("j-00000001", 1, ["one"])
-    await store.append_output("j-00000001", 0, ["zero0", "zero1"])
+    await append(store, "j-00000001", 1, ["one"])
+    await append(store, "j-00000001", 0, ["zero0", "zero1"])
     # seq'd batches first, then the seq-less ones by arrival (as output() reads them)
     assert await store.output("j-00000001") == ["zero0", "zero1", "one", "old0", "old1", "old2", "old3", "old4", "old5"]
     assert await store.output_range("j-00000001", 1, 3) == ["zero1", "one", "old0"]
@@ -370,11 +376,11 @@ async def test_output_range_of_seqless_and_mixed_batches_follows_output(store: J
 
 
 async def test_output_range_skips_empty_batches_and_keeps_empty_lines(store: JobStore) -> None:
-    await store.append_output("j-00000001", 0, ["a", ""])
-    await store.append_output("j-00000001", 1, [])
-    await store.append_output("j-00000001", 2, [])
-    await store.append_output("j-00000001", 3, ["", "d"])
-    await store.append_output("j-00000001", 4, [])
+    await append(store, "j-00000001", 0, ["a", ""])
+    await append(store, "j-00000001", 1, [])
+    await append(store, "j-00000001", 2, [])
+    await append(store, "j-00000001", 3, ["", "d"])
+    await append(store, "j-00000001", 4, [])
     assert await store.output_range("j-00000001", 1, 2) == ["", ""]
     assert await store.output_range("j-00000001", 2) == ["", "d"]
     assert await store.output_range("j-00000001", 3, 1) == ["d"]
@@ -384,7 +390,7 @@ async def test_output_range_skips_empty_batches_and_keeps_empty_lines(store: Job
 async def test_output_range_of_an_unknown_job_is_empty_and_a_negative_start_is_refused(store: JobStore) -> None:
     assert await store.output_range("j-0000dead", 0) == []
     assert await store.output_range("j-0000dead", 5, 10) == []
-    await store.append_output("j-00000001", 0, ["a"])
+    await append(store, "j-00000001", 0, ["a"])
     assert await store.output_range("j-00000002", 0) == []  # another job's lines are not this one's
     with pytest.raises(ValueError):
         await store.output_range("j-00000001", -1)
@@ -398,7 +404,7 @@ async def test_output_range_near_the_end_of_a_long_job(store: JobStore) -> None:
     random.Random(23).shuffle(seqs)
     for first in range(0, 1000, 250):
         batches = [(seq, [f"line {seq * 100 + n}" for n in range(100)]) for seq in seqs[first : first + 250]]
-        await store.append_outputs("j-00000001", batches)
+        await store.append_many([("j-00000001", seq, lines) for seq, lines in batches])
     assert await store.output_line_count("j-00000001") == 100_000
     assert await store.output_range("j-00000001", 99_950) == [f"line {n}" for n in range(99_950, 100_000)]
     assert await store.output_range("j-00000001", 99_890, 20) == [f"line {n}" for n in range(99_890, 99_910)]

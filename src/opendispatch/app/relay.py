@@ -7,7 +7,7 @@ checks the job token, so the adapter needs no knowledge of tokens or jobs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -37,10 +37,6 @@ FINISHED_GRACE_S = 60.0
 #: Stream records (a record's batches) waiting for the ingest task; past this, connections
 #: wait to hand theirs over, so the sidecars' TCP windows fill and they slow down.
 INGEST_QUEUE_RECORDS = 4096
-
-
-_Append = tuple[str, int | None, Sequence[str]]  # job id, seq, lines
-_Write = Callable[[Sequence[_Append]], Awaitable[list[bool]]]
 
 
 @attrs.frozen
@@ -208,7 +204,7 @@ class Relay:
             # No ingest task (a Relay built by hand, or one stopping): store here. Records
             # half applied would not be acknowledged, so finish once begun.
             with trio.CancelScope(shield=True):
-                for starting in await self._store_and_show([records], self._append_outputs_of(current)):
+                for starting in await self._store_and_show([records]):
                     await self._mark_running_after_output(starting)
 
     @staticmethod
@@ -278,11 +274,16 @@ class Relay:
                     item.done.set()
 
     async def _store_records(self, records: Sequence[_Records], nursery: trio.Nursery) -> None:
-        for job in await self._store_and_show(records, self.store.append_many):
+        for job in await self._store_and_show(records):
             nursery.start_soon(self._mark_running_quietly, job)
 
-    async def _store_and_show(self, records: Sequence[_Records], write: _Write) -> list[Job]:
-        """Redact, store in one `write` and hand new batches to live output; the jobs still starting."""
+    async def _store_and_show(self, records: Sequence[_Records]) -> list[Job]:
+        """Redact, store in one write and hand new batches to live output; the jobs still starting.
+
+        One job's batches (a POST, or a stream without the ingest task) or a round of many
+        jobs' (the ingest) alike: the store's one append path, whose group commit (SQLite)
+        lets concurrent requests share a transaction.
+        """
         appends: list[tuple[Job, LogBatch]] = []
         for record in records:
             if record.redacted:
@@ -294,7 +295,7 @@ class Relay:
         if not appends:
             return []
         appends, reached = self._within_quota(appends)
-        stored = await write([(job.id, batch.seq, batch.stored_lines()) for job, batch in appends])
+        stored = await self.store.append_many([(job.id, batch.seq, batch.stored_lines()) for job, batch in appends])
         now = trio.current_time()
         starting: dict[str, Job] = {}
         for (job, batch), is_new in zip(appends, stored):
@@ -366,15 +367,8 @@ class Relay:
         await self._store_batches(job, [batch])
 
     async def _store_batches(self, job: Job, batches: Sequence[LogBatch]) -> None:
-        for starting in await self._store_and_show([_Records(job, batches)], self._append_outputs_of(job)):
+        for starting in await self._store_and_show([_Records(job, batches)]):
             await self._mark_running_after_output(starting)
-
-    def _append_outputs_of(self, job: Job) -> _Write:
-        async def write(appends: Sequence[_Append]) -> list[bool]:
-            # One job's batches: the store's group commit lets concurrent requests share it.
-            return await self.store.append_outputs(job.id, [(seq, lines) for _, seq, lines in appends])
-
-        return write
 
     def _show(self, job: Job, batch: LogBatch, now: float) -> None:
         """A newly stored batch: counted, and handed to the job's live output in seq order.

@@ -47,27 +47,17 @@ class JobStore(Protocol):
         """
         ...
 
-    async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
-        """Store a batch of lines once. False when a batch with this `seq` is already stored.
-
-        Batches with a `seq` read back in `seq` order whatever order they arrived in;
-        batches without one (old sidecars) read back in arrival order.
-        """
-        ...
-
-    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
-        """`append_output` for several batches of one job at once, in one write.
-
-        Why: a stream delivers records faster than one commit each can follow; taking all
-        that arrived together keeps a connection's throughput independent of commit latency.
-        """
-        ...
-
     async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
-        """`append_output` for batches of several jobs at once (`(job_id, seq, lines)` each), in one write.
+        """Store batches of lines, each once, in one write: `(job_id, seq, lines)` each, of one
+        job or of several. The one way output is appended.
 
-        Why: the relay's ingest stores what a thousand streams sent in one round together;
-        one write per job would cost a commit each.
+        Returns, for each batch in order, whether it was stored: False when a batch with its
+        `seq` is already stored for its job (by an earlier call, or earlier in this one).
+        Batches with a `seq` read back in `seq` order whatever order they arrived in; batches
+        without one (old sidecars) read back in arrival order.
+
+        Why one write for many: the relay's ingest stores what a thousand streams sent in one
+        round together, and a stream delivers records faster than one commit each can follow.
         """
         ...
 

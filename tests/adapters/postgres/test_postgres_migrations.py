@@ -33,8 +33,8 @@ async def test_opening_migrates_a_fresh_database_and_again_changes_nothing(postg
             assert schema_version(db) == 0
         async with open_postgres_store(postgres_url) as store:
             await store.add(JOB)
-            await store.append_output(JOB.id, 0, ["kept"])
-            await store.append_output(JOB.id, None, ["seq-less"])
+            await store.append_many([(JOB.id, 0, ["kept"])])
+            await store.append_many([(JOB.id, None, ["seq-less"])])
         first = versions(postgres_url)
         assert [v for v, _ in first] == list(range(1, SCHEMA_VERSION + 1))
 
@@ -42,7 +42,7 @@ async def test_opening_migrates_a_fresh_database_and_again_changes_nothing(postg
         async with open_postgres_store(postgres_url) as again:  # a restart
             assert await again.get(JOB.id) == JOB
             assert await again.output(JOB.id) == ["kept", "seq-less"]
-            await again.append_output(JOB.id, None, ["after the restart"])
+            await again.append_many([(JOB.id, None, ["after the restart"])])
             assert await again.output(JOB.id) == ["kept", "seq-less", "after the restart"]
         assert versions(postgres_url) == first  # same rows, same times: nothing was applied again
 
@@ -89,7 +89,7 @@ async def test_stores_opened_at_once_on_a_fresh_database_all_start(postgres_url:
 
     async def open_one() -> None:
         async with open_postgres_store(postgres_url, pool_size=2) as store:
-            await store.append_output(JOB.id, len(opened), ["x"])
+            await store.append_many([(JOB.id, len(opened), ["x"])])
             opened.append(1)
 
     with trio.fail_after(CEILING_S):

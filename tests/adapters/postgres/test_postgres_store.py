@@ -29,11 +29,11 @@ async def test_two_stores_on_one_database_store_each_batch_once_in_order(postgre
     and seq-less batches read back in the order they reached the database, from either."""
     with trio.fail_after(CEILING_S):
         async with open_postgres_store(postgres_url) as one, open_postgres_store(postgres_url) as two:
-            assert await one.append_output("j-00000001", 1, ["b"]) is True
-            assert await two.append_output("j-00000001", 1, ["b again"]) is False
+            assert await one.append_many([("j-00000001", 1, ["b"])]) == [True]
+            assert await two.append_many([("j-00000001", 1, ["b again"])]) == [False]
             assert await two.append_many([("j-00000001", 0, ["a"]), ("j-00000001", 1, ["b"])]) == [True, False]
             for n, store in enumerate((one, two, two, one)):
-                assert await store.append_output("j-00000002", None, [f"old {n}"]) is True
+                assert await store.append_many([("j-00000002", None, [f"old {n}"])]) == [True]
             for store in (one, two):
                 assert await store.output("j-00000001") == ["a", "b"]
                 assert await store.last_seq("j-00000001") == 1
@@ -53,7 +53,7 @@ async def test_an_append_call_is_one_transaction(postgres_url: str) -> None:
     with trio.fail_after(CEILING_S):
         async with open_postgres_store(postgres_url) as store:
             assert await store.append_many(appends) == [True] * 50
-            await store.append_outputs("j-00000009", [(0, ["x"]), (None, ["y"]), (1, ["z"])])
+            await store.append_many([("j-00000009", 0, ["x"]), ("j-00000009", None, ["y"]), ("j-00000009", 1, ["z"])])
     with psycopg.connect(postgres_url, autocommit=True) as db:
         rows = db.execute(
             "SELECT job_id = 'j-00000009', count(DISTINCT xmin::text), count(*) FROM output_batches GROUP BY 1 ORDER BY 1"
@@ -68,7 +68,7 @@ async def test_more_calls_than_connections_wait_their_turn(postgres_url: str) ->
             assert store.limiter.total_tokens == 2
             async with trio.open_nursery() as nursery:
                 for n in range(40):
-                    nursery.start_soon(store.append_output, "j-00000001", n, [str(n)])
+                    nursery.start_soon(store.append_many, [("j-00000001", n, [str(n)])])
             assert await store.output("j-00000001") == [str(n) for n in range(40)]
 
 
@@ -78,7 +78,7 @@ async def test_a_call_cancelled_while_waiting_for_a_connection_writes_nothing(po
             async with store.limiter:  # every connection busy
                 with trio.CancelScope() as waiting:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(store.append_output, "j-00000001", 0, ["never"])
+                        nursery.start_soon(store.append_many, [("j-00000001", 0, ["never"])])
                         await trio.testing.wait_all_tasks_blocked()  # it waits for a token
                         waiting.cancel()
             assert await store.output("j-00000001") == []
@@ -110,7 +110,7 @@ async def test_a_nul_in_a_channel_id_neither_fails_the_write_nor_breaks_the_filt
             await store.add(job("j-00000002"))
             assert await store.get("j-00000001") == job("j-00000001", conversation=odd)
             assert [j.id for j in await store.recent(limit=5, channel=odd)] == ["j-00000001"]
-            assert await store.append_output("j-00000001", 0, ["nul\x00inside"]) is True
+            assert await store.append_many([("j-00000001", 0, ["nul\x00inside"])]) == [True]
             assert await store.output("j-00000001") == ["nul\x00inside"]
 
 

@@ -129,7 +129,14 @@ class MemoryJobStore:
         ]
         return wanted[offset : offset + max(limit, 0)]
 
+    async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
+        return [self._append(job_id, seq, lines) for job_id, seq, lines in appends]
+
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
+        """`append_many` of one batch: a convenience for tests and tools, not part of `JobStore`."""
+        return (await self.append_many([(job_id, seq, lines)]))[0]
+
+    def _append(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
         output = self._output.setdefault(job_id, _JobOutput())
         if seq is not None:
             if seq in output.seqs:
@@ -139,12 +146,6 @@ class MemoryJobStore:
         bisect.insort(output.batches, batch, key=lambda b: b.order)
         output.line_count += len(batch.lines)
         return True
-
-    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
-        return [await self.append_output(job_id, seq, lines) for seq, lines in batches]
-
-    async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
-        return [await self.append_output(job_id, seq, lines) for job_id, seq, lines in appends]
 
     async def output(self, job_id: str, *, tail: int | None = None) -> list[str]:
         output = self._output.get(job_id)

@@ -185,14 +185,9 @@ class PostgresJobStore:
 
         return [_converter.loads(body, Job) for body in await self._run(select)]
 
-    async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
-        return (await self.append_many([(job_id, seq, lines)]))[0]
-
-    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
-        return await self.append_many([(job_id, seq, lines) for seq, lines in batches])
-
     async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
-        """One INSERT of every batch (arrays unnested server-side): one round trip, one transaction.
+        """The one append path: one INSERT of every batch (arrays unnested server-side), one
+        round trip, one transaction.
 
         A seq'd batch whose (job, seq) is stored already, by this or another dispatcher, is
         skipped by ON CONFLICT DO NOTHING; RETURNING names the rows inserted. A repeat within

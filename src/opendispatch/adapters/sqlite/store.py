@@ -384,10 +384,8 @@ class SqliteJobStore:
         return [job_from_json(body) for body in await self._run(select)]
 
     async def append_output(self, job_id: str, seq: int | None, lines: Sequence[str]) -> bool:
-        return (await self.append_outputs(job_id, [(seq, lines)]))[0]
-
-    async def append_outputs(self, job_id: str, batches: Sequence[tuple[int | None, Sequence[str]]]) -> list[bool]:
-        return await self.append_many([(job_id, seq, lines) for seq, lines in batches])
+        """`append_many` of one batch: a convenience for tests and tools, not part of `JobStore`."""
+        return (await self.append_many([(job_id, seq, lines)]))[0]
 
     async def append_many(self, appends: Sequence[tuple[str, int | None, Sequence[str]]]) -> list[bool]:
         items = [
