@@ -1,7 +1,8 @@
 """Durable sessions, so a restarted dispatcher still knows them (routing, /od-list, sprites).
 
-The job stores implement this too (one database, one file): `MemoryJobStore` and
-`SqliteJobStore`. The method names do not overlap with `JobStore`'s.
+The job stores implement this too (one database, one file): `MemoryJobStore`,
+`SqliteJobStore` and `PostgresJobStore`. The method names do not overlap with `JobStore`'s.
+An unknown id raises the domain's `UnknownSession` (`domain/session.py`), never `KeyError`.
 """
 
 from __future__ import annotations
