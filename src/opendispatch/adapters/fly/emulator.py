@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,6 +45,7 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from ...support.process_group import signal_group, start_group_leader, terminate_group
 from .wire import API_PREFIX, MAX_WAIT_S, guest_problem
 
 log = logging.getLogger(__name__)
@@ -336,15 +336,7 @@ class MachinesEmulator:
         }
         log_file = self._open_log(machine)
         try:
-            return await trio.lowlevel.open_process(
-                self._argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file if log_file is not None else subprocess.DEVNULL,
-                stderr=log_file if log_file is not None else subprocess.DEVNULL,
-                cwd=machine.workspace,
-                env=env,
-                start_new_session=True,
-            )
+            return await start_group_leader(self._argv(), cwd=machine.workspace, env=env, output=log_file)
         finally:
             if log_file is not None:
                 log_file.close()
@@ -359,21 +351,14 @@ class MachinesEmulator:
         machine.destroying = True
         self._move(machine, "destroying", "destroy", source="user")
         if machine.process is not None and not machine.exited.is_set():
-            _kill_group(machine, signal.SIGTERM)
-            _kill_group(machine, signal.SIGCONT)  # a suspended machine must see the SIGTERM
-            with trio.move_on_after(self.kill_grace_s):
-                await machine.exited.wait()
-            _kill_group(machine, signal.SIGKILL)
+            await terminate_group(machine.process.pid, machine.exited.wait, grace_s=self.kill_grace_s)
             await machine.exited.wait()
         self._finish_destroy(machine)
 
-    async def _stop(self, machine: EmulatedMachine, signum: int) -> None:
+    async def _stop(self, machine: EmulatedMachine, signum: signal.Signals) -> None:
         if machine.process is None or machine.exited.is_set():
             return
-        _kill_group(machine, signum)
-        with trio.move_on_after(self.kill_grace_s):
-            await machine.exited.wait()
-        _kill_group(machine, signal.SIGKILL)
+        await terminate_group(machine.process.pid, machine.exited.wait, grace_s=self.kill_grace_s, first=(signum,))
         await machine.exited.wait()
 
     # --- HTTP -----------------------------------------------------------------------------
@@ -630,13 +615,10 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _kill_group(machine: EmulatedMachine, signum: int) -> None:
-    if machine.process is None:
-        return
-    try:
-        os.killpg(machine.process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _kill_group(machine: EmulatedMachine, signum: signal.Signals) -> None:
+    """Signal the machine's process group (its leader's pid), if it ever had a process."""
+    if machine.process is not None:
+        signal_group(machine.process.pid, signum)
 
 
 def _hypercorn_config(bind: str) -> HypercornConfig:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import trio
 from ...domain.errors import SpawnFailed
 from ...domain.job_spec import host_repo_path
 from ...ports.sprites import Sprite, SpriteRequest
+from ...support.process_group import signal_group, start_group_leader, terminate_group
 from . import sandbox as sandboxing
 from .network import NetworkPolicy, NetworkService, SpriteNetwork, choose_proxy_port, model_endpoints, remove_folder
 from .network import forward_socket_name
@@ -269,15 +271,10 @@ class LocalSprites:
             return
         local.destroying = True
         try:
-            try:
-                _signal_sprite(local.process.pid, local.init_pid, signal.SIGTERM)
-                _signal_sprite(local.process.pid, local.init_pid, signal.SIGCONT)  # a suspended one must see it
-                with trio.move_on_after(self.term_grace_s):
-                    await local.process.wait()
-            finally:
-                # Always, even when the leader has exited (children that ignored SIGTERM are still
-                # in the group) and even when cancelled: a plain call needs no await.
-                _kill_group(local.process.pid, signal.SIGKILL)
+            pid = local.process.pid
+            await terminate_group(
+                pid, local.process.wait, grace_s=self.term_grace_s, send=partial(_signal_sprite, pid, local.init_pid)
+            )
             await local.process.wait()
             if local.init_pid is not None:
                 with trio.move_on_after(INIT_EXIT_WAIT_S):
@@ -296,13 +293,9 @@ class LocalSprites:
             return
         pid = int(orphan["pid"])
         init = int(orphan["init"]) if orphan.get("init") is not None else None
-        try:
-            _signal_sprite(pid, init, signal.SIGTERM)
-            _signal_sprite(pid, init, signal.SIGCONT)
-            with trio.move_on_after(self.term_grace_s):
-                await _wait_pid_exit(pid)
-        finally:
-            _kill_group(pid, signal.SIGKILL)
+        await terminate_group(
+            pid, partial(_wait_pid_exit, pid), grace_s=self.term_grace_s, send=partial(_signal_sprite, pid, init)
+        )
         if init is not None:
             with trio.move_on_after(INIT_EXIT_WAIT_S):
                 await _wait_pid_exit(init)
@@ -411,14 +404,8 @@ class LocalSprites:
     ) -> trio.Process:
         log_file = self._open_log(sprite)
         try:
-            return await trio.lowlevel.open_process(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file if log_file is not None else subprocess.DEVNULL,
-                stderr=log_file if log_file is not None else subprocess.DEVNULL,
-                cwd=workspace,
-                env=sprite_environment(env, workspace, self.search_path),
-                start_new_session=True,
+            return await start_group_leader(
+                command, cwd=workspace, env=sprite_environment(env, workspace, self.search_path), output=log_file
             )
         except OSError as exc:
             raise SpawnFailed(
@@ -484,14 +471,11 @@ class LocalSprites:
                 *inner,
             ]
             try:
-                process = await trio.lowlevel.open_process(
+                process = await start_group_leader(
                     argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file if log_file is not None else subprocess.DEVNULL,
-                    stderr=log_file if log_file is not None else subprocess.DEVNULL,
                     cwd=workspace,
                     env=self._sandbox_environment(env, workspace, network),
-                    start_new_session=True,
+                    output=log_file,
                     pass_fds=(info_write, ready_write),
                 )
             except OSError as exc:
@@ -508,7 +492,7 @@ class LocalSprites:
         try:
             init_pid = await _wait_ready(info_read, process)
         except BaseException as exc:
-            _kill_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             with trio.CancelScope(shield=True):
                 await process.wait()
             self._network.stop(sprite.id, network.directory)
@@ -744,18 +728,6 @@ async def _wait_pid_exit(pid: int) -> None:
         os.close(fd)
 
 
-def _kill_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the sprite's whole process group; a group with no members left is fine.
-
-    The group id is the leader's pid (`start_new_session`). The kernel does not reuse a pid
-    while a group of that id still has members; once the group is empty the call finds nobody.
-    """
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _signal_sprite(pid: int, init: int | None, sig: signal.Signals, *, group: bool = False) -> None:
     """An unsandboxed sprite: its process group. A sandboxed one: every process of its namespace,
     and (`group`) its process group too, bwrap included (SIGSTOP must stop bwrap as well).
@@ -764,7 +736,7 @@ def _signal_sprite(pid: int, init: int | None, sig: signal.Signals, *, group: bo
     meant to get their grace period.
     """
     if init is None or group or sig == signal.SIGCONT:
-        _kill_group(pid, sig)
+        signal_group(pid, sig)  # the group id is the leader's pid (`start_group_leader`)
     if init is None:
         return
     for member in sandboxing.namespace_members(init):
