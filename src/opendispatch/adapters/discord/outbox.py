@@ -1,11 +1,13 @@
-"""Per-channel queues of posts and edits, so Discord's per-channel limits are met in order.
+"""Per-channel lanes of posts and edits, so Discord's per-channel limits are met in order.
 
-Each channel (a job's thread is a channel) has one queue and at most one worker draining it,
-so calls to a channel are made one at a time and in the order the application asked for
-them. A post waits for its message id; an edit is queued and returns at once. Consecutive
-edits of the same message collapse into the newest (each carries the full content, so no
-line is lost by skipping an intermediate version), while posts are never merged or dropped.
-A rate limit only makes the queue wait (`DiscordRest` retries after `retry_after`).
+The lanes are the shared outbox (`support/paced_lanes.py`): each channel (a job's thread is a
+channel) has one lane and one worker draining it, so calls to a channel are made one at a time
+and in the order the application asked for them. A post waits for its message id; an edit is
+queued and returns at once. A queued edit of a message takes the newer version's place (each
+carries the full content, so no line is lost by skipping an intermediate version), while posts
+are never merged or dropped. Discord's pace is its REST client's: `DiscordRest` follows the
+`X-RateLimit-*` buckets and retries after a 429's `retry_after`, inside each call, so the lanes
+add no pacing of their own (`Unpaced`) and a rate limit only makes the lane wait.
 
 One chat message can span several Discord messages ("parts", see payloads.py): a `_Group`
 remembers the part ids, and an edit edits changed parts, posts new ones and deletes extras.
@@ -14,13 +16,13 @@ remembers the part ids, and an edit edits changed parts, posts new ones and dele
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any
 
 import attrs
 import trio
 
 from ...domain.messages import ChatMessage
+from ...support.paced_lanes import PacedLanes, Unpaced, Write
 from .payloads import Payload, message_parts
 from .rest import DiscordApiError, DiscordRest
 
@@ -34,32 +36,6 @@ class _Group:
     sent: list[Payload]
 
 
-@attrs.define(eq=False)
-class _Post:
-    message: ChatMessage
-    reference: str | None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    group_key: str | None = None
-    error: BaseException | None = None
-
-
-@attrs.define(eq=False)
-class _Edit:
-    group_key: str
-    message: ChatMessage
-
-
-@attrs.define(eq=False)
-class _File:
-    """A message carrying one attached file (a raw transcript); posted in order like any post."""
-
-    content: str
-    filename: str
-    data: bytes = attrs.field(repr=False)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    error: BaseException | None = None
-
-
 @attrs.frozen
 class OutboxStatistics:
     posts: int
@@ -71,19 +47,14 @@ class OutboxStatistics:
 class Outbox:
     def __init__(self, rest: DiscordRest, nursery: trio.Nursery) -> None:
         self._rest = rest
-        self._nursery = nursery
-        self._queues: dict[str, deque[_Post | _Edit | _File]] = {}
-        self._draining: set[str] = set()
+        self._lanes = PacedLanes[str](nursery, Unpaced(), name="Discord")
         self._groups: dict[str, _Group] = {}
-        self._idle = trio.Event()
-        self._idle.set()
         self._posts = 0
         self._edits_applied = 0
         self._edits_coalesced = 0
 
     def statistics(self) -> OutboxStatistics:
-        queued = sum(len(queue) for queue in self._queues.values())
-        return OutboxStatistics(self._posts, self._edits_applied, self._edits_coalesced, queued)
+        return OutboxStatistics(self._posts, self._edits_applied, self._edits_coalesced, self._lanes.queued())
 
     def knows(self, group_key: str) -> bool:
         return group_key in self._groups
@@ -93,21 +64,13 @@ class Outbox:
 
         `reference` makes the first part a reply to that message id.
         """
-        item = _Post(message, reference)
-        self._enqueue(channel_id, item)
-        await item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.group_key is not None
-        return item.group_key
+        write = Write(lambda: self._do_post(channel_id, message, reference), describe="post")
+        return await self._lanes.put(channel_id, write).wait()
 
     async def post_file(self, channel_id: str, content: str, filename: str, data: bytes) -> None:
         """Post `content` with `data` attached as `filename`, after everything queued there."""
-        item = _File(content, filename, data)
-        self._enqueue(channel_id, item)
-        await item.done.wait()
-        if item.error is not None:
-            raise item.error
+        write = Write(lambda: self._do_file(channel_id, content, filename, data), describe="file")
+        await self._lanes.put(channel_id, write).wait()
 
     async def edit(self, group_key: str, message: ChatMessage) -> None:
         """Queue an edit of a message posted through this outbox; returns once queued."""
@@ -115,87 +78,40 @@ class Outbox:
         group = self._groups.get(group_key)
         if group is None:
             raise KeyError(f"no Discord message {group_key!r} was posted by this adapter")
-        queue = self._queues.get(group.channel_id)
-        if queue and isinstance(queue[-1], _Edit) and queue[-1].group_key == group_key:
-            queue[-1].message = message
+        write = Write(lambda: self._do_edit(group, message), key=group_key, describe="edit", awaited=False)
+        if self._lanes.put(group.channel_id, write) is not write:
             self._edits_coalesced += 1
-            return
-        self._enqueue(group.channel_id, _Edit(group_key, message))
 
     async def wait_idle(self) -> None:
         """Return once every queue is empty (used to flush before shutdown)."""
-        await self._idle.wait()
+        await self._lanes.drained()
 
-    def _enqueue(self, channel_id: str, item: _Post | _Edit | _File) -> None:
-        self._queues.setdefault(channel_id, deque()).append(item)
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        if channel_id not in self._draining:
-            self._draining.add(channel_id)
-            self._nursery.start_soon(self._drain, channel_id)
+    async def _do_post(self, channel_id: str, message: ChatMessage, reference: str | None) -> str:
+        parts = message_parts(message)
+        ids: list[str] = []
+        for index, payload in enumerate(parts):
+            body = dict(payload)
+            if index == 0 and reference is not None:
+                body["message_reference"] = {"message_id": reference, "fail_if_not_exists": False}
+            answer = await self._rest.request("POST", f"/channels/{channel_id}/messages", json_body=body)
+            ids.append(str(answer["id"]))
+        self._posts += 1
+        key = group_key(channel_id, ids[0])
+        self._groups[key] = _Group(channel_id, ids, parts)
+        return key
 
-    async def _drain(self, channel_id: str) -> None:
-        queue = self._queues[channel_id]
-        try:
-            while queue:
-                item = queue.popleft()
-                if isinstance(item, _Post):
-                    await self._do_post(channel_id, item)
-                elif isinstance(item, _File):
-                    await self._do_file(channel_id, item)
-                else:
-                    await self._do_edit(item)
-        finally:
-            self._draining.discard(channel_id)
-            left = list(queue)
-            queue.clear()
-            del self._queues[channel_id]
-            for item in left:  # only when cancelled: nobody may wait forever for a post
-                if isinstance(item, (_Post, _File)):
-                    item.error = RuntimeError("the Discord chat closed before this message was posted")
-                    item.done.set()
-            if not self._queues:
-                self._idle.set()
-
-    async def _do_post(self, channel_id: str, item: _Post) -> None:
-        try:
-            parts = message_parts(item.message)
-            ids: list[str] = []
-            for index, payload in enumerate(parts):
-                body = dict(payload)
-                if index == 0 and item.reference is not None:
-                    body["message_reference"] = {"message_id": item.reference, "fail_if_not_exists": False}
-                answer = await self._rest.request("POST", f"/channels/{channel_id}/messages", json_body=body)
-                ids.append(str(answer["id"]))
-            self._posts += 1
-            key = group_key(channel_id, ids[0])
-            self._groups[key] = _Group(channel_id, ids, parts)
-            item.group_key = key
-        except Exception as exc:
-            item.error = exc
-        finally:
-            item.done.set()
-
-    async def _do_file(self, channel_id: str, item: _File) -> None:
+    async def _do_file(self, channel_id: str, content: str, filename: str, data: bytes) -> None:
         body = {
-            "content": item.content,
-            "attachments": [{"id": 0, "filename": item.filename}],
+            "content": content,
+            "attachments": [{"id": 0, "filename": filename}],
             "allowed_mentions": {"parse": []},
         }
-        try:
-            await self._rest.request(
-                "POST", f"/channels/{channel_id}/messages", json_body=body, files=[(item.filename, item.data)]
-            )
-            self._posts += 1
-        except Exception as exc:
-            item.error = exc
-        finally:
-            item.done.set()
+        await self._rest.request("POST", f"/channels/{channel_id}/messages", json_body=body, files=[(filename, data)])
+        self._posts += 1
 
-    async def _do_edit(self, item: _Edit) -> None:
-        group = self._groups[item.group_key]
+    async def _do_edit(self, group: _Group, message: ChatMessage) -> None:
         try:
-            await self._reconcile(group, message_parts(item.message))
+            await self._reconcile(group, message_parts(message))
             self._edits_applied += 1
         except Exception:
             # The application does not wait for edits; the store keeps every line for /od-logs.
