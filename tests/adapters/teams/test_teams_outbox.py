@@ -1,4 +1,7 @@
-"""Outgoing activities: ordered, paced within Teams' limits, 429 honoured, nothing lost."""
+"""Outgoing activities: ordered, paced within Teams' limits, 429 honoured, nothing lost.
+
+On trio's autojump clock, against the fake cloud's app in memory (`fakes/in_memory_http.py`):
+waits that Teams asks for (Retry-After, its windows, the edit interval) take no wall time."""
 
 from __future__ import annotations
 
@@ -8,15 +11,16 @@ from email.utils import format_datetime
 import datetime
 
 import attrs
-import httpx
 import pytest
 import trio
+import trio.testing
 
+from fakes.in_memory_http import IN_MEMORY_URL, in_memory_client
 from fakes.teams import CHANNEL, FakeTeamsCloud
 from opendispatch.adapters.teams.connector import BotConnector, ConnectorError, Target
 from opendispatch.adapters.teams.credentials import ConnectorCredentials, TeamsAuthError
 from opendispatch.adapters.teams.outbox import Outbox, SlidingWindows, THREAD_LIMITS, retry_after_s
-from teams_rig import open_cloud, settings_for
+from teams_rig import settings_for
 
 CONVERSATION = f"{CHANNEL};messageid=1632474000000"
 
@@ -32,23 +36,29 @@ class Wire:
         return [(call.method, call.status) for call in self.cloud.calls]
 
 
+def in_memory_cloud() -> FakeTeamsCloud:
+    cloud = FakeTeamsCloud()
+    cloud.url = IN_MEMORY_URL
+    return cloud
+
+
 @asynccontextmanager
 async def open_wire(**overrides: object) -> AsyncIterator[Wire]:
-    async with open_cloud() as cloud:
-        settings = settings_for(cloud, **overrides)
-        async with httpx.AsyncClient(timeout=5) as http, trio.open_nursery() as nursery:
-            credentials = ConnectorCredentials(http, settings)
-            outbox = Outbox(BotConnector(http, credentials), nursery, settings)
-            with trio.fail_after(15):
-                yield Wire(cloud, outbox, Target(cloud.service_url, CONVERSATION), credentials)
-            nursery.cancel_scope.cancel()
+    cloud = in_memory_cloud()
+    settings = settings_for(cloud, **overrides)
+    async with in_memory_client(cloud.app(), timeout=5) as http, trio.open_nursery() as nursery:
+        credentials = ConnectorCredentials(http, settings)
+        outbox = Outbox(BotConnector(http, credentials), nursery, settings)
+        with trio.fail_after(15):
+            yield Wire(cloud, outbox, Target(cloud.service_url, CONVERSATION), credentials)
+        nursery.cancel_scope.cancel()
 
 
 def message(n: int) -> dict[str, object]:
     return {"type": "message", "text": f"message {n}", "textFormat": "plain"}
 
 
-async def test_429_is_retried_after_the_retry_after_delay_and_the_post_still_lands() -> None:
+async def test_429_is_retried_after_the_retry_after_delay_and_the_post_still_lands(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire() as wire:
         wire.cloud.force(429, times=2, retry_after="0.2")
         started = trio.current_time()
@@ -60,7 +70,7 @@ async def test_429_is_retried_after_the_retry_after_delay_and_the_post_still_lan
         assert wire.cloud.activities[second].reply_to == first
 
 
-async def test_412_and_502_without_retry_after_are_retried_with_backoff() -> None:
+async def test_412_and_502_without_retry_after_are_retried_with_backoff(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire() as wire:
         wire.cloud.force(412, retry_after=None)
         wire.cloud.force(502, retry_after=None)
@@ -68,7 +78,7 @@ async def test_412_and_502_without_retry_after_are_retried_with_backoff() -> Non
         assert [s for _, s in wire.statuses()] == [412, 502, 201]
 
 
-async def test_a_refusal_fails_that_post_only_and_later_ones_go_through() -> None:
+async def test_a_refusal_fails_that_post_only_and_later_ones_go_through(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire() as wire:
         wire.cloud.force(400, retry_after=None)
         with pytest.raises(ConnectorError, match="HTTP 400"):
@@ -77,7 +87,7 @@ async def test_a_refusal_fails_that_post_only_and_later_ones_go_through() -> Non
         assert [wire.cloud.activities[i].latest["text"] for i in wire.cloud.order] == ["message 2"]
 
 
-async def test_a_post_gives_up_only_at_the_retry_deadline() -> None:
+async def test_a_post_gives_up_only_at_the_retry_deadline(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire(retry_deadline_s=0.5) as wire:
         wire.cloud.force(503, times=100, retry_after="0.2")
         with pytest.raises(ConnectorError, match="still failing"):
@@ -85,7 +95,7 @@ async def test_a_post_gives_up_only_at_the_retry_deadline() -> None:
         assert 2 <= len(wire.cloud.calls) <= 4
 
 
-async def test_edits_are_coalesced_paced_and_never_overtake_a_later_post() -> None:
+async def test_edits_are_coalesced_paced_and_never_overtake_a_later_post(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire(edit_interval_s=0.2) as wire:
         live = await wire.outbox.post(wire.target, message(0))
         for n in range(1, 21):
@@ -99,7 +109,7 @@ async def test_edits_are_coalesced_paced_and_never_overtake_a_later_post() -> No
         assert wire.cloud.calls[-1].method == "POST" and wire.cloud.order[-1] == card  # after every edit
 
 
-async def test_a_burst_stays_within_the_per_thread_limit_without_a_single_429() -> None:
+async def test_a_burst_stays_within_the_per_thread_limit_without_a_single_429(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire() as wire:
         started = trio.current_time()
         for n in range(8):
@@ -109,7 +119,7 @@ async def test_a_burst_stays_within_the_per_thread_limit_without_a_single_429() 
         assert [wire.cloud.activities[i].latest["text"] for i in wire.cloud.order] == [f"message {n}" for n in range(8)]
 
 
-async def test_the_token_is_cached_refetched_on_401_and_refreshed_before_expiry() -> None:
+async def test_the_token_is_cached_refetched_on_401_and_refreshed_before_expiry(autojump_clock: trio.testing.MockClock) -> None:
     async with open_wire() as wire:
         await wire.outbox.post(wire.target, message(1))
         await wire.outbox.post(wire.target, message(2))
@@ -117,23 +127,22 @@ async def test_the_token_is_cached_refetched_on_401_and_refreshed_before_expiry(
         wire.cloud._tokens.clear()  # the Connector no longer accepts it
         await wire.outbox.post(wire.target, message(3))
         assert wire.cloud.token_requests == 2 and len(wire.cloud.order) == 3
-    async with open_cloud() as cloud:
-        cloud.token_lifetime_s = 1
-        settings = settings_for(cloud)
-        async with httpx.AsyncClient() as http:
-            credentials = ConnectorCredentials(http, settings)
-            first = await credentials.token()
-            assert await credentials.token() == first
-            await trio.sleep(0.6)  # past half of the 1 s lifetime: refreshed early
-            assert await credentials.token() != first
+    cloud = in_memory_cloud()
+    cloud.token_lifetime_s = 1
+    async with in_memory_client(cloud.app()) as http:
+        credentials = ConnectorCredentials(http, settings_for(cloud))
+        first = await credentials.token()
+        assert await credentials.token() == first
+        await trio.sleep(0.6)  # past half of the 1 s lifetime: refreshed early
+        assert await credentials.token() != first
 
 
-async def test_refused_credentials_say_what_to_check_without_the_secret() -> None:
-    async with open_cloud() as cloud:
-        settings = settings_for(cloud, app_password="wrong-secret-value")
-        async with httpx.AsyncClient() as http:
-            with pytest.raises(TeamsAuthError) as caught:
-                await ConnectorCredentials(http, settings).token()
+async def test_refused_credentials_say_what_to_check_without_the_secret(autojump_clock: trio.testing.MockClock) -> None:
+    cloud = in_memory_cloud()
+    settings = settings_for(cloud, app_password="wrong-secret-value")
+    async with in_memory_client(cloud.app()) as http:
+        with pytest.raises(TeamsAuthError) as caught:
+            await ConnectorCredentials(http, settings).token()
         assert "invalid_client" in str(caught.value) and "TEAMS_APP_PASSWORD" in str(caught.value)
         assert "wrong-secret-value" not in str(caught.value)
 
