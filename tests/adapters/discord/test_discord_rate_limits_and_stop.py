@@ -1,15 +1,13 @@
-"""Rate limits (429 + retry_after, X-RateLimit headers) lose nothing; the Stop button cancels."""
+"""Rate limits (429 + retry_after) lose nothing through the whole stack; the Stop button cancels.
+
+The outbox's own rate-limit tests (headers followed, edits collapsed) are in test_discord_outbox.py."""
 
 from __future__ import annotations
 
 import trio
 
 from discord_stack import open_discord_stack
-from fakes.discord import APPLICATION_ID, BOT_TOKEN, GUILD_ID, open_fake_discord
-from opendispatch.adapters.discord import DiscordSettings, open_discord_chat
 from opendispatch.app.job_runner import RunnerSettings
-from opendispatch.domain.job import Conversation
-from opendispatch.domain.messages import Notice
 from test_discord_http_interactions import live_messages, shown_lines
 
 
@@ -45,26 +43,6 @@ async def test_a_forced_429_on_posts_and_edits_loses_no_line_and_keeps_the_order
             wait = 0.2 if hit.method == "POST" else 0.3
             assert retry.at - hit.at >= wait - 0.01  # retry_after was honoured
         assert s.chat.rest.statistics().rate_limited == 3
-
-
-async def test_edits_follow_the_rate_limit_headers_and_collapse_into_the_newest() -> None:
-    async with open_fake_discord(edits_per_window=2, window_s=0.4) as fake:
-        channel = fake.add_channel()
-        settings = DiscordSettings(
-            bot_token=BOT_TOKEN, application_id=APPLICATION_ID, guild_id=GUILD_ID, mode="http", api_base_url=fake.api_url
-        )
-        async with open_discord_chat(settings) as chat:
-            with trio.fail_after(10):
-                ref = await chat.send(Conversation("discord", channel), Notice("v0"))
-                for version in range(1, 21):
-                    await chat.edit(ref, Notice(f"v{version}"))
-                await chat.outbox.wait_idle()
-        [message] = fake.in_channel(channel)
-        assert message["content"] == "v20"
-        contents = [v["content"] for v in fake.versions[message["id"]]]
-        assert contents == sorted(contents, key=lambda c: int(c[1:]))  # never an older version last
-        assert len(contents) - 1 < 20 and chat.outbox.statistics().edits_coalesced > 0
-        assert [c for c in fake.calls if c.status == 429] == []  # the headers were followed
 
 
 async def test_the_stop_button_cancels_the_job_and_the_card_says_who_stopped_it() -> None:
