@@ -7,6 +7,7 @@ with their own adapters (fakes, memory chat) and get the same wiring as producti
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import time
@@ -27,6 +28,7 @@ from .app.job_runner import JobRunner, RunnerSettings
 from .app.shared_timer import SharedTimer
 from .app.job_events import JobEvents
 from .app.job_watch import JobWatch
+from .app.leadership import LeaderHeartbeat
 from .app.live_jobs import LiveJobs
 from .app.ledger import JobLedger
 from .app.reconcile import StaleJobReaper, reconcile
@@ -48,6 +50,7 @@ from .domain.web_grants import GrantIssuer
 from .ports.approval_store import ApprovalStore
 from .ports.channel_settings_store import ChannelSettingsStore
 from .ports.chat import ChatLimits, ChatPort, ChatWithRoutes, DeclaresLimits
+from .ports.cluster import Cluster, JobMessageStore
 from .ports.job_store import JobStore
 from .ports.repo_credentials import RepoTokenMinter
 from .ports.secret_store import SecretStore
@@ -277,13 +280,25 @@ async def open_dispatcher(
     wall_clock: Callable[[], float] = time.time,
     session_settings: SessionSettings | None = None,
     repo_token_minter: RepoTokenMinter | None = None,
+    cluster: Cluster | None = None,
+    on_leadership_lost: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Running]:
     """Start the webhook server and the dispatcher; on exit, cancel all and destroy sprites.
 
     `repo_token_minter`: where jobs' short-lived repository tokens come from; by default a
     GitHub App when the configuration names one (docs/github.md), else none.
+
+    `cluster`: dispatchers sharing the database (ports/cluster.py). This one first becomes
+    the leader (waiting for the lock, then for the last leader's job leases to expire), then
+    starts as a restarted dispatcher does, adopting the jobs whose sprites still run; its
+    heartbeat keeps its leases. `on_leadership_lost` is called when the lock is gone and must
+    not return (by default the process stops at once, leaving the sprites to the next leader).
     """
     async with AsyncExitStack() as stack:
+        if cluster is not None:
+            await cluster.lead()
+            waited = await cluster.wait_for_expired_leases()
+            log.info("cluster: %s leads (waited %.1fs for the last leader's leases)", cluster.member, waited)
         store = store if store is not None else await _open_store(config, stack)
         sprites = sprites if sprites is not None else await _open_sprites(config, stack, store)
         metrics = PrometheusMetrics()
@@ -373,6 +388,14 @@ async def open_dispatcher(
                 else None
             )
             job_link = web_links.for_job if web_links is not None else no_link
+            if cluster is not None:  # standbys pass requests on to this address from now on
+                heartbeat = LeaderHeartbeat(
+                    cluster,
+                    url=config.peer_url or bound_url,
+                    jobs=lambda: list(ledger.live.keys()),
+                    on_lost=on_leadership_lost or stop_now,
+                )
+                await nursery.start(heartbeat.run)
             # After binding, so cards of jobs lost in a restart carry their web link too.
             reconciled = await reconcile(
                 store=store,
@@ -405,6 +428,7 @@ async def open_dispatcher(
                 approvals=approvals,
                 job_link=job_link,
                 session_sprites=SessionSpriteHooks(live_sessions) if live_sessions is not None else None,
+                messages=cluster if isinstance(cluster, JobMessageStore) else None,
             )
             supervisor = None
             sessions = None
@@ -510,10 +534,77 @@ def raise_open_file_limit() -> int:
     return soft
 
 
+def stop_now(reason: str, *, status: int = 75) -> None:
+    """Stop this process at once, without the shutdown that ends jobs and destroys their
+    sprites: another dispatcher takes them over (ports/cluster.py). 75: try again later."""
+    log.critical("cluster: stopping now: %s; the next leader takes the jobs over", reason)
+    logging.shutdown()
+    os._exit(status)
+
+
+async def _serve_in_cluster(
+    config: Config,
+    signals: AsyncIterator[int],
+    task_status: trio.TaskStatus[Running],
+) -> None:
+    """`serve` on PostgreSQL: stand by (passing requests on to the leader) until this process
+    leads, then run everything. SIGTERM (a deploy, `fly machine stop`) hands the jobs over to
+    the next leader with their sprites running; SIGINT (Ctrl-C) stops as a single dispatcher
+    does, ending the jobs and destroying their sprites."""
+    from .adapters.postgres.cluster import open_postgres_cluster
+    from .adapters.webhook.standby import serve_standby
+
+    async with open_postgres_cluster(config.database_path, lease_s=config.lease_s) as cluster:
+        leader: list[str | None] = [None]
+        signalled: list[int] = []
+
+        async def follow_leader() -> None:
+            while True:
+                try:
+                    leader[0] = await cluster.leader_url()
+                except Exception as exc:
+                    log.warning("standby: cannot read who leads: %s", exc)
+                await trio.sleep(cluster.poll_s)
+
+        async def stop_on_signal(scope: trio.CancelScope) -> None:
+            async for signum in signals:
+                signalled.append(signum)
+                scope.cancel()
+                return
+
+        async with trio.open_nursery() as standby:
+            url = await standby.start(serve_standby, config.webhook_bind, lambda: leader[0])
+            standby.start_soon(follow_leader)
+            standby.start_soon(stop_on_signal, standby.cancel_scope)
+            log.info("cluster: %s stands by at %s, passing requests on to the leader", cluster.member, url)
+            await cluster.lead()
+            standby.cancel_scope.cancel()
+        if signalled:
+            log.info("received %s while standing by: stopping", signal.Signals(signalled[0]).name)
+            return
+        async with open_dispatcher(config, cluster=cluster) as running:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(running.chat.listen, running.dispatcher.handle)
+                task_status.started(running)
+                async for signum in signals:
+                    if signum == signal.SIGTERM:
+                        log.info("received SIGTERM: handing the jobs over to the next leader (their sprites keep running)")
+                        await cluster.hand_over()
+                        stop_now("handed over", status=0)
+                    log.info("received %s: stopping (live sprites are destroyed first)", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
+
+
 async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
-    """`opendispatch serve`: run until SIGTERM/SIGINT, then tear everything down cleanly."""
+    """`opendispatch serve`: run until SIGTERM/SIGINT, then tear everything down cleanly.
+
+    On PostgreSQL, as one of the dispatchers sharing it (`_serve_in_cluster`)."""
     raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        if is_postgres_url(config.database_path):
+            await _serve_in_cluster(config, signals, task_status)
+            return
         async with open_dispatcher(config) as running:
             async with trio.open_nursery() as nursery:
                 await nursery.start(running.chat.listen, running.dispatcher.handle)

@@ -114,6 +114,8 @@ class FlyOptions:
 #: A card's "View live" link works a week; `/od-web`'s link to the whole list, 12 hours.
 DEFAULT_WEB_LINK_S = 7 * 86400.0
 DEFAULT_WEB_GRANT_S = 12 * 3600.0
+#: Dispatchers sharing a database: a job lease's length (OPENDISPATCH_LEASE_S).
+DEFAULT_LEASE_S = 10.0
 
 
 @attrs.frozen
@@ -160,6 +162,13 @@ class Config:
     web_link_s: float = DEFAULT_WEB_LINK_S
     #: How long `/od-web`'s link to the list works (OPENDISPATCH_WEB_GRANT_S).
     web_grant_s: float = DEFAULT_WEB_GRANT_S
+    #: Dispatchers sharing a PostgreSQL database (docs/deploy-fly.md, "Two machines"): how
+    #: long a job lease lasts unless the leader renews it (OPENDISPATCH_LEASE_S), so about how
+    #: long a standby waits before it takes over from a leader that died.
+    lease_s: float = DEFAULT_LEASE_S
+    #: Where standbys pass requests on to when this process leads (OPENDISPATCH_PEER_URL; on
+    #: Fly the machine's private address, else the bound address).
+    peer_url: str | None = None
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -311,9 +320,46 @@ class Config:
                     int(DEFAULT_WEB_GRANT_S),
                 )
             ),
+            lease_s=float(
+                setting("OPENDISPATCH_LEASE_S", lambda t: _lease(t), DEFAULT_LEASE_S)
+            ),
+            peer_url=check.value(
+                "OPENDISPATCH_PEER_URL",
+                lambda: _peer_url(get("OPENDISPATCH_PEER_URL"), get("FLY_PRIVATE_IP"), str(port)),
+                None,
+            ),
             environ=dict(env),
         )
         return config, check.found
+
+
+def _lease(text: str | None) -> float:
+    """OPENDISPATCH_LEASE_S: seconds, at least 1 (the heartbeat renews every third of it)."""
+    if text is None:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 600.0:
+        raise ConfigError(f"OPENDISPATCH_LEASE_S={text!r} must be seconds between 1 and 600 (default {DEFAULT_LEASE_S:g}).")
+    return value
+
+
+def _peer_url(text: str | None, fly_private_ip: str | None, port_text: str) -> str | None:
+    """Where the other dispatchers reach this one: the setting, or on Fly the machine's own
+    private (6PN) address; None: the address the server bound."""
+    if text is not None:
+        parts = urlsplit(text)
+        if parts.scheme != "http" or not parts.netloc or parts.username or parts.password or parts.path not in ("", "/"):
+            raise ConfigError(
+                f"OPENDISPATCH_PEER_URL must be this dispatcher's address for the other dispatchers, "
+                f"e.g. http://10.0.0.2:8080 (got {text!r})."
+            )
+        return text.rstrip("/")
+    if fly_private_ip:
+        return f"http://[{fly_private_ip}]:{port_text}"
+    return None
 
 
 def _web_url(text: str | None) -> str | None:

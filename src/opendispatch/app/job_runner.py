@@ -18,7 +18,7 @@ import trio
 from ..domain.errors import DispatchError
 from ..domain.agent_progress import stopped_at_cost_cap
 from ..domain.job import FailureStage, Job
-from ..domain.messages import LiveOutput, MessageRef
+from ..domain.messages import JobMessages, LiveOutput, MessageRef
 from ..domain.output_buffer import OutputBuffer, PageUpdate
 from ..domain.output_quota import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_OUTPUT_LINES, OutputQuota
 from ..domain.redaction import Redactor
@@ -26,6 +26,7 @@ from ..domain.repo_credentials import CredentialsUnavailable
 from ..domain.sidecar import sprite_environment
 from ..domain.tokens import TokenIssuer
 from ..ports.chat import ChatPort
+from ..ports.cluster import JobMessageStore
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
 from ..ports.sprites import Sprite, SpritePort, SpriteRequest
@@ -115,7 +116,11 @@ class JobRunner:
         approvals: ApprovalDesk | None = None,
         job_link: JobLink = no_link,
         session_sprites: SessionSprites | None = None,
+        messages: JobMessageStore | None = None,
     ) -> None:
+        #: Where each job's chat messages are, kept while it runs so that a dispatcher taking
+        #: it over edits them (dispatchers sharing a database; None: not kept).
+        self.messages = messages
         #: Where a persistent session's message runs: on its session's sprite (None: no sessions).
         self.session_sprites = session_sprites
         #: The job's web page with a grant for its owner ("View live" on the first reply and
@@ -172,6 +177,9 @@ class JobRunner:
             live.quota.lines = await self.store.output_line_count(job.id)  # what it stored before
             live.quota.truncated = job.output_truncated
             self.sprites_by_job[job.id] = adopt
+            await self._resume_messages(live)
+        else:
+            await self._remember_messages(live)
         self.live_jobs.start(live)
         self.metrics.job_started()
         task_status.started(live)
@@ -360,6 +368,7 @@ class JobRunner:
                     live.page_refs[update.page] = await self.chat.send(
                         live.job.conversation, message, reply_to=live.started_ref
                     )
+                    await self._remember_messages(live)
                 else:
                     await self.chat.edit(ref, message)
             except Exception:
@@ -393,6 +402,37 @@ class JobRunner:
         await self._keep_agent_summary(live)
         await self._show_pages(live, live.buffer.flush_final(trio.current_time()))
         await self._post_card(live)
+        await self._forget_messages(live)
+
+    async def _remember_messages(self, live: LiveJob) -> None:
+        if self.messages is None or (live.started_ref is None and not live.page_refs):
+            return
+        try:
+            await self.messages.remember(live.job.id, JobMessages(live.started_ref, dict(live.page_refs)))
+        except Exception:
+            # Only a later takeover needs them (it would post new messages): the job goes on.
+            log.warning("job %s: could not keep where its chat messages are", live.job.id, exc_info=True)
+
+    async def _resume_messages(self, live: LiveJob) -> None:
+        """A job taken over: edit the messages the earlier process posted, rebuilt from the store."""
+        if self.messages is None:
+            return
+        kept = await self.messages.recall(live.job.id)
+        if kept is None:
+            return
+        live.started_ref = kept.started
+        live.page_refs = dict(kept.pages)
+        if kept.pages:
+            live.saw_output = True
+            live.buffer.resume(await self.store.output(live.job.id), trio.current_time(), shown_pages=kept.pages.keys())
+
+    async def _forget_messages(self, live: LiveJob) -> None:
+        if self.messages is None:
+            return
+        try:
+            await self.messages.forget(live.job.id)
+        except Exception:
+            log.warning("job %s: could not forget where its chat messages were", live.job.id, exc_info=True)
 
     async def _keep_agent_summary(self, live: LiveJob) -> None:
         """What the agent reported (answer, cost, tokens, files) stays with the job and its card."""

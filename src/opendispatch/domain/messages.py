@@ -145,3 +145,13 @@ class MessageRef:
 
     conversation: Conversation
     id: str
+
+
+@attrs.frozen
+class JobMessages:
+    """Where a job's chat messages are: its first reply (cards thread under it) and its live
+    output pages by number. Kept so that a dispatcher taking a job over from another (or from
+    its own earlier process) goes on editing the same messages instead of posting new ones."""
+
+    started: MessageRef | None = None
+    pages: dict[int, MessageRef] = attrs.field(factory=dict)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import attrs
 
@@ -104,6 +104,21 @@ class OutputBuffer:
                 added = True
         if added and self._changed_since is None:
             self._changed_since = now
+
+    def resume(self, lines: Iterable[str], now: float, *, shown_pages: Collection[int]) -> None:
+        """Take the lines a job stored before this process took it over, as already shown.
+
+        The pages are rebuilt exactly as the earlier process built them (same lines, same
+        page size), so the next change edits the open page with all its lines: a line it
+        showed but had not stored comes again from the sidecar (unacknowledged) and lands
+        once, and nothing shown is lost. Pages in `shown_pages` (messages that exist) are not
+        sent again until they change; any other page is sent at the next flush.
+        """
+        self.append(lines, now)
+        self._sealed_unsent = [update for update in self._sealed_unsent if update.page not in shown_pages]
+        if not self._sealed_unsent and (self._open_page in shown_pages or not self._open_lines):
+            self._changed_since = None
+        self._last_flush_at = now
 
     def touch(self, now: float) -> None:
         """The open page must be sent again (what is shown with it changed), as new lines would."""

@@ -19,6 +19,14 @@ Version 1 holds what SQLite's versions 1-7 built, in their final form:
   increasing in arrival order within each job, whichever instance inserts it.
 - `transcripts`, `artifact_files`, `secrets`, `sessions`, `channel_settings`, `approvals`:
   as in SQLite (JSON text bodies, bytea for bytes).
+
+Version 2, for dispatchers sharing the database (`cluster.py`, docs/deploy-fly.md):
+- `leader`: at most one row, the leading process's member name, the URL standbys pass
+  requests on to, and until when it counts (renewed by its heartbeat).
+- `job_leases`: a row per job the leader runs, with the member holding it and until when.
+- `job_messages`: where each running job's chat messages are (its first reply, its pages),
+  so the next leader edits them instead of posting new ones.
+Times are the database's (`now()`), so the members' clocks need not agree.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from ...domain.errors import ConfigError
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The advisory lock key (`pg_advisory_xact_lock`) migrations hold: "odschema" in ASCII, so it
 #: is unlikely to meet another application's key on a shared database.
@@ -115,9 +123,29 @@ _V1 = (
     "CREATE INDEX approvals_by_state ON approvals (state, asked_at, position)",
 )
 
+_V2 = (
+    """
+    CREATE TABLE leader (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        member text NOT NULL,
+        url text NOT NULL,
+        expires_at timestamptz NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE job_leases (
+        job_id text PRIMARY KEY,
+        member text NOT NULL,
+        expires_at timestamptz NOT NULL
+    )
+    """,
+    "CREATE INDEX job_leases_by_member ON job_leases (member)",
+    "CREATE TABLE job_messages (job_id text PRIMARY KEY, body text NOT NULL)",
+)
+
 #: Version -> its statements, applied in order inside `migrate`'s transaction. A new version
 #: is a new entry (never an edit of a shipped one) and a `SCHEMA_VERSION` bump.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 
 
 def migrate(db: psycopg.Connection[tuple[Any, ...]]) -> list[int]:

@@ -1,0 +1,126 @@
+"""Two `opendispatch serve` processes on one PostgreSQL database: the leader is killed with
+SIGKILL in the middle of a job, and the standby carries the job on.
+
+Real processes, real sidecar in local sprites, the loopback fake Slack (HTTP mode) as chat, and
+a balancer in front of both dispatchers as Fly's proxy would be: sidecars and Slack reach
+either. The job's lines must be stored once and in order, shown once in the same live message,
+and its card posted once. The timeline is written to .ci/artifacts/failover-timeline.txt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import trio
+
+from fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeMessage, FakeSlack, form_body, open_fake_slack, post_signed
+from opendispatch.adapters.postgres import open_postgres_store
+from opendispatch.config import UNSANDBOXED_OPT_IN
+from opendispatch.domain.job import JobState
+from serve_process import ServeProcess, free_port, serve_process
+from tcp_balancer import open_balancer
+
+LINES = 60
+LEASE_S = 2
+CEILING_S = 90
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".ci" / "artifacts"
+
+
+def _env(tmp_path: Path, port: int, database: str, fake: FakeSlack, balancer_port: int) -> dict[str, str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "WEBHOOK_PORT": str(port),
+        "OPENDISPATCH_DB": database,
+        "OPENDISPATCH_LEASE_S": str(LEASE_S),
+        "CHAT_PROVIDER": "slack",
+        "SLACK_MODE": "http",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "OPENDISPATCH_SLACK_API_URL": fake.base_url + "/api/",
+        "OPEN_DISPATCH_URL": f"http://127.0.0.1:{balancer_port}",  # what sprites call: either dispatcher
+        "OPENDISPATCH_RETRY_MAX_S": "0.3",  # the sidecar retries quickly while the standby takes over
+        "OPENDISPATCH_PASSTHROUGH_ENV": "OPENDISPATCH_RETRY_MAX_S",
+    }
+    if shutil.which("bwrap") is None:  # CI installs bubblewrap; elsewhere the sprites run bare
+        env["OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES"] = UNSANDBOXED_OPT_IN
+    return env
+
+
+def _live_lines(fake: FakeSlack, started: FakeMessage) -> list[str]:
+    pages = [m for m in fake.thread(started) if m.blocks and "Output of" in json_text(m)]
+    return [line for page in pages for line in page.code_lines()]
+
+
+def json_text(message: FakeMessage) -> str:
+    return " ".join(message.block_texts()[:1])
+
+
+def _cards(fake: FakeSlack, started: FakeMessage) -> list[FakeMessage]:
+    return [m for m in fake.thread(started) if m.blocks and m.blocks[0].get("type") == "header"]
+
+
+async def _until(fake: FakeSlack, predicate, timeout: float = CEILING_S):  # type: ignore[no-untyped-def]
+    with trio.fail_after(timeout):
+        while not (value := predicate()):
+            await fake.wait_change()
+        return value
+
+
+async def test_the_standby_carries_a_killed_leaders_job_on(tmp_path: Path, postgres_url: str) -> None:
+    port_a, port_b = free_port(), free_port()
+    task = f"for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done"
+    timeline: list[tuple[float, str]] = []
+    async with open_fake_slack() as fake, open_balancer([port_a, port_b]) as balancer, httpx.AsyncClient() as http:
+        t0 = trio.current_time()
+
+        def note(what: str) -> None:
+            timeline.append((trio.current_time() - t0, what))
+
+        async with serve_process(_env(tmp_path, port_a, postgres_url, fake, balancer.port), tmp_path) as a:
+            await a.wait_for(r"leads \(waited", timeout=30)
+            note("A leads")
+            async with serve_process(_env(tmp_path, port_b, postgres_url, fake, balancer.port), tmp_path) as b:
+                await b.wait_for(r"stands by", timeout=30)
+                note("B stands by")
+                # Slack reaches the standby: it passes the command on to the leader.
+                body = form_body(fake.slash_payload("/od-run", f'--agent shell "{task}"'))
+                response = await post_signed(
+                    http, f"http://127.0.0.1:{port_b}/slack/events", body, timestamp=int(time.time()),
+                    content_type="application/x-www-form-urlencoded",
+                )
+                assert response.status_code == 200, response.text
+                started = await _until(fake, lambda: next(iter(fake.channel_messages()), None))
+                note("job accepted (first reply posted)")
+                await _until(fake, lambda: len(_live_lines(fake, started)) >= 10)
+                shown_at_kill = len(_live_lines(fake, started))
+                a.process.kill()
+                await a.process.wait()
+                note(f"A killed with SIGKILL ({shown_at_kill} lines shown)")
+                await b.wait_for(r"leads \(waited", timeout=30)
+                note("B leads")
+                await _until(fake, lambda: len(_live_lines(fake, started)) > shown_at_kill)
+                note(f"first line relayed by B: {_live_lines(fake, started)[shown_at_kill]!r}")
+                cards = await _until(fake, lambda: _cards(fake, started))
+                note("card posted by B")
+                await _until(fake, lambda: len(_live_lines(fake, started)) >= LINES, timeout=10)
+                job_id = started.metadata["event_payload"]["job_id"] if started.metadata else None
+                assert "Traceback" not in a.text + b.text, a.text + b.text
+
+    expected = [f"line {i}" for i in range(1, LINES + 1)]
+    assert _live_lines(fake, started) == expected, "each line shown once, in order, in the same live message"
+    assert len([m for m in fake.thread(started) if m.blocks and "Output of" in json_text(m)]) == 1
+    assert len(cards) == 1 and "succeeded" in cards[0].all_text()
+    async with open_postgres_store(postgres_url) as store:
+        [job] = await store.recent(limit=5)
+        assert job_id in (None, job.id)
+        assert job.state is JobState.SUCCEEDED
+        assert await store.output(job.id) == expected, "each line stored once, in order"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    report = "\n".join(f"{at:7.2f}s  {what}" for at, what in timeline)
+    (ARTIFACTS / "failover-timeline.txt").write_text(report + "\n")
+    print("\n" + report)
