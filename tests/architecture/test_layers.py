@@ -76,6 +76,33 @@ def test_support_layer_imports_no_adapter_app_or_root() -> None:
             ), f"{path} imports {name}"
 
 
+#: The composition root, the only part of the package that may import `opendispatch.testing`
+#: (bootstrap's `fly-emulator` sprite backend).
+COMPOSITION_ROOT = {"bootstrap.py", "cli.py", "demo.py"}
+#: Until bootstrap imports `opendispatch.testing.fly_emulator` itself, the emulator's old module
+#: re-exports it (issue #21, item 6); remove this entry with that module.
+TESTING_REEXPORTS = {Path("adapters/fly/emulator.py")}
+
+
+def test_the_testing_package_is_imported_only_by_the_composition_root() -> None:
+    """`opendispatch.testing` stands in for other systems in tests and demos; production code never leans on it."""
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "testing" or str(relative) in COMPOSITION_ROOT or relative in TESTING_REEXPORTS:
+            continue
+        for name in _imports(path):
+            assert not name.startswith("opendispatch.testing"), f"{path} imports {name}"
+
+
+def test_the_testing_package_imports_no_app_or_root() -> None:
+    """It may use the domain, ports, support layer and adapters (it stands in for what they talk to)."""
+    for path in _files("testing"):
+        for name in _imports(path):
+            assert not name.startswith(
+                ("opendispatch.app", "opendispatch.bootstrap", "opendispatch.config", "opendispatch.cli")
+            ), f"{path} imports {name}"
+
+
 def test_asyncio_stays_out_of_the_core() -> None:
     for path in PACKAGE.rglob("*.py"):
         if "discord" in path.parts:

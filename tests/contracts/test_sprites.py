@@ -23,12 +23,13 @@ import pytest
 import trio
 import trio.testing
 
-from opendispatch.adapters.fly import FlySettings, FlySprites, MachinesEmulator, RetryPolicy, serve_emulator
+from opendispatch.adapters.fly import FlySettings, FlySprites, RetryPolicy
 from opendispatch.adapters.local import LocalSprites, sidecar_path
 from opendispatch.adapters.local.sandbox import INSTALL_HINT, sandbox_problem
 from opendispatch.adapters.memory import FakeSprites
 from opendispatch.domain.errors import SpawnFailed
 from opendispatch.ports.sprites import Sprite, SpritePort, SpriteRequest
+from opendispatch.testing.fly_emulator import MachinesEmulator, serve_emulator
 
 CEILING_S = 10.0
 POLL_S = 0.01

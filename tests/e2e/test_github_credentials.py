@@ -190,7 +190,7 @@ async def test_the_fly_spawn_request_carries_no_token_but_the_job_token(tmp_path
 
     import httpx
 
-    from opendispatch.adapters.fly.emulator import MachinesEmulator, serve_emulator
+    from opendispatch.testing.fly_emulator import MachinesEmulator, serve_emulator
     from opendispatch.adapters.fly.machines import FlySettings, FlySprites
 
     fly_token, app = "fly-api-token-0123456789", "od-sprites"

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from opendispatch.adapters.fly.emulator import MachinesEmulator, serve_emulator
+from opendispatch.testing.fly_emulator import MachinesEmulator, serve_emulator
 from opendispatch.adapters.fly.machines import FlySettings, FlySprites, RetryPolicy
 from opendispatch.domain.session import SessionState
 from modelserver.server import ScenarioServer

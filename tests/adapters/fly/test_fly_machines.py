@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from opendispatch.adapters.fly.emulator import MachinesEmulator, serve_emulator
+from opendispatch.testing.fly_emulator import MachinesEmulator, serve_emulator
 from opendispatch.adapters.fly.machines import FlySettings, FlySprites, RetryPolicy
 from opendispatch.adapters.fly.wire import META_DISPATCHER, META_JOB, Guest, exit_code_of
 from opendispatch.domain.errors import SpawnFailed, SpriteProviderUnavailable

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from opendispatch.adapters.fly.emulator import MachinesEmulator, serve_emulator
+from opendispatch.testing.fly_emulator import MachinesEmulator, serve_emulator
 from serve_process import free_port, serve_process
 
 TOKEN = "fly-teardown-token-5f1c2a"

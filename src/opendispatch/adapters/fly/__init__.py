@@ -1,7 +1,7 @@
-"""Sprites as Fly.io Machines: the Machines API client and a loopback emulator of it.
+"""Sprites as Fly.io Machines: the Machines API client.
 
 Names load lazily, so `config.py` can use `wire` (sizing rules, the default URL) without
-pulling in httpx or the emulator's web framework.
+pulling in httpx. The loopback emulator of the Machines API is `opendispatch.testing.fly_emulator`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ _EXPORTS = {
     "FlySettings": "machines",
     "FlySprites": "machines",
     "RetryPolicy": "machines",
-    "MachinesEmulator": "emulator",
-    "serve_emulator": "emulator",
-    "sidecar_program": "sidecar",
     "DEFAULT_API_URL": "wire",
     "Guest": "wire",
     "guest_problem": "wire",
