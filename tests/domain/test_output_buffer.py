@@ -464,3 +464,27 @@ def test_chunks_fit_balance_their_fences_and_give_back_the_text(lines: list[str]
             assert fence_count(chunks[-1]) % 2 == fence_count(text) % 2
     else:
         assert not text.strip()
+
+
+# --- OutputBuffer: taking over a job another process showed ------------------------------------
+
+
+def test_resumed_pages_are_not_sent_again_until_they_change() -> None:
+    shown = OutputBuffer(max_chars=20, min_interval_s=1.0)
+    shown.append([f"line {i}" for i in range(1, 8)], now=0.0)
+    before = shown.flush(0.0)
+    resumed = OutputBuffer(max_chars=20, min_interval_s=1.0)
+    resumed.resume([f"line {i}" for i in range(1, 8)], 5.0, shown_pages={update.page for update in before})
+    assert resumed.next_flush_at() == 5.0 + resumed.heartbeat_s  # nothing but the heartbeat is due
+    assert resumed.flush(6.0) == []
+    resumed.append(["line 8"], now=7.0)
+    [update] = resumed.flush(7.0)
+    assert update.page == before[-1].page
+    assert update.lines == (*before[-1].lines, "line 8")  # the same message, edited: nothing twice
+
+
+def test_a_page_the_earlier_process_never_posted_is_sent() -> None:
+    resumed = OutputBuffer(max_chars=20, min_interval_s=1.0)
+    resumed.resume([f"line {i}" for i in range(1, 8)], 5.0, shown_pages={0})
+    updates = resumed.flush(5.0 + 1.0)
+    assert [u.page for u in updates] == [1, 2] and updates[0].lines == ("line 4", "line 5", "line 6")

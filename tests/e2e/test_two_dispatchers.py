@@ -4,17 +4,19 @@ SIGKILL in the middle of a job, and the standby carries the job on.
 Real processes, real sidecar in local sprites, the loopback fake Slack (HTTP mode) as chat, and
 a balancer in front of both dispatchers as Fly's proxy would be: sidecars and Slack reach
 either. The job's lines must be stored once and in order, shown once in the same live message,
-and its card posted once. The timeline is written to .ci/artifacts/failover-timeline.txt.
+and its card posted once. The timeline is written to .ci/artifacts/failover-timeline-<signal>.txt.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeMessage, FakeSlack, form_body, open_fake_slack, post_signed
@@ -71,7 +73,10 @@ async def _until(fake: FakeSlack, predicate, timeout: float = CEILING_S):  # typ
         return value
 
 
-async def test_the_standby_carries_a_killed_leaders_job_on(tmp_path: Path, postgres_url: str) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_url: str, stop: signal.Signals) -> None:
+    """SIGKILL: the standby takes the lock when the leader's database session ends and waits for
+    its job leases to expire. SIGTERM (a deploy): the leader hands over, so no wait."""
     port_a, port_b = free_port(), free_port()
     task = f"for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done"
     timeline: list[tuple[float, str]] = []
@@ -98,11 +103,17 @@ async def test_the_standby_carries_a_killed_leaders_job_on(tmp_path: Path, postg
                 note("job accepted (first reply posted)")
                 await _until(fake, lambda: len(_live_lines(fake, started)) >= 10)
                 shown_at_kill = len(_live_lines(fake, started))
-                a.process.kill()
-                await a.process.wait()
-                note(f"A killed with SIGKILL ({shown_at_kill} lines shown)")
-                await b.wait_for(r"leads \(waited", timeout=30)
-                note("B leads")
+                # Only the leader opened the chat connection (`auth.test`); the sidecar's and
+                # Slack's requests reached both dispatchers, the standby passing them on.
+                assert len(fake.calls_of("auth.test")) == 1
+                assert {port_a, port_b} <= set(balancer.picks), balancer.picks
+                a.process.send_signal(stop)
+                with trio.fail_after(20):
+                    assert await a.process.wait() == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
+                note(f"A stopped with {stop.name} ({shown_at_kill} lines shown)")
+                waited = float((await b.wait_for(r"leads \(waited ([0-9.]+)s", timeout=30)).group(1))
+                note(f"B leads (waited {waited}s for A's leases)")
+                assert waited <= LEASE_S and (waited == 0.0) == (stop == signal.SIGTERM)
                 await _until(fake, lambda: len(_live_lines(fake, started)) > shown_at_kill)
                 note(f"first line relayed by B: {_live_lines(fake, started)[shown_at_kill]!r}")
                 cards = await _until(fake, lambda: _cards(fake, started))
@@ -110,6 +121,7 @@ async def test_the_standby_carries_a_killed_leaders_job_on(tmp_path: Path, postg
                 await _until(fake, lambda: len(_live_lines(fake, started)) >= LINES, timeout=10)
                 job_id = started.metadata["event_payload"]["job_id"] if started.metadata else None
                 assert "Traceback" not in a.text + b.text, a.text + b.text
+                assert len(fake.calls_of("auth.test")) == 2  # the new leader's
 
     expected = [f"line {i}" for i in range(1, LINES + 1)]
     assert _live_lines(fake, started) == expected, "each line shown once, in order, in the same live message"
@@ -122,5 +134,5 @@ async def test_the_standby_carries_a_killed_leaders_job_on(tmp_path: Path, postg
         assert await store.output(job.id) == expected, "each line stored once, in order"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     report = "\n".join(f"{at:7.2f}s  {what}" for at, what in timeline)
-    (ARTIFACTS / "failover-timeline.txt").write_text(report + "\n")
+    (ARTIFACTS / f"failover-timeline-{stop.name}.txt").write_text(report + "\n")
     print("\n" + report)
