@@ -68,9 +68,7 @@ def assert_secret_kept(fake: FakeSlack) -> None:
 
 async def settle(fake: FakeSlack, chat: SlackChat) -> None:
     with trio.fail_after(CEILING_S):
-        while chat.outbox.pending(CHANNEL):
-            await fake.wait_change()
-        await trio.sleep(0.2)  # a queued edit's call completes
+        await chat.outbox.drained()  # every queued write, an edit in flight included, is done
 
 
 @asynccontextmanager
