@@ -26,7 +26,7 @@ def test_a_record_becomes_a_batch_of_the_streams_job() -> None:
         ({"seq": -1, "lines": ["a"]}, "seq must be at least 0"),
         ({"seq": 2**60, "lines": ["a"]}, "seq is out of range"),
         ({"seq": 0}, "a stream record needs lines (a list of strings)"),
-        ({"seq": 0, "lines": "a"}, "a stream record needs lines (a list of strings)"),
+        ({"seq": 0, "lines": "a"}, "lines must be a list of strings"),
         ({"seq": 0, "lines": ["a", 1]}, "lines must be a list of strings"),
         ({"seq": 0, "lines": ["a"] * (wire.MAX_LINES_PER_BATCH + 1)}, "lines per batch"),
     ],
@@ -60,5 +60,35 @@ def test_a_malformed_artifact_file_gets_a_message_to_act_on(body: dict[str, Any]
 def test_an_artifacts_report_keeps_each_file_size() -> None:
     report = wire.artifact_report({"jobId": "j-1", "artifacts": [{"name": "r", "url": "/w/r", "type": "file", "size": 12}]})
     assert report.artifacts[0].size == 12
-    with pytest.raises(wire.BadRequest, match="size must be an integer"):
+    with pytest.raises(wire.BadRequest, match=re.escape("artifacts[0].size must be an integer")):
         wire.artifact_report({"jobId": "j-1", "artifacts": [{"name": "r", "size": "12"}]})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"status": "failed"}, "jobId must be a string"),
+        ({"jobId": "j-1"}, "status must be one of running, completed, failed, cancelled"),
+        ({"jobId": "j-1", "status": 3}, "status must be a string"),
+        ({"jobId": "j-1", "status": "failed", "exitCode": 1.5}, "exitCode must be an integer"),
+        ({"jobId": "j-1", "status": "failed", "exitCode": 2**60}, "exitCode is out of range"),
+        ({"jobId": "j-1", "status": "failed", "stage": ["clone"]}, "stage must be a string"),
+    ],
+)
+def test_a_malformed_status_report_names_the_field_and_what_it_must_be(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(wire.BadRequest) as refused:
+        wire.status_report(body)
+    assert str(refused.value) == message
+
+
+def test_a_log_batch_takes_a_whole_float_seq_and_reads_text_only_without_lines() -> None:
+    batch = wire.log_batch({"jobId": "j-1", "seq": 4.0, "lines": ["a"], "text": 5})
+    assert (batch.seq, batch.lines) == (4, ("a",))
+    with pytest.raises(wire.BadRequest, match="text must be a string"):
+        wire.log_batch({"jobId": "j-1", "text": None})
+
+
+def test_events_are_lenient_inside_a_strict_record() -> None:
+    events = [{"type": "text", "text": "hi"}, {"type": "text", "text": 5}, {"type": ["odd"]}, {"type": "usage", "inputTokens": 3.0}]
+    batch = wire.stream_record({"seq": 1, "events": events}, "job-1")
+    assert batch.lines == () and [type(event).__name__ for event in batch.events] == ["AgentText", "UsageReported"]

@@ -3,6 +3,11 @@
 The seed's Node sidecar sends `{jobId, text}`, `{jobId, status, exitCode, error}` and
 `{jobId, artifacts}`; ours adds `seq`, `lines` and `stage`. Anything else (wrong types,
 `null`, booleans posing as numbers) is a 400 here and never reaches the application.
+
+Each body is an attrs class shaped as on the wire (attributes named as the JSON keys), read by
+this dialect's cattrs converter (`support.wire`: strict hooks, generated class hooks, the first
+problem as one line, "artifacts[0].size must be an integer"); what a type cannot say (at least
+0, one of the statuses, text or lines) is checked as the body becomes a domain value.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from ...domain.job import MAX_KEPT_ARTIFACT_BYTES, Artifact
 from ...domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
+from ...support.wire import Invalid, WireError, as_is, hooked, make_converter, parser, strict_str, whole_number
 from .agent_events_wire import agent_events
 
 MAX_LINES_PER_BATCH = 100_000
@@ -56,83 +62,168 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
 def job_id_of(body: Any) -> object:
     """The claimed job id, unchecked: authorisation decides what it is worth."""
     return body.get("jobId") if isinstance(body, dict) else None
 
 
-def _string(body: dict[str, Any], key: str, *, required: bool = True, default: str = "") -> str:
-    value = body.get(key)
-    if value is None and not required:
-        return default
-    if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string")
-    return value
+def _integer(minimum: int | None = None) -> Any:
+    """A hook: an integer (`3.0` is 3) of at most 2**53 in size, at least `minimum`; null is absent."""
+
+    def hook(value: object, _: object) -> int | None:
+        if value is None:
+            return None
+        number = whole_number(value)
+        if minimum is not None and number < minimum:
+            raise Invalid(f"must be at least {minimum}")
+        if abs(number) > 2**53:
+            raise Invalid("is out of range")
+        return number
+
+    return hooked(hook)
 
 
-def _optional_int(body: dict[str, Any], key: str, *, minimum: int | None = None) -> int | None:
-    value = body.get(key)
+def _optional_text(value: object, _: object) -> str:
+    """A string; null means absent ("")."""
+    return "" if value is None else strict_str(value)
+
+
+def _lines(value: object, _: object) -> tuple[str, ...] | None:
+    """A list of strings (null: absent). Checked in one pass: a stream parses thousands a second."""
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{key} must be an integer")
-    if minimum is not None and value < minimum:
-        raise BadRequest(f"{key} must be at least {minimum}")
-    if abs(value) > 2**53:
-        raise BadRequest(f"{key} is out of range")
-    return value
+    if not isinstance(value, list) or not all(isinstance(line, str) for line in value):
+        raise Invalid("must be a list of strings")
+    return tuple(value)
+
+
+def _status(value: object, _: object) -> ReportedStatus:
+    text = strict_str(value)
+    try:
+        return ReportedStatus(text)
+    except ValueError:
+        raise Invalid(f"must be one of {', '.join(s.value for s in ReportedStatus)}") from None
+
+
+_AS_IS = hooked(as_is)
+_TEXT = hooked(_optional_text)
+_LINES = hooked(_lines)
+_COUNT = _integer(minimum=0)
+
+
+@attrs.define
+class _LogBody:
+    """`POST /webhooks/logs`: `{jobId, seq?, lines | text, events?}` (the seed's is `{jobId, text}`)."""
+
+    jobId: str
+    seq: int | None = attrs.field(default=None, metadata=_COUNT)
+    lines: tuple[str, ...] | None = attrs.field(default=None, metadata=_LINES)
+    #: Read only when there are no lines (then it must be a string).
+    text: object = attrs.field(default=None, metadata=_AS_IS)
+    events: object = attrs.field(default=None, metadata=_AS_IS)
+
+
+@attrs.define
+class _StatusBody:
+    jobId: str
+    status: ReportedStatus = attrs.field(metadata=hooked(_status))
+    error: str = attrs.field(default="", metadata=_TEXT)
+    stage: str | None = None
+    exitCode: int | None = attrs.field(default=None, metadata=_integer())
+
+
+@attrs.define
+class _TranscriptBody:
+    jobId: str
+    part: int | None = attrs.field(default=None, metadata=_COUNT)
+    lines: tuple[str, ...] | None = attrs.field(default=None, metadata=_LINES)
+
+
+@attrs.define
+class _ArtifactEntry:
+    WIRE_SHAPE: ClassVar[str] = "an object with name, url and type"
+
+    name: str = attrs.field(default="", metadata=_TEXT)
+    url: str = attrs.field(default="", metadata=_TEXT)
+    type: str = attrs.field(default="", metadata=_TEXT)
+    size: int | None = attrs.field(default=None, metadata=_COUNT)
+
+
+@attrs.define
+class _ArtifactsBody:
+    jobId: str
+    artifacts: list[_ArtifactEntry]
+
+
+@attrs.define(kw_only=True)
+class _ArtifactFileBody:
+    jobId: str
+    name: str
+    path: str = attrs.field(default="", metadata=_TEXT)
+    content: str
+
+
+@attrs.define
+class _StreamRecord:
+    """One NDJSON record of `POST /webhooks/stream` (its job comes from the stream's start)."""
+
+    seq: int
+    lines: tuple[str, ...] | None = attrs.field(default=None, metadata=_LINES)
+    events: object = attrs.field(default=None, metadata=_AS_IS)
+
+
+_CONVERTER = make_converter()
+
+
+def _reader(cl: type[Any]) -> Any:
+    parse = parser(_CONVERTER, cl)
+
+    def read(body: Any) -> Any:
+        try:
+            return parse(body)
+        except WireError as error:
+            raise BadRequest(str(error)) from None
+
+    return read
+
+
+_read_log = _reader(_LogBody)
+_read_status = _reader(_StatusBody)
+_read_transcript = _reader(_TranscriptBody)
+_read_artifacts = _reader(_ArtifactsBody)
+_read_artifact_file = _reader(_ArtifactFileBody)
+_parse_record = parser(_CONVERTER, _StreamRecord)
+
+
+def _counted(lines: tuple[str, ...]) -> tuple[str, ...]:
+    if len(lines) > MAX_LINES_PER_BATCH:
+        raise BadRequest(f"at most {MAX_LINES_PER_BATCH} lines per batch")
+    return lines
 
 
 def log_batch(body: Any) -> LogBatch:
-    data = _object(body)
-    job_id = _string(data, "jobId")
-    seq = _optional_int(data, "seq", minimum=0)
-    events = agent_events(data.get("events"))
-    if "lines" in data and data["lines"] is not None:
-        return LogBatch(job_id=job_id, lines=_lines(data["lines"]), seq=seq, events=events)
-    if "text" not in data:
+    data: _LogBody = _read_log(body)
+    events = agent_events(data.events)
+    if data.lines is not None:
+        return LogBatch(job_id=data.jobId, lines=_counted(data.lines), seq=data.seq, events=events)
+    if "text" not in body:
         if events:
-            return LogBatch(job_id=job_id, lines=(), seq=seq, events=events)
+            return LogBatch(job_id=data.jobId, lines=(), seq=data.seq, events=events)
         raise BadRequest("a log batch needs text (a string) or lines (a list of strings)")
-    batch = LogBatch.from_text(job_id, _string(data, "text"), seq=seq)
+    if not isinstance(data.text, str):
+        raise BadRequest("text must be a string")
+    batch = LogBatch.from_text(data.jobId, data.text, seq=data.seq)
     return attrs.evolve(batch, events=events) if events else batch
 
 
-def _lines(lines: Any) -> tuple[str, ...]:
-    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-        raise BadRequest("lines must be a list of strings")
-    if len(lines) > MAX_LINES_PER_BATCH:
-        raise BadRequest(f"at most {MAX_LINES_PER_BATCH} lines per batch")
-    return tuple(lines)
-
-
 def status_report(body: Any) -> StatusReport:
-    data = _object(body)
-    job_id = _string(data, "jobId")
-    raw_status = _string(data, "status")
-    try:
-        status = ReportedStatus(raw_status)
-    except ValueError:
-        allowed = ", ".join(s.value for s in ReportedStatus)
-        raise BadRequest(f"status must be one of {allowed}") from None
-    error = _string(data, "error", required=False)[:MAX_FIELD_CHARS]
-    stage = data.get("stage")
-    if stage is not None and not isinstance(stage, str):
-        raise BadRequest("stage must be a string")
+    data: _StatusBody = _read_status(body)
     return StatusReport(
-        job_id=job_id,
-        status=status,
-        exit_code=_optional_int(data, "exitCode"),
-        error=error,
-        stage=stage[:64] if stage else None,
+        job_id=data.jobId,
+        status=data.status,
+        exit_code=data.exitCode,
+        error=data.error[:MAX_FIELD_CHARS],
+        stage=data.stage[:64] if data.stage else None,
     )
 
 
@@ -143,73 +234,67 @@ MAX_TRANSCRIPT_PARTS = 256
 
 def transcript_part(body: Any) -> TranscriptPart:
     """`{jobId, part, lines}`: one part of the agent's raw transcript, parts numbered from 0."""
-    data = _object(body)
-    job_id = _string(data, "jobId")
-    part = _optional_int(data, "part", minimum=0)
-    if part is None:
+    data: _TranscriptBody = _read_transcript(body)
+    if data.part is None:
         raise BadRequest("a transcript part needs part (an integer from 0)")
-    if part >= MAX_TRANSCRIPT_PARTS:
+    if data.part >= MAX_TRANSCRIPT_PARTS:
         raise BadRequest(f"at most {MAX_TRANSCRIPT_PARTS} transcript parts per job")
-    return TranscriptPart(job_id=job_id, part=part, lines=_lines(data.get("lines")))
+    if data.lines is None:
+        raise BadRequest("lines must be a list of strings")
+    return TranscriptPart(job_id=data.jobId, part=data.part, lines=_counted(data.lines))
 
 
 def artifact_report(body: Any) -> ArtifactReport:
-    data = _object(body)
-    job_id = _string(data, "jobId")
-    items = data.get("artifacts")
-    if not isinstance(items, list):
-        raise BadRequest("artifacts must be a list")
-    if len(items) > MAX_ARTIFACTS:
+    data: _ArtifactsBody = _read_artifacts(body)
+    if len(data.artifacts) > MAX_ARTIFACTS:
         raise BadRequest(f"at most {MAX_ARTIFACTS} artifacts per request")
     artifacts = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise BadRequest(f"artifacts[{index}] must be an object with name, url and type")
-        name = _string(item, "name", required=False)[:MAX_FIELD_CHARS]
-        url = _string(item, "url", required=False)[:MAX_FIELD_CHARS]
-        kind = _string(item, "type", required=False, default="link")[:64] or "link"
+    for index, item in enumerate(data.artifacts):
+        name, url = item.name[:MAX_FIELD_CHARS], item.url[:MAX_FIELD_CHARS]
         if not name and not url:
             raise BadRequest(f"artifacts[{index}] needs a name or a url")
-        size = _optional_int(item, "size", minimum=0)
-        artifacts.append(Artifact(name=name or url, url=url, type=kind, size=size))
-    return ArtifactReport(job_id=job_id, artifacts=tuple(artifacts))
+        artifacts.append(Artifact(name=name or url, url=url, type=item.type[:64] or "link", size=item.size))
+    return ArtifactReport(job_id=data.jobId, artifacts=tuple(artifacts))
 
 
 def artifact_file(body: Any) -> ArtifactFile:
     """`{jobId, name, path, content}`: an artifact file's bytes, base64, at most 512 KiB decoded."""
-    data = _object(body)
-    job_id = _string(data, "jobId")
-    name = _string(data, "name")[:MAX_FIELD_CHARS]
-    path = _string(data, "path", required=False)[:MAX_FIELD_CHARS]
+    data: _ArtifactFileBody = _read_artifact_file(body)
+    name = data.name[:MAX_FIELD_CHARS]
     if not name:
         raise BadRequest("an artifact file needs a name")
-    encoded = _string(data, "content")
+    encoded = data.content
     if len(encoded) > (MAX_KEPT_ARTIFACT_BYTES + 2) // 3 * 4:
         raise BadRequest(f"an artifact file may be at most {MAX_KEPT_ARTIFACT_BYTES} bytes")
     try:
         content = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("content must be base64 (RFC 4648, with padding)") from None
-    return ArtifactFile(job_id=job_id, name=name, path=path, content=content)
+    return ArtifactFile(job_id=data.jobId, name=name, path=data.path[:MAX_FIELD_CHARS], content=content)
 
 
 def stream_record(body: Any, job_id: str) -> LogBatch:
     """One NDJSON record of `POST /webhooks/stream`: `{"seq": n, "lines": [...]}`.
 
     The job comes from the stream's start (its token was checked once); `seq` is required,
-    since a stream has no answer per record and resumes from the last stored seq.
+    since a stream has no answer per record and resumes from the last stored seq. Read here
+    rather than through `log_batch`: a thousand streams send thousands of records a second.
     """
-    data = _object(body)
-    seq = data.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise BadRequest("a stream record needs seq (an integer)")
-    lines = data.get("lines")
-    raw_events = data.get("events")
-    if lines is None and raw_events is not None:
-        lines = []
-    if not isinstance(lines, list):
-        raise BadRequest("a stream record needs lines (a list of strings)")
-    # Checked here rather than through `log_batch`: a thousand streams send thousands of
-    # records a second, and building a request body to check again cost ~2 % of the server.
-    events = agent_events(raw_events) if raw_events is not None else ()
-    return LogBatch(job_id=job_id, lines=_lines(lines), seq=_optional_int(data, "seq", minimum=0), events=events)
+    try:
+        record = _parse_record(body)
+    except WireError as error:
+        raise BadRequest(_NEEDS_SEQ if error.path == "seq" else str(error)) from None
+    seq, lines = record.seq, record.lines
+    if lines is None:
+        if record.events is None:
+            raise BadRequest("a stream record needs lines (a list of strings)")
+        lines = ()
+    if seq < 0:
+        raise BadRequest("seq must be at least 0")
+    if seq > 2**53:
+        raise BadRequest("seq is out of range")
+    events = agent_events(record.events) if record.events is not None else ()
+    return LogBatch(job_id=job_id, lines=_counted(lines), seq=seq, events=events)
+
+
+_NEEDS_SEQ = "a stream record needs seq (an integer)"
