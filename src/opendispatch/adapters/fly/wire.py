@@ -4,6 +4,11 @@ Shapes follow docs/reference (shared/reference/fly-machines.md §2-§8). The exi
 a machine event is not in the public docs: its shape is fly-go's `machine_types.go`
 (`MachineRequest.exit_event` or `MachineRequest.MonitorEvent.exit_event`, `exit_code`
 omitted when 0), which is what flyd writes and flyctl reads.
+
+What we read of a Machine object is described as attrs classes shaped as the JSON (attributes
+named as its keys) and read by this dialect's cattrs converter (`support.wire`); a Machine we
+cannot read is a `SpriteError` that says which field was wrong, never a KeyError from deep in
+the client.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
+from ...domain.errors import SpriteError
+from ...support.wire import WireError, hooked, make_converter, parser, string_map, strict_str, whole_number
 
 API_PREFIX = "/v1"
 DEFAULT_API_URL = "https://api.machines.dev"
@@ -80,6 +88,63 @@ def create_body(
     }
 
 
+def _text(value: object, _: object) -> str:
+    """A string; null (or absent) is ""."""
+    return "" if value is None else strict_str(value)
+
+
+_TEXT = hooked(_text)
+
+
+@attrs.define
+class _ExitEvent:
+    exit_code: int = attrs.field(default=0, metadata=hooked(lambda value, _: 0 if value is None else whole_number(value)))
+
+
+def _exit_event(value: object, _: object) -> _ExitEvent | None:
+    """An exit event; an empty one (`{}`) counts as none, as flyctl reads it."""
+    return _CONVERTER.structure(value, _ExitEvent) if value else None
+
+
+_EXIT_EVENT = hooked(_exit_event)
+
+
+@attrs.define
+class _MonitorEvent:
+    exit_event: _ExitEvent | None = attrs.field(default=None, metadata=_EXIT_EVENT)
+
+
+@attrs.define
+class _EventRequest:
+    MonitorEvent: _MonitorEvent | None = None
+    exit_event: _ExitEvent | None = attrs.field(default=None, metadata=_EXIT_EVENT)
+
+
+@attrs.define
+class _Event:
+    request: _EventRequest | None = None
+
+
+@attrs.define
+class _Config:
+    metadata: dict[str, str] = attrs.field(factory=dict, metadata=hooked(string_map))
+
+
+@attrs.define
+class _Machine:
+    id: str
+    name: str = attrs.field(default="", metadata=_TEXT)
+    state: str = attrs.field(default="", metadata=_TEXT)
+    instance_id: str = attrs.field(default="", metadata=_TEXT)
+    config: _Config | None = None
+    events: list[_Event] | None = None
+
+
+_CONVERTER = make_converter()
+_read_machine = parser(_CONVERTER, _Machine, what="the machine")
+_read_events = parser(_CONVERTER, list[_Event], what="the events")
+
+
 @attrs.frozen
 class MachineView:
     """What the client reads from a Machine object; everything else is ignored."""
@@ -92,27 +157,40 @@ class MachineView:
     exit_code: int | None
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> MachineView:
-        config = body.get("config") or {}
-        metadata = config.get("metadata") or {}
+    def from_json(cls, body: object) -> MachineView:
+        """A Machine object as the API answers it; SpriteError when it is not one."""
+        try:
+            machine = _read_machine(body)
+        except WireError as error:
+            raise SpriteError(f"the Fly Machines API answered a machine we cannot read: {error}") from None
         return cls(
-            id=str(body["id"]),
-            name=str(body.get("name", "")),
-            state=str(body.get("state", "")),
-            instance_id=str(body.get("instance_id", "")),
-            metadata={str(k): str(v) for k, v in metadata.items()},
-            exit_code=exit_code_of(body.get("events") or ()),
+            id=machine.id,
+            name=machine.name,
+            state=machine.state,
+            instance_id=machine.instance_id,
+            metadata=machine.config.metadata if machine.config else {},
+            exit_code=_exit_code(machine.events or ()),
         )
 
 
-def exit_code_of(events: Sequence[Mapping[str, Any]]) -> int | None:
+def exit_code_of(events: object) -> int | None:
+    """The newest exit event's code in a Machine's `events` (JSON); None when it never exited."""
+    try:
+        return _exit_code(_read_events(events))
+    except WireError as error:
+        raise SpriteError(f"the Fly Machines API answered events we cannot read: {error}") from None
+
+
+def _exit_code(events: Sequence[_Event]) -> int | None:
     """The newest exit event's code (events are newest first); None when it never exited."""
     for event in events:
-        request = event.get("request") or {}
-        monitor = request.get("MonitorEvent") or {}
-        exit_event = monitor.get("exit_event") or request.get("exit_event")
+        request = event.request
+        if request is None:
+            continue
+        monitor = request.MonitorEvent
+        exit_event = (monitor.exit_event if monitor else None) or request.exit_event
         if exit_event is not None:
-            return int(exit_event.get("exit_code", 0))
+            return exit_event.exit_code
     return None
 
 
