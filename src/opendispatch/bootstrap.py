@@ -573,6 +573,7 @@ async def _serve_in_cluster(
                 return
 
         async with trio.open_nursery() as standby:
+            leader[0] = await cluster.leader_url()  # known before the first request arrives
             url = await standby.start(serve_standby, config.webhook_bind, lambda: leader[0])
             standby.start_soon(follow_leader)
             standby.start_soon(stop_on_signal, standby.cancel_scope)

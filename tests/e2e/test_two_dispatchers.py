@@ -136,3 +136,48 @@ async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_u
     report = "\n".join(f"{at:7.2f}s  {what}" for at, what in timeline)
     (ARTIFACTS / f"failover-timeline-{stop.name}.txt").write_text(report + "\n")
     print("\n" + report)
+
+
+async def _slash(http: httpx.AsyncClient, port: int, fake: FakeSlack, command: str, text: str) -> None:
+    body = form_body(fake.slash_payload(command, text))
+    response = await post_signed(
+        http, f"http://127.0.0.1:{port}/slack/events", body, timestamp=int(time.time()),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200, response.text
+
+
+def _succeeded_cards(fake: FakeSlack) -> int:
+    return sum(1 for m in fake.messages if m.blocks and m.blocks[0].get("type") == "header" and "succeeded" in m.all_text())
+
+
+async def test_the_standby_takes_a_persistent_session_over(tmp_path: Path, postgres_url: str) -> None:
+    """A persistent session started on the leader goes on after it is killed: the next leader
+    resumes it, its sprite (still running, files and all) polls the new leader, and the next
+    message runs there."""
+    port_a, port_b = free_port(), free_port()
+    async with open_fake_slack() as fake, open_balancer([port_a, port_b]) as balancer, httpx.AsyncClient() as http:
+        env_a = _env(tmp_path, port_a, postgres_url, fake, balancer.port) | {"OPENDISPATCH_ALLOW_SHELL_SESSIONS": "1"}
+        env_b = _env(tmp_path, port_b, postgres_url, fake, balancer.port) | {"OPENDISPATCH_ALLOW_SHELL_SESSIONS": "1"}
+        async with serve_process(env_a, tmp_path) as a:
+            await a.wait_for(r"leads \(waited", timeout=30)
+            async with serve_process(env_b, tmp_path) as b:
+                await b.wait_for(r"stands by", timeout=30)
+                await _slash(http, port_b, fake, "/od-start", "keep --agent shell --persistent")
+                await _until(fake, lambda: "Session keep started" in fake.everything_said())
+                await _slash(http, port_b, fake, "/od-send", 'keep "echo from-before > f.txt && echo done"')
+                await _until(fake, lambda: _succeeded_cards(fake) == 1)
+                a.process.kill()
+                await a.process.wait()
+                await b.wait_for(r"Open-Dispatch ready", timeout=30)
+                await _slash(http, port_b, fake, "/od-send", 'keep "cat f.txt"')
+                await _until(fake, lambda: _succeeded_cards(fake) == 2)
+                assert "from-before" in fake.everything_said()
+                await _slash(http, port_b, fake, "/od-stop", "keep")
+                await _until(fake, lambda: "Session keep ended" in fake.everything_said())
+                assert "Traceback" not in a.text + b.text, a.text + b.text
+    async with open_postgres_store(postgres_url) as store:
+        jobs = await store.recent(limit=5)
+        assert [job.state for job in jobs] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+        assert jobs[0].sprite_id == jobs[1].sprite_id, "both messages ran on the session's one sprite"
+        assert await store.output(jobs[0].id) == ["from-before"]
