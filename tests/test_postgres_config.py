@@ -78,6 +78,7 @@ def test_doctor_connects_to_the_database_and_never_prints_its_password(postgres_
     assert status == 0, text
     assert "✓ database postgresql://postgres:***@/" in text and "accepts connections" in text
     assert "OPENDISPATCH_DB" in text and "set: postgresql://postgres:***@/" in text
+    assert "✓ dispatchers sharing this database: one leads" in text and "within 10s (OPENDISPATCH_LEASE_S)" in text
 
 
 def test_doctor_says_why_it_cannot_connect_without_the_password(postgres_url: str) -> None:

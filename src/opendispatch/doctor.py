@@ -36,6 +36,8 @@ GENERAL = (
     Variable("WEBHOOK_PORT", False, "port the webhook server listens on", "8080"),
     Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
     Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output, or a postgresql:// URL", ".opendispatch/jobs.db"),
+    Variable("OPENDISPATCH_LEASE_S", False, "on PostgreSQL: a job lease; a standby takes over a dead leader's jobs within it", "10"),
+    Variable("OPENDISPATCH_PEER_URL", False, "on PostgreSQL: where the other dispatchers reach this one", "on Fly the machine's private address, else the bound one"),
     Variable("SPRITE_IMAGE", False, "default image for sprites (Fly backend)", None),
     Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),
     Variable("SPRITE_AGENT_TYPE", False, "default agent: claude, opencode or shell", "claude"),
@@ -183,6 +185,15 @@ def _machine_checks(env: Mapping[str, str], config: Config, *, port_known: bool)
     checks.append(_repository_access_check(env))
     checks.append(_web_view_check(config))
     checks.append(_database_check(config.database_path))
+    if is_postgres_url(config.database_path):
+        checks.append(
+            (
+                f"✓ dispatchers sharing this database: one leads, the others stand by and pass requests on; "
+                f"a standby takes a dead leader's jobs over within {config.lease_s:g}s (OPENDISPATCH_LEASE_S); "
+                f"the others reach this one at {config.peer_url or 'its bound address'} (OPENDISPATCH_PEER_URL)",
+                True,
+            )
+        )
     return checks
 
 
