@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 
+from fakes import discord as fake_discord
 from fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeMessage, FakeSlack, form_body, open_fake_slack, post_signed
 from opendispatch.adapters.postgres import open_postgres_store
 from opendispatch.config import UNSANDBOXED_OPT_IN
@@ -32,22 +33,25 @@ CEILING_S = 90
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ci" / "artifacts"
 
 
-def _env(tmp_path: Path, port: int, database: str, fake: FakeSlack, balancer_port: int) -> dict[str, str]:
+def _env(tmp_path: Path, port: int, database: str, fake: FakeSlack | None, balancer_port: int) -> dict[str, str]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "WEBHOOK_PORT": str(port),
         "OPENDISPATCH_DB": database,
         "OPENDISPATCH_LEASE_S": str(LEASE_S),
-        "CHAT_PROVIDER": "slack",
-        "SLACK_MODE": "http",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "OPENDISPATCH_SLACK_API_URL": fake.base_url + "/api/",
         "OPEN_DISPATCH_URL": f"http://127.0.0.1:{balancer_port}",  # what sprites call: either dispatcher
         "OPENDISPATCH_RETRY_MAX_S": "0.3",  # the sidecar retries quickly while the standby takes over
         "OPENDISPATCH_PASSTHROUGH_ENV": "OPENDISPATCH_RETRY_MAX_S",
     }
+    if fake is not None:
+        env |= {
+            "CHAT_PROVIDER": "slack",
+            "SLACK_MODE": "http",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "OPENDISPATCH_SLACK_API_URL": fake.base_url + "/api/",
+        }
     if shutil.which("bwrap") is None:  # CI installs bubblewrap; elsewhere the sprites run bare
         env["OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES"] = UNSANDBOXED_OPT_IN
     return env
@@ -181,3 +185,35 @@ async def test_the_standby_takes_a_persistent_session_over(tmp_path: Path, postg
         assert [job.state for job in jobs] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
         assert jobs[0].sprite_id == jobs[1].sprite_id, "both messages ran on the session's one sprite"
         assert await store.output(jobs[0].id) == ["from-before"]
+
+
+async def test_the_discord_gateway_is_held_by_the_leader_alone(tmp_path: Path, postgres_url: str) -> None:
+    """A duty that must run once: one gateway connection, the leader's; it moves when it dies."""
+    port_a, port_b = free_port(), free_port()
+    async with fake_discord.open_fake_discord() as fake, open_balancer([port_a, port_b]) as balancer:
+        discord = {
+            "CHAT_PROVIDER": "discord",
+            "DISCORD_BOT_TOKEN": fake_discord.BOT_TOKEN,
+            "DISCORD_CLIENT_ID": fake_discord.APPLICATION_ID,
+            "DISCORD_API_BASE_URL": fake.api_url,
+            "DISCORD_GATEWAY_URL": fake.gateway_url,
+        }
+
+        def identified() -> list[fake_discord.GatewaySession]:
+            return [s for s in fake.gateway_sessions if s.identified.is_set() and not s.ended.is_set()]
+
+        async with serve_process(_env(tmp_path, port_a, postgres_url, None, balancer.port) | discord, tmp_path) as a:
+            await a.wait_for(r"Open-Dispatch ready", timeout=30)
+            with trio.fail_after(CEILING_S):
+                await fake.wait_for(lambda _: len(identified()) == 1)
+            async with serve_process(_env(tmp_path, port_b, postgres_url, None, balancer.port) | discord, tmp_path) as b:
+                await b.wait_for(r"stands by", timeout=30)
+                leaders_session = identified()[0]
+                assert len(fake.gateway_sessions) == 1
+                a.process.kill()
+                await a.process.wait()
+                await b.wait_for(r"Open-Dispatch ready", timeout=30)
+                with trio.fail_after(CEILING_S):
+                    await fake.wait_for(lambda _: leaders_session.ended.is_set() and len(identified()) == 1)
+                assert len(fake.gateway_sessions) == 2
+                assert "Traceback" not in a.text + b.text, a.text + b.text
