@@ -93,3 +93,15 @@ async def test_job_messages_are_remembered_recalled_and_forgotten(postgres_url: 
                 assert await b.recall("j-1") == JobMessages()
                 await b.forget("j-1")
                 assert await a.recall("j-1") is None
+
+
+async def test_no_heartbeat_takes_the_leases_back_after_hand_over(postgres_url: str) -> None:
+    with trio.fail_after(CEILING_S):
+        async with open_postgres_cluster(postgres_url, member="a", lease_s=30.0) as a:
+            await a.lead()
+            await a.heartbeat("http://a", ["j-1"])
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.hand_over)
+                nursery.start_soon(a.heartbeat, "http://a", ["j-1"])  # the heartbeat task's tick
+            await a.heartbeat("http://a", ["j-1"])  # a late one: nothing
+            assert await a.held_leases() == {} and await a.leader_url() is None

@@ -81,6 +81,9 @@ class PostgresCluster:
         self._work = work
         self._connect = connect
         self._lock: _Connection1 | None = None
+        #: Set by `hand_over`: heartbeats from then on do nothing (a renewal queued behind the
+        #: release would otherwise take the leases back).
+        self._handing_over = False
         #: How often a standby asks for the lock: a fifth of the lease, so a dead leader's place
         #: is taken well within it.
         self.poll_s = max(0.05, lease_s / 5)
@@ -111,6 +114,8 @@ class PostgresCluster:
         return None if row is None else str(row[0])
 
     async def heartbeat(self, url: str, jobs: Collection[str]) -> None:
+        if self._handing_over:
+            return
         lock = self._lock
         if lock is None:
             raise LeadershipLost("this process does not lead")
@@ -121,6 +126,8 @@ class PostgresCluster:
         await self._work.run(partial(self._renew, url, sorted(jobs)))
 
     def _renew(self, url: str, jobs: list[str], db: _Connection) -> None:
+        if self._handing_over:  # read under the work connection's lock, after any release
+            return
         lease = f"{self.lease_s} seconds"
         with db.transaction():
             db.execute(
@@ -166,6 +173,7 @@ class PostgresCluster:
         return {str(job_id): str(member) for job_id, member in rows}
 
     async def hand_over(self) -> None:
+        self._handing_over = True
         await self._work.run(self._release)
         lock, self._lock = self._lock, None
         if lock is not None:
