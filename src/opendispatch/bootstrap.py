@@ -21,7 +21,7 @@ import trio
 
 from .adapters.prometheus import PrometheusMetrics
 from .adapters.web import add_web_routes
-from .adapters.webhook import build_webhook_app, serve_webhooks
+from .adapters.webhook import bind_webhooks, build_webhook_app, serve_webhooks
 from .app.approvals import ApprovalDesk
 from .app.dispatcher import Dispatcher
 from .app.job_runner import JobRunner, RunnerSettings
@@ -299,6 +299,12 @@ async def open_dispatcher(
             await cluster.lead()
             waited = await cluster.wait_for_expired_leases()
             log.info("cluster: %s leads (waited %.1fs for the last leader's leases)", cluster.member, waited)
+        # The listening sockets first: their address is the callback URL sprites get, so
+        # everything below is built once, complete; connections wait in the backlog until served.
+        listeners = bind_webhooks(bind or config.webhook_bind)
+        stack.callback(listeners.close)
+        bound_url = listeners.url
+        callback_url = config.open_dispatch_url or bound_url  # what sprites post to
         store = store if store is not None else await _open_store(config, stack)
         sprites = sprites if sprites is not None else await _open_sprites(config, stack, store)
         metrics = PrometheusMetrics()
@@ -333,9 +339,8 @@ async def open_dispatcher(
         )
         session_store = store if isinstance(store, SessionStore) else None
         sessions_settings = session_settings or session_settings_for(config)
-        # Sessions in three parts sharing one registry: the sidecars' long poll needs no callback
-        # URL, so it is built (and the stored sessions loaded) before the listener answers; the
-        # runner's hooks need only the registry; the supervisor and the commands, after binding.
+        # Sessions in three parts sharing one registry: the sidecars' long poll, the runner's
+        # hooks and the supervisor with the commands (which hand sprites the callback URL).
         live_sessions = LiveSessions(session_store) if session_store is not None else None
         session_polls = None
         if live_sessions is not None:
@@ -373,30 +378,115 @@ async def open_dispatcher(
                     watch=watch,
                 ),
             )
-        async with trio.open_nursery() as nursery:
-            bound_url = await nursery.start(serve_webhooks, webhook_app, bind or config.webhook_bind)
-            callback_url = config.open_dispatch_url or bound_url  # what sprites post to
-            web_links = (
-                WebLinks(
-                    grants,
-                    base_url=config.web_url or bound_url,
-                    wall_clock=wall_clock,
-                    job_link_s=config.web_link_s,
-                    list_link_s=config.web_grant_s,
-                )
-                if config.web_enabled
-                else None
+        web_links = (
+            WebLinks(
+                grants,
+                base_url=config.web_url or bound_url,
+                wall_clock=wall_clock,
+                job_link_s=config.web_link_s,
+                list_link_s=config.web_grant_s,
             )
-            job_link = web_links.for_job if web_links is not None else no_link
-            if cluster is not None:  # standbys pass requests on to this address from now on
-                heartbeat = LeaderHeartbeat(
-                    cluster,
-                    url=config.peer_url or bound_url,
-                    jobs=lambda: list(ledger.live.keys()),
-                    on_lost=on_leadership_lost or stop_now,
-                )
+            if config.web_enabled
+            else None
+        )
+        job_link = web_links.for_job if web_links is not None else no_link
+        heartbeat = (
+            None
+            if cluster is None
+            else LeaderHeartbeat(
+                cluster,
+                url=config.peer_url or bound_url,
+                jobs=lambda: list(ledger.live.keys()),
+                on_lost=on_leadership_lost or stop_now,
+            )
+        )
+        timer = SharedTimer()
+        runner = JobRunner(
+            store=store,
+            ledger=ledger,
+            relay=relay,
+            sprites=sprites,
+            chat=chat,
+            tokens=tokens,
+            redactor=redactor,
+            callback_url=callback_url,
+            passthrough=config.passthrough,
+            wall_clock=wall_clock,
+            settings=runner_settings
+            or runner_settings_for(config, chat.limits if isinstance(chat, DeclaresLimits) else ChatLimits()),
+            metrics=metrics,
+            timer=timer,
+            credentials=credentials,
+            approvals=approvals,
+            job_link=job_link,
+            session_sprites=SessionSpriteHooks(live_sessions) if live_sessions is not None else None,
+            messages=cluster if isinstance(cluster, JobMessageStore) else None,
+        )
+        supervisor = None
+        sessions = None
+        if live_sessions is not None:
+            supervisor = SessionSupervisor(
+                sessions=live_sessions,
+                jobs=store,
+                ledger=ledger,
+                runner=runner,
+                sprites=sprites,
+                chat=chat,
+                tokens=tokens,
+                callback_url=callback_url,
+                passthrough=config.passthrough,
+                wall_clock=wall_clock,
+                settings=sessions_settings,
+                credentials=credentials,
+            )
+            sessions = SessionCommands(
+                sessions=live_sessions,
+                supervisor=supervisor,
+                jobs=store,
+                ledger=ledger,
+                chat=chat,
+                wall_clock=wall_clock,
+                settings=sessions_settings,
+                access=config.access,
+                ownership=config.ownership,
+                job_link=job_link,
+            )
+        dispatcher = Dispatcher(
+            store=store,
+            chat=chat,
+            runner=runner,
+            parse_settings=ParseSettings(
+                images=dict(config.sprite_images),
+                default_agent=config.agent_type,
+                default_image=config.sprite_image,
+                runs_images=_runs_images(sprites),
+            ),
+            wall_clock=wall_clock,
+            access=config.access,
+            ownership=config.ownership,
+            sessions=sessions,
+            channel_settings=store if isinstance(store, ChannelSettingsStore) else None,
+            approvals=approvals,
+            web_links=web_links,
+        )
+        reaper = StaleJobReaper(
+            store=store,
+            ledger=ledger,
+            sprites=sprites,
+            chat=chat,
+            wall_clock=wall_clock,
+            supervised=lambda: ledger.live.keys(),
+            interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
+            waiting=live_sessions.waiting_jobs if live_sessions is not None else lambda: (),
+            period_s=config.reaper_period_s,
+            silence_s=config.silence_s,
+            job_link=job_link,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_webhooks, webhook_app, listeners)
+            if heartbeat is not None:  # standbys pass requests on to this address from now on
                 await nursery.start(heartbeat.run)
-            # After binding, so cards of jobs lost in a restart carry their web link too.
+            # Once serving, as the sprites of jobs it keeps report again.
             reconciled = await reconcile(
                 store=store,
                 ledger=ledger,
@@ -406,78 +496,10 @@ async def open_dispatcher(
                 sessions=stored_sessions,
                 job_link=job_link,
             )
-            timer = SharedTimer()
             await nursery.start(timer.run)
             await nursery.start(relay.run_ingest)
-            runner = JobRunner(
-                store=store,
-                ledger=ledger,
-                relay=relay,
-                sprites=sprites,
-                chat=chat,
-                tokens=tokens,
-                redactor=redactor,
-                callback_url=callback_url,
-                passthrough=config.passthrough,
-                wall_clock=wall_clock,
-                settings=runner_settings
-                or runner_settings_for(config, chat.limits if isinstance(chat, DeclaresLimits) else ChatLimits()),
-                metrics=metrics,
-                timer=timer,
-                credentials=credentials,
-                approvals=approvals,
-                job_link=job_link,
-                session_sprites=SessionSpriteHooks(live_sessions) if live_sessions is not None else None,
-                messages=cluster if isinstance(cluster, JobMessageStore) else None,
-            )
-            supervisor = None
-            sessions = None
-            if live_sessions is not None:
-                supervisor = SessionSupervisor(
-                    sessions=live_sessions,
-                    jobs=store,
-                    ledger=ledger,
-                    runner=runner,
-                    sprites=sprites,
-                    chat=chat,
-                    tokens=tokens,
-                    callback_url=callback_url,
-                    passthrough=config.passthrough,
-                    wall_clock=wall_clock,
-                    settings=sessions_settings,
-                    credentials=credentials,
-                )
+            if supervisor is not None:
                 await nursery.start(supervisor.run)  # owns the sessions' tasks before jobs are adopted
-                sessions = SessionCommands(
-                    sessions=live_sessions,
-                    supervisor=supervisor,
-                    jobs=store,
-                    ledger=ledger,
-                    chat=chat,
-                    wall_clock=wall_clock,
-                    settings=sessions_settings,
-                    access=config.access,
-                    ownership=config.ownership,
-                    job_link=job_link,
-                )
-            dispatcher = Dispatcher(
-                store=store,
-                chat=chat,
-                runner=runner,
-                parse_settings=ParseSettings(
-                    images=dict(config.sprite_images),
-                    default_agent=config.agent_type,
-                    default_image=config.sprite_image,
-                    runs_images=_runs_images(sprites),
-                ),
-                wall_clock=wall_clock,
-                access=config.access,
-                ownership=config.ownership,
-                sessions=sessions,
-                channel_settings=store if isinstance(store, ChannelSettingsStore) else None,
-                approvals=approvals,
-                web_links=web_links,
-            )
             await nursery.start(dispatcher.run)
             for job_id in reconciled.kept:  # sprites that outlived a restart: see their jobs through
                 kept = await store.get(job_id)
@@ -487,19 +509,6 @@ async def open_dispatcher(
                 await supervisor.resume_all()
             if approvals is not None:
                 await nursery.start(approvals.run)  # re-posts what waited when we stopped
-            reaper = StaleJobReaper(
-                store=store,
-                ledger=ledger,
-                sprites=sprites,
-                chat=chat,
-                wall_clock=wall_clock,
-                supervised=lambda: ledger.live.keys(),
-                interrupt=lambda job_id: runner.cancel(job_id, by="the stale job reaper"),
-                waiting=live_sessions.waiting_jobs if live_sessions is not None else lambda: (),
-                period_s=config.reaper_period_s,
-                silence_s=config.silence_s,
-                job_link=job_link,
-            )
             await nursery.start(reaper.run)
             log.info("Open-Dispatch ready: webhooks at %s", bound_url)
             yield Running(

@@ -40,7 +40,7 @@ from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
-from hypercorn.utils import repr_socket_addr, wrap_app
+from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from ...domain.errors import InvalidToken, JobClosed
@@ -538,10 +538,11 @@ async def serve_front(
     app: QuartTrio,
     config: HypercornConfig,
     front: SidecarFront,
+    sockets: Sequence[socket.socket],
     *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` with hypercorn, except the sidecar requests `front` takes; reports the bound URLs."""
+    """Serve `app` with hypercorn on the listening `sockets`, except the sidecar requests `front` takes."""
     asgi = wrap_app(app, config.wsgi_max_body_size, mode="asgi")
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(asgi, config, lifespan_state)
@@ -549,12 +550,8 @@ async def serve_front(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        sockets = config.create_sockets()  # plain HTTP: TLS ends at Fly's proxy (or yours)
-        binds = []
-        for sock in sockets.insecure_sockets:
+        for sock in sockets:
             stamp_arrivals(sock)
-            sock.listen(config.backlog)
-            binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
 
         async def connection(socket_stream: trio.SocketStream) -> None:
             """One connection's requests; `serve_listening_sockets` closes it afterwards."""
@@ -580,18 +577,14 @@ async def serve_front(
                 # One connection's failure must not take the server (and every job) down.
                 log.exception("webhook connection failed")
 
-        try:
-            async with trio.open_nursery() as handlers:
-                await handlers.start(front.run_stream_hub)
-                await handlers.start(serve_listening_sockets, sockets.insecure_sockets, connection)
-                task_status.started(binds)
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    lifespan_nursery.cancel_scope.cancel()
-        finally:
-            for sock in sockets.insecure_sockets:
-                sock.close()
+        async with trio.open_nursery() as handlers:
+            await handlers.start(front.run_stream_hub)
+            await handlers.start(serve_listening_sockets, sockets, connection)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                lifespan_nursery.cancel_scope.cancel()
 
 
 #: accept() errors that mean the process is out of file descriptors or memory: pause, retry.
