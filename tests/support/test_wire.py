@@ -74,3 +74,13 @@ def test_a_parser_reads_fast_and_explains_failures_as_structure_does() -> None:
     assert (refused.value.path, refused.value.problem) == ("even", "must be an even integer")
     with pytest.raises(WireError, match="^a record must be a JSON object$"):
         parse("nope")
+
+
+def test_a_part_read_on_its_own_reports_its_path_in_the_body() -> None:
+    parse = parser(CONVERTER, Body, at="data")
+    with pytest.raises(WireError, match=r"^data\.entries\[0\]\.name must be a string$"):
+        parse({"jobId": "j", "entries": [{}]})
+    with pytest.raises(WireError, match="^data must be a JSON object$"):
+        parse(None)
+    with pytest.raises(WireError, match=r"^data\[1\] must be a string$"):
+        structure(CONVERTER, ["a", 1], list[str], at="data")

@@ -183,17 +183,22 @@ def hook_for(converter: cattrs.Converter, cl: type[T]) -> Callable[[Any, type[T]
     return converter.get_structure_hook(cl)
 
 
-def structure(converter: cattrs.Converter, data: object, cl: type[T], *, what: str = "the body") -> T:
-    """`data` as a `cl`, or WireError with the first problem (`what` names the whole value)."""
-    return parser(converter, cl, what=what)(data)
+def structure(converter: cattrs.Converter, data: object, cl: type[T], *, what: str = "the body", at: str = "") -> T:
+    """`data` as a `cl`, or WireError with the first problem (`what` names the whole value;
+    `at`, when the value sits inside a larger body, is its path there: see `parser`)."""
+    return parser(converter, cl, what=what, at=at)(data)
 
 
-def parser(converter: cattrs.Converter, cl: type[T], *, what: str = "the body") -> Callable[[object], T]:
+def parser(converter: cattrs.Converter, cl: type[T], *, what: str = "the body", at: str = "") -> Callable[[object], T]:
     """`structure` for one class, for a path that parses every record.
 
     A value is first read by a hook generated without detailed validation (no per-field
     bookkeeping: about a third cheaper for a small record); only when that fails is it read
     again by the converter's own hook, whose errors say where the problem is.
+
+    `at` is the value's path in the body it came from, for a part read on its own (a Discord
+    interaction's `data`, read by the interaction's type): a problem's path then starts there
+    ("data.options[0].name must be a string", "data must be a JSON object").
     """
     fast = _object_hook(converter, cl, detailed=False) if attrs.has(cl) else converter.get_structure_hook(cl)
     detailed = converter.get_structure_hook(cl)
@@ -207,6 +212,8 @@ def parser(converter: cattrs.Converter, cl: type[T], *, what: str = "the body") 
             return detailed(data, cl)  # type: ignore[no-any-return]
         except (ClassValidationError, IterableValidationError, Invalid) as exc:
             path, problem = first_problem(exc)
+            if at:
+                path = f"{at}{path}" if path.startswith("[") else f"{at}.{path}" if path else at
             raise WireError(path or what, problem) from None
 
     return parse

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from opendispatch.adapters.discord.app_commands import COMMAND_NAMES, application_commands, command_text
-from opendispatch.adapters.discord.interactions import parse_interaction, signature_checker, verify_signature
+from opendispatch.adapters.discord.interactions import BadInteraction, parse_interaction, signature_checker, verify_signature
 from opendispatch.adapters.discord.payloads import MAX_CONTENT, message_parts
 from opendispatch.adapters.discord.rest import redact_path, route_key
 from opendispatch.adapters.discord.settings import DiscordSettings
@@ -130,6 +130,42 @@ def test_interactions_parse_to_a_user_a_channel_and_a_command_line() -> None:
     button = parse_interaction({**raw, "type": 3, "data": {"custom_id": "od_stop:j-1a2b3c4d", "component_type": 2}})
     assert button.text == "/od-cancel j-1a2b3c4d"
     assert parse_interaction({**raw, "type": 3, "data": {"custom_id": "other"}}).text is None
+
+
+def test_interactions_in_threads_and_dms_and_nested_options() -> None:
+    base = {"id": "5", "application_id": "7", "type": 2, "token": "t", "data": {"name": "od-list", "options": None}}
+    in_thread = parse_interaction({**base, "channel": {"id": "99", "type": 11, "parent_id": "42"}, "member": {"user": {"id": "9", "username": "mason"}, "nick": "Mace"}})
+    assert in_thread.conversation == Conversation("discord", "42", thread="42:99") and in_thread.user == User("9", "Mace")
+    in_dm = parse_interaction({**base, "channel_id": "8", "user": {"id": "9", "username": "mason", "global_name": None}})
+    assert in_dm.conversation == Conversation("discord", "8") and in_dm.user == User("9", "mason") and in_dm.text == "/od-list"
+    assert parse_interaction({**base, "type": 4, "channel_id": "8", "user": {"id": "9"}, "data": None}).text is None
+    nested = {"name": "od-logs", "options": [{"name": "sub", "type": 1, "options": [{"name": "job", "type": 3, "value": "j-1a2b3c4d"}, {"name": "raw", "type": 5, "value": True}]}]}
+    assert command_text(nested) == "/od-logs j-1a2b3c4d --raw"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"token": None}, "token must be a string"),
+        ({"type": "2"}, "type must be an integer"),
+        ({"channel_id": None}, "channel_id must be a string when channel.id is absent"),
+        ({"member": {"user": {"id": 9}}}, "member.user.id must be a string"),
+        ({"member": None}, "user must be a user object when member.user is absent"),
+        ({"data": {"name": "od-help", "options": [{"name": "command", "type": 3, "value": {}}]}}, "data.options[0].value must be a string, a number, or true or false"),
+        ({"data": {"name": "od-help", "options": [{"type": 3, "value": "x"}]}}, "data.options[0].name must be a string"),
+        ({"data": ["od-help"]}, "data must be an application command's data (name, options)"),
+        ({"type": 3, "data": {"custom_id": 1}}, "data.custom_id must be a string"),
+    ],
+)
+def test_an_interaction_we_cannot_read_is_refused_naming_the_field(change: dict[str, object], message: str) -> None:
+    raw = {
+        "id": "5", "application_id": "7", "type": 2, "token": "secret-token", "channel_id": "42",
+        "member": {"user": {"id": "9", "username": "mason"}}, "data": {"name": "od-help"},
+    }
+    with pytest.raises(BadInteraction) as refused:
+        parse_interaction({**raw, **change})
+    assert str(refused.value) == f"not an interaction we can answer: {message}"
+    assert "secret-token" not in str(refused.value)
 
 
 def test_rate_limit_keys_and_logs_keep_tokens_out() -> None:

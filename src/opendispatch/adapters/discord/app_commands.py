@@ -8,12 +8,13 @@ domain parser stays the one place that decides what a command means and how it f
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ...domain.channel_settings import KEYS as CHANNEL_KEYS
 from ...domain.job import JobState
 from ...domain.job_spec import AgentKind
+from .wire import ApplicationCommandInteractionData, ApplicationCommandInteractionDataOption, OptionValue, read_command_data
 
 STRING, INTEGER, BOOLEAN = 3, 4, 5
 CHAT_INPUT = 1
@@ -149,10 +150,19 @@ def application_commands() -> list[dict[str, Any]]:
     ]
 
 
-def command_text(data: Mapping[str, Any]) -> str:
-    """The command line for an APPLICATION_COMMAND's `data` (name + options)."""
-    name = str(data.get("name", ""))
-    values = _option_values(data.get("options") or [])
+def command_text(data: object) -> str:
+    """The command line for an APPLICATION_COMMAND's `data` (name + options), as JSON.
+
+    WireError (support.wire) when `data` is not an application command's data; its path
+    starts at `data` ("data.options[0].name must be a string").
+    """
+    return command_line(read_command_data(data))
+
+
+def command_line(data: ApplicationCommandInteractionData) -> str:
+    """The command line for an application command's data."""
+    name = data.name
+    values = _option_values(data.options or ())
 
     def flag(option: str) -> list[str]:
         value = values.get(option)
@@ -198,12 +208,12 @@ def command_text(data: Mapping[str, Any]) -> str:
     return " ".join([f"/{name}", *parts])
 
 
-def _option_values(options: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _option_values(options: Sequence[ApplicationCommandInteractionDataOption]) -> dict[str, OptionValue | None]:
     """Option name -> value; subcommand nesting is flattened (we register none today)."""
-    values: dict[str, Any] = {}
+    values: dict[str, OptionValue | None] = {}
     for option in options:
-        if option.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
-            values.update(_option_values(option.get("options") or []))
-        elif "value" in option:
-            values[str(option["name"])] = option["value"]
+        if option.type in (SUB_COMMAND, SUB_COMMAND_GROUP):
+            values.update(_option_values(option.options or ()))
+        elif option.value is not None:
+            values[option.name] = option.value
     return values

@@ -1,24 +1,26 @@
 """Interactions as Discord sends them (over the gateway or HTTP) -> what the Dispatcher needs.
 
-Both routes deliver the same JSON object, so there is one parser. HTTP delivery is signed:
-`verify_signature` checks Ed25519 over `timestamp + raw body` with the application's public
-key (PyNaCl), as Discord requires; anything that does not verify is answered 401.
+Both routes deliver the same JSON object, so there is one parser (the shapes it reads, and
+their cattrs converter, are in wire.py). HTTP delivery is signed: `verify_signature` checks
+Ed25519 over `timestamp + raw body` with the application's public key (PyNaCl), as Discord
+requires; anything that does not verify is answered 401.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from ...domain.job import Conversation, User
+from ...support.wire import WireError
 from .app_commands import command_text
 from .messages import THREAD_TYPES
 from .outbox import group_key
 from .payloads import button_command
+from .wire import Member, PartialChannel, read_component_data, read_interaction
 
 PLATFORM = "discord"
 
@@ -40,28 +42,35 @@ class InteractionEvent:
 
 
 class BadInteraction(ValueError):
-    """The payload lacks what every interaction has (id, token, channel, user)."""
+    """The payload lacks what every interaction has (id, token, channel, user), or a part of
+    it is not what Discord documents; the message names the field."""
 
 
-def parse_interaction(raw: Mapping[str, Any]) -> InteractionEvent:
+def parse_interaction(raw: object) -> InteractionEvent:
+    """An interaction's JSON (wire.py's `Interaction`) as what we answer; BadInteraction, naming
+    the field, when it is not one ("not an interaction we can answer: token must be a string")."""
     try:
-        kind = int(raw["type"])
-        channel = raw.get("channel") or {}
-        channel_id = str(channel.get("id") or raw["channel_id"])
-        parent_id = str(channel["parent_id"]) if channel.get("type") in THREAD_TYPES and channel.get("parent_id") else None
-        who = (raw.get("member") or {}).get("user") or raw["user"]
-        user = User(str(who["id"]), _display_name(raw.get("member") or {}, who))
+        interaction = read_interaction(raw)
+        channel = interaction.channel or PartialChannel()
+        channel_id = channel.id or interaction.channel_id
+        if channel_id is None:
+            raise WireError("channel_id", "must be a string when channel.id is absent")
+        parent_id = channel.parent_id if channel.type in THREAD_TYPES and channel.parent_id else None
+        member = interaction.member or Member()
+        who = member.user or interaction.user
+        if who is None:
+            raise WireError("user", "must be a user object when member.user is absent")
         return InteractionEvent(
-            id=str(raw["id"]),
-            token=str(raw["token"]),
-            application_id=str(raw["application_id"]),
-            type=kind,
+            id=interaction.id,
+            token=interaction.token,
+            application_id=interaction.application_id,
+            type=interaction.type,
             conversation=conversation_of(channel_id, parent_id),
-            user=user,
-            text=_text(kind, raw.get("data") or {}),
+            user=User(who.id, member.nick or who.global_name or who.username or who.id),
+            text=_text(interaction.type, interaction.data or {}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInteraction(f"not an interaction we can answer: {exc!r}") from None
+    except WireError as error:
+        raise BadInteraction(f"not an interaction we can answer: {error}") from None
 
 
 def conversation_of(channel_id: str, thread_parent_id: str | None) -> Conversation:
@@ -85,15 +94,11 @@ def channel_to_post_in(conversation: Conversation) -> str:
     return thread_id if sep else conversation.thread
 
 
-def _display_name(member: Mapping[str, Any], user: Mapping[str, Any]) -> str:
-    return str(member.get("nick") or user.get("global_name") or user.get("username") or user["id"])
-
-
-def _text(kind: int, data: Mapping[str, Any]) -> str | None:
+def _text(kind: int, data: object) -> str | None:
     if kind == APPLICATION_COMMAND:
         return command_text(data)
     if kind == MESSAGE_COMPONENT:
-        return button_command(str(data.get("custom_id", "")))
+        return button_command(read_component_data(data).custom_id)
     return None
 
 
