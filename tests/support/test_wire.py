@@ -7,7 +7,7 @@ from typing import ClassVar
 import attrs
 import pytest
 
-from opendispatch.support.wire import Invalid, WireError, hooked, make_converter, parser, structure
+from opendispatch.support.wire import Invalid, WireError, hook_for, hooked, make_converter, make_lenient_converter, parser, structure, wire_key
 
 
 @attrs.define
@@ -84,3 +84,36 @@ def test_a_part_read_on_its_own_reports_its_path_in_the_body() -> None:
         parse(None)
     with pytest.raises(WireError, match=r"^data\[1\] must be a string$"):
         structure(CONVERTER, ["a", 1], list[str], at="data")
+
+
+@attrs.define
+class Account:
+    id: str
+    name: str = ""
+
+
+@attrs.define
+class Note:
+    text: str = ""
+    from_property: Account | None = attrs.field(default=None, metadata=wire_key("from"))
+    to: list[Account] = attrs.Factory(list)
+    seen: bool | None = None
+    size: int = attrs.field(default=1, metadata=hooked(lambda value, _: _even(value)))
+
+
+def test_a_key_that_cannot_be_an_attribute_is_read_and_named_in_errors() -> None:
+    assert structure(CONVERTER, {"from": {"id": "a"}}, Note).from_property == Account("a")
+    with pytest.raises(WireError, match=r"^from\.id must be a string$"):
+        structure(CONVERTER, {"from": {"id": 1}}, Note)
+
+
+@pytest.mark.parametrize("detailed", [True, False])
+def test_a_lenient_converter_gives_defaults_for_what_does_not_fit(detailed: bool) -> None:
+    lenient = make_lenient_converter(detailed_validation=detailed)
+    read = hook_for(lenient, Note)
+    odd = {"text": 5, "from": [], "to": [{"id": "a"}, None, {"id": 2}, {"id": "b", "name": 3}], "seen": "yes", "size": 3}
+    assert read(odd, Note) == Note("", None, [Account("a"), Account("b")], None, 1)
+    assert read({"from": {"name": "x"}, "to": "all"}, Note) == Note()  # from.id has no default: from does not fit
+    assert structure(lenient, {"text": "hi", "from": {"id": "a"}, "size": 4}, Note) == Note("hi", Account("a"), [], None, 4)
+    with pytest.raises(WireError, match="^the body must be a JSON object$"):
+        structure(lenient, "nope", Note)

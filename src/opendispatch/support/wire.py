@@ -18,6 +18,11 @@ problem as one line, `<path> <problem>`: "jobId must be a string", "artifacts[0]
 integer", "the body must be a JSON object". A dialect's own hooks raise `Invalid("must be ...")`
 to say what they expected. Lenient dialects (a sidecar's agent events) call the class hook from
 `hook_for` themselves and drop what raises.
+
+A dialect that must never refuse a field it only glances at (Teams' activities, Slack's
+payloads) uses `make_lenient_converter`: the same strict hooks decide what fits, but a field
+whose value does not fit gets its default, and a list keeps only the items that fit. A JSON key
+that cannot be an attribute's name (`from`) is given with `wire_key`.
 """
 
 from __future__ import annotations
@@ -118,6 +123,17 @@ def hooked(hook: Hook) -> dict[str, Hook]:
     return {_HOOK: hook}
 
 
+_KEY = "opendispatch.wire.key"
+
+
+def wire_key(key: str) -> dict[str, str]:
+    """Field metadata for a JSON key that cannot be an attribute's name (`from`):
+    `from_property: Account | None = attrs.field(default=None, metadata=wire_key("from"))`.
+    Errors name the key. Combine with `hooked` as `{**hooked(fn), **wire_key(key)}`.
+    """
+    return {_KEY: key}
+
+
 def make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
     """A converter with the strict hooks above and generated hooks for attrs classes.
 
@@ -125,7 +141,28 @@ def make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
     to write) generates hooks without the per-field bookkeeping, and they raise the first
     problem as it is.
     """
-    converter = cattrs.Converter(detailed_validation=detailed_validation)
+    return _configured(cattrs.Converter(detailed_validation=detailed_validation))
+
+
+class LenientConverter(cattrs.Converter):
+    """A converter from `make_lenient_converter` (its class hooks fall back to defaults)."""
+
+
+def make_lenient_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
+    """A converter for a dialect that reads what it can and never refuses a field's value.
+
+    The same strict hooks decide what fits, but a field with a default whose value does not
+    fit (a number where a string was expected, an object that is a list) gets its default,
+    as when the key is absent; a list keeps the items that fit and drops the rest. Only a
+    field without a default (and a class's value that is not an object) still fails: that
+    record cannot be read. For payloads where a platform may send what it likes in fields we
+    only glance at (Teams' activities, Slack's events and block actions).
+    """
+    return _configured(LenientConverter(detailed_validation=detailed_validation))
+
+
+def _configured(converter: cattrs.Converter) -> cattrs.Converter:
+    lenient = isinstance(converter, LenientConverter)
     for cl, hook in ((str, strict_str), (int, strict_int), (bool, strict_bool), (float, number)):
         converter.register_structure_hook(cl, hook)
 
@@ -146,21 +183,54 @@ def make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
                     raise IterableValidationError(f"While structuring {cl!r}", [exc], cl) from None
             return make(items)
 
-        return structure_list
+        def structure_fitting_items(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise Invalid("must be a list")
+            items = []
+            for item in value:
+                try:
+                    items.append(item_hook(item, item_type))
+                except _DOES_NOT_FIT:
+                    continue
+            return make(items)
+
+        return structure_fitting_items if lenient else structure_list
 
     converter.register_structure_hook_factory(attrs.has, lambda cl: _object_hook(converter, cl))
     converter.register_structure_hook_factory(_is_list_type, list_hook)
     return converter
 
 
+#: What a hook raises when a value does not fit (Invalid is a ValueError; cattrs' errors are
+#: exception groups; a generated hook without detailed validation raises KeyError for a key).
+_DOES_NOT_FIT = (KeyError, ValueError, TypeError, BaseValidationError)
+
+
 def _object_hook(converter: cattrs.Converter, cl: type[Any], detailed: bool | None = None) -> Hook:
-    """cattrs' generated hook for an attrs class, with its fields' own hooks, refusing a non-object."""
-    overrides = {a.name: override(struct_hook=a.metadata[_HOOK]) for a in attrs.fields(cl) if _HOOK in a.metadata}
+    """cattrs' generated hook for an attrs class, with its fields' own hooks, refusing a non-object.
+
+    On a lenient converter each field with a default is read by its hook or, when the value
+    does not fit, is that default.
+    """
+    overrides: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    lenient = isinstance(converter, LenientConverter)
+    for a in attrs.fields(cl):
+        own = a.metadata.get(_HOOK)
+        options: dict[str, Any] = {}
+        if lenient and a.default is not attrs.NOTHING:
+            options["struct_hook"] = _or_default(converter, own, a)
+        elif own is not None:
+            options["struct_hook"] = own
+        if _KEY in a.metadata:
+            options["rename"] = keys[a.name] = a.metadata[_KEY]
+        if options:
+            overrides[a.name] = override(**options)
     generated = make_dict_structure_fn(
         cl,
         converter,
         _cattrs_detailed_validation=converter.detailed_validation if detailed is None else detailed,
-        **overrides,  # type: ignore[arg-type]
+        **overrides,
     )
     shape = f"must be {describe(cl)}"
 
@@ -169,7 +239,46 @@ def _object_hook(converter: cattrs.Converter, cl: type[Any], detailed: bool | No
             raise Invalid(shape)
         return generated(value, cl)
 
-    return structure_object
+    if not keys:
+        return structure_object
+
+    def structure_keyed_object(value: Any, cl: Any) -> Any:
+        try:
+            return structure_object(value, cl)
+        except ClassValidationError as exc:  # the path names the key, not the attribute
+            for inner in exc.exceptions:
+                inner.__notes__ = [
+                    AttributeValidationNote(str(note), keys[note.name], note.type)
+                    if isinstance(note, AttributeValidationNote) and note.name in keys
+                    else note
+                    for note in getattr(inner, "__notes__", [])
+                ]
+            raise
+
+    return structure_keyed_object
+
+
+def _or_default(converter: cattrs.Converter, own: Hook | None, field: attrs.Attribute[Any]) -> Hook:
+    """A field's hook (its own, else the converter's for its type, looked up on first use:
+    a class may contain itself) that gives the field's default for a value that does not fit."""
+    default: Any = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        if default.takes_self:
+            raise TypeError(f"{field.name}: a lenient field's default cannot take self")
+        make_default: Callable[[], Any] = default.factory
+    else:
+        make_default = lambda: default  # noqa: E731
+    hooks: list[Hook] = [own] if own is not None else []
+
+    def structure_or_default(value: Any, cl: Any) -> Any:
+        if not hooks:
+            hooks.append(converter.get_structure_hook(cl))
+        try:
+            return hooks[0](value, cl)
+        except _DOES_NOT_FIT:
+            return make_default()
+
+    return structure_or_default
 
 
 def _is_list_type(cl: Any) -> bool:

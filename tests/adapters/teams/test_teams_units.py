@@ -11,6 +11,8 @@ import pytest
 
 from fakes.teams import ALICE, BOT_ID, CHANNEL, FakeTeamsCloud
 from opendispatch.adapters.teams.activity import (
+    BadActivity,
+    card_command,
     clean_text,
     conversation_id,
     parse_activity,
@@ -48,6 +50,46 @@ def test_mentions_nbsp_and_typographic_quotes_are_cleaned() -> None:
     # another user's mention stays; a leading tag without entities goes
     assert clean_text("<at>Bot</at> od-jobs", None, BOT_ID) == "od-jobs"
     assert clean_text("od-logs j-1a2b3c4d ask <at>Bob</at>", entities, BOT_ID) == "od-logs j-1a2b3c4d ask <at>Bob</at>"
+
+
+def test_fields_of_the_wrong_type_read_as_absent_rather_than_refusing_the_activity() -> None:
+    cloud = FakeTeamsCloud()
+    body = cloud.message_activity("od-jobs")
+    odd = {
+        **body,
+        "id": 7,
+        "text": None,
+        "channelId": ["msteams"],
+        "conversation": {**body["conversation"], "conversationType": 3, "isGroup": "yes"},
+        "from": {"id": "29:1", "aadObjectId": 5, "name": ""},
+        "entities": "mention",
+        "value": [1],
+    }
+    activity = parse_activity(odd)
+    assert (activity.id, activity.text, activity.channel_id, activity.value) == (None, "", "", [1])
+    assert (activity.conversation_type, activity.is_group) == (None, None)
+    assert activity.user == User("29:1", "29:1")
+    assert parse_activity({**body, "from": "alice", "recipient": None}).user is None
+    mentions = [None, {"type": "mention", "mentioned": [], "text": "<at>Open Dispatch</at>"}, {"type": "mention", "mentioned": {"id": BOT_ID}, "text": 1}]
+    assert clean_text("<at>Open Dispatch</at> od-jobs", mentions, BOT_ID) == "od-jobs"  # the leading tag still goes
+    assert card_command({"action": 1, "jobId": "j-1a2b3c4d"}) is None and card_command({"action": "od_deny", "requestId": 1}) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": ""}, "type is missing"),
+        ({"type": 1}, "type is missing"),
+        ({"serviceUrl": None}, "serviceUrl is missing"),
+        ({"conversation": {"id": 19}}, "conversation.id is missing"),
+        ({"conversation": "19:x"}, "conversation.id is missing"),
+    ],
+)
+def test_an_activity_without_what_every_activity_has_is_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(BadActivity, match=f"^{message}$"):
+        parse_activity({**FakeTeamsCloud().message_activity("od-jobs"), **change})
+    with pytest.raises(BadActivity, match="^the body must be a JSON object$"):
+        parse_activity(["type", "message"])
 
 
 def test_thread_ids_split_and_join() -> None:

@@ -15,12 +15,14 @@ answer may go; see `is_personal_chat`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
 
 import attrs
 
 from ...domain.ids import looks_like_job_id
 from ...domain.job import Conversation, User
+from ...support.wire import WireError
+from .wire import ChannelAccount, Mention, read_activity, read_card_action, read_mentions
 
 PLATFORM = "teams"
 THREAD_MARKER = ";messageid="
@@ -56,7 +58,8 @@ class InboundActivity:
     conversation_type: str | None
     user: User | None
     text: str
-    value: Any
+    #: A card button's data (Action.Submit) as JSON: see `card_command`.
+    value: object
     #: `conversation.isGroup`: True in channels and group chats, absent (or False) in personal chats.
     is_group: bool | None = None
 
@@ -66,31 +69,34 @@ class InboundActivity:
         return is_personal_chat(self.conversation_type, conversation_id(self.conversation), self.is_group)
 
 
-def parse_activity(body: Any) -> InboundActivity:
-    """Read the fields we use; fields we do not use are never required."""
-    if not isinstance(body, dict):
-        raise BadActivity("the body must be a JSON object")
-    kind = _string(body, "type")
-    service_url = _string(body, "serviceUrl")
-    conversation = body.get("conversation")
-    if not isinstance(conversation, dict) or not isinstance(conversation.get("id"), str):
+def parse_activity(body: object) -> InboundActivity:
+    """Read the fields we use (wire.py's `Activity`); fields we do not use are never required,
+    and one of the wrong type reads as absent. BadActivity when the body is not an object or
+    lacks its type, serviceUrl or conversation.id."""
+    try:
+        activity = read_activity(body)
+    except WireError as error:
+        raise BadActivity(str(error)) from None
+    if not activity.type:
+        raise BadActivity("type is missing")
+    if not activity.serviceUrl:
+        raise BadActivity("serviceUrl is missing")
+    conversation = activity.conversation
+    if conversation is None or conversation.id is None:
         raise BadActivity("conversation.id is missing")
-    channel, thread = split_conversation_id(conversation["id"])
-    recipient = body.get("recipient")
-    bot_id = recipient.get("id") if isinstance(recipient, dict) else None
-    raw_text = body.get("text")
-    text = raw_text if isinstance(raw_text, str) else ""
+    channel, thread = split_conversation_id(conversation.id)
+    bot_id = activity.recipient.id if activity.recipient else None
     return InboundActivity(
-        type=kind,
-        id=body.get("id") if isinstance(body.get("id"), str) else None,
-        service_url=service_url,
-        channel_id=str(body.get("channelId", "")),
+        type=activity.type,
+        id=activity.id,
+        service_url=activity.serviceUrl,
+        channel_id=activity.channelId,
         conversation=Conversation(PLATFORM, channel, thread),
-        conversation_type=conversation.get("conversationType"),
-        user=_user(body.get("from")),
-        text=clean_text(text, body.get("entities"), bot_id),
-        value=body.get("value"),
-        is_group=conversation.get("isGroup") if isinstance(conversation.get("isGroup"), bool) else None,
+        conversation_type=conversation.conversationType,
+        user=_user(activity.from_property),
+        text=_without_mention(activity.text, activity.entities, bot_id),
+        value=activity.value,
+        is_group=conversation.isGroup,
     )
 
 
@@ -99,7 +105,7 @@ def parse_activity(body: Any) -> InboundActivity:
 PERSONAL_ID_PREFIX = "a:"
 
 
-def is_personal_chat(conversation_type: Any, conversation_id: str, is_group: bool | None) -> bool:
+def is_personal_chat(conversation_type: object, conversation_id: str, is_group: bool | None) -> bool:
     """True only for a one-to-one chat of one user with the bot, where what we post only that
     user reads; anything we cannot tell counts as shared (a private answer is then refused).
 
@@ -127,18 +133,22 @@ def conversation_id(conversation: Conversation) -> str:
     return conversation.channel
 
 
-def clean_text(text: str, entities: Any, bot_id: Any) -> str:
+def clean_text(text: str, entities: object, bot_id: str | None) -> str:
     """Remove the @mention of our bot and tidy what Teams adds around it.
 
     The mention entity whose `mentioned.id` is our recipient id tells which `<at>…</at>` is us;
-    a leading `<at>` tag is dropped as well, for clients that send no entities.
+    a leading `<at>` tag is dropped as well, for clients that send no entities. `entities` is
+    the activity's, as JSON.
     """
-    for entity in entities if isinstance(entities, list) else []:
-        if not isinstance(entity, dict) or entity.get("type") != "mention":
+    return _without_mention(text, read_mentions(entities), bot_id)
+
+
+def _without_mention(text: str, mentions: Sequence[Mention], bot_id: str | None) -> str:
+    for mention in mentions:
+        if mention.type != "mention" or mention.mentioned is None or mention.text is None:
             continue
-        mentioned = entity.get("mentioned")
-        if isinstance(mentioned, dict) and mentioned.get("id") == bot_id and isinstance(entity.get("text"), str):
-            text = text.replace(entity["text"], " ")
+        if mention.mentioned.id == bot_id:
+            text = text.replace(mention.text, " ")
     text = text.replace("&nbsp;", " ").translate(_DOUBLE_QUOTES).strip()
     leading = _AT_TAG.match(text)
     if leading:
@@ -146,42 +156,34 @@ def clean_text(text: str, entities: Any, bot_id: Any) -> str:
     return text
 
 
-def stop_request(value: Any) -> str | None:
+def stop_request(value: object) -> str | None:
     """The job id of a Stop press (`{"action": "od_stop", "jobId": …}`), else None."""
-    if not isinstance(value, dict) or value.get("action") != STOP_ACTION:
+    data = read_card_action(value)
+    if data is None or data.action != STOP_ACTION or data.jobId is None:
         return None
-    job_id = value.get("jobId")
-    return job_id if isinstance(job_id, str) and looks_like_job_id(job_id) else None
+    return data.jobId if looks_like_job_id(data.jobId) else None
 
 
-def card_command(value: Any) -> str | None:
+def card_command(value: object) -> str | None:
     """The command a press on one of our cards' buttons means, or None for data that is not
     ours or carries an id of the wrong shape (never handed on as text)."""
     job_id = stop_request(value)
     if job_id is not None:
         return f"/od-cancel {job_id}"
-    if not isinstance(value, dict):
+    data = read_card_action(value)
+    if data is None:
         return None
-    command = APPROVAL_ACTIONS.get(str(value.get("action")))
-    request_id = value.get("requestId")
-    if command is None or not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+    command = APPROVAL_ACTIONS.get(data.action or "")
+    if command is None or data.requestId is None or not _REQUEST_ID.fullmatch(data.requestId):
         return None
-    return command.format(request_id)
+    return command.format(data.requestId)
 
 
-def _user(sender: Any) -> User | None:
+def _user(sender: ChannelAccount | None) -> User | None:
     """The Entra object id is stable across chats; `from.id` (29:…) is per bot and tenant."""
-    if not isinstance(sender, dict):
+    if sender is None:
         return None
-    user_id = sender.get("aadObjectId") or sender.get("id")
-    if not isinstance(user_id, str) or not user_id:
+    user_id = sender.aadObjectId or sender.id
+    if not user_id:
         return None
-    name = sender.get("name")
-    return User(user_id, name if isinstance(name, str) and name else user_id)
-
-
-def _string(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadActivity(f"{name} is missing")
-    return value
+    return User(user_id, sender.name or user_id)
