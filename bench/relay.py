@@ -9,8 +9,13 @@ write `--rate` lines/s for `--duration` seconds, and prints what the server did 
     bench/relay --quick              # 5 s each
     bench/relay -n 1000 --duration 30 --modes ours
     bench/relay --events -n 100 -n 1000   # agent events instead of lines (stream mode)
+    bench/relay -n 100 --quick --modes ours,stream --ingest fast   # the fast webhook path
     bench/relay -n 100 --db postgres-temp    # on the PostgreSQL store, a throwaway local server
     bench/relay -n 100 --db postgresql://user@host/db   # on a database of yours (a schema per run)
+
+`--ingest`: the server's webhook path. `plain` (default, as `opendispatch serve` runs by
+default) is the Quart app on hypercorn; `fast` is the fast path (`OPENDISPATCH_FAST_INGEST=1`,
+adapters/webhook/fast/), which every figure before round 15 in docs/performance.md measured.
 
 `--db`: the store the server under test runs on. `sqlite` (default) is the SQLite store in a
 temporary file per run; a `postgresql://` URL is the PostgreSQL store
@@ -93,8 +98,11 @@ class Server:
         events: bool = False,
         db_url: str = "",
         db_pid: int | None = None,
+        fast_ingest: bool = False,
     ) -> None:
         command = [PYTHON, str(HERE / "relay_server.py"), "--edit-interval", str(edit_interval)]
+        if fast_ingest:
+            command.append("--fast-ingest")
         if db_url:
             command += ["--db", db_url]
         if db_pid:
@@ -233,7 +241,7 @@ def run_once(n: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
 def measure(n: int, mode: str, args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     server = Server(
         args.edit_interval, args.request_budget, args.stream_budget, args.server_cpus, args.python_gc, args.stages,
-        args.events, db_url, args.db_pid,
+        args.events, db_url, args.db_pid, args.ingest == "fast",
     )
     try:
         server.send({"cmd": "start", "n": n})
@@ -315,6 +323,7 @@ def store_fields(args: argparse.Namespace, db_cpu: float | None, cpu: float, sen
     """Which store a row ran on, and the database server's CPU (s, and s per million lines)."""
     return {
         "store": args.store_name,
+        "ingest": args.ingest,
         "db_cpu_s": db_cpu,
         "db_cpu_s_per_mline": None if db_cpu is None or not sent else db_cpu / sent * 1e6,
         "total_cpu_s_per_mline": None if db_cpu is None or not sent else (cpu + db_cpu) / sent * 1e6,
@@ -422,6 +431,7 @@ def _ms(seconds: float | None) -> float:
 
 COLUMNS = [
     ("store", "store", "{:>8}"),
+    ("ingest", "ingest", "{:>6}"),
     ("N", "n", "{:>5}"),
     ("batching", "mode", "{:>8}"),
     ("lines sent", "sent", "{:>10}"),
@@ -445,6 +455,8 @@ COLUMNS = [
 
 EVENT_COLUMNS = [
     ("store", "store", "{:>8}"),
+    ("ingest", "ingest", "{:>6}"),
+    ("ingest", "ingest", "{:>6}"),
     ("N", "n", "{:>5}"),
     ("batching", "mode", "{:>8}"),
     ("events sent", "sent", "{:>11}"),
@@ -526,6 +538,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--python-gc", action="store_true", help="run the server with CPython's collector settings, not serve's"
+    )
+    parser.add_argument(
+        "--ingest", choices=("plain", "fast"), default="plain",
+        help="the server's webhook path: plain (Quart on hypercorn, serve's default) or fast (OPENDISPATCH_FAST_INGEST=1)",
     )
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server (and of one load generator) into this folder")
     parser.add_argument("--timeline", action="store_true", help="print chat latency p50/p99 (ms) per second of the run")

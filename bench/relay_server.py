@@ -605,7 +605,7 @@ async def main(args: argparse.Namespace) -> None:
 
 async def serve(args: argparse.Namespace, folder: str) -> None:
     database = args.db or os.path.join(folder, "jobs.db")
-    config = Config.embedded(database_path=database, silence_s=None)
+    config = Config.embedded(database_path=database, silence_s=None, fast_ingest=args.fast_ingest)
     settings = RunnerSettings(edit_interval_s=args.edit_interval, max_pages=1_000_000, heartbeat_s=3600.0)
     chat = StopwatchChat()
     sprites = HandOffSprites()
@@ -644,6 +644,7 @@ if __name__ == "__main__":
     parser.add_argument("--events", action="store_true", help="the sprites send agent events: time those")
     parser.add_argument("--db", default="", help="a postgresql:// URL (default: SQLite in a temporary file)")
     parser.add_argument("--db-pid", type=int, help="the database server's postmaster, to report its CPU")
+    parser.add_argument("--fast-ingest", action="store_true", help="the fast webhook path (OPENDISPATCH_FAST_INGEST=1)")
     arguments = parser.parse_args()
     if arguments.stages:
         ARRIVALS.install()

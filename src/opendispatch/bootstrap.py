@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -483,7 +484,7 @@ async def open_dispatcher(
             job_link=job_link,
         )
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_webhooks, webhook_app, listeners)
+            await nursery.start(partial(serve_webhooks, webhook_app, listeners, fast_ingest=config.fast_ingest))
             if heartbeat is not None:  # standbys pass requests on to this address from now on
                 await nursery.start(heartbeat.run)
             # Once serving, as the sprites of jobs it keeps report again.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -169,6 +170,9 @@ class Config:
     #: Where standbys pass requests on to when this process leads (OPENDISPATCH_PEER_URL; on
     #: Fly the machine's private address, else the bound address).
     peer_url: str | None = None
+    #: The measured fast path for sidecars' output (OPENDISPATCH_FAST_INGEST=1, Linux only;
+    #: adapters/webhook/fast/, docs/performance.md says when to turn it on); off: Quart on hypercorn.
+    fast_ingest: bool = False
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -296,6 +300,7 @@ class Config:
                 )
             ),
             web_enabled=setting("OPENDISPATCH_WEB", lambda t: t is None or _flag("OPENDISPATCH_WEB", t), True),
+            fast_ingest=setting("OPENDISPATCH_FAST_INGEST", _fast_ingest, False),
             web_url=check.value(
                 "OPENDISPATCH_WEB_URL",
                 lambda: _web_url(
@@ -578,6 +583,14 @@ def _flag(name: str, text: str | None) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={text!r} must be 1 or 0 (true/false, yes/no, on/off).")
+
+
+def _fast_ingest(text: str | None) -> bool:
+    """OPENDISPATCH_FAST_INGEST: the fast path reads streams with epoll, which only Linux has."""
+    wanted = _flag("OPENDISPATCH_FAST_INGEST", text)
+    if wanted and not hasattr(select, "epoll"):
+        raise ConfigError("OPENDISPATCH_FAST_INGEST=1 needs Linux (select.epoll); unset it on this system.")
+    return wanted
 
 
 def _session_duration(name: str, text: str | None, default: float) -> float:

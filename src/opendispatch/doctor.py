@@ -37,6 +37,7 @@ GENERAL = (
     Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
     Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output, or a postgresql:// URL", ".opendispatch/jobs.db"),
     Variable("OPENDISPATCH_LEASE_S", False, "on PostgreSQL: a job lease; a standby takes over a dead leader's jobs within it", "10"),
+    Variable("OPENDISPATCH_FAST_INGEST", False, "1: the measured fast path for sidecars' output, for hundreds of jobs at once (Linux; docs/performance.md)", "0: Quart on hypercorn"),
     Variable("OPENDISPATCH_PEER_URL", False, "on PostgreSQL: where the other dispatchers reach this one", "on Fly the machine's private address, else the bound one"),
     Variable("SPRITE_IMAGE", False, "default image for sprites (Fly backend)", None),
     Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),

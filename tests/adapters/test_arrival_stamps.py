@@ -1,4 +1,4 @@
-"""The front listener knows when a request's bytes arrived, not when its task got to them."""
+"""The fast path's listener knows when a request's bytes arrived, not when its task got to them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import socket
 
 import trio
 
-from opendispatch.adapters.webhook.front import StampedStream, stamp_arrivals
+from opendispatch.adapters.webhook.fast.arrivals import StampedStream, stamp_arrivals
 
 
 async def test_the_stamp_is_the_arrival_even_when_read_later_and_out_of_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opendispatch.adapters.webhook.body_framing import (
+from opendispatch.adapters.webhook.fast.body_framing import (
     MAX_SIZE_LINE_BYTES,
     MAX_TRAILER_BYTES,
     ChunkedBody,

@@ -16,9 +16,9 @@ import pytest
 import trio
 import trio.testing
 
-from opendispatch.adapters.webhook.body_framing import ChunkedBody
+from opendispatch.adapters.webhook.fast.body_framing import ChunkedBody
 from opendispatch.adapters.webhook.stream import RecordSplitter, RecordTooLarge, Tally
-from opendispatch.adapters.webhook.stream_hub import AVAILABLE, StreamEnd, StreamHub
+from opendispatch.adapters.webhook.fast.stream_hub import AVAILABLE, StreamEnd, StreamHub
 from opendispatch.domain.errors import JobClosed
 from opendispatch.domain.job import Conversation, Job, User
 from opendispatch.domain.job_spec import AgentKind, JobSpec

@@ -20,6 +20,7 @@ import trio
 
 from harness import Harness, open_harness
 from test_webhook_front import answers
+from webhook_paths import fast_ingest  # noqa: F401  (autouse: the kernel's stamps are the fast path's)
 
 RUNS = 30
 

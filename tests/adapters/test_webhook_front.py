@@ -1,4 +1,5 @@
-"""The front listener: sidecar requests served on trio + h11, everything else by hypercorn.
+"""The fast path's listener: sidecar requests served on trio + h11, everything else passed on
+to the plain app on hypercorn (OPENDISPATCH_FAST_INGEST=1; every test here runs on it).
 
 Raw bytes over a loopback socket, so a test decides exactly what shares a connection.
 """
@@ -16,7 +17,9 @@ import pytest
 import trio
 
 from harness import Harness, open_harness
-from opendispatch.adapters.webhook.front import SIDECAR_FRONT, SidecarFront, serve_listening_sockets
+from opendispatch.adapters.webhook.fast import SIDECAR_FRONT, SidecarFront
+from opendispatch.adapters.webhook.fast.listener import serve_listening_sockets
+from webhook_paths import fast_ingest  # noqa: F401  (autouse: the fast path)
 
 CEILING_S = 10.0
 
@@ -96,13 +99,13 @@ def test_the_front_takes_only_the_sidecar_endpoints() -> None:
     assert not front.takes(b"GET /health HTTP/1.1\r\n")
 
 
-async def test_one_connection_carries_sidecar_requests_then_hands_the_rest_to_hypercorn() -> None:
+async def test_one_connection_carries_sidecar_requests_then_passes_the_rest_on_to_hypercorn() -> None:
     async with open_harness() as h:
         job = await h.run('/od-run -a shell "x"')
         token = (await h.sidecar()).token
         socket = await connect(h)
-        # Pipelined in one write: two for the front, then one it must hand over with the
-        # bytes it has already read, then one more that hypercorn keeps.
+        # Pipelined in one write: two for the front, then one it must pass on with the
+        # bytes it has already read, then one more that goes on to hypercorn too.
         await socket.send_all(
             post("/webhooks/status", {"jobId": job.id, "status": "running"}, token)
             + post("/webhooks/logs", {"jobId": job.id, "seq": 0, "lines": ["hello"]}, "wrong")
@@ -309,3 +312,13 @@ def test_serve_raises_the_open_file_limit_to_what_the_system_allows() -> None:
         assert raised == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_one_setting_turns_the_fast_path_on() -> None:
+    from opendispatch.config import Config
+
+    assert Config.from_env({}, dotenv=None).fast_ingest is False  # the default: Quart on hypercorn
+    assert Config.from_env({"OPENDISPATCH_FAST_INGEST": "1"}, dotenv=None).fast_ingest is True
+    assert [p.message for p in Config.problems({"OPENDISPATCH_FAST_INGEST": "maybe"})] == [
+        "OPENDISPATCH_FAST_INGEST='maybe' must be 1 or 0 (true/false, yes/no, on/off)."
+    ]

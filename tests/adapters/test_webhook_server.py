@@ -11,6 +11,7 @@ import trio
 
 from harness import open_harness
 from opendispatch.domain.job import JobState
+from webhook_paths import webhook_path  # noqa: F401  (autouse: every test on both paths)
 
 
 async def test_health_answers_ok() -> None:

@@ -28,6 +28,7 @@ from opendispatch.domain.job import Conversation, Job, JobState, User
 from opendispatch.domain.job_spec import AgentKind, JobSpec
 from opendispatch.domain.sidecar import sprite_environment
 from opendispatch.domain.tokens import TokenIssuer
+from webhook_paths import webhook_path  # noqa: F401  (autouse: every test on both webhook paths)
 
 
 

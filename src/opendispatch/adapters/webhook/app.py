@@ -19,8 +19,16 @@ from ...domain.session import SessionGone
 from ...ports.http import HttpRequest, HttpRoute
 from ...ports.sidecar_inbound import ApprovalSink, ReportSink, SessionSink, StreamSink
 from . import wire
-from .front import SIDECAR_FRONT, SidecarFront
-from .reports import MAX_BODY_BYTES, TOO_LARGE, Answer, ReportHandler, error, report_endpoints
+from .reports import (
+    MAX_BODY_BYTES,
+    SIDECAR_ENDPOINTS,
+    TOO_LARGE,
+    Answer,
+    ReportHandler,
+    SidecarEndpoints,
+    error,
+    report_endpoints,
+)
 from .stream import add_stream_routes
 
 log = logging.getLogger(__name__)
@@ -128,7 +136,7 @@ def build_webhook_app(
         add_approval_routes(app, approvals)
     if streams is not None:
         add_stream_routes(app, streams, max_record_bytes=MAX_BODY_BYTES, error=_error, on_answer=on_answer)
-    app.extensions[SIDECAR_FRONT] = SidecarFront(reports, streams, on_answer=on_answer)
+    app.extensions[SIDECAR_ENDPOINTS] = SidecarEndpoints(reports, streams, on_answer)
 
     @app.get("/openapi.json")
     async def openapi() -> Response:

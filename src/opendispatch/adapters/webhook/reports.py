@@ -1,21 +1,21 @@
 """What the sidecar's report endpoints answer, whichever HTTP server carried the request.
 
-The same answers are given by the Quart routes (app.py: for embedders who serve the app with
-their own ASGI server) and by the front listener (front.py: what `serve_webhooks` runs), so
-the wire contract lives here once.
+The same answers are given by the Quart routes (app.py: the default path) and by the fast
+path's front (fast/front.py, with OPENDISPATCH_FAST_INGEST=1), so the wire contract lives
+here once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 
 from ...domain.errors import InvalidToken, JobClosed
 from ...domain.repo_credentials import TOKEN_USERNAME, CredentialsUnavailable, NoRepoCredentials
-from ...ports.sidecar_inbound import ReportSink
+from ...ports.sidecar_inbound import ReportSink, StreamSink
 from . import wire
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -51,6 +51,18 @@ TOO_LARGE = error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
 
 #: handler(authorization, raw body, when the request arrived on trio's clock if known)
 ReportHandler = Callable[[str | None, bytes, float | None], Awaitable[Answer]]
+
+#: Where `build_webhook_app` leaves its SidecarEndpoints (for the fast path, fast/).
+SIDECAR_ENDPOINTS = "opendispatch.sidecar_endpoints"
+
+
+@attrs.frozen
+class SidecarEndpoints:
+    """What an app's sidecar endpoints call, for a server that serves them without Quart."""
+
+    reports: Mapping[str, ReportHandler]
+    streams: StreamSink | None = None
+    on_answer: Callable[[str, int], None] | None = None
 
 
 def report_endpoints(sink: ReportSink) -> dict[str, ReportHandler]:

@@ -9,8 +9,8 @@ triggered, and stays armed; one task waits on the set and, each time it wakes, r
 socket that has data and applies their records. The connection's own task only waits for
 its stream to end, then answers.
 
-Linux only (`select.epoll`); elsewhere, and for streams that are not plain sockets, each
-connection reads its own body (`front._StreamBody`), with the same outcomes.
+Linux only (`select.epoll`): the fast path is (config.py refuses OPENDISPATCH_FAST_INGEST
+elsewhere); the default path reads a stream's body through Quart (stream.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ...domain.job import Job
+from ....domain.job import Job
+from ....ports.sidecar_inbound import StreamSink
+from ..stream import RecordSplitter, Tally, apply_records
 from .body_framing import BodyFraming
-from ...ports.sidecar_inbound import StreamSink
-from .stream import RecordSplitter, Tally, apply_records
 
 RECEIVE_BYTES = 65536
 #: Sockets taken from the set per wake-up; more ready ones are taken at the next (the set is
@@ -43,11 +43,8 @@ class StreamEnd(enum.Enum):
 
 
 def decode(framing: BodyFraming, received: bytes, closed: bool) -> tuple[bytes, StreamEnd | None]:
-    """Body bytes in what was received, and how the body ended if it did.
-
-    Shared by the hub and the per-connection reader so both end a stream the same way: what
-    came before a break is kept, the fault ends the stream as a broken connection.
-    """
+    """Body bytes in what was received, and how the body ended if it did: what came before
+    a break is kept, the fault ends the stream as a broken connection."""
     data = framing.feed(received) if received else b""
     if framing.error is not None:
         return data, StreamEnd.BROKEN
