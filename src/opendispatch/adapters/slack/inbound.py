@@ -7,14 +7,15 @@ and Deny → `/od-approve ID`, `/od-approve ID --job`, `/od-deny ID`) by the cli
 the job's thread, and where the answer goes (channel, thread, the invoking user). A click on
 a link button ("View live") is reported by Slack too: it has already opened the page, so it
 is acknowledged (by the caller, as every payload is) and ignored here.
+
+Payloads are read as wire.py's classes, leniently: a field of the wrong type reads as absent,
+and a payload that does not give what a rule needs is ignored (None), never an error.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
@@ -22,6 +23,7 @@ from ...domain.ids import looks_like_job_id
 from ...domain.job import Conversation, User
 from ...domain.messages import Inbound
 from .render import APPROVE_ACTION_ID, APPROVE_FOR_JOB_ACTION_ID, DENY_ACTION_ID, STOP_ACTION_ID, VIEW_LIVE_ACTION_ID
+from .wire import MessageEvent, read_block_actions, read_event_callback, read_slash_command
 
 PLATFORM = "slack"
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
@@ -69,84 +71,69 @@ class Incoming:
     invocation: Invocation
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _object(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def from_slash_command(fields: Mapping[str, Any]) -> Incoming | None:
+def from_slash_command(fields: object) -> Incoming | None:
     """`/od-run --repo o/r "task"` → Inbound text `/od-run --repo o/r "task"`."""
-    command, user_id, channel_id = _text(fields.get("command")), _text(fields.get("user_id")), _text(fields.get("channel_id"))
-    if not command or not user_id or not channel_id:
+    slash = read_slash_command(fields)
+    if slash is None or not slash.command or not slash.user_id or not slash.channel_id:
         return None
-    text = f"{command} {_text(fields.get('text'))}".strip()
-    user = User(user_id, _text(fields.get("user_name")) or user_id)
-    invocation = Invocation(user_id, channel_id, response_url=_text(fields.get("response_url")) or None)
-    return Incoming(Inbound(Conversation(PLATFORM, channel_id), user, text), invocation)
+    text = f"{slash.command} {slash.text}".strip()
+    user = User(slash.user_id, slash.user_name or slash.user_id)
+    invocation = Invocation(slash.user_id, slash.channel_id, response_url=slash.response_url or None)
+    return Incoming(Inbound(Conversation(PLATFORM, slash.channel_id), user, text), invocation)
 
 
-def from_interaction(payload: Mapping[str, Any]) -> Incoming | None:
+def from_interaction(payload: object) -> Incoming | None:
     """A click on one of our buttons → its command by the clicking user, in the job's thread
     (the thread of the clicked message, or the clicked message when it starts the thread)."""
-    if payload.get("type") != "block_actions":
+    interaction = read_block_actions(payload)
+    if interaction is None or interaction.type != "block_actions":
         return None
-    actions = payload.get("actions")
-    clicked = next(
-        (a for a in actions if isinstance(a, dict) and a.get("action_id") in BUTTONS),
-        None,
-    ) if isinstance(actions, list) else None
+    clicked = next((action for action in interaction.actions if action.action_id in BUTTONS), None)
     if clicked is None:
         return None
-    command, valid = BUTTONS[_text(clicked.get("action_id"))]
-    value = _text(clicked.get("value"))
-    user, channel = _object(payload.get("user")), _object(payload.get("channel"))
-    container, message = _object(payload.get("container")), _object(payload.get("message"))
-    user_id = _text(user.get("id"))
-    channel_id = _text(channel.get("id")) or _text(container.get("channel_id"))
-    if not valid(value) or not user_id or not channel_id:
+    command, valid = BUTTONS[clicked.action_id]
+    user, container, message = interaction.user, interaction.container, interaction.message
+    channel_id = interaction.channel.id or container.channel_id
+    if not valid(clicked.value) or not user.id or not channel_id:
         return None
-    thread = _text(message.get("thread_ts")) or _text(container.get("message_ts")) or _text(message.get("ts")) or None
-    name = _text(user.get("username")) or _text(user.get("name")) or user_id
-    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, name), command.format(value))
-    return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
+    thread = message.thread_ts or container.message_ts or message.ts or None
+    name = user.username or user.name or user.id
+    inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user.id, name), command.format(clicked.value))
+    return Incoming(inbound, Invocation(user.id, channel_id, thread_ts=thread))
 
 
-def is_own(event: Mapping[str, Any], bot: BotIdentity) -> bool:
+def is_own(event: MessageEvent, bot: BotIdentity) -> bool:
     """Bolt's IgnoringSelfEvents rule: our bot id or our bot user wrote it."""
-    bot_id = event.get("bot_id")
-    return (bot.bot_id is not None and bot_id == bot.bot_id) or event.get("user") == bot.user_id
+    return (bot.bot_id is not None and event.bot_id == bot.bot_id) or event.user == bot.user_id
 
 
-def from_event(body: Mapping[str, Any], bot: BotIdentity) -> Incoming | None:
+def from_event(body: object, bot: BotIdentity) -> Incoming | None:
     """`@open-dispatch /od-jobs` in a channel or anything in a DM (addressed to us), or plain
     channel chat (overheard: only a session bound there may take it); the rest is ignored."""
-    if body.get("type") != "event_callback":
+    callback = read_event_callback(body)
+    if callback is None or callback.type != "event_callback":
         return None
-    event = body.get("event")
-    if not isinstance(event, dict) or is_own(event, bot) or event.get("subtype") or event.get("bot_id"):
+    event = callback.event
+    if event is None or is_own(event, bot) or event.subtype or event.bot_id:
         return None
-    kind = event.get("type")
     addressed = True
-    if kind == "app_mention":
+    if event.type == "app_mention":
         pass
-    elif kind == "message" and event.get("channel_type") == "im":
+    elif event.type == "message" and event.channel_type == "im":
         pass
-    elif kind == "message" and event.get("channel_type") in ("channel", "group"):
-        if bot.user_id and f"<@{bot.user_id}>" in _text(event.get("text")):
+    elif event.type == "message" and event.channel_type in ("channel", "group"):
+        if bot.user_id and f"<@{bot.user_id}>" in event.text:
             return None  # a mention also arrives as app_mention: handle it once, there
         # Overheard channel chat: a message for a session bound here (or its thread), never a
         # command and never answered otherwise (the Dispatcher keeps quiet for it).
         addressed = False
     else:
         return None
-    user_id, channel_id = _text(event.get("user")), _text(event.get("channel"))
+    user_id, channel_id = event.user or "", event.channel
     if not user_id or not channel_id:
         return None
-    text = _LEADING_MENTION.sub("", _text(event.get("text")), count=1).strip()
-    thread = _text(event.get("thread_ts")) or None
+    text = _LEADING_MENTION.sub("", event.text, count=1).strip()
+    thread = event.thread_ts or None
     inbound = Inbound(Conversation(PLATFORM, channel_id, thread=thread), User(user_id, user_id), text, addressed=addressed)
     return Incoming(inbound, Invocation(user_id, channel_id, thread_ts=thread))
 
