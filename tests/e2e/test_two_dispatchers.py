@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -142,6 +144,18 @@ async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_u
     print("\n" + report)
 
 
+@asynccontextmanager
+async def _diagnosed(fake: FakeSlack, *processes: ServeProcess) -> AsyncIterator[None]:
+    """On failure, what chat showed and what each dispatcher logged (pytest prints stdout)."""
+    try:
+        yield
+    except BaseException:
+        print("--- chat ---\n" + fake.everything_said()[-4000:])
+        for name, process in zip("AB", processes):
+            print(f"--- {name} ---\n" + process.text[-8000:])
+        raise
+
+
 async def _slash(http: httpx.AsyncClient, port: int, fake: FakeSlack, command: str, text: str) -> None:
     body = form_body(fake.slash_payload(command, text))
     response = await post_signed(
@@ -165,7 +179,7 @@ async def test_the_standby_takes_a_persistent_session_over(tmp_path: Path, postg
         env_b = _env(tmp_path, port_b, postgres_url, fake, balancer.port) | {"OPENDISPATCH_ALLOW_SHELL_SESSIONS": "1"}
         async with serve_process(env_a, tmp_path) as a:
             await a.wait_for(r"leads \(waited", timeout=30)
-            async with serve_process(env_b, tmp_path) as b:
+            async with serve_process(env_b, tmp_path) as b, _diagnosed(fake, a, b):
                 await b.wait_for(r"stands by", timeout=30)
                 await _slash(http, port_b, fake, "/od-start", "keep --agent shell --persistent")
                 await _until(fake, lambda: "Session keep started" in fake.everything_said())
