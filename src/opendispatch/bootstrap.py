@@ -188,7 +188,7 @@ async def _open_sprites(config: Config, stack: AsyncExitStack, store: JobStore) 
 
 async def _start_fly_emulator(config: Config, stack: AsyncExitStack) -> tuple[str, str, str, str]:
     """The Machines API emulator on loopback, alive until every job's sprite is destroyed."""
-    from .adapters.fly.emulator import DEFAULT_APP, MachinesEmulator, serve_emulator
+    from .testing.fly_emulator import DEFAULT_APP, MachinesEmulator, serve_emulator
 
     token, app = secrets.token_urlsafe(24), config.fly.sprite_app or DEFAULT_APP
     emulator = MachinesEmulator(token=token, apps={app}, log_dir=config.local_sprite_log_dir)

@@ -79,16 +79,13 @@ def test_support_layer_imports_no_adapter_app_or_root() -> None:
 #: The composition root, the only part of the package that may import `opendispatch.testing`
 #: (bootstrap's `fly-emulator` sprite backend).
 COMPOSITION_ROOT = {"bootstrap.py", "cli.py", "demo.py"}
-#: Until bootstrap imports `opendispatch.testing.fly_emulator` itself, the emulator's old module
-#: re-exports it (issue #21, item 6); remove this entry with that module.
-TESTING_REEXPORTS = {Path("adapters/fly/emulator.py")}
 
 
 def test_the_testing_package_is_imported_only_by_the_composition_root() -> None:
     """`opendispatch.testing` stands in for other systems in tests and demos; production code never leans on it."""
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE)
-        if relative.parts[0] == "testing" or str(relative) in COMPOSITION_ROOT or relative in TESTING_REEXPORTS:
+        if relative.parts[0] == "testing" or str(relative) in COMPOSITION_ROOT:
             continue
         for name in _imports(path):
             assert not name.startswith("opendispatch.testing"), f"{path} imports {name}"
