@@ -220,12 +220,6 @@ class StoreStopwatch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def append_output(self, job_id: str, seq: int | None, lines: Any) -> bool:
-        return (await self.append_outputs(job_id, [(seq, lines)]))[0]
-
-    async def append_outputs(self, job_id: str, batches: Any) -> list[bool]:
-        return await self.append_many([(job_id, seq, lines) for seq, lines in batches])
-
     async def append_many(self, appends: Any) -> list[bool]:
         self.batches += len(appends)
         began = time.time()
