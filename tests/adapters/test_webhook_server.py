@@ -191,3 +191,27 @@ async def test_a_lone_surrogate_in_a_line_is_stored_as_a_replacement_character(p
             answer = await h.http.post(url, content=body, headers={"Authorization": f"Bearer {sidecar.token}"})
             assert answer.status_code == 200, answer.text
             assert await store.output(job.id) == ["a\ufffdb", "\ufffd"]
+
+
+async def test_a_request_head_that_never_ends_is_closed_on_either_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trickled headers must not hold a connection (and its descriptor) for good: the fast
+    path's head deadline, or hypercorn's keep-alive timer, which runs until a head is whole."""
+    from urllib.parse import urlsplit
+
+    from opendispatch.adapters.webhook import server
+    from opendispatch.adapters.webhook.fast import SIDECAR_FRONT
+
+    monkeypatch.setattr(server, "KEEP_ALIVE_S", 0.3)
+    async with open_harness() as h:
+        front = h.running.webhook_app.extensions.get(SIDECAR_FRONT)
+        if front is not None:
+            front.head_timeout_s = 0.3
+        url = urlsplit(h.running.webhook_url)
+        assert url.hostname is not None and url.port is not None
+        client = await trio.open_tcp_stream(url.hostname, url.port)
+        await client.send_all(b"GET /health HTTP/1.1\r\nX-Slow: ")
+        with trio.fail_after(5):
+            while await client.receive_some():
+                pass  # (a 408 on the fast path) then the end of the connection
+        await client.aclose()
+        assert (await h.http.get("/health")).status_code == 200

@@ -58,7 +58,7 @@ class SidecarFront:
 
     `serve` answers requests on one connection for as long as they are for sidecar
     endpoints and the client keeps the connection alive, and returns the bytes of a request
-    for anything else (to be handed to hypercorn), or None when the connection is done.
+    for anything else (to be passed on to hypercorn), or None when the connection is done.
     """
 
     def __init__(
