@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from .config import SECRET_VARIABLES, Config, Problem, read_environment
+from .config import Config, Problem, read_environment, secret_variables
 from .adapters.github import GitHubAppSettings
 from .adapters.postgres.url import is_postgres_url, redact_url
 from .validation import check_database, check_port, validate
@@ -107,7 +107,7 @@ def describe(name: str, env: Mapping[str, str]) -> str:
     value = env.get(name, "").strip()
     if not value:
         return "missing"
-    if name in SECRET_VARIABLES:
+    if name in secret_variables():
         return "set (secret, not shown)"
     return f"set: {redact_url(value) if name == 'OPENDISPATCH_DB' else value}"
 

@@ -13,11 +13,45 @@ from collections.abc import Mapping
 import attrs
 
 from ...domain.errors import ConfigError, ReadsSettings
+from ...support.settings import Setting
 
 DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
 GATEWAY = "gateway"
 HTTP = "http"
 MODES = (GATEWAY, HTTP)
+
+DISCORD_BOT_TOKEN = Setting(
+    "DISCORD_BOT_TOKEN", "Discord developer portal → Bot → Token", required=True, secret=True
+)
+DISCORD_CLIENT_ID = Setting(
+    "DISCORD_CLIENT_ID", "Discord developer portal → General Information → Application ID", required=True
+)
+DISCORD_GUILD_ID = Setting(
+    "DISCORD_GUILD_ID", "register commands in one server for instant updates (else global)"
+)
+DISCORD_PUBLIC_KEY = Setting("DISCORD_PUBLIC_KEY", "HTTP-interactions mode: General Information → Public Key")
+DISCORD_INTERACTIONS = Setting(
+    "DISCORD_INTERACTIONS",
+    "how interactions reach us: gateway, or http (needs DISCORD_PUBLIC_KEY)",
+    "http when DISCORD_PUBLIC_KEY is set, else gateway",
+)
+DISCORD_API_BASE_URL = Setting(
+    "DISCORD_API_BASE_URL", "Discord's REST API (tests point it at a fake)", DEFAULT_API_BASE_URL, listed=False
+)
+DISCORD_GATEWAY_URL = Setting(
+    "DISCORD_GATEWAY_URL", "Discord's gateway (tests point it at a fake)", "the one Discord names", listed=False
+)
+
+#: Every setting the Discord adapter reads, in the order `doctor` lists them.
+SETTINGS = (
+    DISCORD_BOT_TOKEN,
+    DISCORD_CLIENT_ID,
+    DISCORD_GUILD_ID,
+    DISCORD_PUBLIC_KEY,
+    DISCORD_INTERACTIONS,
+    DISCORD_API_BASE_URL,
+    DISCORD_GATEWAY_URL,
+)
 
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _PUBLIC_KEY = re.compile(r"[0-9a-fA-F]{64}")

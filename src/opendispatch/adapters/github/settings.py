@@ -15,11 +15,46 @@ import attrs
 import httpx
 
 from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
-from ...domain.repo_credentials import DEFAULT_PERMISSIONS, GITHUB_SERVER_URL, parse_permissions
+from ...domain.repo_credentials import DEFAULT_PERMISSIONS, parse_permissions
+from ...domain.repo_credentials import GITHUB_SERVER_URL as DEFAULT_SERVER_URL
+from ...support.settings import Setting
 from .app_tokens import DEFAULT_API_URL, GitHubAppTokens, load_app_key
 
-ID_VARIABLES = ("GITHUB_APP_CLIENT_ID", "GITHUB_APP_ID")
-KEY_VARIABLES = ("GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH")
+GITHUB_APP_ID = Setting(
+    "GITHUB_APP_ID",
+    "GitHub App for per-job tokens, one repository each: the app's settings → App ID (docs/github.md)",
+)
+GITHUB_APP_PRIVATE_KEY = Setting(
+    "GITHUB_APP_PRIVATE_KEY", "the app's private key (PEM), or a file in GITHUB_APP_PRIVATE_KEY_PATH", secret=True
+)
+GITHUB_APP_CLIENT_ID = Setting(
+    "GITHUB_APP_CLIENT_ID", "the app's client ID: GitHub's recommended JWT issuer (instead of the App ID)"
+)
+GITHUB_APP_PRIVATE_KEY_PATH = Setting(
+    "GITHUB_APP_PRIVATE_KEY_PATH", "a file holding the app's private key (instead of GITHUB_APP_PRIVATE_KEY)"
+)
+GITHUB_APP_PERMISSIONS = Setting(
+    "GITHUB_APP_PERMISSIONS",
+    "what each job's token may do",
+    ",".join(f"{name}:{access}" for name, access in DEFAULT_PERMISSIONS.items()),
+)
+GITHUB_SERVER_URL = Setting(
+    "GITHUB_SERVER_URL", "where `--repo owner/name` lives (GitHub Enterprise: its URL)", DEFAULT_SERVER_URL
+)
+GITHUB_API_URL = Setting("GITHUB_API_URL", "GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)", DEFAULT_API_URL)
+
+#: Every setting of the GitHub App (`config.py` reads GITHUB_SERVER_URL too, for `--repo`).
+SETTINGS = (
+    GITHUB_APP_ID,
+    GITHUB_APP_PRIVATE_KEY,
+    GITHUB_APP_CLIENT_ID,
+    GITHUB_APP_PRIVATE_KEY_PATH,
+    GITHUB_APP_PERMISSIONS,
+    GITHUB_SERVER_URL,
+    GITHUB_API_URL,
+)
+ID_VARIABLES = (GITHUB_APP_CLIENT_ID.name, GITHUB_APP_ID.name)
+KEY_VARIABLES = (GITHUB_APP_PRIVATE_KEY.name, GITHUB_APP_PRIVATE_KEY_PATH.name)
 
 NOT_CONFIGURED = (
     "Per-job GitHub tokens need a GitHub App: set GITHUB_APP_CLIENT_ID (or GITHUB_APP_ID) and "
@@ -56,7 +91,7 @@ class GitHubAppSettings(ReadsSettings):
     api_url: str = DEFAULT_API_URL
     #: Where repositories are cloned from: github.com, a GitHub Enterprise host, or in tests a
     #: loopback git server.
-    server_url: str = GITHUB_SERVER_URL
+    server_url: str = DEFAULT_SERVER_URL
 
     @classmethod
     def configured(cls, env: Mapping[str, str]) -> bool:
@@ -98,7 +133,7 @@ class GitHubAppSettings(ReadsSettings):
             except ValueError as exc:
                 problems.append(("GITHUB_APP_PERMISSIONS", f"GITHUB_APP_PERMISSIONS: {exc}."))
         api_url = _url(get, "GITHUB_API_URL", DEFAULT_API_URL, problems)
-        server_url = _url(get, "GITHUB_SERVER_URL", GITHUB_SERVER_URL, problems)
+        server_url = _url(get, "GITHUB_SERVER_URL", DEFAULT_SERVER_URL, problems)
         if problems or app_id is None or private_key is None:
             return None
         return cls(app_id=app_id, private_key=private_key, permissions=permissions, api_url=api_url, server_url=server_url)

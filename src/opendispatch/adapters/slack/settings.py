@@ -13,9 +13,43 @@ from collections.abc import Mapping
 import attrs
 
 from ...domain.errors import ConfigError, ReadsSettings
+from ...support.settings import Setting
 
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_PATH = "/slack/events"
+
+SLACK_BOT_TOKEN = Setting("SLACK_BOT_TOKEN", "xoxb- token: Slack app → OAuth & Permissions", required=True, secret=True)
+SLACK_APP_TOKEN = Setting(
+    "SLACK_APP_TOKEN", "xapp- token for Socket Mode: Basic Information → App-Level Tokens", secret=True
+)
+SLACK_SIGNING_SECRET = Setting(
+    "SLACK_SIGNING_SECRET", "for HTTP mode: Basic Information → Signing Secret", secret=True
+)
+SLACK_MODE = Setting(
+    "SLACK_MODE", "socket (needs SLACK_APP_TOKEN) or http (needs SLACK_SIGNING_SECRET)", "socket"
+)
+SLACK_AGENT_SESSIONS = Setting(
+    "SLACK_AGENT_SESSIONS",
+    "1 once the Slack app is declared an agent: status and Slack's own stop button (docs/slack.md)",
+    "0",
+)
+SLACK_STREAMING = Setting(
+    "SLACK_STREAMING", "1: the live output is a Slack stream with the agent's steps (docs/slack.md)", "0"
+)
+OPENDISPATCH_SLACK_API_URL = Setting(
+    "OPENDISPATCH_SLACK_API_URL", "Slack's Web API (tests point it at a fake)", DEFAULT_API_URL, listed=False
+)
+
+#: Every setting the Slack adapter reads, in the order `doctor` lists them.
+SETTINGS = (
+    SLACK_BOT_TOKEN,
+    SLACK_APP_TOKEN,
+    SLACK_SIGNING_SECRET,
+    SLACK_MODE,
+    SLACK_AGENT_SESSIONS,
+    SLACK_STREAMING,
+    OPENDISPATCH_SLACK_API_URL,
+)
 
 
 SOCKET_NEEDS_APP_TOKEN = "Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…, scope connections:write)."

@@ -12,12 +12,46 @@ from collections.abc import Mapping
 import attrs
 
 from ...domain.errors import ConfigError, ReadsSettings
+from ...support.settings import Setting
 
 BOT_FRAMEWORK_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
 LEGACY_MULTI_TENANT = "botframework.com"
 TEAMS_CHANNEL_ID = "msteams"
+DEFAULT_EDIT_INTERVAL_S = 2.0
+
+TEAMS_APP_ID = Setting("TEAMS_APP_ID", "Azure Bot registration → Microsoft App ID", required=True)
+TEAMS_APP_PASSWORD = Setting(
+    "TEAMS_APP_PASSWORD", "Azure Bot registration → client secret", required=True, secret=True
+)
+TEAMS_TENANT_ID = Setting(
+    "TEAMS_TENANT_ID", "single-tenant bots (all new ones): Azure → Microsoft Entra ID → Tenant ID"
+)
+TEAMS_STREAMING = Setting("TEAMS_STREAMING", "0 turns Teams' streaming off in personal chats (docs/teams.md)", "1")
+TEAMS_EDIT_INTERVAL_S = Setting(
+    "TEAMS_EDIT_INTERVAL_S", "least seconds between two edits of a job's live message", f"{DEFAULT_EDIT_INTERVAL_S:g}"
+)
+TEAMS_OPENID_METADATA_URL = Setting(
+    "TEAMS_OPENID_METADATA_URL",
+    "the Bot Framework's OpenID metadata (tests, sovereign clouds)",
+    BOT_FRAMEWORK_OPENID_METADATA_URL,
+    listed=False,
+)
+TEAMS_TOKEN_URL = Setting(
+    "TEAMS_TOKEN_URL", "the token endpoint (tests, sovereign clouds)", "from TEAMS_TENANT_ID", listed=False
+)
+
+#: Every setting the Teams adapter reads, in the order `doctor` lists them.
+SETTINGS = (
+    TEAMS_APP_ID,
+    TEAMS_APP_PASSWORD,
+    TEAMS_TENANT_ID,
+    TEAMS_STREAMING,
+    TEAMS_EDIT_INTERVAL_S,
+    TEAMS_OPENID_METADATA_URL,
+    TEAMS_TOKEN_URL,
+)
 
 
 def _hidden(_: object) -> str:
