@@ -79,8 +79,14 @@ async def _until(fake: FakeSlack, predicate, timeout: float = CEILING_S):  # typ
         return value
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_url: str, stop: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("stop", "ingest"),
+    [(signal.SIGKILL, "plain"), (signal.SIGTERM, "plain"), (signal.SIGKILL, "fast")],
+    ids=["SIGKILL", "SIGTERM", "SIGKILL-fast-ingest"],
+)
+async def test_the_standby_carries_the_leaders_job_on(
+    tmp_path: Path, postgres_url: str, stop: signal.Signals, ingest: str
+) -> None:
     """SIGKILL: the standby takes the lock when the leader's database session ends and waits for
     its job leases to expire. SIGTERM (a deploy): the leader hands over, so no wait."""
     port_a, port_b = free_port(), free_port()
@@ -92,10 +98,11 @@ async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_u
         def note(what: str) -> None:
             timeline.append((trio.current_time() - t0, what))
 
-        async with serve_process(_env(tmp_path, port_a, postgres_url, fake, balancer.port), tmp_path) as a:
+        ingest_env = {"OPENDISPATCH_FAST_INGEST": "1"} if ingest == "fast" else {}  # as fly.toml runs
+        async with serve_process(_env(tmp_path, port_a, postgres_url, fake, balancer.port) | ingest_env, tmp_path) as a, _diagnosed(fake, a):
             await a.wait_for(r"leads \(waited", timeout=30)
             note("A leads")
-            async with serve_process(_env(tmp_path, port_b, postgres_url, fake, balancer.port), tmp_path) as b:
+            async with serve_process(_env(tmp_path, port_b, postgres_url, fake, balancer.port) | ingest_env, tmp_path) as b:
                 await b.wait_for(r"stands by", timeout=30)
                 note("B stands by")
                 # Slack reaches the standby: it passes the command on to the leader.
@@ -140,7 +147,8 @@ async def test_the_standby_carries_the_leaders_job_on(tmp_path: Path, postgres_u
         assert await store.output(job.id) == expected, "each line stored once, in order"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     report = "\n".join(f"{at:7.2f}s  {what}" for at, what in timeline)
-    (ARTIFACTS / f"failover-timeline-{stop.name}.txt").write_text(report + "\n")
+    suffix = "" if ingest == "plain" else f"-{ingest}-ingest"
+    (ARTIFACTS / f"failover-timeline-{stop.name}{suffix}.txt").write_text(report + "\n")
     print("\n" + report)
 
 
