@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError, ReadsSettings
-from ...support.settings import Setting
+from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
+from ...support.settings import Setting, SettingsReader
 
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_PATH = "/slack/events"
@@ -125,48 +125,50 @@ class SlackSettings(ReadsSettings):
             raise ConfigError(HTTP_NEEDS_SIGNING_SECRET)
 
     @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> SlackSettings | None:
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> SlackSettings | None:
+        read = SettingsReader(env)
+        settings = cls._settings(read)
+        problems.extend(read.setting_problems())
+        return settings
 
-        bot_token = get("SLACK_BOT_TOKEN")
+    @classmethod
+    def _settings(cls, read: SettingsReader) -> SlackSettings | None:
+        bot_token = read.text(SLACK_BOT_TOKEN)
         if bot_token is None:
-            problems.append((
-                "SLACK_BOT_TOKEN",
+            read.add(
+                SLACK_BOT_TOKEN,
                 "CHAT_PROVIDER=slack needs SLACK_BOT_TOKEN (xoxb-…, from OAuth & Permissions after installing the app).",
-            ))
-        elif not bot_token.startswith("xoxb-"):
-            problems.append(
-                ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN must be the bot token, starting with xoxb- (OAuth & Permissions).")
             )
-        app_token = get("SLACK_APP_TOKEN")
+        elif not bot_token.startswith("xoxb-"):
+            read.add(SLACK_BOT_TOKEN, "SLACK_BOT_TOKEN must be the bot token, starting with xoxb- (OAuth & Permissions).")
+        app_token = read.text(SLACK_APP_TOKEN)
         if app_token is not None and not app_token.startswith("xapp-"):
-            problems.append((
-                "SLACK_APP_TOKEN",
+            read.add(
+                SLACK_APP_TOKEN,
                 "SLACK_APP_TOKEN must be an app-level token starting with xapp- "
                 "(Basic Information → App-Level Tokens, scope connections:write).",
-            ))
-        signing_secret = get("SLACK_SIGNING_SECRET")
-        agent_sessions = _switch("SLACK_AGENT_SESSIONS", get("SLACK_AGENT_SESSIONS"), problems)
-        streaming = _switch("SLACK_STREAMING", get("SLACK_STREAMING"), problems)
-        try:
-            mode = cls._mode(get("SLACK_MODE"), app_token, signing_secret)
-        except ConfigError as exc:
-            problems.append(("SLACK_MODE" if get("SLACK_MODE") else "SLACK_APP_TOKEN", str(exc)))
+            )
+        signing_secret = read.text(SLACK_SIGNING_SECRET)
+        agent_sessions = read.switch(SLACK_AGENT_SESSIONS)
+        streaming = read.switch(SLACK_STREAMING)
+        wanted = read.text(SLACK_MODE)
+        mode = read.value(
+            SLACK_MODE if wanted else SLACK_APP_TOKEN, lambda: cls._mode(wanted, app_token, signing_secret), None
+        )
+        if mode is None:
             return None
         if mode is SlackMode.SOCKET and app_token is None:
-            problems.append(("SLACK_APP_TOKEN", SOCKET_NEEDS_APP_TOKEN))
+            read.add(SLACK_APP_TOKEN, SOCKET_NEEDS_APP_TOKEN)
         if mode is SlackMode.HTTP and signing_secret is None:
-            problems.append(("SLACK_SIGNING_SECRET", HTTP_NEEDS_SIGNING_SECRET))
-        if problems or bot_token is None:
+            read.add(SLACK_SIGNING_SECRET, HTTP_NEEDS_SIGNING_SECRET)
+        if read.problems or bot_token is None:
             return None
         return cls(
             bot_token=bot_token,
             mode=mode,
             app_token=app_token,
             signing_secret=signing_secret,
-            api_url=get("OPENDISPATCH_SLACK_API_URL") or DEFAULT_API_URL,
+            api_url=read.text(OPENDISPATCH_SLACK_API_URL) or DEFAULT_API_URL,
             agent_sessions=agent_sessions,
             streaming=streaming,
         )
@@ -187,14 +189,3 @@ class SlackSettings(ReadsSettings):
             "or SLACK_SIGNING_SECRET (HTTP mode, Slack posts to OPEN_DISPATCH_URL/slack/events)."
         )
 
-
-def _switch(name: str, text: str | None, problems: list[tuple[str, str]]) -> bool:
-    """A yes/no setting: 1/true/yes/on or 0/false/no/off; unset is off."""
-    if text is None:
-        return False
-    value = text.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value not in ("0", "false", "no", "off"):
-        problems.append((name, f"{name}={text!r} must be 1 or 0 (true/false, yes/no, on/off)."))
-    return False
