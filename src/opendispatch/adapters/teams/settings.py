@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError, ReadsSettings
-from ...support.settings import Setting
+from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
+from ...support.settings import Setting, SettingsReader
 
 BOT_FRAMEWORK_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -77,7 +77,7 @@ class TeamsSettings(ReadsSettings):
     clock_leeway_s: float = 300.0
     keys_ttl_s: float = 24 * 3600.0
     key_refetch_min_interval_s: float = 60.0
-    edit_interval_s: float = 2.0
+    edit_interval_s: float = DEFAULT_EDIT_INTERVAL_S
     #: Live output in personal chats as a Teams stream (streaming.py); TEAMS_STREAMING=0 turns it off.
     streaming: bool = True
     #: Least time between two requests of one stream: Teams allows one a second and asks for
@@ -105,57 +105,46 @@ class TeamsSettings(ReadsSettings):
         return f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 
     @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> TeamsSettings | None:
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        app_id = get("TEAMS_APP_ID")
+    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> TeamsSettings | None:
+        read = SettingsReader(env)
+        app_id = read.text(TEAMS_APP_ID)
         if app_id is None:
-            problems.append((
-                "TEAMS_APP_ID",
+            read.add(
+                TEAMS_APP_ID,
                 "TEAMS_APP_ID is not set: use the Microsoft App ID of your Azure Bot "
                 "(Azure portal → your bot → Configuration). See docs/teams.md.",
-            ))
-        password = get("TEAMS_APP_PASSWORD")
+            )
+        password = read.text(TEAMS_APP_PASSWORD)
         if password is None:
-            problems.append((
-                "TEAMS_APP_PASSWORD",
+            read.add(
+                TEAMS_APP_PASSWORD,
                 "TEAMS_APP_PASSWORD is not set: use a client secret of the bot's app registration "
                 "(Azure portal → your bot → Configuration → Manage Password). See docs/teams.md.",
-            ))
-        edit_interval = get("TEAMS_EDIT_INTERVAL_S")
-        interval = 2.0
-        try:
-            interval = float(edit_interval) if edit_interval else 2.0
-        except ValueError:
-            problems.append(
-                ("TEAMS_EDIT_INTERVAL_S", f"TEAMS_EDIT_INTERVAL_S must be a number of seconds, not {edit_interval!r}.")
             )
-        if interval < 0:
-            problems.append(("TEAMS_EDIT_INTERVAL_S", "TEAMS_EDIT_INTERVAL_S must not be negative."))
-        streaming = _switch(env, "TEAMS_STREAMING", True, problems)
-        if problems or app_id is None or password is None:
+        interval = read.parse(TEAMS_EDIT_INTERVAL_S, _edit_interval, DEFAULT_EDIT_INTERVAL_S)
+        streaming = read.switch(TEAMS_STREAMING, default=True)
+        problems.extend(read.setting_problems())
+        if read.problems or app_id is None or password is None:
             return None
         return cls(
             app_id=app_id,
             app_password=password,
-            tenant_id=get("TEAMS_TENANT_ID"),
-            openid_metadata_url=get("TEAMS_OPENID_METADATA_URL") or BOT_FRAMEWORK_OPENID_METADATA_URL,
-            token_url_override=get("TEAMS_TOKEN_URL"),
+            tenant_id=read.text(TEAMS_TENANT_ID),
+            openid_metadata_url=read.text(TEAMS_OPENID_METADATA_URL) or BOT_FRAMEWORK_OPENID_METADATA_URL,
+            token_url_override=read.text(TEAMS_TOKEN_URL),
             edit_interval_s=interval,
             streaming=streaming,
         )
 
 
-def _switch(env: Mapping[str, str], name: str, default: bool, problems: list[tuple[str, str]]) -> bool:
-    """A yes/no setting: 1/true/yes/on or 0/false/no/off; unset (or empty) is `default`."""
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    problems.append((name, f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {env[name]!r}."))
-    return default
+def _edit_interval(text: str | None) -> float:
+    """TEAMS_EDIT_INTERVAL_S: seconds, not negative."""
+    if text is None:
+        return DEFAULT_EDIT_INTERVAL_S
+    try:
+        interval = float(text)
+    except ValueError:
+        raise ConfigError(f"TEAMS_EDIT_INTERVAL_S must be a number of seconds, not {text!r}.") from None
+    if interval < 0:
+        raise ConfigError("TEAMS_EDIT_INTERVAL_S must not be negative.")
+    return interval
