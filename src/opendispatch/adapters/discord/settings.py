@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError, ReadsSettings
-from ...support.settings import Setting
+from ...domain.errors import ReadsSettings, SettingProblem
+from ...support.settings import Setting, SettingsReader
 
 DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
 GATEWAY = "gateway"
@@ -81,48 +81,45 @@ class DiscordSettings(ReadsSettings):
     restart_max_s: float = 300.0
 
     @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[tuple[str, str]]) -> DiscordSettings | None:
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        token = get("DISCORD_BOT_TOKEN")
+    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> DiscordSettings | None:
+        read = SettingsReader(env)
+        token = read.text(DISCORD_BOT_TOKEN)
         if token is None:
-            problems.append((
-                "DISCORD_BOT_TOKEN",
+            read.add(
+                DISCORD_BOT_TOKEN,
                 "DISCORD_BOT_TOKEN is not set: copy the bot token from the Developer Portal "
                 "(your application > Bot > Reset Token).",
-            ))
-        application_id = get("DISCORD_CLIENT_ID")
+            )
+        application_id = read.text(DISCORD_CLIENT_ID)
         if application_id is None or not _SNOWFLAKE.fullmatch(application_id):
-            problems.append((
-                "DISCORD_CLIENT_ID",
+            read.add(
+                DISCORD_CLIENT_ID,
                 "DISCORD_CLIENT_ID must be your application's id (digits), from the Developer Portal "
                 "(your application > General Information > Application ID).",
-            ))
-        public_key = get("DISCORD_PUBLIC_KEY")
+            )
+        public_key = read.text(DISCORD_PUBLIC_KEY)
         if public_key is not None and not _PUBLIC_KEY.fullmatch(public_key):
-            problems.append((
-                "DISCORD_PUBLIC_KEY",
+            read.add(
+                DISCORD_PUBLIC_KEY,
                 "DISCORD_PUBLIC_KEY must be the 64 hex characters shown as Public Key under "
                 "General Information in the Developer Portal.",
-            ))
-        guild_id = get("DISCORD_GUILD_ID")
+            )
+        guild_id = read.text(DISCORD_GUILD_ID)
         if guild_id is not None and not _SNOWFLAKE.fullmatch(guild_id):
-            problems.append((
-                "DISCORD_GUILD_ID",
+            read.add(
+                DISCORD_GUILD_ID,
                 "DISCORD_GUILD_ID must be a server id (digits): right-click the server with "
                 "Developer Mode on > Copy Server ID, or leave it unset for global commands.",
-            ))
-        mode = (get("DISCORD_INTERACTIONS") or (HTTP if public_key else GATEWAY)).lower()
+            )
+        mode = (read.text(DISCORD_INTERACTIONS) or (HTTP if public_key else GATEWAY)).lower()
         if mode not in MODES:
-            problems.append(("DISCORD_INTERACTIONS", f"DISCORD_INTERACTIONS={mode!r} must be gateway or http."))
+            read.add(DISCORD_INTERACTIONS, f"DISCORD_INTERACTIONS={mode!r} must be gateway or http.")
         elif mode == HTTP and public_key is None:
-            problems.append((
-                "DISCORD_PUBLIC_KEY",
-                "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures.",
-            ))
-        if problems or token is None or application_id is None:
+            read.add(
+                DISCORD_PUBLIC_KEY, "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures."
+            )
+        problems.extend(read.setting_problems())
+        if read.problems or token is None or application_id is None:
             return None
         return cls(
             bot_token=token,
@@ -130,6 +127,6 @@ class DiscordSettings(ReadsSettings):
             public_key=public_key,
             guild_id=guild_id,
             mode=mode,
-            api_base_url=(get("DISCORD_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
-            gateway_url=get("DISCORD_GATEWAY_URL"),
+            api_base_url=(read.text(DISCORD_API_BASE_URL) or DEFAULT_API_BASE_URL).rstrip("/"),
+            gateway_url=read.text(DISCORD_GATEWAY_URL),
         )
