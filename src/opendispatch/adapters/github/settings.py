@@ -7,7 +7,7 @@ reaches every repository its owner can: exactly what the app is there to avoid).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,7 +17,7 @@ import httpx
 from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
 from ...domain.repo_credentials import DEFAULT_PERMISSIONS, parse_permissions
 from ...domain.repo_credentials import GITHUB_SERVER_URL as DEFAULT_SERVER_URL
-from ...support.settings import Setting
+from ...support.settings import Setting, SettingsReader
 from .app_tokens import DEFAULT_API_URL, GitHubAppTokens, load_app_key
 
 GITHUB_APP_ID = Setting(
@@ -53,8 +53,10 @@ SETTINGS = (
     GITHUB_SERVER_URL,
     GITHUB_API_URL,
 )
-ID_VARIABLES = (GITHUB_APP_CLIENT_ID.name, GITHUB_APP_ID.name)
-KEY_VARIABLES = (GITHUB_APP_PRIVATE_KEY.name, GITHUB_APP_PRIVATE_KEY_PATH.name)
+IDS = (GITHUB_APP_CLIENT_ID, GITHUB_APP_ID)
+KEYS = (GITHUB_APP_PRIVATE_KEY, GITHUB_APP_PRIVATE_KEY_PATH)
+ID_VARIABLES = tuple(setting.name for setting in IDS)
+KEY_VARIABLES = tuple(setting.name for setting in KEYS)
 
 NOT_CONFIGURED = (
     "Per-job GitHub tokens need a GitHub App: set GITHUB_APP_CLIENT_ID (or GITHUB_APP_ID) and "
@@ -69,9 +71,6 @@ KEY_WITHOUT_ID = (
     "{variable} is set but not the GitHub App's id: set GITHUB_APP_CLIENT_ID (recommended) or "
     "GITHUB_APP_ID, both shown on the app's settings page (General → About)."
 )
-#: `_read`'s `get(name)`: the variable's value without surrounding spaces, or None if empty.
-_Get = Callable[[str], "str | None"]
-
 BOTH_KEYS = (
     "Set one of GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_PATH, not both: it is unclear "
     "which key the app should sign with."
@@ -114,87 +113,94 @@ class GitHubAppSettings(ReadsSettings):
 
     @classmethod
     def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> GitHubAppSettings | None:
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+        read = SettingsReader(env)
+        settings = cls._settings(read)
+        problems.extend(read.setting_problems())
+        return settings
 
-        if not cls.configured(env):
-            problems.append(("GITHUB_APP_CLIENT_ID", NOT_CONFIGURED))
+    @classmethod
+    def _settings(cls, read: SettingsReader) -> GitHubAppSettings | None:
+        if not cls.configured(read.env):
+            read.add(GITHUB_APP_CLIENT_ID, NOT_CONFIGURED)
             return None
-        app_id = _app_id(get, problems)
-        private_key = _private_key(get, problems)
-        if not any(get(name) for name in ID_VARIABLES):
-            given = next(name for name in KEY_VARIABLES if get(name))
-            problems.append(("GITHUB_APP_CLIENT_ID", KEY_WITHOUT_ID.format(variable=given)))
-        permissions: Mapping[str, str] = dict(DEFAULT_PERMISSIONS)
-        if (text := get("GITHUB_APP_PERMISSIONS")) is not None:
-            try:
-                permissions = parse_permissions(text)
-            except ValueError as exc:
-                problems.append(("GITHUB_APP_PERMISSIONS", f"GITHUB_APP_PERMISSIONS: {exc}."))
-        api_url = _url(get, "GITHUB_API_URL", DEFAULT_API_URL, problems)
-        server_url = _url(get, "GITHUB_SERVER_URL", DEFAULT_SERVER_URL, problems)
-        if problems or app_id is None or private_key is None:
+        app_id = _app_id(read)
+        private_key = _private_key(read)
+        if not any(read.text(setting) for setting in IDS):
+            given = next(setting for setting in KEYS if read.text(setting))
+            read.add(GITHUB_APP_CLIENT_ID, KEY_WITHOUT_ID.format(variable=given.name))
+        fallback: Mapping[str, str] = dict(DEFAULT_PERMISSIONS)
+        permissions = read.parse(GITHUB_APP_PERMISSIONS, _permissions, fallback)
+        api_url = read.parse(GITHUB_API_URL, lambda text: _url(GITHUB_API_URL, text), DEFAULT_API_URL)
+        server_url = read.parse(GITHUB_SERVER_URL, lambda text: _url(GITHUB_SERVER_URL, text), DEFAULT_SERVER_URL)
+        if read.problems or app_id is None or private_key is None:
             return None
         return cls(app_id=app_id, private_key=private_key, permissions=permissions, api_url=api_url, server_url=server_url)
 
 
-def _app_id(get: _Get, problems: list[SettingProblem]) -> str | None:
-    client_id, numeric_id = get("GITHUB_APP_CLIENT_ID"), get("GITHUB_APP_ID")
+def _app_id(read: SettingsReader) -> str | None:
+    client_id, numeric_id = read.text(GITHUB_APP_CLIENT_ID), read.text(GITHUB_APP_ID)
     if client_id is not None and any(c.isspace() for c in client_id):
-        problems.append(("GITHUB_APP_CLIENT_ID", "GITHUB_APP_CLIENT_ID has spaces in it: copy the client id (Iv…) again."))
+        read.add(GITHUB_APP_CLIENT_ID, "GITHUB_APP_CLIENT_ID has spaces in it: copy the client id (Iv…) again.")
         return None
     if numeric_id is not None and not numeric_id.isdigit():
-        problems.append((
-            "GITHUB_APP_ID",
+        read.add(
+            GITHUB_APP_ID,
             f"GITHUB_APP_ID={numeric_id!r} is not the app's numeric id: copy App ID from the app's settings "
             "page (General → About), or set its client id as GITHUB_APP_CLIENT_ID instead.",
-        ))
+        )
         return None
     return client_id or numeric_id
 
 
-def _private_key(get: _Get, problems: list[SettingProblem]) -> str | None:
+def _private_key(read: SettingsReader) -> str | None:
     """The key's PEM text from one of its two variables, checked; None after recording why not."""
-    text, path = get("GITHUB_APP_PRIVATE_KEY"), get("GITHUB_APP_PRIVATE_KEY_PATH")
-    given_id = next((name for name in ID_VARIABLES if get(name)), None)
+    text, path = read.text(GITHUB_APP_PRIVATE_KEY), read.text(GITHUB_APP_PRIVATE_KEY_PATH)
+    given_id = next((setting for setting in IDS if read.text(setting)), None)
     if text is not None and path is not None:
-        problems.append(("GITHUB_APP_PRIVATE_KEY_PATH", BOTH_KEYS))
+        read.add(GITHUB_APP_PRIVATE_KEY_PATH, BOTH_KEYS)
         return None
     if text is None and path is None:
         if given_id is not None:
-            problems.append(("GITHUB_APP_PRIVATE_KEY", ID_WITHOUT_KEY.format(variable=given_id)))
+            read.add(GITHUB_APP_PRIVATE_KEY, ID_WITHOUT_KEY.format(variable=given_id.name))
         return None
-    variable = "GITHUB_APP_PRIVATE_KEY"
+    variable = GITHUB_APP_PRIVATE_KEY
     if path is not None:
-        variable = "GITHUB_APP_PRIVATE_KEY_PATH"
+        variable = GITHUB_APP_PRIVATE_KEY_PATH
         try:
             text = Path(path).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a text file"
-            problems.append((
+            read.add(
                 variable,
                 f"GITHUB_APP_PRIVATE_KEY_PATH={path} cannot be read ({reason}): point it at the .pem file "
                 "the GitHub App's settings page generated, readable by the dispatcher's user.",
-            ))
+            )
             return None
     assert text is not None
     # Many hosts keep a variable on one line, so the PEM's line breaks arrive as `\n`.
     pem = text.replace("\\r\\n", "\n").replace("\\n", "\n").strip() + "\n"
     try:
-        load_app_key(pem, variable)
+        load_app_key(pem, variable.name)
     except ConfigError as exc:
-        problems.append((variable, str(exc)))
+        read.add(variable, str(exc))
         return None
     return pem
 
 
-def _url(get: _Get, variable: str, default: str, problems: list[SettingProblem]) -> str:
-    value = get(variable)
-    if value is None:
+def _permissions(text: str | None) -> Mapping[str, str]:
+    if text is None:
+        return dict(DEFAULT_PERMISSIONS)
+    try:
+        return parse_permissions(text)
+    except ValueError as exc:
+        raise ConfigError(f"GITHUB_APP_PERMISSIONS: {exc}.") from None
+
+
+def _url(setting: Setting, text: str | None) -> str:
+    default = setting.default or ""
+    if text is None:
         return default
-    parts = urlsplit(value)
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        problems.append((variable, f"{variable}={value!r} must be an http(s) URL such as {default}."))
-        return default
-    return value.rstrip("/")
+        raise ConfigError(f"{setting.name}={text!r} must be an http(s) URL such as {default}.")
+    return text.rstrip("/")
