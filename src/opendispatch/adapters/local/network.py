@@ -34,6 +34,8 @@ from typing import Any, Union
 import attrs
 import trio
 
+from ...support.tcp_splice import splice
+
 log = logging.getLogger(__name__)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -383,30 +385,9 @@ def _forwarder(target: tuple[str, int]) -> Handler:
         if connecting.cancelled_caught:
             return
         async with upstream:
-            await _splice(stream, upstream)
+            await splice(stream, upstream)
 
     return forward
-
-
-async def _splice(left: trio.SocketStream, right: trio.SocketStream, first: bytes = b"") -> None:
-    """Bytes both ways until each side has closed its half."""
-
-    async def pump(source: trio.SocketStream, target: trio.SocketStream) -> None:
-        try:
-            while data := await source.receive_some(CHUNK):
-                await target.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        try:
-            await target.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-    if first:
-        await right.send_all(first)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump, left, right)
-        nursery.start_soon(pump, right, left)
 
 
 # --- the proxy ---------------------------------------------------------------------------
@@ -437,7 +418,7 @@ async def serve_proxy_connection(stream: trio.SocketStream, policy: NetworkPolic
             upstream = await open_permitted(host, port, policy)
             async with upstream:
                 await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await _splice(stream, upstream, rest)
+                await splice(stream, upstream, rest)
             return
         url = urllib.parse.urlsplit(target)
         if url.scheme != "http" or not url.hostname:
@@ -448,7 +429,7 @@ async def serve_proxy_connection(stream: trio.SocketStream, policy: NetworkPolic
         request = b"\r\n".join([f"{method} {path} {version}".encode(), *kept, b"Connection: close", b"", b""])
         upstream = await open_permitted(url.hostname, port, policy)
         async with upstream:
-            await _splice(stream, upstream, request + rest)
+            await splice(stream, upstream, request + rest)
     except Refused as refused:
         await _answer(stream, refused.status, refused.reason)
     except trio.TooSlowError:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ...support.tcp_splice import splice
 from .server import _hypercorn_config, _public_url
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ async def _pass_on(leader_url: Callable[[], str | None], client: trio.SocketStre
                 await _answer(client, 503, {"error": "the leading dispatcher cannot be reached; try again"}, retry_after=1)
                 return
             async with upstream:
-                await _splice(client, upstream, head)
+                await splice(client, upstream, head, far_closing_ends=True)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return  # either side went away: the sidecar or platform sends again
 
@@ -83,30 +84,6 @@ async def _request_line(client: trio.SocketStream) -> bytes | None:
             return None
         head += chunk
     return head
-
-
-async def _splice(client: trio.SocketStream, upstream: trio.SocketStream, first: bytes) -> None:
-    """Copy both ways until the leader is done with the connection, or either side breaks."""
-
-    async def copy(source: trio.SocketStream, target: trio.SocketStream) -> bool:
-        """True when `source` ended cleanly (its end passed on as a half-close)."""
-        try:
-            while chunk := await source.receive_some(READ_SIZE):
-                await target.send_all(chunk)
-            await target.send_eof()
-            return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return False
-
-    async def requests(done: trio.CancelScope) -> None:
-        if not await copy(client, upstream):
-            done.cancel()  # the client broke off: nobody is left to answer
-
-    await upstream.send_all(first)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(requests, nursery.cancel_scope)
-        await copy(upstream, client)  # the leader closed: nothing more will be answered
-        nursery.cancel_scope.cancel()
 
 
 async def _answer(client: trio.SocketStream, status: int, body: dict[str, object], *, retry_after: int | None = None) -> None:

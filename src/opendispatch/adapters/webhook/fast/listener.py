@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
+from ....support.tcp_splice import splice
 from .arrivals import StampedStream, stamp_arrivals
 from .front import DRAIN_S, SidecarFront, read_first_line, read_whole_head
 
@@ -28,9 +29,6 @@ _HEAD_TIMED_OUT = (
     + f"Content-Length: {len(_HEAD_TIMED_OUT_BODY)}\r\n\r\n".encode()
     + _HEAD_TIMED_OUT_BODY
 )
-
-#: What a passed-on connection's bytes are copied in.
-SPLICE_BYTES = 65536
 
 
 async def serve_fast(
@@ -62,7 +60,7 @@ async def serve_fast(
                     await stream.send_all(_HEAD_TIMED_OUT)
                 return
             async with await trio.open_tcp_stream(*upstream) as passed_on:
-                await splice(stream, passed_on, received)
+                await splice(stream, passed_on, received, far_closing_ends=True)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the client went away
         except Exception:
@@ -73,31 +71,6 @@ async def serve_fast(
         await nursery.start(front.run_stream_hub)
         await nursery.start(serve_listening_sockets, sockets, connection)
         task_status.started()
-
-
-async def splice(client: trio.abc.HalfCloseableStream, upstream: trio.abc.HalfCloseableStream, first: bytes) -> None:
-    """`first`, then everything both ways, until the upstream server is done with the
-    connection (it closed it) or either side breaks."""
-
-    async def copy(source: trio.abc.ReceiveStream, target: trio.abc.HalfCloseableStream) -> bool:
-        """True when `source` ended cleanly (its end passed on as a half-close)."""
-        try:
-            while chunk := await source.receive_some(SPLICE_BYTES):
-                await target.send_all(chunk)
-            await target.send_eof()
-            return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return False
-
-    async def requests(done: trio.CancelScope) -> None:
-        if not await copy(client, upstream):
-            done.cancel()  # the client broke off: nobody is left to answer
-
-    await upstream.send_all(first)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(requests, nursery.cancel_scope)
-        await copy(upstream, client)
-        nursery.cancel_scope.cancel()
 
 
 #: accept() errors that mean the process is out of file descriptors or memory: pause, retry.
