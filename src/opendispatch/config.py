@@ -93,8 +93,8 @@ OPENDISPATCH_PEER_URL = Setting(
 )
 SPRITE_IMAGE = Setting(
     "SPRITE_IMAGE",
-    "the sprites' default image: an agent image with sprite-reporter, on Fly pushed to "
-    "registry.fly.io/<sprite app>/<name>:<tag>; check with `fly image show`",
+    "default image for sprites (Fly backend): an agent image with sprite-reporter, pushed to "
+    "registry.fly.io/<sprite app>/<name>:<tag>",
 )
 SPRITE_IMAGES = Setting("SPRITE_IMAGES", 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}')
 SPRITE_AGENT_TYPE = Setting("SPRITE_AGENT_TYPE", "default agent: claude, opencode or shell", AgentKind.CLAUDE.value)

@@ -14,102 +14,44 @@ import shutil
 import sys
 from collections.abc import Mapping
 
-import attrs
-
-from .config import Config, Problem, read_environment, secret_variables
+from . import config as service
 from .adapters.github import GitHubAppSettings
+from .adapters.github import settings as github_app
 from .adapters.postgres.url import is_postgres_url, redact_url
+from .config import Config, Problem, read_environment
+from .support.settings import Setting
 from .validation import check_database, check_port, validate
 
+# What doctor lists, from the declarations of the modules that read each setting
+# (support/settings.py): a setting's name, default and meaning are written there once.
 
-@attrs.frozen
-class Variable:
-    name: str
-    required: bool
-    how: str
-    default: str | None = None
-
-
-GENERAL = (
-    Variable("CHAT_PROVIDER", False, "console (default), slack, teams or discord", "console"),
-    Variable("OPENDISPATCH_SPRITES", False, "sprite backend: local, fly, or fly-emulator (Fly API on loopback)", "local"),
-    Variable("WEBHOOK_PORT", False, "port the webhook server listens on", "8080"),
-    Variable("OPEN_DISPATCH_URL", False, "URL sprites use to reach the webhook server", "the server's own URL"),
-    Variable("OPENDISPATCH_DB", False, "SQLite file for jobs and output, or a postgresql:// URL", ".opendispatch/jobs.db"),
-    Variable("OPENDISPATCH_LEASE_S", False, "on PostgreSQL: a job lease; a standby takes over a dead leader's jobs within it", "10"),
-    Variable("OPENDISPATCH_FAST_INGEST", False, "1: the measured fast path for sidecars' output, for hundreds of jobs at once (Linux; docs/performance.md)", "0: Quart on hypercorn"),
-    Variable("OPENDISPATCH_PEER_URL", False, "on PostgreSQL: where the other dispatchers reach this one", "on Fly the machine's private address, else the bound one"),
-    Variable("SPRITE_IMAGE", False, "default image for sprites (Fly backend)", None),
-    Variable("SPRITE_IMAGES", False, 'aliases for --image, JSON: {"py": "registry.fly.io/app/py:1"}', None),
-    Variable("SPRITE_AGENT_TYPE", False, "default agent: claude, opencode or shell", "claude"),
-    Variable("OPENDISPATCH_TOKEN_SECRET", False, "key for job tokens (else generated once and kept in the DB)", None),
-    Variable("GH_TOKEN", False, "GitHub token passed to sprites for private clones: `gh auth token` (a GitHub App is safer)", None),
-    Variable("GITHUB_APP_ID", False, "GitHub App for per-job tokens, one repository each: the app's settings → App ID (docs/github.md)", None),
-    Variable("GITHUB_APP_PRIVATE_KEY", False, "the app's private key (PEM), or a file in GITHUB_APP_PRIVATE_KEY_PATH", None),
-    Variable("ANTHROPIC_API_KEY", False, "passed to sprites for Claude Code: console.anthropic.com", None),
-    Variable("DATABASE_URL", False, "passed to sprites when your agents need a database", None),
+#: Listed for every deployment.
+GENERAL: tuple[Setting, ...] = (
+    *service.GENERAL,
+    service.GH_TOKEN,
+    github_app.GITHUB_APP_ID,
+    github_app.GITHUB_APP_PRIVATE_KEY,
+    service.ANTHROPIC_API_KEY,
+    service.DATABASE_URL,
 )
-
 #: Shown once a GitHub App is configured (GITHUB_APP_ID and its key are in GENERAL).
-GITHUB_APP = (
-    Variable("GITHUB_APP_CLIENT_ID", False, "the app's client ID: GitHub's recommended JWT issuer (instead of the App ID)", None),
-    Variable("GITHUB_APP_PRIVATE_KEY_PATH", False, "a file holding the app's private key (instead of GITHUB_APP_PRIVATE_KEY)", None),
-    Variable("GITHUB_APP_PERMISSIONS", False, "what each job's token may do", "contents:write,pull_requests:write"),
-    Variable("GITHUB_SERVER_URL", False, "where `--repo owner/name` lives (GitHub Enterprise: its URL)", "https://github.com"),
-    Variable("GITHUB_API_URL", False, "GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)", "https://api.github.com"),
-)
+GITHUB_APP = tuple(setting for setting in github_app.SETTINGS if setting not in GENERAL)
 
-SPRITE_BACKENDS: Mapping[str, tuple[Variable, ...]] = {
-    "local": (
-        Variable("OPENDISPATCH_SANDBOX_ALLOW", False, "more places sandboxed sprites may reach: 127.0.0.1:4000, 10.0.0.0/8, git.internal:443", None),
-        Variable("OPENDISPATCH_SANDBOX_READ_ONLY", False, "more folders sandboxed sprites may read", None),
-        Variable("OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES", False, "i-understand: run shared chat's local sprites without a sandbox", None),
-    ),
-    "fly": (
-        Variable("FLY_API_TOKEN", True, "`fly tokens create deploy -a <sprite app>`; check with `fly auth whoami`"),
-        Variable("FLY_SPRITE_APP", True, "app the sprite machines live in: `fly apps create my-sprites`"),
-        Variable("SPRITE_IMAGE", True, "agent image with sprite-reporter; check with `fly image show`"),
-        Variable("FLY_REGION", False, "region for sprites: `fly platform regions`", "iad"),
-        Variable("FLY_API_URL", False, "Machines API (inside Fly: http://_api.internal:4280)", "https://api.machines.dev"),
-        Variable("OPENDISPATCH_SPRITE_CPU_KIND", False, "shared or performance", "shared"),
-        Variable("OPENDISPATCH_SPRITE_CPUS", False, "CPUs per sprite", "1"),
-        Variable("OPENDISPATCH_SPRITE_MEMORY_MB", False, "memory per sprite (multiple of 256)", "1024"),
-        Variable("OPENDISPATCH_INSTANCE", False, "marks this dispatcher's machines (metadata)", "FLY_APP_NAME or opendispatch"),
-    ),
-}
-
-PROVIDERS: Mapping[str, tuple[Variable, ...]] = {
-    "console": (),
-    "slack": (
-        Variable("SLACK_BOT_TOKEN", True, "xoxb- token: Slack app → OAuth & Permissions"),
-        Variable("SLACK_APP_TOKEN", False, "xapp- token for Socket Mode: Basic Information → App-Level Tokens"),
-        Variable("SLACK_SIGNING_SECRET", False, "for HTTP mode: Basic Information → Signing Secret"),
-        Variable("SLACK_MODE", False, "socket (needs SLACK_APP_TOKEN) or http (needs SLACK_SIGNING_SECRET)", "socket"),
-        Variable("SLACK_AGENT_SESSIONS", False, "1 once the Slack app is declared an agent: status and Slack's own stop button (docs/slack.md)", "0"),
-        Variable("SLACK_STREAMING", False, "1: the live output is a Slack stream with the agent's steps (docs/slack.md)", "0"),
-    ),
-    "teams": (
-        Variable("TEAMS_APP_ID", True, "Azure Bot registration → Microsoft App ID"),
-        Variable("TEAMS_APP_PASSWORD", True, "Azure Bot registration → client secret"),
-        Variable("TEAMS_TENANT_ID", False, "single-tenant bots (all new ones): Azure → Microsoft Entra ID → Tenant ID"),
-        Variable("TEAMS_STREAMING", False, "0 turns Teams' streaming off in personal chats (docs/teams.md)", "1"),
-    ),
-    "discord": (
-        Variable("DISCORD_BOT_TOKEN", True, "Discord developer portal → Bot → Token"),
-        Variable("DISCORD_CLIENT_ID", True, "Discord developer portal → General Information → Application ID"),
-        Variable("DISCORD_GUILD_ID", False, "register commands in one server for instant updates (else global)"),
-        Variable("DISCORD_PUBLIC_KEY", False, "HTTP-interactions mode: General Information → Public Key"),
-    ),
-}
+SPRITE_BACKENDS: Mapping[str, tuple[Setting, ...]] = {"local": service.LOCAL_SPRITES, "fly": service.FLY_SPRITES}
 
 
-def describe(name: str, env: Mapping[str, str]) -> str:
-    value = env.get(name, "").strip()
+def provider_settings(provider: str) -> tuple[Setting, ...]:
+    """What the chat provider's adapter reads (its settings module's declarations), as listed."""
+    return tuple(setting for setting in service.chat_settings(provider) if setting.listed)
+
+
+def describe(setting: Setting, env: Mapping[str, str]) -> str:
+    value = env.get(setting.name, "").strip()
     if not value:
         return "missing"
-    if name in secret_variables():
+    if setting.secret:
         return "set (secret, not shown)"
-    return f"set: {redact_url(value) if name == 'OPENDISPATCH_DB' else value}"
+    return f"set: {redact_url(value) if setting == service.OPENDISPATCH_DB else value}"
 
 
 def report(env: Mapping[str, str]) -> tuple[list[str], int]:
@@ -126,20 +68,22 @@ def report(env: Mapping[str, str]) -> tuple[list[str], int]:
             unclaimed.remove(found)
         return found
 
-    general = tuple(v for v in GENERAL if backend != "fly" or v.name != "SPRITE_IMAGE")  # listed as required below
+    backend_settings = SPRITE_BACKENDS.get(backend, ())
+    listed_below = {setting.name for setting in backend_settings}  # SPRITE_IMAGE, required on Fly
+    general = tuple(setting for setting in GENERAL if setting.name not in listed_below)
     github = GITHUB_APP if GitHubAppSettings.configured(env) else ()
-    variables = (*general, *github, *SPRITE_BACKENDS.get(backend, ()), *PROVIDERS.get(provider, ()))
-    width = max(len(variable.name) for variable in variables) + 1
+    settings = (*general, *github, *backend_settings, *provider_settings(provider))
+    width = max(len(setting.name) for setting in settings) + 1
     rows: list[str] = []
-    for variable in variables:
-        state = describe(variable.name, env)
-        problem = claim(variable.name)
+    for setting in settings:
+        state = describe(setting, env)
+        problem = claim(setting.name)
         if problem is not None:
-            rows.append(f"✗ {variable.name:<{width}} {state}  — {problem.message}")
+            rows.append(f"✗ {setting.name:<{width}} {state}  — {problem.message}")
             continue
-        if state == "missing" and not variable.required:
-            state = f"not set (default: {variable.default})" if variable.default else "not set"
-        rows.append(f"{'·' if state.startswith(('missing', 'not set')) else '✓'} {variable.name:<{width}} {state}  — {variable.how}")
+        if state == "missing" and not setting.required:
+            state = f"not set (default: {setting.default})" if setting.default else "not set"
+        rows.append(f"{'·' if state.startswith(('missing', 'not set')) else '✓'} {setting.name:<{width}} {state}  — {setting.meaning}")
 
     if problems:
         count = _count(len(problems))

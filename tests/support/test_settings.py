@@ -64,3 +64,16 @@ def test_each_variable_is_declared_once_across_every_reader() -> None:
     assert len(declared) == len(set(declared)), sorted(name for name in declared if declared.count(name) > 1)
     assert [s.name for s in config.PASSTHROUGH] == list(PASSTHROUGH_SECRETS)
     assert set(config.secret_variables()) >= {"FLY_API_TOKEN", "SLACK_SIGNING_SECRET", "DISCORD_BOT_TOKEN", "TEAMS_APP_PASSWORD"}
+
+
+@pytest.mark.parametrize("provider", ["slack", "teams", "discord"])
+def test_doctor_lists_the_declared_settings_of_the_chosen_provider(provider: str, tmp_path: object) -> None:
+    from opendispatch.doctor import report
+
+    lines, _ = report({"CHAT_PROVIDER": provider, "WEBHOOK_PORT": "0", "OPENDISPATCH_DB": f"{tmp_path}/jobs.db"})
+    rows = {line.split()[1]: line for line in lines if line[:2] in ("✓ ", "· ", "✗ ")}
+    for setting in config.chat_settings(provider):
+        if setting.listed:
+            assert setting.name in rows and (setting.meaning in rows[setting.name] or rows[setting.name].startswith("✗"))
+        else:
+            assert setting.name not in rows
