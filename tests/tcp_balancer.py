@@ -11,21 +11,14 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from opendispatch.support.tcp_splice import splice
+
 
 @attrs.define
 class Balancer:
     port: int
     #: Which target each connection went to, in order.
     picks: list[int] = attrs.Factory(list)
-
-
-async def _copy(source: trio.SocketStream, target: trio.SocketStream) -> None:
-    try:
-        while chunk := await source.receive_some(65536):
-            await target.send_all(chunk)
-        await target.send_eof()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass
 
 
 @asynccontextmanager
@@ -42,10 +35,8 @@ async def open_balancer(targets: Sequence[int]) -> AsyncIterator[Balancer]:
                 except OSError:
                     continue
                 balancer.picks.append(targets[index])
-                async with upstream, trio.open_nursery() as nursery:
-                    nursery.start_soon(_copy, client, upstream)
-                    await _copy(upstream, client)
-                    nursery.cancel_scope.cancel()
+                async with upstream:
+                    await splice(client, upstream, far_closing_ends=True)
                 return
 
     async with trio.open_nursery() as nursery:

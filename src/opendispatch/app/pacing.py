@@ -65,7 +65,7 @@ class SenderPacer:
 
 
 #: Stream records per second the server budgets for. A record read from an open stream
-#: costs a fraction of a POST (front.py, stream_hub.py), and all records that arrived
+#: costs a fraction of a POST (on the fast ingest path, fast/front.py and fast/stream_hub.py), and all records that arrived
 #: together are stored in one write; what still grows with the count is the records' parsing
 #: and their live-output hand-offs. With a thousand sprites streaming, 3,000 a second keep
 #: the server near 70-80 % of a core and a line's p50 near 200 ms; 3,300 and 3,600 saturate
