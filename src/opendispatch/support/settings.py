@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import attrs
 
-from ..domain.errors import ConfigError, SettingProblem
+from ..domain.errors import ConfigError, ReadsSettings, SettingProblem
 
 T = TypeVar("T")
 
@@ -97,6 +97,25 @@ class SettingsReader:
     def setting_problems(self) -> list[SettingProblem]:
         """The problems as the chat adapters' settings hand them on: (variable, message)."""
         return [(problem.variable or "", problem.message) for problem in self.problems]
+
+
+class ReadsDeclaredSettings(ReadsSettings):
+    """A chat adapter's (or the GitHub App's) settings, read from their declarations.
+
+    A subclass reads its variables in `_settings` through the `SettingsReader` it is given,
+    recording each problem there; `from_env` and `problems` (`ReadsSettings`) hand them on.
+    """
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> Self | None:
+        read = SettingsReader(env)
+        settings = cls._settings(read)
+        problems.extend(read.setting_problems())
+        return settings
+
+    @classmethod
+    def _settings(cls, read: SettingsReader) -> Self | None:
+        raise NotImplementedError
 
 
 def switch(setting: Setting, text: str | None, default: bool = False) -> bool:

@@ -8,12 +8,10 @@ that names the variable and the fix.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ReadsSettings, SettingProblem
-from ...support.settings import Setting, SettingsReader
+from ...support.settings import ReadsDeclaredSettings, Setting, SettingsReader
 
 DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
 GATEWAY = "gateway"
@@ -62,7 +60,7 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
-class DiscordSettings(ReadsSettings):
+class DiscordSettings(ReadsDeclaredSettings):
     """`mode` says how interactions reach us: the gateway (discord.py) or HTTP POSTs.
 
     `api_base_url` and `gateway_url` exist so tests can point everything at loopback fakes;
@@ -81,8 +79,7 @@ class DiscordSettings(ReadsSettings):
     restart_max_s: float = 300.0
 
     @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> DiscordSettings | None:
-        read = SettingsReader(env)
+    def _settings(cls, read: SettingsReader) -> DiscordSettings | None:
         token = read.text(DISCORD_BOT_TOKEN)
         if token is None:
             read.add(
@@ -118,7 +115,6 @@ class DiscordSettings(ReadsSettings):
             read.add(
                 DISCORD_PUBLIC_KEY, "DISCORD_INTERACTIONS=http needs DISCORD_PUBLIC_KEY to verify Discord's signatures."
             )
-        problems.extend(read.setting_problems())
         if read.problems or token is None or application_id is None:
             return None
         return cls(

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 
-from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
+from ...domain.errors import ConfigError
 from ...domain.repo_credentials import DEFAULT_PERMISSIONS, parse_permissions
 from ...domain.repo_credentials import GITHUB_SERVER_URL as DEFAULT_SERVER_URL
-from ...support.settings import Setting, SettingsReader
+from ...support.settings import ReadsDeclaredSettings, Setting, SettingsReader
 from .app_tokens import DEFAULT_API_URL, GitHubAppTokens, load_app_key
 
 GITHUB_APP_ID = Setting(
@@ -82,7 +82,7 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
-class GitHubAppSettings(ReadsSettings):
+class GitHubAppSettings(ReadsDeclaredSettings):
     #: The JWT's `iss`: the app's client id (GitHub's recommendation) or its numeric app id.
     app_id: str
     private_key: str = attrs.field(repr=_hidden)
@@ -110,13 +110,6 @@ class GitHubAppSettings(ReadsSettings):
             permissions=self.permissions,
             api_url=self.api_url,
         )
-
-    @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> GitHubAppSettings | None:
-        read = SettingsReader(env)
-        settings = cls._settings(read)
-        problems.extend(read.setting_problems())
-        return settings
 
     @classmethod
     def _settings(cls, read: SettingsReader) -> GitHubAppSettings | None:

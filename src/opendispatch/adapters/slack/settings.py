@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
-from ...support.settings import Setting, SettingsReader
+from ...domain.errors import ConfigError
+from ...support.settings import ReadsDeclaredSettings, Setting, SettingsReader
 
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_PATH = "/slack/events"
@@ -99,7 +99,7 @@ class Pacing:
 
 
 @attrs.frozen
-class SlackSettings(ReadsSettings):
+class SlackSettings(ReadsDeclaredSettings):
     bot_token: str = attrs.field(repr=_hidden)
     mode: SlackMode = SlackMode.SOCKET
     app_token: str | None = attrs.field(default=None, repr=_hidden)
@@ -123,13 +123,6 @@ class SlackSettings(ReadsSettings):
             raise ConfigError(SOCKET_NEEDS_APP_TOKEN)
         if self.mode is SlackMode.HTTP and not self.signing_secret:
             raise ConfigError(HTTP_NEEDS_SIGNING_SECRET)
-
-    @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> SlackSettings | None:
-        read = SettingsReader(env)
-        settings = cls._settings(read)
-        problems.extend(read.setting_problems())
-        return settings
 
     @classmethod
     def _settings(cls, read: SettingsReader) -> SlackSettings | None:

@@ -7,12 +7,11 @@ Microsoft documents for the public cloud (see docs/teams.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import attrs
 
-from ...domain.errors import ConfigError, ReadsSettings, SettingProblem
-from ...support.settings import Setting, SettingsReader
+from ...domain.errors import ConfigError
+from ...support.settings import ReadsDeclaredSettings, Setting, SettingsReader
 
 BOT_FRAMEWORK_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -59,7 +58,7 @@ def _hidden(_: object) -> str:
 
 
 @attrs.frozen
-class TeamsSettings(ReadsSettings):
+class TeamsSettings(ReadsDeclaredSettings):
     """Credentials, identity endpoints and pacing of the Teams adapter.
 
     `tenant_id` is required for single-tenant bots (all new Azure Bots since 2025-07-31);
@@ -105,8 +104,7 @@ class TeamsSettings(ReadsSettings):
         return f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 
     @classmethod
-    def _read(cls, env: Mapping[str, str], problems: list[SettingProblem]) -> TeamsSettings | None:
-        read = SettingsReader(env)
+    def _settings(cls, read: SettingsReader) -> TeamsSettings | None:
         app_id = read.text(TEAMS_APP_ID)
         if app_id is None:
             read.add(
@@ -123,7 +121,6 @@ class TeamsSettings(ReadsSettings):
             )
         interval = read.parse(TEAMS_EDIT_INTERVAL_S, _edit_interval, DEFAULT_EDIT_INTERVAL_S)
         streaming = read.switch(TEAMS_STREAMING, default=True)
-        problems.extend(read.setting_problems())
         if read.problems or app_id is None or password is None:
             return None
         return cls(
