@@ -20,7 +20,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .adapters.postgres.url import is_postgres_url
-from .config import UNSANDBOXED_OPT_IN, Config, Problem
+from .config import (
+    CHAT_PROVIDER,
+    OPENDISPATCH_SPRITES,
+    OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES,
+    UNSANDBOXED_OPT_IN,
+    Config,
+    Problem,
+)
+from .support.settings import SettingsReader
 
 __all__ = ["Problem", "check_database", "check_port", "listen_problem", "missing_extra", "validate"]
 
@@ -33,11 +41,12 @@ SettingsProblems = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 def validate(env: Mapping[str, str]) -> list[Problem]:
     """Every reason `serve` would refuse this environment, in the order a user meets them."""
     problems = Config.problems(env)
-    provider = (env.get("CHAT_PROVIDER", "").strip() or "console").lower()
+    read = SettingsReader(env)
+    provider = (read.text(CHAT_PROVIDER) or "console").lower()
     if provider in EXTRA_FOR:
         problems.extend(chat_problems(provider, env))
     problems.extend(github_app_problems(env))
-    backend = (env.get("OPENDISPATCH_SPRITES", "").strip() or "local").lower()
+    backend = (read.text(OPENDISPATCH_SPRITES) or "local").lower()
     if backend == "local" and provider != "console":
         problem = sandbox_refusal(env)
         if problem is not None:
@@ -48,7 +57,7 @@ def validate(env: Mapping[str, str]) -> list[Problem]:
 def sandbox_refusal(env: Mapping[str, str]) -> Problem | None:
     """Shared chat on local sprites needs the sandbox: without it any member runs code on this
     host with its files, database and environment (docs/security.md). The opt-out is loud."""
-    if env.get("OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES", "").strip() == UNSANDBOXED_OPT_IN:
+    if SettingsReader(env).text(OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES) == UNSANDBOXED_OPT_IN:
         return None
     from .adapters.local import sandbox_problem
 
@@ -59,8 +68,8 @@ def sandbox_refusal(env: Mapping[str, str]) -> Problem | None:
         f"Local sprites cannot be sandboxed here ({why}), and without a sandbox every member of "
         "the chat could run code on this machine with its files, database and secrets. Install "
         "bubblewrap (`apt-get install bubblewrap`), use OPENDISPATCH_SPRITES=fly, or accept it "
-        f"with OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES={UNSANDBOXED_OPT_IN}.",
-        "OPENDISPATCH_SPRITES",
+        f"with {OPENDISPATCH_UNSANDBOXED_LOCAL_SPRITES.name}={UNSANDBOXED_OPT_IN}.",
+        OPENDISPATCH_SPRITES.name,
     )
 
 
@@ -103,7 +112,7 @@ def missing_extra(provider: str, exc: ImportError) -> Problem:
     missing = f"{exc.name} is missing" if exc.name else f"an import failed: {exc}"
     return Problem(
         f"CHAT_PROVIDER={provider} needs extra packages: pip install 'opendispatch[{EXTRA_FOR[provider]}]' ({missing}).",
-        "CHAT_PROVIDER",
+        CHAT_PROVIDER.name,
     )
 
 
