@@ -59,7 +59,7 @@ from opendispatch.adapters.postgres.url import is_postgres_url
 from opendispatch.adapters.sqlite import open_sqlite_store
 from opendispatch.app.job_runner import RunnerSettings
 from opendispatch.app.live_job import LiveJob
-from opendispatch.app.pacing import SenderPacer
+from opendispatch.domain.pacing import SenderPacer
 from opendispatch.app.relay import Relay
 from opendispatch.bootstrap import open_dispatcher
 from opendispatch.config import Config
@@ -585,9 +585,9 @@ async def report(running: Any, chat: StopwatchChat, store: StoreStopwatch, db_pi
 
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args.request_budget:  # an experiment knob: the production default lives in app/pacing.py
+    if args.request_budget:  # an experiment knob: the production default lives in domain/pacing.py
         SenderPacer.__init__.__defaults__ = (args.request_budget,)
-    if args.stream_budget:  # likewise; the default is app/pacing.py's
+    if args.stream_budget:  # likewise; the default is domain/pacing.py's
         assert Relay.__init__.__kwdefaults__ is not None
         Relay.__init__.__kwdefaults__["stream_record_budget_per_s"] = args.stream_budget
     folder = tempfile.mkdtemp(prefix="od-bench-")

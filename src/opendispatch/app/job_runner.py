@@ -173,7 +173,7 @@ class JobRunner:
         current_job_id.set(job.id)
         if adopt is not None:
             last = await self.store.last_seq(job.id)
-            live.next_seq = 0 if last is None else last + 1
+            live.order.next_seq = 0 if last is None else last + 1
             live.quota.lines = await self.store.output_line_count(job.id)  # what it stored before
             live.quota.truncated = job.output_truncated
             self.sprites_by_job[job.id] = adopt

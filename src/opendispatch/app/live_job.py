@@ -14,6 +14,7 @@ from ..domain.messages import MessageRef
 from ..domain.output_buffer import OutputBuffer
 from ..domain.output_quota import OutputQuota
 from ..domain.redaction import Redactor
+from ..domain.seq_order import InSeqOrder
 
 
 @attrs.define(eq=False)
@@ -23,8 +24,8 @@ class LiveJob:
     redactor: Redactor
     started_ref: MessageRef | None = None
     page_refs: dict[int, MessageRef] = attrs.Factory(dict)
-    next_seq: int = 0
-    held: dict[int, tuple[tuple[str, ...], tuple[AgentEvent, ...]]] = attrs.Factory(dict)
+    #: The seq'd batches' lines and events, handed to the buffer in seq order, each seq once.
+    order: InSeqOrder[tuple[tuple[str, ...], tuple[AgentEvent, ...]]] = attrs.Factory(InSeqOrder)
     #: The agent's work so far, from its events (docs/agents.md); empty for plain sidecars.
     progress: AgentProgress = attrs.Factory(AgentProgress)
     #: Set once the agent's cost reached the job's `--max-cost` (the cost then, in USD).
@@ -73,17 +74,13 @@ class LiveJob:
             self.saw_unsequenced = True
             self._append(lines, events, now)
             return
-        if seq < self.next_seq:
-            return
-        self.held[seq] = (tuple(lines), tuple(events))
-        while self.next_seq in self.held:
-            self._append(*self.held.pop(self.next_seq), now)
-            self.next_seq += 1
+        for ready_lines, ready_events in self.order.accept(seq, (tuple(lines), tuple(events))):
+            self._append(ready_lines, ready_events, now)
 
     def release_held(self, now: float) -> None:
         """At the end nothing more will fill a gap: show what we have, in order."""
-        for seq in sorted(self.held):
-            self._append(*self.held.pop(seq), now)
+        for lines, events in self.order.release_all():
+            self._append(lines, events, now)
 
     def _append(self, lines: Sequence[str], events: Sequence[AgentEvent], now: float) -> None:
         self.saw_output = True

@@ -12,16 +12,16 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from ..domain.agent_events import AgentFinished, map_strings
+from ..domain.agent_events import map_strings
 from ..domain.arrival_order import DEFAULT_ARRIVAL_WINDOW_S
-from ..domain.agent_progress import MODEL_API_ERRORS, explain_agent_failure
 from ..domain.errors import InvalidToken, JobClosed, UnknownJob
-from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, FailureStage, Job, JobState
+from ..domain.job import MAX_KEPT_ARTIFACT_FILES, Artifact, Job, JobState
 from ..domain.redaction import Redactor
 from ..domain.repo_credentials import NoRepoCredentials, RepoToken
 from ..domain.terminal import clean_lines, clean_text
 from ..domain.session import looks_like_session_id
-from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, ReportedStatus, StatusReport, TranscriptPart
+from ..domain.sidecar import ArtifactFile, ArtifactReport, LogBatch, StatusReport, TranscriptPart
+from ..domain.status_reports import mark_running, transition_for
 from ..domain.tokens import TokenIssuer, bearer_token
 from ..ports.job_store import JobStore
 from ..ports.metrics import Metrics, NoMetrics
@@ -29,7 +29,7 @@ from .arrival_turns import ArrivalTurns
 from .repo_credentials import JobCredentials
 from .ledger import JobLedger
 from .log_context import current_job_id
-from .pacing import DEFAULT_STREAM_RECORD_BUDGET_PER_S, SenderPacer, stream_interval_ms
+from ..domain.pacing import DEFAULT_STREAM_RECORD_BUDGET_PER_S, SenderPacer, stream_interval_ms
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class Relay:
 
     async def _mark_running_after_output(self, job: Job) -> None:
         """Output from a starting job means its sprite runs (old sidecars skip `running`)."""
-        await self.ledger.change_if_possible(job.id, _mark_running)
+        await self.ledger.change_if_possible(job.id, mark_running)
 
     async def accept_status(self, authorization: str | None, report: StatusReport) -> None:
         job = await self.authorize(authorization, report.job_id)
@@ -398,7 +398,7 @@ class Relay:
         result = live.progress.result if live is not None else None
         # Shown running, or its task woken when it ended: by the ledger's events (app/job_events.py).
         updated = await self.ledger.change_if_possible(
-            job.id, lambda current: _apply_status(current, report, now, redactor, result)
+            job.id, lambda current: transition_for(current, report, now, redactor, result)
         )
         if updated.is_finished:
             self.pacer.forget(job.id)
@@ -449,42 +449,3 @@ def _redacted(batch: LogBatch, redactor: Redactor) -> LogBatch:
     if lines == batch.lines and events == batch.events:
         return batch
     return LogBatch(job_id=batch.job_id, lines=lines, seq=batch.seq, events=events)
-
-
-def _mark_running(job: Job) -> Job | None:
-    return job.running() if job.state is JobState.STARTING else None
-
-
-def _apply_status(
-    job: Job, report: StatusReport, now: float, redactor: Redactor, result: AgentFinished | None = None
-) -> Job | None:
-    """Map a reported status to a transition; None when it changes nothing.
-
-    Old sidecars may skip `running`, so a final report on a starting job passes through it.
-    The agent's own account of a failed run (`result`, from its events) names the cause a
-    user can act on: a model API that refused the key, a rate limit, the agent's error.
-    """
-    if job.is_finished:
-        return None
-    if report.status is ReportedStatus.RUNNING:
-        return _mark_running(job)
-    if job.state is JobState.STARTING:
-        job = job.running()
-    elif job.state is JobState.QUEUED:
-        return None
-    exit_code = report.exit_code
-    agent_failed = result is not None and not result.ok
-    if report.status is ReportedStatus.COMPLETED and (exit_code or 0) == 0 and not agent_failed:
-        return job.succeeded(at=now, exit_code=0)
-    if report.status is ReportedStatus.CANCELLED:
-        return job.cancelled(by="the sprite (stopped by a signal)", at=now, exit_code=exit_code)
-    if agent_failed and result is not None and FailureStage.from_wire(report.stage) is FailureStage.AGENT:
-        explained = explain_agent_failure(result.error_kind, redactor.redact(result.error), job.spec.agent.value)
-        if explained is not None:
-            stage = FailureStage.MODEL_API if result.error_kind in MODEL_API_ERRORS else FailureStage.AGENT
-            return job.failed(stage, explained, at=now, exit_code=exit_code)
-    stage = FailureStage.from_wire(report.stage)
-    reason = redactor.redact(report.error.strip()) if report.error.strip() else ""
-    if not reason:
-        reason = f"the agent exited with code {exit_code}" if exit_code is not None else "the sprite reported a failure"
-    return job.failed(stage, reason, at=now, exit_code=exit_code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import open_harness
-from opendispatch.app.pacing import SenderPacer, stream_interval_ms
+from opendispatch.domain.pacing import SenderPacer, stream_interval_ms
 
 
 def test_a_few_senders_get_no_advice_so_sidecars_keep_their_own_default() -> None:
