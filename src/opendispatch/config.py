@@ -18,7 +18,7 @@ import os
 import select
 import sys
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -639,9 +639,10 @@ def _fly_options(read: SettingsReader) -> FlyOptions:
     cpu_kind = (read.text(OPENDISPATCH_SPRITE_CPU_KIND) or DEFAULT_FLY_CPU_KIND).lower()
     if cpu_kind not in CPU_KINDS:
         read.add(OPENDISPATCH_SPRITE_CPU_KIND, f"OPENDISPATCH_SPRITE_CPU_KIND={cpu_kind!r} must be shared or performance.")
-    size: Callable[[Setting, int], int | None] = lambda setting, default: read.parse(
-        setting, lambda text: whole_number(setting, text, default), None
-    )
+    def size(setting: Setting, default: int) -> int | None:
+        """A whole number, or None after its problem is recorded (no size is checked then)."""
+        return read.parse(setting, lambda text: whole_number(setting, text, default), None)
+
     cpus = size(OPENDISPATCH_SPRITE_CPUS, DEFAULT_FLY_CPUS)
     memory_mb = size(OPENDISPATCH_SPRITE_MEMORY_MB, DEFAULT_FLY_MEMORY_MB)
     problem = guest_problem(cpu_kind, cpus, memory_mb) if cpus and memory_mb and cpu_kind in CPU_KINDS else None
