@@ -173,3 +173,15 @@ def test_rate_limit_keys_and_logs_keep_tokens_out() -> None:
     assert route_key("PATCH", "/channels/1/messages/2") != route_key("PATCH", "/channels/9/messages/2")
     assert "tok" not in redact_path("https://d/api/v10/webhooks/7/tok/messages/@original")
     assert "tok" not in redact_path("/interactions/5/tok/callback?with_response=true")
+
+
+def test_a_gateway_message_of_odd_shapes_is_read_or_skipped_never_raises() -> None:
+    from opendispatch.adapters.discord.messages import parse_message
+
+    person = {"id": "7", "username": "ann"}
+    base = {"channel_id": "c1", "guild_id": "g1", "type": 0, "content": "<@42> run", "author": person}
+    assert parse_message({**base, "mentions": 5}, "42") is not None  # mentions not a list: no mentions read
+    assert parse_message({**base, "author": "ann"}, "42") is None  # no author object: not a person's message
+    assert parse_message({**base, "type": "0"}, "42") is None  # not a type a person writes
+    odd = parse_message({**base, "member": [], "channel_type": True, "author": {**person, "global_name": 3}}, "42")
+    assert odd is not None and odd.user.name == "ann" and odd.channel_type is None and odd.addressed

@@ -12,12 +12,10 @@ so this module only reads the payload: pure, like `interactions.py`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
-
 import attrs
 
 from ...domain.job import User
+from .wire import read_message
 
 #: Message types a person writes: DEFAULT and REPLY. Everything else is a system message.
 _USER_MESSAGE_TYPES = (0, 19)
@@ -42,39 +40,35 @@ class PlainMessage:
         return self.guild_id is None or self.channel_type in DM_TYPES
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def parse_message(raw: Mapping[str, Any], bot_user_id: str | None) -> PlainMessage | None:
+def parse_message(raw: object, bot_user_id: str | None) -> PlainMessage | None:
     """The message, or None when it is not a person's chat (bots, webhooks, system messages)."""
-    author = raw.get("author")
-    if not isinstance(author, dict) or author.get("bot") or author.get("system") or raw.get("webhook_id"):
+    message = read_message(raw)
+    if message is None:
         return None
-    author_id, channel_id = _text(author.get("id")), _text(raw.get("channel_id"))
+    author = message.author
+    if author.bot or author.system or message.webhook_id:
+        return None
+    author_id, channel_id = author.id, message.channel_id
     if not author_id or not channel_id or author_id == bot_user_id:
         return None
-    if raw.get("type", 0) not in _USER_MESSAGE_TYPES:
+    if message.type not in _USER_MESSAGE_TYPES:
         return None
-    guild_id = _text(raw.get("guild_id")) or None
-    channel_type = raw.get("channel_type")
-    content = _text(raw.get("content"))
+    content = message.content
     mentioned = bot_user_id is not None and (
-        any(isinstance(m, dict) and str(m.get("id")) == bot_user_id for m in raw.get("mentions") or [])
+        any(mention.id == bot_user_id for mention in message.mentions)
         or f"<@{bot_user_id}>" in content
         or f"<@!{bot_user_id}>" in content
     )
     if bot_user_id is not None:
         content = re.sub(rf"<@!?{re.escape(bot_user_id)}>[ \t]*", "", content)
-    member = raw.get("member")
-    member = member if isinstance(member, dict) else {}
-    name = _text(member.get("nick")) or _text(author.get("global_name")) or _text(author.get("username")) or author_id
-    message = PlainMessage(
+    nick = message.member.nick if message.member is not None else None
+    name = nick or author.global_name or author.username or author_id
+    plain = PlainMessage(
         channel_id=channel_id,
-        guild_id=guild_id,
-        channel_type=channel_type if isinstance(channel_type, int) else None,
+        guild_id=message.guild_id or None,
+        channel_type=message.channel_type,
         user=User(author_id, name),
         text=content.strip(),
         addressed=mentioned,
     )
-    return attrs.evolve(message, addressed=True) if message.in_dm else message
+    return attrs.evolve(plain, addressed=True) if plain.in_dm else plain

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import attrs
 
-from ...support.wire import Invalid, as_is, hooked, make_converter, parser
+from ...support.wire import Invalid, as_is, hook_for, hooked, make_converter, make_lenient_converter, parser
 
 #: A value an application command's option carries: STRING, INTEGER, BOOLEAN, NUMBER, or a
 #: snowflake (USER, CHANNEL, ROLE, MENTIONABLE, ATTACHMENT) as a string.
@@ -120,3 +120,58 @@ CONVERTER = make_converter()
 read_interaction = parser(CONVERTER, Interaction, what="the interaction")
 read_command_data = parser(CONVERTER, ApplicationCommandInteractionData, at="data")
 read_component_data = parser(CONVERTER, MessageComponentInteractionData, at="data")
+
+
+# --- plain messages (gateway MESSAGE_CREATE), read leniently -------------------------------
+#
+# A message event carries far more than we read, and a field of an unexpected type must not
+# cost the message: the lenient converter reads such a field as absent. Where any value of a
+# field decides (a truthy `bot`, `system` or `webhook_id`; a `type` that is not one of a
+# person's), it is kept as it came. Named after discord.py's `types/message.py` (`Message`,
+# `UserWithMember`'s `member`) and `types/gateway.py` (`MessageCreateEvent`: `guild_id`).
+
+
+@attrs.define
+class MessageAuthor:
+    id: str = ""
+    username: str = ""
+    global_name: str | None = None
+    bot: object = attrs.field(default=None, metadata=hooked(as_is))
+    system: object = attrs.field(default=None, metadata=hooked(as_is))
+
+
+@attrs.define
+class MessageMember:
+    nick: str | None = None
+
+
+@attrs.define
+class UserMention:
+    id: str = ""
+
+
+@attrs.define
+class MessageCreate:
+    author: MessageAuthor
+    channel_id: str = ""
+    content: str = ""
+    type: object = attrs.field(default=0, metadata=hooked(as_is))
+    guild_id: str | None = None
+    channel_type: int | None = None
+    webhook_id: object = attrs.field(default=None, metadata=hooked(as_is))
+    mentions: list[UserMention] = attrs.field(factory=list)
+    member: MessageMember | None = None
+
+
+MESSAGE_CONVERTER = make_lenient_converter(detailed_validation=False)
+_message_create = hook_for(MESSAGE_CONVERTER, MessageCreate)
+
+
+def read_message(raw: object) -> MessageCreate | None:
+    """A gateway message; None when it is not an object or has no author object."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _message_create(raw, MessageCreate)
+    except Exception:
+        return None
