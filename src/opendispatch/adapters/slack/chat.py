@@ -50,6 +50,7 @@ from .render import TEXT_LIMIT, escape, log_file_text, render, render_accepted
 from .settings import SlackMode, SlackSettings
 from .socket_mode import SocketModeClient
 from .web import SlackApiError, SlackWeb
+from .wire import AgentSessionStopped, read_agent_session_stopped, read_assistant_thread_event, read_event_envelope
 
 log = logging.getLogger(__name__)
 
@@ -345,27 +346,27 @@ class SlackChat:
         """An Events API body (either mode), already acknowledged and seen once."""
         event = body.get("event") if body.get("type") == "event_callback" else None
         kind = event.get("type") if isinstance(event, dict) else None
-        if isinstance(event, dict) and kind in ("assistant_thread_started", "assistant_thread_context_changed"):
-            thread = event.get("assistant_thread")
-            if isinstance(thread, dict):
-                self.native.assistant_thread(str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or ""))
+        if kind in ("assistant_thread_started", "assistant_thread_context_changed"):
+            started = read_assistant_thread_event(event)
+            if started is not None and started.assistant_thread is not None:
+                self.native.assistant_thread(started.assistant_thread.channel_id, started.assistant_thread.thread_ts)
             return
-        if isinstance(event, dict) and kind == "agent_session_stopped":
-            if self._handler is not None:
-                self._nursery.start_soon(self._native_stop, self._handler, event)
+        if kind == "agent_session_stopped":
+            stop = read_agent_session_stopped(event)
+            if stop is not None and self._handler is not None:
+                self._nursery.start_soon(self._native_stop, self._handler, stop)
             return
         if isinstance(event, dict) and kind == "message":
             self.native.on_message_event(event)
         self._deliver(from_event(body, self.bot))
 
-    async def _native_stop(self, handler: InboundHandler, event: dict[str, Any]) -> None:
+    async def _native_stop(self, handler: InboundHandler, event: AgentSessionStopped) -> None:
         """Slack's own stop button: `/od-cancel JOB` by the user who clicked, as our Stop button
         is (inbound.from_interaction), so the ownership rule and the card are the same."""
-        channel, thread_ts, user_id = (str(event.get(key) or "") for key in ("channel", "thread_ts", "user"))
+        channel, thread_ts, user_id = event.channel, event.thread_ts, event.user
         if not channel or not thread_ts or not user_id:
             return
-        stopped = event.get("streaming_message_ts")
-        self.native.streams_stopped(channel, [ts for ts in stopped if isinstance(ts, str)] if isinstance(stopped, list) else [])
+        self.native.streams_stopped(channel, event.streaming_message_ts)
         job_id = await self.native.job_in_thread(channel, thread_ts)
         if job_id is None:
             log.info("Slack: a stop in thread %s that holds no job of ours", thread_ts)
@@ -470,8 +471,8 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _event_key(body: Any) -> str | None:
-    event_id = body.get("event_id") if isinstance(body, dict) else None
-    return f"event:{event_id}" if isinstance(event_id, str) and event_id else None
+    envelope = read_event_envelope(body)
+    return f"event:{envelope.event_id}" if envelope is not None and envelope.event_id else None
 
 
 async def who_am_i(web: SlackWeb) -> BotIdentity:

@@ -107,10 +107,48 @@ class EventCallback:
     event: MessageEvent | None = None
 
 
+@attrs.define
+class AssistantThread:
+    """`assistant_thread` of `assistant_thread_started` / `_context_changed`: where the
+    Assistant thread is."""
+
+    channel_id: str = ""
+    thread_ts: str = ""
+
+
+@attrs.define
+class AssistantThreadEvent:
+    type: str = ""
+    assistant_thread: AssistantThread | None = None
+
+
+@attrs.define
+class AgentSessionStopped:
+    """`agent_session_stopped`: a person pressed Slack's own stop on our agent session; the
+    streams it stopped are `streaming_message_ts`."""
+
+    type: str = ""
+    channel: str = ""
+    thread_ts: str = ""
+    user: str = ""
+    streaming_message_ts: list[str] = attrs.Factory(list)
+
+
+@attrs.define
+class EventEnvelope:
+    """What every Events API body has: its type, its id (to see a retried delivery once)."""
+
+    type: str = ""
+    event_id: str = ""
+
+
 CONVERTER = make_lenient_converter(detailed_validation=False)
 _slash_command = hook_for(CONVERTER, SlashCommand)
 _block_actions = hook_for(CONVERTER, BlockActions)
 _event_callback = hook_for(CONVERTER, EventCallback)
+_assistant_thread_event = hook_for(CONVERTER, AssistantThreadEvent)
+_agent_session_stopped = hook_for(CONVERTER, AgentSessionStopped)
+_event_envelope = hook_for(CONVERTER, EventEnvelope)
 
 
 def read_slash_command(fields: object) -> SlashCommand | None:
@@ -126,3 +164,16 @@ def read_block_actions(payload: object) -> BlockActions | None:
 def read_event_callback(body: object) -> EventCallback | None:
     """An Events API body; None when it is not an object."""
     return _event_callback(body, EventCallback) if isinstance(body, dict) else None
+
+
+def read_event_envelope(body: object) -> EventEnvelope | None:
+    """An Events API body's type and id; None when it is not an object."""
+    return _event_envelope(body, EventEnvelope) if isinstance(body, dict) else None
+
+
+def read_assistant_thread_event(event: object) -> AssistantThreadEvent | None:
+    return _assistant_thread_event(event, AssistantThreadEvent) if isinstance(event, dict) else None
+
+
+def read_agent_session_stopped(event: object) -> AgentSessionStopped | None:
+    return _agent_session_stopped(event, AgentSessionStopped) if isinstance(event, dict) else None
