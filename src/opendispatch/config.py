@@ -12,11 +12,10 @@ adapters and the GitHub App declare theirs in their own settings modules).
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import json
 import os
 import select
-import sys
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -267,20 +266,14 @@ SETTINGS: tuple[Setting, ...] = (
 def chat_settings(provider: str) -> tuple[Setting, ...]:
     """The declarations of a chat adapter's settings: `SETTINGS` of adapters/<provider>/settings.py.
 
-    Read without importing the adapter's package when it is not imported yet: the package needs
-    its extra (slack_sdk, discord.py, PyJWT), its settings module only the domain and the support
-    layer, and `doctor` lists a provider's variables (and every secret is redacted) whether or not
-    the extra is installed.
+    The adapter packages import their chat modules (and so their extras: slack_sdk, discord.py,
+    PyJWT) only when first used, so this needs only the domain and the support layer, and
+    `doctor` lists a provider's variables (and every secret is redacted) whether or not the
+    extra is installed.
     """
     if provider not in CHAT_PROVIDERS or provider == "console":
         return ()
-    name = f"{__package__}.adapters.{provider}.settings"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "adapters" / provider / "settings.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    module = importlib.import_module(f"{__package__}.adapters.{provider}.settings")
     declared: tuple[Setting, ...] = module.SETTINGS
     return declared
 

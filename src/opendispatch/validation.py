@@ -14,6 +14,7 @@ No message holds a secret value: problems name the variable, never what it is se
 from __future__ import annotations
 
 import errno
+import importlib
 import socket
 import tempfile
 from collections.abc import Callable, Mapping
@@ -93,7 +94,9 @@ def chat_problems(provider: str, env: Mapping[str, str]) -> list[Problem]:
 
 
 def _settings_problems(provider: str) -> SettingsProblems:
-    """The adapter's `Settings.problems`; importing its package is what `serve` does first."""
+    """The adapter's `Settings.problems`, once its chat module imports (what `serve` does first:
+    the packages import it only when first used, so this is where a missing extra shows)."""
+    importlib.import_module(f"{__package__}.adapters.{provider}.chat")
     if provider == "slack":
         from .adapters.slack import SlackSettings
 

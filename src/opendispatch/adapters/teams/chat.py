@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -280,3 +282,28 @@ class TeamsChat:
                 "so its serviceUrl is unknown"
             )
         return Target(service_url, conversation_id(where))
+
+
+DRAIN_ON_CLOSE_S = 5.0
+
+
+@asynccontextmanager
+async def open_teams_chat(
+    settings: TeamsSettings,
+    *,
+    on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+) -> AsyncIterator[TeamsChat]:
+    """The adapter with its HTTP client and the nursery its outgoing queues run in.
+
+    On exit it waits (briefly, shielded) for queued activities such as the last card update
+    to go out, then stops.
+    """
+    async with httpx.AsyncClient(timeout=settings.http_timeout_s, event_hooks={"response": [on_response]} if on_response else None) as http:
+        async with trio.open_nursery() as nursery:
+            chat = TeamsChat(settings, http, nursery)
+            try:
+                yield chat
+            finally:
+                with trio.move_on_after(DRAIN_ON_CLOSE_S, shield=True):
+                    await chat.outbox.drained()
+                nursery.cancel_scope.cancel()
