@@ -205,3 +205,22 @@ async def test_what_a_job_still_waited_for_when_it_ended_no_longer_waits() -> No
         assert "Timed out." in h.chat.transcript()
         await h.say(f"/od-approve {request_id}", ALICE)
         assert h.notices()[-1] == f"Request {request_id} was already timed out."
+
+
+async def test_an_ask_sent_again_after_its_answer_was_lost_finds_its_request() -> None:
+    """A dispatcher killed between storing a request and answering: the sidecar sends the same
+    ask again (same askId) and must get that request, pending or decided, not a second one."""
+    async with open_harness(config=CONFIG) as h:
+        sidecar = await job_with_policy(h, "ask Bash(git push*)")
+        body = {"jobId": sidecar.job_id, "tool": "Bash", "input": {"command": "git push"}, "askId": "k1"}
+        first = (await sidecar.post("/webhooks/approval", body)).json()
+        again = (await sidecar.post("/webhooks/approval", body)).json()
+        assert first["decision"] == again["decision"] == "pending" and first["requestId"] == again["requestId"]
+        assert len(prompts(h)) == 1
+        await h.say(f"/od-approve {first['requestId']}", ALICE)
+        decided = (await sidecar.post("/webhooks/approval", body)).json()
+        assert (decided["decision"], decided["requestId"]) == ("approve", first["requestId"])
+        other = (await sidecar.post("/webhooks/approval", {**body, "askId": "k2"})).json()
+        assert other["decision"] == "pending" and other["requestId"] != first["requestId"]  # a new ask is asked
+        bad = await sidecar.post("/webhooks/approval", {**body, "askId": 7})
+        assert bad.status_code == 400 and "askId" in bad.text

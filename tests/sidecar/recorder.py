@@ -113,6 +113,7 @@ class Recorder:
     approval_requests: list[RecordedApproval] = attrs.field(factory=list)  # every POST answered 200, in order
     approval_polls: list[tuple[str, float]] = attrs.field(factory=list)  # (request id, waitS) of every GET
     approval_calls: int = 0  # every request to the approval endpoints, refused and failed ones too
+    approval_ask_ids: list[object] = attrs.field(factory=list)  # every POST's askId, failed ones too
     approval_polls_wait: bool = True  # False: a poll answers "pending" at once, whatever its waitS
     _approval_answer: tuple[str, str, str] = ("approve", "", "alice")  # decision, message, by
     _approval_refusal: tuple[int, dict[str, Any]] | None = None
@@ -328,6 +329,10 @@ class Recorder:
         return None
 
     def _ask_approval(self, raw: bytes | str) -> Response:
+        try:
+            self.approval_ask_ids.append(json.loads(raw).get("askId"))
+        except (ValueError, AttributeError):
+            self.approval_ask_ids.append(None)
         refused = self._approval_refused()
         if refused is not None:
             return refused

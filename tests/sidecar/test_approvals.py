@@ -338,6 +338,12 @@ async def test_failures_are_retried_and_refusals_deny_saying_why(
     receiver.fail_next(3, 503, only=APPROVAL_PATH)
     through = await decide(broker, "Bash", {"command": "echo a"})
     assert (through.allow, receiver.approval_calls) == (True, 4)  # three 503s, then the answer
+    # Every try of one ask carries one askId, so a dispatcher that stored the request but whose
+    # answer was lost gives the same request back; the next ask has its own.
+    [ask_id] = set(receiver.approval_ask_ids)
+    assert isinstance(ask_id, str) and len(ask_id) == 32 and len(receiver.approval_ask_ids) == 4
+    await decide(broker, "Bash", {"command": "echo a"})
+    assert receiver.approval_ask_ids[-1] != ask_id
 
     for status, error, said in [
         (404, "There is no approval request a-1.", "There is no approval request a-1. (404)"),

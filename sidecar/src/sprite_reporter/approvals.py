@@ -9,7 +9,8 @@ user). The hook asks this broker, a thread of the sidecar on a Unix socket in
 `.od-git/approvals/` (sockets.py), which answers at once for a call the policy does not name
 (the hook then says nothing: the call runs), and for the others asks the dispatcher with the
 running job's id and token:
-- `POST /webhooks/approval {"jobId", "tool", "input"}` -> 200 `{"requestId", "decision",
+- `POST /webhooks/approval {"jobId", "tool", "input", "askId"}` (askId: the same for every
+  try of one ask) -> 200 `{"requestId", "decision",
   "message"}`, `decision` approve, deny or pending;
 - while pending, `GET /webhooks/approval?jobId=J&requestId=R&waitS=25` (a long poll, again
   and again) -> the same, with `by` once a person decided;
@@ -37,6 +38,7 @@ import shlex
 import socket
 import time
 import urllib.parse
+import uuid
 from typing import Callable, Dict, List, Optional
 
 from .approval_policy import Policy, PolicyError, main_argument_key, opencode_permission, parse_policy
@@ -218,7 +220,14 @@ class ApprovalBroker:
             return _deny("the call's command or path is too long to ask a person about")
         deadline = time.monotonic() + self.give_up_s
         asking = _Asking(self, connection, deadline, gone)
-        body = {"jobId": connection.job_id, "tool": tool, "input": sent}  # type: Dict[str, object]
+        # askId: the same when the POST is sent again (its answer lost to a dispatcher's crash),
+        # so the dispatcher finds the request this ask made instead of making a second one.
+        body = {
+            "jobId": connection.job_id,
+            "tool": tool,
+            "input": sent,
+            "askId": uuid.uuid4().hex,
+        }  # type: Dict[str, object]
         outcome = asking.call("POST", APPROVAL_PATH, body, self.http_timeout_s)
         while isinstance(outcome, str):  # a request id: pending
             wait_s = min(self.poll_wait_s, deadline - time.monotonic())

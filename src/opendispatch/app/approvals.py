@@ -85,8 +85,14 @@ class ApprovalDesk:
 
     # --- the sidecar's side ------------------------------------------------------------------
 
-    async def ask(self, authorization: str | None, job_id: object, tool: str, arguments: dict[str, Any]) -> Outcome:
+    async def ask(
+        self, authorization: str | None, job_id: object, tool: str, arguments: dict[str, Any], ask_id: str = ""
+    ) -> Outcome:
         job = await self.relay.authorize(authorization, job_id)
+        if ask_id:  # sent again after a lost answer: the request it made, as it stands
+            for earlier in await self.store.approvals_of(job.id):
+                if earlier.ask_id == ask_id:
+                    return _outcome(earlier, job)
         if job.is_finished:
             raise JobClosed(job.id)
         policy = parse_policy(job.spec.approvals) if job.spec.approvals else ApprovalPolicy()
@@ -106,6 +112,7 @@ class ApprovalDesk:
             reason=redactor(reason)[:MAX_DETAIL_CHARS] if isinstance(reason, str) else "",
             rule=str(rule),
             asked_at=self.wall_clock(),
+            ask_id=ask_id,
         )
         await self.store.save_approval(request)
         await self._post(job, request)

@@ -150,6 +150,10 @@ class ApprovalRequest:
     decided_at: float | None = None
     #: Approved for the rest of the job: later calls matching the same rule are not asked.
     for_job: bool = False
+    #: The sidecar's key for this ask (`askId`), the same when it sends the ask again because
+    #: the answer was lost (a dispatcher killed between storing the request and answering):
+    #: the ask then finds this request instead of making a second one. "" from old sidecars.
+    ask_id: str = ""
 
     def decided(self, state: ApprovalState, *, by: str, at: float, for_job: bool = False) -> ApprovalRequest:
         if self.state.is_decided:

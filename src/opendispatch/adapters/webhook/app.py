@@ -166,12 +166,15 @@ def build_webhook_app(
 
 #: Longest long-poll a sidecar may ask for; it asks again after each answer.
 MAX_POLL_WAIT_S = 60.0
+#: A sidecar's key for one ask (ours send 32 hex characters).
+MAX_ASK_ID_CHARS = 64
 
 
 def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:
     """A sidecar asks whether a tool call may run, then long-polls for a person's decision.
 
-    `POST /webhooks/approval {jobId, tool, input}` and `GET /webhooks/approval?jobId=J&
+    `POST /webhooks/approval {jobId, tool, input[, askId]}` (`askId`: the same when the sidecar
+    sends the ask again, so it finds the request it made) and `GET /webhooks/approval?jobId=J&
     requestId=R[&waitS=25]` (Bearer job token): 200 `{ok, requestId, decision, message[, by]}`
     with `decision` pending, approve or deny; 404 for a request that is not the job's.
     """
@@ -185,7 +188,12 @@ def add_approval_routes(app: QuartTrio, approvals: ApprovalSink) -> None:
             arguments = body.get("input")
             if not isinstance(arguments, dict):
                 arguments = {}
-            outcome = await approvals.ask(request.headers.get("Authorization"), body.get("jobId"), body["tool"], arguments)
+            ask_id = body.get("askId", "")
+            if not isinstance(ask_id, str) or len(ask_id) > MAX_ASK_ID_CHARS:
+                raise wire.BadRequest(f"askId must be a string of at most {MAX_ASK_ID_CHARS} characters")
+            outcome = await approvals.ask(
+                request.headers.get("Authorization"), body.get("jobId"), body["tool"], arguments, ask_id
+            )
         except wire.BadRequest as exc:
             return _error(400, str(exc))
         except InvalidToken as exc:
