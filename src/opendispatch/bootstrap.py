@@ -77,6 +77,19 @@ class Running:
     sprites: SpritePort
     #: Links into the web view (None when OPENDISPATCH_WEB=0): `web_links.for_list(...)`.
     web_links: WebLinks | None = None
+    #: Wakes at every change of a job and every stored batch of its output (see `until`).
+    watch: JobWatch = attrs.Factory(JobWatch)
+
+    async def until(self, job_id: str, holds: Callable[[], Awaitable[bool]]) -> None:
+        """Return once `holds()` is true, asking again at each change of the job or of its
+        stored output: for embedders (and tests) that wait on what the store shows, without
+        polling it."""
+        while True:
+            changed = self.watch.event_for(job_id)  # taken before asking: no change is missed
+            if await holds():
+                self.watch.forget(job_id, changed)
+                return
+            await changed.wait()
 
 
 def _secrets(store: JobStore) -> SecretStore:
@@ -520,6 +533,7 @@ async def open_dispatcher(
                 chat=chat,
                 sprites=sprites,
                 web_links=web_links,
+                watch=watch,
             )
             nursery.cancel_scope.cancel()
 

@@ -97,10 +97,13 @@ async def resume_point(h: Harness, job_id: str, token: str) -> Any:
 
 
 async def until_stored(h: Harness, job_id: str, lines: list[str]) -> None:
-    """Wait until the store holds exactly `lines` for the job (nothing signals a stored record)."""
+    """Wait until the store holds exactly `lines` for the job (woken by each stored batch)."""
+
+    async def stored() -> bool:
+        return await h.store.output(job_id) == lines
+
     with trio.fail_after(10):
-        while await h.store.output(job_id) != lines:
-            await trio.sleep(0.01)
+        await h.running.until(job_id, stored)
 
 
 async def test_records_are_stored_in_order_and_the_answer_says_the_last_seq() -> None:

@@ -67,9 +67,12 @@ async def test_cancelling_the_nursery_while_three_jobs_run_kills_all_three_sprit
             jobs = [s.message.job for s in chat.sent if isinstance(s.message, JobAccepted)]
             assert len(jobs) == 3
             for job in jobs:
+
+                async def has_sprite(job_id: str = job.id) -> bool:
+                    return (await store.get(job_id)).sprite_id is not None
+
                 with trio.fail_after(10):
-                    while (await store.get(job.id)).sprite_id is None:
-                        await trio.sleep(0.01)
+                    await od.until(job.id, has_sprite)
                 sprite_id = (await store.get(job.id)).sprite_id
                 assert sprite_id is not None
                 workspace = sprites.workspace_of(sprite_id)

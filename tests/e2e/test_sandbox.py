@@ -91,9 +91,13 @@ class Stack:
         return await self.store.get(job.id), await self.store.output(job.id)
 
     async def sprite_of(self, job: Job) -> str:
+        async def has_sprite() -> bool:
+            return (await self.store.get(job.id)).sprite_id is not None
+
         with trio.fail_after(CEILING_S):
-            while (sprite_id := (await self.store.get(job.id)).sprite_id) is None:
-                await trio.sleep(0.01)
+            await self.running.until(job.id, has_sprite)
+        sprite_id = (await self.store.get(job.id)).sprite_id
+        assert sprite_id is not None
         return sprite_id
 
 

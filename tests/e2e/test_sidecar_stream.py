@@ -105,9 +105,12 @@ async def test_the_server_going_away_mid_stream_loses_and_repeats_nothing(tmp_pa
     )
     config = Config.embedded()
     with trio.fail_after(40):
-        async with open_dispatcher(config, chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}"):
-            while len(await store.output(job.id)) < 50:
-                await trio.sleep(0.01)  # polling the store: nothing signals a stored line
+        async with open_dispatcher(config, chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}") as od:
+
+            async def fifty_stored() -> bool:
+                return len(await store.output(job.id)) >= 50
+
+            await od.until(job.id, fifty_stored)
         # The server is gone with the stream open; the agent goes on writing to the spool.
         await trio.sleep(0.3)
         async with open_dispatcher(config, chat=MemoryChat(), sprites=FakeSprites(), store=store, bind=f"127.0.0.1:{port}"):
