@@ -26,6 +26,7 @@ class ServeProcess:
         self.process = process
         self.stdout = bytearray()
         self.stderr = bytearray()
+        self._grew = trio.Event()  # set (and replaced) whenever either pipe brings more
 
     @property
     def text(self) -> str:
@@ -34,18 +35,25 @@ class ServeProcess:
     async def _collect(self, stream: trio.abc.ReceiveStream, into: bytearray) -> None:
         async for chunk in stream:
             into.extend(chunk)
+            self._grew.set()
+            self._grew = trio.Event()
 
     async def wait_for(self, pattern: str, *, timeout: float = 30) -> re.Match[bytes]:
-        """The first match in its output so far or to come (polled: another process's pipe)."""
+        """The first match in its output so far or to come (woken by each chunk read)."""
         with trio.fail_after(timeout):
-            while (match := re.search(pattern.encode(), self.stdout + self.stderr)) is None:
-                await trio.sleep(0.02)
-        return match
+            while True:
+                grew = self._grew
+                if (match := re.search(pattern.encode(), self.stdout + self.stderr)) is not None:
+                    return match
+                await grew.wait()
 
     async def count(self, needle: str, at_least: int, *, timeout: float = 30) -> None:
         with trio.fail_after(timeout):
-            while self.stdout.count(needle.encode()) < at_least:
-                await trio.sleep(0.02)
+            while True:
+                grew = self._grew
+                if self.stdout.count(needle.encode()) >= at_least:
+                    return
+                await grew.wait()
 
     async def say(self, line: str) -> None:
         assert self.process.stdin is not None
